@@ -1,0 +1,5 @@
+//! knockd: a port-knocking door for Tencent Cloud Lighthouse firewalls.
+//! Pure logic lives in plain modules; I/O sits at the edges (`lighthouse`, `server`, `cli`).
+
+pub mod clock;
+pub mod sign;
