@@ -1,5 +1,6 @@
 //! knockd: a port-knocking door for Tencent Cloud Lighthouse firewalls.
 //! Pure logic lives in plain modules; I/O sits at the edges (`lighthouse`, `server`, `cli`).
 
+pub mod cidr;
 pub mod clock;
 pub mod sign;

@@ -1,0 +1,149 @@
+//! IP prefixes (`203.0.113.0/24`, `2001:db8::/32`, or a bare address) for TRUSTED_PROXIES and
+//! for the address checks of the knock path.
+
+use std::fmt;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `addr/prefix` or a bare address (a host prefix). Host bits must be zero, since a
+    /// typo such as `10.0.0.1/8` more likely means something other than `10.0.0.0/8`.
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let s = s.trim();
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IP address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max && !p.starts_with('+') => n,
+                _ => return Err(format!("'{s}' has a prefix length outside 0..={max}")),
+            },
+        };
+        let cidr = Cidr { addr, prefix };
+        if cidr.network() != addr {
+            return Err(format!(
+                "'{s}' has host bits set; did you mean {}/{prefix}?",
+                cidr.network()
+            ));
+        }
+        Ok(cidr)
+    }
+
+    pub fn host(addr: IpAddr) -> Cidr {
+        let prefix = if addr.is_ipv4() { 32 } else { 128 };
+        Cidr { addr, prefix }
+    }
+
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+        }
+    }
+
+    /// Whether `ip` lies inside; IPv4-mapped IPv6 addresses count as their IPv4 form.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        let probe = Cidr {
+            addr: ip,
+            prefix: self.prefix,
+        };
+        ip.is_ipv4() == self.addr.is_ipv4() && probe.network() == self.addr
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// `::ffff:a.b.c.d` as `a.b.c.d`: dual-stack sockets report IPv4 peers that way, and the
+/// firewall must see them as the IPv4 clients they are.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => ip,
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    #[test]
+    fn parses_blocks_and_bare_addresses() {
+        assert_eq!(
+            Cidr::parse("10.0.0.0/8").map(|c| c.to_string()),
+            Ok("10.0.0.0/8".into())
+        );
+        assert_eq!(
+            Cidr::parse(" 127.0.0.1 ").map(|c| c.to_string()),
+            Ok("127.0.0.1/32".into())
+        );
+        assert_eq!(
+            Cidr::parse("::1").map(|c| c.to_string()),
+            Ok("::1/128".into())
+        );
+        assert_eq!(Cidr::parse("0.0.0.0/0").map(|c| c.prefix()), Ok(0));
+        assert!(Cidr::parse("10.0.0.1/8").is_err());
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("10.0.0.0/+8").is_err());
+        assert!(Cidr::parse("10.0.0/8").is_err());
+        assert!(Cidr::parse("fe80::/129").is_err());
+        assert!(Cidr::parse("").is_err());
+    }
+
+    #[test]
+    fn contains_respects_family_and_mapping() {
+        let lo = Cidr::parse("127.0.0.0/8").expect("cidr");
+        assert!(lo.contains(ip("127.1.2.3")));
+        assert!(lo.contains(ip("::ffff:127.0.0.1")));
+        assert!(!lo.contains(ip("128.0.0.1")));
+        assert!(!lo.contains(ip("::1")));
+        let all = Cidr::parse("0.0.0.0/0").expect("cidr");
+        assert!(all.contains(ip("8.8.8.8")));
+        assert!(!all.contains(ip("2001:db8::1")));
+        let v6 = Cidr::parse("2001:db8::/32").expect("cidr");
+        assert!(v6.contains(ip("2001:db8:ffff::1")));
+        assert!(!v6.contains(ip("2001:db9::1")));
+    }
+
+    #[test]
+    fn canonical_unmaps_ipv4() {
+        assert_eq!(canonical(ip("::ffff:203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(canonical(ip("2001:db8::1")), ip("2001:db8::1"));
+    }
+}
