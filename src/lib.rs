@@ -3,4 +3,5 @@
 
 pub mod cidr;
 pub mod clock;
+pub mod config;
 pub mod sign;
