@@ -4,4 +4,8 @@
 pub mod cidr;
 pub mod clock;
 pub mod config;
+pub mod lighthouse;
+pub mod log;
+pub mod planner;
+pub mod rule_desc;
 pub mod sign;

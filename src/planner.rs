@@ -1,0 +1,581 @@
+//! The rule planner: from an instance's current rules and the grants wanted now, the writes
+//! that make the firewall right. Pure: no I/O, no clock; the executor (`firewall`) applies it.
+
+use std::net::IpAddr;
+
+use crate::cidr::{self, Cidr};
+use crate::config::Protocol;
+use crate::lighthouse::FirewallRule;
+use crate::rule_desc::{self, Desc};
+
+/// The per-instance rule quota of Lighthouse.
+pub const QUOTA: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub ip: IpAddr,
+    /// Already sanitised (`rule_desc::sanitize_label`).
+    pub label: String,
+}
+
+/// What the planner needs to know besides the rules.
+#[derive(Debug, Clone)]
+pub struct Policy<'a> {
+    pub prefix: &'a str,
+    pub ports: &'a [(Protocol, String)],
+    pub ttl_secs: i64,
+    /// Rules knockd may fill up to (QUOTA minus QUOTA_RESERVE).
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantStatus {
+    /// Every rule exists and its expiry is current (or a foreign rule already allows it).
+    Present,
+    /// Rules will be created or refreshed by this plan.
+    Writes,
+    /// No room under the quota even after evicting every evictable owned rule.
+    NoRoom,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Owned rules to delete: expired ones, then evictions (see `evicted`).
+    pub delete: Vec<FirewallRule>,
+    /// How many of `delete` are unexpired rules evicted to make room.
+    pub evicted: usize,
+    /// New rules (all protocols of all grants in one call).
+    pub create: Vec<FirewallRule>,
+    /// Existing rules whose description is rewritten with a new expiry.
+    pub refresh: Vec<FirewallRule>,
+    /// One entry per grant, in order.
+    pub grants: Vec<GrantStatus>,
+    /// Rules that carry the prefix but whose description cannot be read: left alone.
+    pub unparseable: Vec<FirewallRule>,
+}
+
+impl Plan {
+    pub fn writes(&self) -> usize {
+        self.delete.len() + self.create.len() + self.refresh.len()
+    }
+}
+
+/// A refresh is written only when it moves the expiry by at least this much, so a client that
+/// knocks every few minutes costs one Describe, not a write per knock (1% of the TTL, 1 min–1 h).
+pub fn refresh_step(ttl_secs: i64) -> i64 {
+    (ttl_secs / 100).clamp(60, 3600)
+}
+
+/// The rule a grant of `ip` needs for one protocol; the description is filled in by the plan.
+pub fn wanted_rule(ip: IpAddr, protocol: Protocol, port: &str) -> FirewallRule {
+    let ip = cidr::canonical(ip);
+    FirewallRule {
+        protocol: protocol.as_str().to_string(),
+        port: port.to_string(),
+        cidr_block: ip.is_ipv4().then(|| ip.to_string()),
+        ipv6_cidr_block: ip.is_ipv6().then(|| ip.to_string()),
+        action: "ACCEPT".to_string(),
+        description: String::new(),
+    }
+}
+
+/// The address block a rule applies to, if it names one we can read.
+fn rule_block(rule: &FirewallRule) -> Option<Cidr> {
+    let s = rule
+        .ipv6_cidr_block
+        .as_deref()
+        .or(rule.cidr_block.as_deref())?;
+    Cidr::parse(s).ok()
+}
+
+/// Whether an existing rule is exactly the one we would write (same identity).
+fn same_target(rule: &FirewallRule, want: &FirewallRule, ip: IpAddr) -> bool {
+    rule.protocol.eq_ignore_ascii_case(&want.protocol)
+        && rule.port == want.port
+        && rule.action.eq_ignore_ascii_case("ACCEPT")
+        && rule_block(rule) == Some(Cidr::host(cidr::canonical(ip)))
+}
+
+/// Whether a rule we do not own already lets `ip` reach the ports: then we add nothing.
+fn foreign_allows(rule: &FirewallRule, want: &FirewallRule, ip: IpAddr) -> bool {
+    let proto_ok = rule.protocol.eq_ignore_ascii_case(&want.protocol)
+        || rule.protocol.eq_ignore_ascii_case("ALL");
+    let port_ok = rule.port == want.port || rule.port.eq_ignore_ascii_case("ALL");
+    proto_ok
+        && port_ok
+        && rule.action.eq_ignore_ascii_case("ACCEPT")
+        && rule_block(rule).is_some_and(|b| b.contains(ip))
+}
+
+pub fn plan(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64) -> Plan {
+    let descs: Vec<Desc> = rules
+        .iter()
+        .map(|r| rule_desc::parse(policy.prefix, &r.description))
+        .collect();
+    let expiry = |i: usize| rule_desc::expiry(&descs[i], policy.ttl_secs);
+    let new_expiry = now + policy.ttl_secs;
+    let mut out = Plan {
+        unparseable: (0..rules.len())
+            .filter(|&i| descs[i] == Desc::Unparseable)
+            .map(|i| rules[i].clone())
+            .collect(),
+        ..Plan::default()
+    };
+
+    // Rules claimed by a grant now: never deleted or evicted by this plan.
+    let mut keep = vec![false; rules.len()];
+    // Per grant, the rules it must create.
+    let mut missing: Vec<Vec<FirewallRule>> = Vec::new();
+    for grant in grants {
+        let mut need = Vec::new();
+        let mut writes = false;
+        for (protocol, port) in policy.ports {
+            let mut want = wanted_rule(grant.ip, *protocol, port);
+            want.description = rule_desc::encode(policy.prefix, &grant.label, new_expiry);
+            let exact = (0..rules.len()).find(|&i| same_target(&rules[i], &want, grant.ip));
+            match exact {
+                Some(i) => {
+                    keep[i] = true;
+                    let stale = match &descs[i] {
+                        Desc::Legacy { .. } => true,
+                        Desc::Owned { .. } => expiry(i)
+                            .is_some_and(|e| new_expiry - e >= refresh_step(policy.ttl_secs)),
+                        Desc::Foreign | Desc::Unparseable => false,
+                    };
+                    if stale && !out.refresh.iter().any(|r| r.same_identity(&rules[i])) {
+                        out.refresh.push(want);
+                        writes = true;
+                    }
+                }
+                None if rules
+                    .iter()
+                    .zip(&descs)
+                    .any(|(r, d)| *d == Desc::Foreign && foreign_allows(r, &want, grant.ip)) => {}
+                None => {
+                    if !missing.iter().flatten().any(|r| r.same_identity(&want)) {
+                        need.push(want);
+                    }
+                }
+            }
+        }
+        out.grants.push(if writes || !need.is_empty() {
+            GrantStatus::Writes
+        } else {
+            GrantStatus::Present
+        });
+        missing.push(need);
+    }
+
+    let mut deleted = vec![false; rules.len()];
+    for i in 0..rules.len() {
+        if !keep[i] && expiry(i).is_some_and(|e| e <= now) {
+            deleted[i] = true;
+            out.delete.push(rules[i].clone());
+        }
+    }
+
+    // Eviction candidates: unexpired owned rules not claimed now, closest to expiry first.
+    let mut candidates: Vec<usize> = (0..rules.len())
+        .filter(|&i| !keep[i] && !deleted[i] && expiry(i).is_some())
+        .collect();
+    candidates.sort_by_key(|&i| expiry(i));
+    let mut candidates = candidates.into_iter();
+    let mut count = rules.len() - out.delete.len();
+    for (status, need) in out.grants.iter_mut().zip(missing) {
+        if need.is_empty() {
+            continue;
+        }
+        let mut evict = Vec::new();
+        while count - evict.len() + need.len() > policy.limit {
+            match candidates.next() {
+                Some(i) => evict.push(i),
+                None => break,
+            }
+        }
+        if count - evict.len() + need.len() > policy.limit {
+            // Never half a grant: the evictions taken for it go back unused only in that
+            // later grants cannot use them either, which keeps the plan simple and safe.
+            *status = GrantStatus::NoRoom;
+            continue;
+        }
+        count = count - evict.len() + need.len();
+        out.evicted += evict.len();
+        out.delete
+            .extend(evict.into_iter().map(|i| rules[i].clone()));
+        out.create.extend(need);
+    }
+    out
+}
+
+/// Owned rules for an address or a label: what `--revoke` deletes.
+pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &str) -> Vec<FirewallRule> {
+    let ip = target.parse::<IpAddr>().ok().map(cidr::canonical);
+    rules
+        .iter()
+        .filter(|r| {
+            let label = match rule_desc::parse(prefix, &r.description) {
+                Desc::Owned { label, .. } | Desc::Legacy { label, .. } => label,
+                Desc::Foreign | Desc::Unparseable => return false,
+            };
+            match ip {
+                Some(ip) => rule_block(r) == Some(Cidr::host(ip)),
+                None => label == target,
+            }
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_764_077_880; // 2025-11-25 13:38Z
+    const DAY: i64 = 86_400;
+    const TTL: i64 = 30 * DAY;
+
+    fn ports() -> Vec<(Protocol, String)> {
+        vec![
+            (Protocol::Tcp, "22,443".to_string()),
+            (Protocol::Udp, "51820".to_string()),
+        ]
+    }
+
+    fn policy(ports: &[(Protocol, String)]) -> Policy<'_> {
+        Policy {
+            prefix: "Knockd-",
+            ports,
+            ttl_secs: TTL,
+            limit: QUOTA,
+        }
+    }
+
+    fn grant(ip: &str, label: &str) -> Grant {
+        Grant {
+            ip: ip.parse().expect("ip"),
+            label: label.to_string(),
+        }
+    }
+
+    fn rule(proto: &str, port: &str, cidr: &str, desc: &str) -> FirewallRule {
+        let v6 = cidr.contains(':');
+        FirewallRule {
+            protocol: proto.into(),
+            port: port.into(),
+            cidr_block: (!v6).then(|| cidr.to_string()),
+            ipv6_cidr_block: v6.then(|| cidr.to_string()),
+            action: "ACCEPT".into(),
+            description: desc.into(),
+        }
+    }
+
+    fn owned(proto: &str, port: &str, ip: &str, label: &str, expires: i64) -> FirewallRule {
+        rule(
+            proto,
+            port,
+            ip,
+            &rule_desc::encode("Knockd-", label, expires),
+        )
+    }
+
+    fn defaults() -> Vec<FirewallRule> {
+        vec![
+            rule("TCP", "22", "0.0.0.0/0", ""),
+            rule("TCP", "80", "0.0.0.0/0", ""),
+            rule("ICMP", "ALL", "0.0.0.0/0", ""),
+        ]
+    }
+
+    #[test]
+    fn new_grant_creates_every_protocol_in_one_plan() {
+        let p = ports();
+        let plan = plan(
+            &defaults(),
+            &policy(&p),
+            &[grant("203.0.113.7", "home")],
+            NOW,
+        );
+        assert_eq!(plan.grants, vec![GrantStatus::Writes]);
+        assert_eq!(plan.create.len(), 2);
+        assert_eq!(plan.create[0].protocol, "TCP");
+        assert_eq!(plan.create[0].port, "22,443");
+        assert_eq!(plan.create[0].cidr_block.as_deref(), Some("203.0.113.7"));
+        assert_eq!(plan.create[1].protocol, "UDP");
+        assert_eq!(
+            plan.create[0].description,
+            "Knockd-home until 2025-12-25 13:38Z"
+        );
+        assert!(plan.delete.is_empty() && plan.refresh.is_empty());
+    }
+
+    #[test]
+    fn refresh_in_place_never_creates_a_duplicate() {
+        let p = ports();
+        let mut rules = defaults();
+        rules.push(owned(
+            "TCP",
+            "22,443",
+            "203.0.113.7/32",
+            "home",
+            NOW + 2 * DAY,
+        ));
+        rules.push(owned("UDP", "51820", "203.0.113.7", "home", NOW + 2 * DAY));
+        let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "home")], NOW);
+        assert!(plan.create.is_empty());
+        assert_eq!(plan.refresh.len(), 2);
+        assert_eq!(plan.refresh[0].cidr_block.as_deref(), Some("203.0.113.7"));
+        assert!(plan.refresh[0].description.ends_with("2025-12-25 13:38Z"));
+        assert!(plan.delete.is_empty());
+    }
+
+    #[test]
+    fn a_recent_refresh_costs_no_write() {
+        let p = ports();
+        let mut rules = defaults();
+        rules.push(owned(
+            "TCP",
+            "22,443",
+            "203.0.113.7",
+            "home",
+            NOW + TTL - 600,
+        ));
+        rules.push(owned(
+            "UDP",
+            "51820",
+            "203.0.113.7",
+            "home",
+            NOW + TTL - 600,
+        ));
+        let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "home")], NOW);
+        assert_eq!(plan.grants, vec![GrantStatus::Present]);
+        assert_eq!(plan.writes(), 0);
+    }
+
+    #[test]
+    fn legacy_rule_is_rewritten_in_the_new_format() {
+        let p = vec![(Protocol::Tcp, "80,443,3389".to_string())];
+        let mut rules = defaults();
+        rules.push(rule(
+            "TCP",
+            "80,443,3389",
+            "203.0.113.7",
+            "Knockd-Office_01@@20251120",
+        ));
+        let plan = plan(
+            &rules,
+            &policy(&p),
+            &[grant("203.0.113.7", "Office_01")],
+            NOW,
+        );
+        assert!(plan.create.is_empty() && plan.delete.is_empty());
+        assert_eq!(plan.refresh.len(), 1);
+        assert_eq!(
+            plan.refresh[0].description,
+            "Knockd-Office_01 until 2025-12-25 13:38Z"
+        );
+    }
+
+    #[test]
+    fn expired_owned_rules_go_and_unexpired_stay() {
+        let p = ports();
+        let mut rules = defaults();
+        rules.push(owned("TCP", "22,443", "198.51.100.1", "a", NOW - 60));
+        rules.push(owned("TCP", "22,443", "198.51.100.2", "b", NOW + 60));
+        rules.push(rule("TCP", "22,443", "198.51.100.3", "Knockd-c@@20251001")); // +30d = 10-31
+        rules.push(rule("TCP", "22,443", "198.51.100.4", "Knockd-d@@20251120"));
+        rules.push(rule("TCP", "22,443", "198.51.100.5", "Knockd-garbage"));
+        rules.push(rule(
+            "TCP",
+            "22",
+            "198.51.100.6",
+            "office until 2000-01-01 00:00Z",
+        ));
+        let plan = plan(&rules, &policy(&p), &[], NOW);
+        let gone: Vec<_> = plan.delete.iter().map(|r| r.cidr_block.clone()).collect();
+        assert_eq!(
+            gone,
+            vec![Some("198.51.100.1".into()), Some("198.51.100.3".into())]
+        );
+        assert_eq!(plan.unparseable.len(), 1);
+        assert_eq!(plan.evicted, 0);
+        assert!(plan.create.is_empty() && plan.refresh.is_empty());
+    }
+
+    #[test]
+    fn a_knock_also_removes_expired_rules_but_never_its_own() {
+        let p = vec![(Protocol::Tcp, "22".to_string())];
+        let rules = vec![
+            owned("TCP", "22", "203.0.113.7", "me", NOW - DAY),
+            owned("TCP", "22", "198.51.100.1", "old", NOW - DAY),
+        ];
+        let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "me")], NOW);
+        assert_eq!(plan.refresh.len(), 1);
+        assert_eq!(plan.delete.len(), 1);
+        assert_eq!(plan.delete[0].cidr_block.as_deref(), Some("198.51.100.1"));
+    }
+
+    #[test]
+    fn foreign_rule_for_the_same_address_counts_as_present_and_is_untouched() {
+        let p = vec![
+            (Protocol::Tcp, "22".to_string()),
+            (Protocol::Udp, "53".to_string()),
+        ];
+        let rules = vec![
+            rule("TCP", "22", "203.0.113.7", "my office"),
+            rule("ALL", "ALL", "203.0.113.0/24", "office net"),
+        ];
+        let first = plan(&rules, &policy(&p), &[grant("203.0.113.7", "x")], NOW);
+        assert_eq!(first.grants, vec![GrantStatus::Present]);
+        assert_eq!(first.writes(), 0);
+        // A DROP rule or another address does not count.
+        let rules = vec![
+            FirewallRule {
+                action: "DROP".into(),
+                ..rule("TCP", "22", "203.0.113.7", "")
+            },
+            rule("UDP", "53", "198.51.100.0/24", ""),
+        ];
+        let again = plan(&rules, &policy(&p), &[grant("203.0.113.7", "x")], NOW);
+        assert_eq!(again.create.len(), 2);
+    }
+
+    #[test]
+    fn full_quota_of_owned_rules_evicts_the_closest_to_expiry() {
+        let p = ports();
+        let mut rules = Vec::new();
+        for i in 0..100 {
+            let ip = format!("198.51.{}.{}", i / 50, i % 50 + 1);
+            let proto = if i % 2 == 0 { "TCP" } else { "UDP" };
+            rules.push(owned(proto, "9", &ip, "x", NOW + DAY + (i as i64) * 60));
+        }
+        let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "new")], NOW);
+        assert_eq!(plan.grants, vec![GrantStatus::Writes]);
+        assert_eq!(plan.evicted, 2);
+        assert_eq!(plan.delete.len(), 2);
+        assert_eq!(plan.delete[0].description, rules[0].description);
+        assert_eq!(plan.delete[1].description, rules[1].description);
+        assert_eq!(plan.create.len(), 2);
+    }
+
+    #[test]
+    fn expired_rules_are_evicted_before_live_ones() {
+        let p = vec![(Protocol::Tcp, "22".to_string())];
+        let mut rules: Vec<_> = (0..99)
+            .map(|i| {
+                owned(
+                    "TCP",
+                    "22",
+                    &format!("198.51.100.{}", i + 1),
+                    "x",
+                    NOW + DAY,
+                )
+            })
+            .collect();
+        rules.push(owned("TCP", "22", "198.51.101.1", "x", NOW - 1));
+        let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "new")], NOW);
+        assert_eq!(plan.evicted, 0);
+        assert_eq!(plan.delete.len(), 1);
+        assert_eq!(plan.delete[0].cidr_block.as_deref(), Some("198.51.101.1"));
+    }
+
+    #[test]
+    fn full_quota_of_foreign_rules_refuses() {
+        let p = ports();
+        let rules: Vec<_> = (0..100)
+            .map(|i| rule("TCP", "22", &format!("198.51.100.{}", i + 1), "office"))
+            .collect();
+        let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "new")], NOW);
+        assert_eq!(plan.grants, vec![GrantStatus::NoRoom]);
+        assert_eq!(plan.writes(), 0);
+    }
+
+    #[test]
+    fn quota_reserve_and_partial_batches() {
+        let p = vec![(Protocol::Tcp, "22".to_string())];
+        let rules: Vec<_> = (0..97)
+            .map(|i| rule("TCP", "22", &format!("198.51.100.{}", i + 1), "office"))
+            .collect();
+        let pol = Policy {
+            limit: 99,
+            ..policy(&p)
+        };
+        let grants = [
+            grant("203.0.113.1", "a"),
+            grant("203.0.113.2", "b"),
+            grant("203.0.113.3", "c"),
+        ];
+        let plan = plan(&rules, &pol, &grants, NOW);
+        assert_eq!(
+            plan.grants,
+            vec![
+                GrantStatus::Writes,
+                GrantStatus::Writes,
+                GrantStatus::NoRoom
+            ]
+        );
+        assert_eq!(plan.create.len(), 2);
+    }
+
+    #[test]
+    fn a_rule_being_granted_is_never_evicted() {
+        let p = vec![(Protocol::Tcp, "22".to_string())];
+        let mut rules: Vec<_> = (0..99)
+            .map(|i| rule("TCP", "22", &format!("198.51.100.{}", i + 1), "office"))
+            .collect();
+        rules.push(owned("TCP", "22", "203.0.113.1", "a", NOW + 60));
+        let grants = [grant("203.0.113.1", "a"), grant("203.0.113.2", "b")];
+        let plan = plan(&rules, &policy(&p), &grants, NOW);
+        assert_eq!(plan.grants, vec![GrantStatus::Writes, GrantStatus::NoRoom]);
+        assert!(plan.delete.is_empty());
+        assert_eq!(plan.refresh.len(), 1);
+    }
+
+    #[test]
+    fn ipv6_grants_use_ipv6_cidr_block() {
+        let p = vec![(Protocol::Tcp, "22".to_string())];
+        let plan1 = plan(&defaults(), &policy(&p), &[grant("2001:db8::7", "v6")], NOW);
+        assert_eq!(
+            plan1.create[0].ipv6_cidr_block.as_deref(),
+            Some("2001:db8::7")
+        );
+        assert_eq!(plan1.create[0].cidr_block, None);
+        let rules = vec![owned("TCP", "22", "2001:db8::7/128", "v6", NOW + TTL)];
+        let plan2 = plan(&rules, &policy(&p), &[grant("2001:db8::7", "v6")], NOW);
+        assert_eq!(plan2.grants, vec![GrantStatus::Present]);
+        // IPv4-mapped addresses are granted as IPv4.
+        let plan3 = plan(&[], &policy(&p), &[grant("::ffff:203.0.113.9", "m")], NOW);
+        assert_eq!(plan3.create[0].cidr_block.as_deref(), Some("203.0.113.9"));
+    }
+
+    #[test]
+    fn the_same_address_twice_in_a_batch_is_planned_once() {
+        let p = ports();
+        let grants = [grant("203.0.113.7", "a"), grant("203.0.113.7", "b")];
+        let plan = plan(&[], &policy(&p), &grants, NOW);
+        assert_eq!(plan.create.len(), 2);
+    }
+
+    #[test]
+    fn label_truncation_at_64_bytes_with_multibyte_characters() {
+        let p = vec![(Protocol::Tcp, "22".to_string())];
+        let label = rule_desc::sanitize_label("公司办公室的网络出口地址一号线路备用".as_bytes());
+        let plan = plan(&[], &policy(&p), &[grant("203.0.113.7", &label)], NOW);
+        let d = &plan.create[0].description;
+        assert!(d.len() <= 64 && d.starts_with("Knockd-公司") && d.ends_with("Z"));
+    }
+
+    #[test]
+    fn revoke_by_address_or_label_touches_only_owned_rules() {
+        let rules = vec![
+            owned("TCP", "22", "203.0.113.7", "home", NOW + DAY),
+            owned("UDP", "53", "203.0.113.7/32", "home", NOW + DAY),
+            rule("TCP", "22", "203.0.113.7", "office"),
+            owned("TCP", "22", "198.51.100.1", "phone", NOW + DAY),
+            rule("TCP", "22", "198.51.100.2", "Knockd-legacy@@20251120"),
+        ];
+        assert_eq!(revoke(&rules, "Knockd-", "203.0.113.7").len(), 2);
+        assert_eq!(revoke(&rules, "Knockd-", "phone").len(), 1);
+        assert_eq!(revoke(&rules, "Knockd-", "legacy").len(), 1);
+        assert_eq!(revoke(&rules, "Knockd-", "office").len(), 0);
+    }
+}

@@ -1,0 +1,226 @@
+//! The `FirewallRuleDescription` of rules knockd owns. The firewall is knockd's only database,
+//! so the description carries who a rule is for and when it expires, readable in the console:
+//!
+//!     Knockd-Office_01 until 2026-12-25 13:38Z
+//!
+//! The Python original wrote `<prefix><label>@@YYYYMMDD` (the creation day); those are read too.
+
+use crate::clock;
+
+/// The API's limit on `FirewallRuleDescription` (characters or bytes is unstated: bytes is safe).
+pub const MAX_DESC_BYTES: usize = 64;
+const UNTIL: &str = " until ";
+/// ` until YYYY-MM-DD HH:MMZ`
+const SUFFIX_LEN: usize = UNTIL.len() + 17;
+pub const DEFAULT_LABEL: &str = "DEFAULT";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Desc {
+    /// Not ours: no prefix. Never modified or deleted.
+    Foreign,
+    /// Ours, in the current format.
+    Owned { label: String, expires: i64 },
+    /// Ours, written by the Python original: expires a TTL after its creation day.
+    Legacy { label: String, created: i64 },
+    /// Carries the prefix but cannot be read: reported and left alone.
+    Unparseable,
+}
+
+/// A client label as it may appear in a description: no control characters, nothing that
+/// could confuse the parser or a person reading the console, bounded length.
+pub fn sanitize_label(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::new();
+    for c in text.trim().chars() {
+        if out.len() >= MAX_DESC_BYTES {
+            break;
+        }
+        if c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '+') {
+            out.push(c);
+        } else if !c.is_control() && c != char::REPLACEMENT_CHARACTER {
+            out.push('_');
+        }
+    }
+    if out.is_empty() {
+        DEFAULT_LABEL.to_string()
+    } else {
+        out
+    }
+}
+
+/// The description for a rule of `label` expiring at `expires`; the label is cut (at a char
+/// boundary) so that the whole stays within 64 bytes. The prefix and the expiry are never cut.
+pub fn encode(prefix: &str, label: &str, expires: i64) -> String {
+    let room = MAX_DESC_BYTES.saturating_sub(prefix.len() + SUFFIX_LEN);
+    let mut cut = label.len().min(room);
+    while !label.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{prefix}{}{UNTIL}{}Z",
+        &label[..cut],
+        clock::utc_minute(expires)
+    )
+}
+
+pub fn parse(prefix: &str, desc: &str) -> Desc {
+    let Some(rest) = desc.strip_prefix(prefix) else {
+        return Desc::Foreign;
+    };
+    if let Some((label, when)) = rest.rsplit_once(UNTIL) {
+        if let Some(expires) = parse_minute(when) {
+            return Desc::Owned {
+                label: label.to_string(),
+                expires,
+            };
+        }
+    }
+    if let Some((label, day)) = rest.rsplit_once("@@") {
+        if let Some(created) = parse_day(day) {
+            return Desc::Legacy {
+                label: label.to_string(),
+                created,
+            };
+        }
+    }
+    Desc::Unparseable
+}
+
+/// When a rule with this description expires; None for foreign and unparseable ones.
+pub fn expiry(desc: &Desc, ttl_secs: i64) -> Option<i64> {
+    match desc {
+        Desc::Owned { expires, .. } => Some(*expires),
+        Desc::Legacy { created, .. } => Some(created + ttl_secs),
+        Desc::Foreign | Desc::Unparseable => None,
+    }
+}
+
+fn digits(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `YYYYMMDD` → Unix time of that day's 00:00 UTC.
+fn parse_day(s: &str) -> Option<i64> {
+    if s.len() != 8 || !s.is_ascii() {
+        return None;
+    }
+    let y = digits(&s[..4])?;
+    let days = clock::days_from_civil(y as i64, digits(&s[4..6])?, digits(&s[6..])?)?;
+    Some(days * 86_400)
+}
+
+/// `YYYY-MM-DD HH:MMZ` → Unix time.
+fn parse_minute(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 17 || !s.is_ascii() || b[4] != b'-' || b[7] != b'-' || b[10] != b' ' {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b'Z' {
+        return None;
+    }
+    let days = clock::days_from_civil(
+        digits(&s[..4])? as i64,
+        digits(&s[5..7])?,
+        digits(&s[8..10])?,
+    )?;
+    let (h, m) = (digits(&s[11..13])?, digits(&s[14..16])?);
+    if h > 23 || m > 59 {
+        return None;
+    }
+    Some(days * 86_400 + h as i64 * 3600 + m as i64 * 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: i64 = 1_764_077_892; // 2025-11-25 13:38:12Z
+
+    #[test]
+    fn encodes_readably_and_parses_back() {
+        let d = encode("Knockd-", "Office_01", T);
+        assert_eq!(d, "Knockd-Office_01 until 2025-11-25 13:38Z");
+        assert_eq!(
+            parse("Knockd-", &d),
+            Desc::Owned {
+                label: "Office_01".into(),
+                expires: T - 12
+            }
+        );
+    }
+
+    #[test]
+    fn long_multibyte_labels_are_cut_at_a_char_boundary_within_64_bytes() {
+        let label = "办公室".repeat(20);
+        for prefix in ["K-", "Knockd-", "VeryLongPrefix-2024-"] {
+            let d = encode(prefix, &label, T);
+            assert!(d.len() <= MAX_DESC_BYTES, "{} bytes: {d}", d.len());
+            assert!(d.starts_with(prefix) && d.ends_with("13:38Z"));
+            match parse(prefix, &d) {
+                Desc::Owned { label: l, expires } => {
+                    assert!(label.starts_with(&l) && !l.is_empty());
+                    assert_eq!(expires, T - 12);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // 64 - 7 - 24 = 33 bytes of room: eleven 3-byte characters fit exactly.
+        let d = encode("Knockd-", &label, T);
+        assert_eq!(d.len(), 64);
+    }
+
+    #[test]
+    fn legacy_python_descriptions_are_understood() {
+        assert_eq!(
+            parse("Knockd-", "Knockd-Offfice_01@@20231114"),
+            Desc::Legacy {
+                label: "Offfice_01".into(),
+                created: 1_699_920_000
+            }
+        );
+        let d = parse("Knockd-", "Knockd-x@@20231114");
+        assert_eq!(expiry(&d, 30 * 86_400), Some(1_699_920_000 + 30 * 86_400));
+    }
+
+    #[test]
+    fn foreign_and_unparseable() {
+        assert_eq!(parse("Knockd-", "office ssh"), Desc::Foreign);
+        assert_eq!(parse("Knockd-", ""), Desc::Foreign);
+        assert_eq!(
+            parse("Knockd-", "knockd-lowercase@@20231114"),
+            Desc::Foreign
+        );
+        for bad in [
+            "Knockd-",
+            "Knockd-x@@2023111",
+            "Knockd-x@@20231314",
+            "Knockd-x@@2023-11-14",
+            "Knockd-x until 2025-11-25 24:00Z",
+            "Knockd-x until 2025-02-30 10:00Z",
+            "Knockd-x until 2025-11-25 13:38",
+            "Knockd-x until ２０２５-11-25 13:38Z",
+        ] {
+            assert_eq!(parse("Knockd-", bad), Desc::Unparseable, "{bad}");
+            assert_eq!(expiry(&parse("Knockd-", bad), 1), None);
+        }
+    }
+
+    #[test]
+    fn labels_are_sanitised() {
+        assert_eq!(sanitize_label(b"Office_01"), "Office_01");
+        assert_eq!(sanitize_label(b"  "), "DEFAULT");
+        assert_eq!(sanitize_label(b""), "DEFAULT");
+        assert_eq!(sanitize_label(b"a\r\nb\x00c"), "abc");
+        assert_eq!(
+            sanitize_label(b"my home until 2099-01-01"),
+            "my_home_until_2099-01-01"
+        );
+        assert_eq!(sanitize_label(b"x@@20231114"), "x__20231114");
+        assert_eq!(sanitize_label("办公室 web".as_bytes()), "办公室_web");
+        assert_eq!(sanitize_label(b"\xff\xfe"), "DEFAULT");
+        assert!(sanitize_label(&[b'a'; 10_000]).len() <= 64);
+    }
+}
