@@ -4,7 +4,9 @@
 pub mod cidr;
 pub mod clock;
 pub mod config;
+pub mod firewall;
 pub mod lighthouse;
+pub mod lockout;
 pub mod log;
 pub mod planner;
 pub mod rule_desc;

@@ -169,6 +169,8 @@ impl std::error::Error for ApiError {}
 pub struct Reply {
     pub body: Value,
     pub request_id: String,
+    /// The server's `Date`, when it sent one: `--check` compares clocks with it.
+    pub date: Option<i64>,
 }
 
 /// Keeps each action under its documented rate (section 9) across all threads: a rolling
@@ -447,7 +449,8 @@ impl Client {
             Ok(t) => t,
             Err(e) => return (Err(e), date),
         };
-        (parse_envelope(&text), date)
+        let reply = parse_envelope(&text).map(|r| Reply { date, ..r });
+        (reply, date)
     }
 
     /// All rules of an instance and the FirewallVersion they were read at (section 6.1).
@@ -620,6 +623,7 @@ pub fn parse_envelope(text: &str) -> Result<Reply, ApiError> {
     Ok(Reply {
         body: resp.clone(),
         request_id,
+        date: None,
     })
 }
 
