@@ -8,6 +8,8 @@ pub mod firewall;
 pub mod lighthouse;
 pub mod lockout;
 pub mod log;
+pub mod ops;
 pub mod planner;
 pub mod rule_desc;
+pub mod server;
 pub mod sign;

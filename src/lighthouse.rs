@@ -216,6 +216,16 @@ impl Pacer {
     }
 }
 
+thread_local! {
+    /// API requests sent by this thread (each retry counts): a writer thread serves one
+    /// instance, so the difference around a plan is that instance's cost.
+    static THREAD_CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+pub fn calls_on_this_thread() -> u64 {
+    THREAD_CALLS.with(|c| c.get())
+}
+
 /// A counter of calls made, for the per-knock log line and tests.
 #[derive(Default)]
 pub struct Counter(AtomicU64);
@@ -401,6 +411,7 @@ impl Client {
         body: &[u8],
     ) -> (Result<Reply, ApiError>, Option<i64>) {
         self.calls.0.fetch_add(1, Ordering::Relaxed);
+        THREAD_CALLS.with(|c| c.set(c.get() + 1));
         let timestamp = self.now();
         let signed = sign::sign(
             &sign::Credentials {

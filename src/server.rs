@@ -1,0 +1,508 @@
+//! The knock port. A blocking accept loop; one small thread per open connection up to
+//! MAX_CONNECTIONS (past it the oldest connection is closed, so slow clients cannot starve new
+//! ones); one writer thread per instance that owns all firewall writes for it. Knocks that
+//! arrive while a writer is busy are batched into its next plan.
+//!
+//! Why not tiny_http: measured on a static musl build, one `Content-Length: 100000000000000`
+//! request aborts it, it has no read timeout, no head-size limit and no connection cap, and an
+//! accept error ends its loop for good. See README, "Design notes".
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::cidr;
+use crate::client_ip;
+use crate::config::{ClientIpMethod, Config, Instance};
+use crate::firewall;
+use crate::http::{self, HeadReader, ReadResult, RequestHead};
+use crate::lighthouse::{self, Client};
+use crate::lockout::Lockout;
+use crate::log;
+use crate::planner::{Grant, Policy, QUOTA};
+use crate::rule_desc;
+
+/// Requests served on one keep-alive connection at most.
+const MAX_REQUESTS_PER_CONNECTION: usize = 100;
+/// Connection threads only parse heads and wait on a channel; API calls run on writers.
+const CONNECTION_STACK: usize = 128 * 1024;
+/// Writers run ureq and rustls handshakes.
+const WRITER_STACK: usize = 1024 * 1024;
+/// Reject lines logged per second at most, so a flood cannot turn into a disk-filling log.
+const REJECT_LOGS_PER_SEC: u32 = 20;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked mid-update; the data is still
+    // usable for these tables, and refusing service would be worse.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The outcome of one knock on one instance.
+struct Outcome {
+    instance: String,
+    ok: bool,
+    detail: String,
+}
+
+struct Job {
+    grant: Grant,
+    reply: mpsc::Sender<Outcome>,
+}
+
+/// The single writer of one instance's firewall inside this process.
+struct Writer {
+    inst: Instance,
+    queue: Mutex<Vec<Job>>,
+    ready: Condvar,
+}
+
+struct Conns {
+    next_id: u64,
+    open: HashMap<u64, (Instant, TcpStream)>,
+}
+
+struct RejectLog {
+    second: u64,
+    count: u32,
+    suppressed: u64,
+}
+
+struct Shared {
+    config: Config,
+    writers: Vec<Arc<Writer>>,
+    lockout: Mutex<Lockout>,
+    conns: Mutex<Conns>,
+    rejects: Mutex<RejectLog>,
+}
+
+fn policy(config: &Config) -> Policy<'_> {
+    Policy {
+        prefix: &config.rule_prefix,
+        ports: &config.ports,
+        ttl_secs: config.rule_ttl_secs,
+        limit: QUOTA.saturating_sub(config.quota_reserve),
+    }
+}
+
+pub fn serve(config: &Config) -> i32 {
+    let client = match Client::new(config) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("knockd: {e}");
+            return 2;
+        }
+    };
+    let listener = match TcpListener::bind(config.bind) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("knockd: cannot listen on {}: {e}", config.bind);
+            return 1;
+        }
+    };
+    for w in &config.warnings {
+        log::event(&format!("warning: {w}"));
+    }
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        writers: config
+            .instances
+            .iter()
+            .map(|inst| {
+                Arc::new(Writer {
+                    inst: inst.clone(),
+                    queue: Mutex::new(Vec::new()),
+                    ready: Condvar::new(),
+                })
+            })
+            .collect(),
+        lockout: Mutex::new(Lockout::new(
+            config.lockout_failures,
+            config.lockout_window_secs,
+            config.lockout_secs,
+        )),
+        conns: Mutex::new(Conns {
+            next_id: 0,
+            open: HashMap::new(),
+        }),
+        rejects: Mutex::new(RejectLog {
+            second: 0,
+            count: 0,
+            suppressed: 0,
+        }),
+    });
+    for w in &shared.writers {
+        let (w, client, s) = (Arc::clone(w), Arc::clone(&client), Arc::clone(&shared));
+        let spawned = thread::Builder::new()
+            .name(format!("writer-{}", w.inst.id))
+            .stack_size(WRITER_STACK)
+            .spawn(move || run_writer(&w, &client, &s.config));
+        if let Err(e) = spawned {
+            eprintln!("knockd: cannot start a writer thread: {e}");
+            return 1;
+        }
+    }
+    let ports: Vec<String> = config
+        .ports
+        .iter()
+        .map(|(p, list)| format!("{}:{list}", p.as_str()))
+        .collect();
+    let instances: Vec<String> = config
+        .instances
+        .iter()
+        .map(|i| format!("{}:{}", i.region, i.id))
+        .collect();
+    log::event(&format!(
+        "knockd {} listening on {} path={} instances={} ports={} endpoint={}",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr().unwrap_or(config.bind),
+        config.knock_path,
+        instances.join(","),
+        ports.join(","),
+        config.endpoint.url(),
+    ));
+    accept_loop(&listener, &shared)
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> i32 {
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE, ECONNABORTED and friends are transient: never stop accepting.
+                reject_log(shared, &format!("accept-error error=\"{e}\""));
+                thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+        };
+        let Some(id) = admit(shared, &stream) else {
+            continue;
+        };
+        let s = Arc::clone(shared);
+        let spawned = thread::Builder::new()
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || {
+                handle_connection(&s, stream, peer);
+                lock(&s.conns).open.remove(&id);
+            });
+        if let Err(e) = spawned {
+            lock(&shared.conns).open.remove(&id);
+            reject_log(shared, &format!("thread-error error=\"{e}\""));
+        }
+    }
+}
+
+/// Registers a connection; at the cap, the oldest open connection is shut down to make room.
+fn admit(shared: &Shared, stream: &TcpStream) -> Option<u64> {
+    let clone = stream.try_clone().ok()?;
+    let mut conns = lock(&shared.conns);
+    if conns.open.len() >= shared.config.max_connections {
+        let oldest = conns
+            .open
+            .iter()
+            .min_by_key(|(_, (t, _))| *t)
+            .map(|(id, _)| *id);
+        if let Some((_, s)) = oldest.and_then(|id| conns.open.remove(&id)) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+    conns.next_id += 1;
+    let id = conns.next_id;
+    conns.open.insert(id, (Instant::now(), clone));
+    Some(id)
+}
+
+/// Reads with the connection's overall deadline as the socket timeout, so a client that
+/// trickles bytes cannot hold a thread longer than CONNECTION_TIMEOUT.
+struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        (&*self.stream).read(buf)
+    }
+}
+
+fn handle_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(shared.config.connection_timeout_secs);
+    let _ = stream.set_nodelay(true);
+    let mut reader = HeadReader::new();
+    let mut input = DeadlineReader {
+        stream: &stream,
+        deadline,
+    };
+    for _ in 0..MAX_REQUESTS_PER_CONNECTION {
+        let (ok, keep_alive, head_only) = match reader.next_request(&mut input) {
+            ReadResult::Request(head) => {
+                let ok = knock(shared, &head, peer.ip());
+                (ok, head.keep_alive(), head.method == "HEAD")
+            }
+            ReadResult::Bad => (false, false, false),
+            ReadResult::Closed | ReadResult::Io(_) => return,
+        };
+        let keep_alive = keep_alive && Instant::now() < deadline;
+        let body = if ok {
+            &shared.config.message_success
+        } else {
+            &shared.config.message_failure
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+            return;
+        }
+        if (&stream)
+            .write_all(&http::response(body, keep_alive, head_only))
+            .is_err()
+            || !keep_alive
+        {
+            let _ = stream.shutdown(Shutdown::Write);
+            return;
+        }
+    }
+}
+
+/// Compares through SHA-256 so that neither the content nor the length of the secret leaks
+/// through timing.
+fn secret_matches(given: &[u8], secret: &str) -> bool {
+    let (a, b) = (Sha256::digest(given), Sha256::digest(secret.as_bytes()));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+fn reject_log(shared: &Shared, line: &str) {
+    let now = crate::clock::now() as u64;
+    let mut r = lock(&shared.rejects);
+    if r.second != now {
+        r.second = now;
+        r.count = 0;
+    }
+    if r.count >= REJECT_LOGS_PER_SEC {
+        r.suppressed += 1;
+        return;
+    }
+    r.count += 1;
+    let suppressed = std::mem::take(&mut r.suppressed);
+    drop(r);
+    if suppressed > 0 {
+        log::event(&format!(
+            "{line} (and {suppressed} similar lines suppressed)"
+        ));
+    } else {
+        log::event(line);
+    }
+}
+
+/// One request: true only when every instance confirmed the grant.
+fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr) -> bool {
+    let config = &shared.config;
+    let started = Instant::now();
+    let now = crate::clock::now() as u64;
+    let peer = cidr::canonical(peer);
+    let resolved = client_ip::resolve(config.client_ip_method, peer, head, &config.trusted_proxies);
+    // Behind a trusted proxy the peer is the proxy: lock out the client it vouches for. A
+    // self-declared address (METHOD 3) is the attacker's choice, so there the peer counts.
+    let key = match (config.client_ip_method, &resolved) {
+        (ClientIpMethod::Forwarded, Ok(ip)) => *ip,
+        _ => peer,
+    };
+    if lock(&shared.lockout).is_locked(key, now) {
+        reject_log(shared, &format!("reject addr={key} reason=locked-out"));
+        return false;
+    }
+    let is_get = head.method == "GET" || head.method == "HEAD";
+    let secret_ok = head
+        .header("referer")
+        .is_some_and(|r| secret_matches(r, config.knock_referer.expose()));
+    if !is_get || head.path != config.knock_path.as_bytes() || !secret_ok {
+        let reason = if !is_get {
+            "method"
+        } else if head.path != config.knock_path.as_bytes() {
+            "path"
+        } else {
+            "secret"
+        };
+        let locked = lock(&shared.lockout).fail(key, now);
+        reject_log(shared, &format!("reject addr={key} reason={reason}"));
+        if locked {
+            log::event(&format!(
+                "lockout addr={key} for={}s after {} failed knocks",
+                config.lockout_secs, config.lockout_failures
+            ));
+        }
+        return false;
+    }
+    let label = rule_desc::sanitize_label(head.header("location").unwrap_or(b""));
+    let ip = match resolved {
+        Ok(ip) => ip,
+        Err(refusal) => {
+            log::event(&format!(
+                "knock peer={peer} label={label} result=refused reason=\"{refusal}\""
+            ));
+            return false;
+        }
+    };
+    let (tx, rx) = mpsc::channel();
+    for w in &shared.writers {
+        lock(&w.queue).push(Job {
+            grant: Grant {
+                ip,
+                label: label.clone(),
+            },
+            reply: tx.clone(),
+        });
+        w.ready.notify_one();
+    }
+    drop(tx);
+    let deadline = started + Duration::from_secs(config.knock_timeout_secs);
+    let mut outcomes = Vec::new();
+    while outcomes.len() < shared.writers.len() {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(o) => outcomes.push(o),
+            Err(_) => break,
+        }
+    }
+    let ok = outcomes.len() == shared.writers.len() && outcomes.iter().all(|o| o.ok);
+    let mut per_instance: Vec<String> = outcomes
+        .iter()
+        .map(|o| format!("{}={}", o.instance, o.detail))
+        .collect();
+    for w in &shared.writers {
+        if !outcomes.iter().any(|o| o.instance == w.inst.id) {
+            per_instance.push(format!("{}=timeout", w.inst.id));
+        }
+    }
+    log::event(&format!(
+        "knock addr={ip} label={label} result={} ms={} {}",
+        if ok { "ok" } else { "failed" },
+        started.elapsed().as_millis(),
+        per_instance.join(" ")
+    ));
+    if ok {
+        lock(&shared.lockout).succeed(key);
+    }
+    ok
+}
+
+fn run_writer(w: &Writer, client: &Client, config: &Config) {
+    let interval = Duration::from_secs(config.prune_interval_secs);
+    // The first prune runs at start: it also shows at once whether the credentials work.
+    let mut next_prune = (config.prune_interval_secs > 0).then(Instant::now);
+    loop {
+        let jobs = {
+            let mut q = lock(&w.queue);
+            loop {
+                if !q.is_empty() {
+                    break std::mem::take(&mut *q);
+                }
+                let now = Instant::now();
+                match next_prune {
+                    Some(t) if now >= t => break Vec::new(),
+                    Some(t) => {
+                        q = w
+                            .ready
+                            .wait_timeout(q, t - now)
+                            .map_or_else(|p| p.into_inner().0, |r| r.0)
+                    }
+                    None => q = w.ready.wait(q).unwrap_or_else(|p| p.into_inner()),
+                }
+            }
+        };
+        if jobs.is_empty() {
+            prune_once(w, client, config);
+            next_prune = Some(Instant::now() + interval);
+            continue;
+        }
+        let grants: Vec<Grant> = jobs.iter().map(|j| j.grant.clone()).collect();
+        let calls_before = lighthouse::calls_on_this_thread();
+        let result = firewall::apply(client, &w.inst, &policy(config), &grants, false);
+        let calls = lighthouse::calls_on_this_thread() - calls_before;
+        for (i, job) in jobs.into_iter().enumerate() {
+            let (ok, detail) = match &result {
+                Ok(applied) if applied.granted(i) => (
+                    true,
+                    format!(
+                        "ok(calls={calls},batch={},rounds={},req={})",
+                        grants.len(),
+                        applied.rounds,
+                        applied.request_ids.last().map_or("-", String::as_str)
+                    ),
+                ),
+                Ok(applied) => (
+                    false,
+                    format!(
+                        "no-room(rules={}/{},calls={calls}): quota full of rules knockd may not evict",
+                        applied.rules_before,
+                        QUOTA.saturating_sub(config.quota_reserve)
+                    ),
+                ),
+                Err(e) => (false, format!("error(calls={calls}): {e}")),
+            };
+            let _ = job.reply.send(Outcome {
+                instance: w.inst.id.clone(),
+                ok,
+                detail,
+            });
+        }
+        if let Ok(applied) = &result {
+            report_plan(w, applied, false);
+        }
+    }
+}
+
+fn report_plan(w: &Writer, applied: &firewall::Applied, with_unparseable: bool) {
+    let plan = &applied.plan;
+    if !plan.delete.is_empty() {
+        log::event(&format!(
+            "removed instance={} expired={} evicted={}",
+            w.inst.id,
+            plan.delete.len() - plan.evicted,
+            plan.evicted
+        ));
+    }
+    for r in plan.unparseable.iter().filter(|_| with_unparseable) {
+        log::event(&format!(
+            "unparseable-rule instance={} address={} description={:?}: left alone",
+            w.inst.id,
+            r.address(),
+            r.description
+        ));
+    }
+}
+
+fn prune_once(w: &Writer, client: &Client, config: &Config) {
+    match firewall::apply(client, &w.inst, &policy(config), &[], false) {
+        Ok(applied) => report_plan(w, &applied, true),
+        Err(e) => log::event(&format!("prune instance={} error=\"{e}\"", w.inst.id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_comparison() {
+        assert!(secret_matches(
+            b"https://www.baidu..com/",
+            "https://www.baidu..com/"
+        ));
+        assert!(!secret_matches(
+            b"https://www.baidu..com",
+            "https://www.baidu..com/"
+        ));
+        assert!(!secret_matches(b"", "x"));
+    }
+}
