@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::sim::{self, call, call_now, call_raw, code, now, post_raw, signed_headers, Sim};
+use common::sim::{call, call_now, call_raw, code, now, post_raw, signed_headers, Sim};
 use common::{INSTANCE, INSTANCE_ARG, REGION, SECRET_ID, SECRET_KEY};
 use knockd::sign;
 use serde_json::{json, Value};
@@ -769,22 +769,36 @@ fn conflict_after_describe_bumps_the_version() {
 #[test]
 fn rate_limit_per_action() {
     let sim = start();
-    let mut limited = 0;
-    let mut fine = 0;
-    for _ in 0..15 {
-        let v = api(
-            &sim,
-            "DescribeFirewallRules",
-            json!({"InstanceId": INSTANCE}),
-        );
-        match code(&v) {
-            Some("RequestLimitExceeded") => limited += 1,
-            None => fine += 1,
-            other => panic!("unexpected {other:?}"),
-        }
+    // 15 calls at once from threads, so that they surely land within one second even on a
+    // loaded machine; the rolling window then lets at most 10 through.
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(15));
+    let started = std::time::Instant::now();
+    let handles: Vec<_> = (0..15)
+        .map(|_| {
+            let barrier = std::sync::Arc::clone(&barrier);
+            let port = sim.port;
+            std::thread::spawn(move || {
+                barrier.wait();
+                let body = json!({"InstanceId": INSTANCE}).to_string();
+                call_now(port, "DescribeFirewallRules", Some(REGION), &body).1
+            })
+        })
+        .collect();
+    let answers: Vec<Value> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    let within_a_second = started.elapsed() < Duration::from_millis(900);
+    let limited = answers
+        .iter()
+        .filter(|v| code(v) == Some("RequestLimitExceeded"))
+        .count() as u64;
+    let fine = answers.iter().filter(|v| code(v).is_none()).count() as u64;
+    assert_eq!(limited + fine, 15, "{answers:?}");
+    if within_a_second {
+        assert_eq!(fine, 10, "a 10/s limit");
+        assert_eq!(limited, 5);
     }
-    assert!(limited > 0, "no RequestLimitExceeded in 15 rapid calls");
-    assert!(fine <= 10, "{fine} calls passed a 10/s limit");
     assert_eq!(sim.errors("RequestLimitExceeded"), limited);
     // Another action has its own budget.
     let (_, v) = call_now(sim.port, "DescribeRegions", None, "{}");
@@ -1064,5 +1078,48 @@ fn rules_file_and_startup_errors() {
     );
     assert_eq!(run(&[]).status.code(), Some(2));
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = sim::VERSION;
+}
+
+#[test]
+fn latency_and_random_fault_codes() {
+    let sim = Sim::start(&["--instance", INSTANCE_ARG, "--latency-ms", "300"]);
+    let t = std::time::Instant::now();
+    ok(&api(
+        &sim,
+        "DescribeFirewallRules",
+        json!({"InstanceId": INSTANCE}),
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(300));
+
+    let sim = Sim::start(&[
+        "--instance",
+        INSTANCE_ARG,
+        "--no-rate-limit",
+        "--seed",
+        "7",
+        "--fail-rate",
+        "0.5",
+        "--fail-code",
+        "UnsupportedOperation.FirewallBusy",
+        "--fail-code",
+        "RequestLimitExceeded",
+    ]);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let v = api(
+            &sim,
+            "DescribeFirewallRules",
+            json!({"InstanceId": INSTANCE}),
+        );
+        seen.insert(code(&v).unwrap_or("OK").to_string());
+    }
+    let want: std::collections::BTreeSet<String> = [
+        "OK",
+        "UnsupportedOperation.FirewallBusy",
+        "RequestLimitExceeded",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(seen, want);
 }
