@@ -238,7 +238,9 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
 /// The `InstanceId` a request names, read leniently before any check, for `calls_by_instance`.
 fn peek_instance(body: &[u8]) -> Option<String> {
     let v: Value = serde_json::from_slice(body).ok()?;
-    v.get("InstanceId")?.as_str().map(str::to_string)
+    // Bounded, so a hostile body cannot flood the log or the state dump's keys.
+    let id = v.get("InstanceId")?.as_str()?;
+    (id.len() <= 64 && !id.chars().any(char::is_control)).then(|| id.to_string())
 }
 
 /// One API call; `None` means close the connection without answering.
