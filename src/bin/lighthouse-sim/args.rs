@@ -1,0 +1,195 @@
+//! Hand-parsed command line (no argument crate: the project keeps one small dependency set).
+
+use std::net::SocketAddr;
+
+use crate::api::{instance_id_ok, known_region};
+
+pub const USAGE: &str =
+    "usage: lighthouse-sim --credential ID:KEY --instance REGION:lhins-xxxxxxxx [options]
+  --listen ADDR                 loopback address to bind (default 127.0.0.1:0)
+  --credential ID:KEY           accepted SecretId and SecretKey (repeatable)
+  --token TOKEN                 require X-TC-Token to equal TOKEN
+  --instance REGION:ID          a simulated instance (repeatable)
+  --no-default-rules            start instances with no rules instead of the console defaults
+  --foreign-rules N             append N foreign rules (TCP 22 from 198.51.100.x/32) per instance
+  --rules FILE                  JSON {\"lhins-...\": [FirewallRule, ...]} appended at start
+  --latency-ms N                delay every API answer by N ms
+  --spike-ms N --spike-rate R   with probability R add N ms
+  --fail-rate R                 with probability R answer an injected error (after auth)
+  --fail-code CODE              code to inject (repeatable; default InternalError)
+  --drop-rate R                 with probability R close without answering, nothing applied
+  --drop-after-apply-rate R     with probability R apply, then close without answering
+  --clock-offset SECS           simulated clock = real time + SECS (may be negative)
+  --no-date-header              omit the Date response header
+  --conflict-after-describe N   the first N DescribeFirewallRules bump FirewallVersion afterwards
+  --modify-description-keeps-version
+                                ModifyFirewallRuleDescription leaves FirewallVersion alone
+  --no-rate-limit               disable the per-action rate limits
+  --seed N                      seed of the fault-injection PRNG";
+
+pub struct Config {
+    pub listen: SocketAddr,
+    /// (SecretId, SecretKey). Config has no Debug impl so the key cannot be printed by accident.
+    pub credentials: Vec<(String, String)>,
+    pub token: Option<String>,
+    /// (Region, InstanceId)
+    pub instances: Vec<(String, String)>,
+    pub default_rules: bool,
+    pub foreign_rules: usize,
+    pub rules_file: Option<String>,
+    pub latency_ms: u64,
+    pub spike_ms: u64,
+    pub spike_rate: f64,
+    pub fail_rate: f64,
+    pub fail_codes: Vec<String>,
+    pub drop_rate: f64,
+    pub drop_after_apply_rate: f64,
+    pub clock_offset: i64,
+    pub date_header: bool,
+    pub conflict_after_describe: u64,
+    pub modify_description_keeps_version: bool,
+    pub rate_limit: bool,
+    pub seed: Option<u64>,
+}
+
+pub enum Parsed {
+    Run(Box<Config>),
+    Help,
+}
+
+fn number<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
+    v.parse()
+        .map_err(|_| format!("{flag}: `{v}` is not a valid number"))
+}
+
+fn rate(flag: &str, v: &str) -> Result<f64, String> {
+    let r: f64 = number(flag, v)?;
+    if (0.0..=1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err(format!("{flag}: `{v}` is not a probability in 0..=1"))
+    }
+}
+
+pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    let mut cfg = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        credentials: Vec::new(),
+        token: None,
+        instances: Vec::new(),
+        default_rules: true,
+        foreign_rules: 0,
+        rules_file: None,
+        latency_ms: 0,
+        spike_ms: 0,
+        spike_rate: 0.0,
+        fail_rate: 0.0,
+        fail_codes: Vec::new(),
+        drop_rate: 0.0,
+        drop_after_apply_rate: 0.0,
+        clock_offset: 0,
+        date_header: true,
+        conflict_after_describe: 0,
+        modify_description_keeps_version: false,
+        rate_limit: true,
+        seed: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let flag = flag.as_str();
+        match flag {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--no-default-rules" => cfg.default_rules = false,
+            "--no-date-header" => cfg.date_header = false,
+            "--modify-description-keeps-version" => cfg.modify_description_keeps_version = true,
+            "--no-rate-limit" => cfg.rate_limit = false,
+            "--listen"
+            | "--credential"
+            | "--token"
+            | "--instance"
+            | "--foreign-rules"
+            | "--rules"
+            | "--latency-ms"
+            | "--spike-ms"
+            | "--spike-rate"
+            | "--fail-rate"
+            | "--fail-code"
+            | "--drop-rate"
+            | "--drop-after-apply-rate"
+            | "--clock-offset"
+            | "--conflict-after-describe"
+            | "--seed" => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| format!("{flag} needs a value"))?
+                    .as_str();
+                match flag {
+                    "--listen" => {
+                        let addr: SocketAddr = v
+                            .parse()
+                            .map_err(|_| format!("--listen: `{v}` is not an IP:PORT address"))?;
+                        // The simulator accepts any signature from its fixed test keys: it must
+                        // never be reachable from another machine.
+                        if !addr.ip().is_loopback() {
+                            return Err(format!("--listen: `{v}` is not a loopback address"));
+                        }
+                        cfg.listen = addr;
+                    }
+                    "--credential" => {
+                        let (id, key) = v
+                            .split_once(':')
+                            .filter(|(id, key)| !id.is_empty() && !key.is_empty())
+                            .ok_or("--credential needs ID:KEY")?;
+                        cfg.credentials.push((id.to_string(), key.to_string()));
+                    }
+                    "--token" => cfg.token = Some(v.to_string()),
+                    "--instance" => {
+                        let (region, id) = v
+                            .split_once(':')
+                            .ok_or_else(|| format!("--instance: `{v}` is not REGION:ID"))?;
+                        if !known_region(region) {
+                            return Err(format!("--instance: unknown region `{region}`"));
+                        }
+                        if !instance_id_ok(id) {
+                            return Err(format!(
+                                "--instance: `{id}` is not lhins- plus 8 lowercase alphanumerics"
+                            ));
+                        }
+                        if cfg.instances.iter().any(|(_, i)| i == id) {
+                            return Err(format!("--instance: `{id}` given twice"));
+                        }
+                        cfg.instances.push((region.to_string(), id.to_string()));
+                    }
+                    "--foreign-rules" => cfg.foreign_rules = number(flag, v)?,
+                    "--rules" => cfg.rules_file = Some(v.to_string()),
+                    "--latency-ms" => cfg.latency_ms = number(flag, v)?,
+                    "--spike-ms" => cfg.spike_ms = number(flag, v)?,
+                    "--spike-rate" => cfg.spike_rate = rate(flag, v)?,
+                    "--fail-rate" => cfg.fail_rate = rate(flag, v)?,
+                    "--fail-code" => {
+                        if v.is_empty() {
+                            return Err("--fail-code needs a code".to_string());
+                        }
+                        cfg.fail_codes.push(v.to_string());
+                    }
+                    "--drop-rate" => cfg.drop_rate = rate(flag, v)?,
+                    "--drop-after-apply-rate" => cfg.drop_after_apply_rate = rate(flag, v)?,
+                    "--clock-offset" => cfg.clock_offset = number(flag, v)?,
+                    "--conflict-after-describe" => cfg.conflict_after_describe = number(flag, v)?,
+                    _ => cfg.seed = Some(number(flag, v)?),
+                }
+            }
+            other => return Err(format!("unknown flag `{other}` (try --help)")),
+        }
+    }
+    if cfg.credentials.is_empty() {
+        return Err("at least one --credential ID:KEY is required".to_string());
+    }
+    if cfg.instances.is_empty() {
+        return Err("at least one --instance REGION:lhins-xxxxxxxx is required".to_string());
+    }
+    if cfg.fail_codes.is_empty() {
+        cfg.fail_codes.push("InternalError".to_string());
+    }
+    Ok(Parsed::Run(Box::new(cfg)))
+}

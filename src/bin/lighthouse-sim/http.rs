@@ -1,0 +1,154 @@
+//! Just enough HTTP/1.1 for the API: heads parsed by httparse, bodies by Content-Length, and
+//! keep-alive, because ureq pools connections and a real client reuses them.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+
+/// The API takes up to 10 MB (section 1); no knockd request comes anywhere near 1 MiB.
+pub const MAX_BODY: usize = 1 << 20;
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 64;
+
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// Lowercased names, values as received (lossy UTF-8).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub keep_alive: bool,
+}
+
+impl Request {
+    /// The first header of that (lowercase) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub enum ReadError {
+    /// Clean end of stream between requests (or an idle timeout).
+    Closed,
+    /// The stream failed or ended mid-request; nothing sensible can be sent.
+    Io,
+    /// A request the server answers with this status and reason, then closes.
+    Reject(u16, &'static str),
+    /// Content-Length over the cap: answered with `RequestSizeLimitExceeded`, then closed.
+    TooLarge,
+}
+
+/// Reads one request; `buf` carries bytes already received past the previous request.
+pub fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Request, ReadError> {
+    let mut chunk = [0u8; 8192];
+    let (head_len, method, path, headers, minor) = loop {
+        if !buf.is_empty() {
+            let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut hdrs);
+            match req.parse(buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let headers: Vec<(String, String)> = req
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_ascii_lowercase(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect();
+                    break (
+                        n,
+                        req.method.unwrap_or("").to_string(),
+                        req.path.unwrap_or("").to_string(),
+                        headers,
+                        req.version.unwrap_or(1),
+                    );
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Err(ReadError::Reject(431, "Request Header Fields Too Large"))
+                }
+                Err(_) => return Err(ReadError::Reject(400, "Bad Request")),
+            }
+            if buf.len() > MAX_HEAD {
+                return Err(ReadError::Reject(431, "Request Header Fields Too Large"));
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) if buf.is_empty() => return Err(ReadError::Closed),
+            Ok(0) => return Err(ReadError::Io),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) if buf.is_empty() => return Err(ReadError::Closed),
+            Err(_) => return Err(ReadError::Io),
+        }
+    };
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim().to_string())
+    };
+    if get("transfer-encoding").is_some() {
+        return Err(ReadError::Reject(411, "Length Required"));
+    }
+    let len = match get("content-length") {
+        None => 0,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) => n,
+            Err(_) => return Err(ReadError::Reject(400, "Bad Request")),
+        },
+    };
+    if len > MAX_BODY {
+        return Err(ReadError::TooLarge);
+    }
+    while buf.len() < head_len + len {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(ReadError::Io),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(ReadError::Io),
+        }
+    }
+    let body = buf[head_len..head_len + len].to_vec();
+    buf.drain(..head_len + len);
+    let connection = get("connection").map(|v| v.to_ascii_lowercase());
+    let keep_alive = match minor {
+        0 => connection.as_deref() == Some("keep-alive"),
+        _ => connection.as_deref() != Some("close"),
+    };
+    Ok(Request {
+        method,
+        path,
+        headers,
+        body,
+        keep_alive,
+    })
+}
+
+pub fn write_response(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    date: Option<&str>,
+    body: &[u8],
+    keep_alive: bool,
+) -> io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(d) = date {
+        head.push_str(&format!("Date: {d}\r\n"));
+    }
+    if !keep_alive {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    stream.write_all(&out)?;
+    stream.flush()
+}

@@ -1,0 +1,388 @@
+//! Firewall rule validation and normalisation (lighthouse-api.md sections 5 and 10a).
+//! Every rule is normalised before it is compared, so that `Port` absent and `ALL`, or `Action`
+//! absent and `ACCEPT`, name the same rule, as the cloud treats them.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde_json::{Map, Value};
+
+use crate::api::ApiError;
+
+/// Section 9: "`FirewallRuleDescription` at most 64"; the reference leaves characters vs bytes
+/// open (section 11.9), so the simulator takes the stricter reading: bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 64;
+/// Section 9: at most 64 characters in `Port`.
+const MAX_PORT_CHARS: usize = 64;
+/// Section 9: the per-instance firewall quota.
+pub const MAX_RULES: usize = 100;
+
+const RULE_FIELDS: [&str; 6] = [
+    "Protocol",
+    "Port",
+    "CidrBlock",
+    "Ipv6CidrBlock",
+    "Action",
+    "FirewallRuleDescription",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub protocol: String,
+    pub port: String,
+    pub cidr: Option<String>,
+    pub ipv6: Option<String>,
+    pub action: String,
+    pub description: String,
+}
+
+/// Identity of a rule (section 10a): the description is not part of it.
+pub type RuleKey<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, &'a str);
+
+impl Rule {
+    pub fn key(&self) -> RuleKey<'_> {
+        (
+            &self.protocol,
+            &self.port,
+            self.cidr.as_deref(),
+            self.ipv6.as_deref(),
+            &self.action,
+        )
+    }
+
+    /// The display label the console derives from protocol and port (section 5, FirewallRuleInfo;
+    /// the doc example shows a created `TCP 80` rule coming back as `HTTP(80)`).
+    pub fn app_type(&self) -> &'static str {
+        match (self.protocol.as_str(), self.port.as_str()) {
+            ("TCP", "22") => "Linux登录(22)",
+            ("TCP", "80") => "HTTP(80)",
+            ("TCP", "443") => "HTTPS(443)",
+            ("TCP", "3389") => "Windows登录(3389)",
+            ("TCP", "3306") => "MySQL(3306)",
+            ("TCP", "1433") => "SQL Server(1433)",
+            ("TCP", "21") => "FTP (21)",
+            ("TCP", "ALL") => "全部TCP",
+            ("UDP", "ALL") => "全部UDP",
+            ("ICMP", _) => "Ping-ICMP",
+            ("ICMPv6", _) => "Ping (IPv6)",
+            ("ALL", _) => "ALL",
+            _ => "自定义",
+        }
+    }
+
+    /// A FirewallRuleInfo as DescribeFirewallRules returns it: `Ipv6CidrBlock` only on IPv6
+    /// rules, which then carry no `CidrBlock` (doc examples omit the field they do not use).
+    pub fn to_info(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("AppType".into(), self.app_type().into());
+        m.insert("Protocol".into(), self.protocol.clone().into());
+        m.insert("Port".into(), self.port.clone().into());
+        match (&self.cidr, &self.ipv6) {
+            (_, Some(v6)) => m.insert("Ipv6CidrBlock".into(), v6.clone().into()),
+            (Some(v4), None) => m.insert("CidrBlock".into(), v4.clone().into()),
+            (None, None) => None,
+        };
+        m.insert("Action".into(), self.action.clone().into());
+        m.insert(
+            "FirewallRuleDescription".into(),
+            self.description.clone().into(),
+        );
+        Value::Object(m)
+    }
+}
+
+fn bad_value(msg: String) -> ApiError {
+    ApiError::new("InvalidParameterValue", msg)
+}
+
+/// A string field that may be absent; an empty string counts as absent, as the SDK leaves
+/// unset fields out and the console sends empty ones.
+fn opt_str<'a>(
+    obj: &'a Map<String, Value>,
+    key: &str,
+    at: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::new(
+            "InvalidParameter",
+            format!("The parameter `{at}.{key}` must be a string."),
+        )),
+    }
+}
+
+/// Parses and normalises one request-side FirewallRule; `at` names it in messages
+/// (`FirewallRules.3`).
+pub fn parse_rule(v: &Value, at: &str) -> Result<Rule, ApiError> {
+    let obj = v.as_object().ok_or_else(|| {
+        ApiError::new(
+            "InvalidParameter",
+            format!("The parameter `{at}` must be an object."),
+        )
+    })?;
+    // The API gateway rejects fields it does not know, nested ones included; echoing a
+    // FirewallRuleInfo (with `AppType`) back into a write is a client bug worth catching.
+    if let Some(k) = obj.keys().find(|k| !RULE_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            "UnknownParameter",
+            format!("The parameter `{at}.{k}` is not recognized."),
+        ));
+    }
+    let protocol = opt_str(obj, "Protocol", at)?.ok_or_else(|| {
+        ApiError::new(
+            "MissingParameter",
+            format!("The request is missing a required parameter `{at}.Protocol`."),
+        )
+    })?;
+    if !matches!(protocol, "TCP" | "UDP" | "ICMP" | "ICMPv6" | "ALL") {
+        return Err(bad_value(format!(
+            "`{at}.Protocol` must be one of TCP, UDP, ICMP, ICMPv6, ALL; got `{protocol}`."
+        )));
+    }
+    let port = match (protocol, opt_str(obj, "Port", at)?) {
+        (_, None) => "ALL".to_string(),
+        (_, Some("ALL")) => "ALL".to_string(),
+        ("TCP" | "UDP", Some(p)) => {
+            check_port(p).map_err(|e| bad_value(format!("`{at}.Port` {e}.")))?;
+            p.to_string()
+        }
+        (_, Some(p)) => {
+            return Err(bad_value(format!(
+                "`{at}.Port` must be empty or ALL for protocol {protocol}; got `{p}`."
+            )))
+        }
+    };
+    let cidr = opt_str(obj, "CidrBlock", at)?;
+    let ipv6 = opt_str(obj, "Ipv6CidrBlock", at)?;
+    let (cidr, ipv6) = match (cidr, ipv6) {
+        (Some(_), Some(_)) => {
+            return Err(bad_value(format!(
+                "`{at}.CidrBlock` and `{at}.Ipv6CidrBlock` cannot both be set."
+            )))
+        }
+        (Some(c), None) => {
+            if protocol == "ICMPv6" {
+                return Err(bad_value(format!(
+                    "`{at}.CidrBlock` cannot be used with protocol ICMPv6."
+                )));
+            }
+            check_v4(c).map_err(|e| bad_value(format!("`{at}.CidrBlock` {e}.")))?;
+            (Some(c.to_string()), None)
+        }
+        (None, Some(c)) => {
+            if protocol == "ICMP" {
+                return Err(bad_value(format!(
+                    "`{at}.Ipv6CidrBlock` cannot be used with protocol ICMP."
+                )));
+            }
+            check_v6(c).map_err(|e| bad_value(format!("`{at}.Ipv6CidrBlock` {e}.")))?;
+            (None, Some(c.to_string()))
+        }
+        (None, None) if protocol == "ICMPv6" => (None, Some("::/0".to_string())),
+        (None, None) => (Some("0.0.0.0/0".to_string()), None),
+    };
+    let action = match opt_str(obj, "Action", at)? {
+        None => "ACCEPT",
+        Some(a @ ("ACCEPT" | "DROP")) => a,
+        Some(a) => {
+            return Err(bad_value(format!(
+                "`{at}.Action` must be ACCEPT or DROP; got `{a}`."
+            )))
+        }
+    };
+    let description = opt_str(obj, "FirewallRuleDescription", at)?.unwrap_or("");
+    if description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(ApiError::new(
+            "InvalidParameterValue.FirewallRuleDescriptionTooLong",
+            format!(
+                "`{at}.FirewallRuleDescription` is {} bytes; at most {MAX_DESCRIPTION_BYTES} are allowed.",
+                description.len()
+            ),
+        ));
+    }
+    Ok(Rule {
+        protocol: protocol.to_string(),
+        port,
+        cidr,
+        ipv6,
+        action: action.to_string(),
+        description: description.to_string(),
+    })
+}
+
+/// Section 5 Port grammar. Lists and ranges are not mixed: the doc's "a single port and a list
+/// cannot coexist" is read as strictly as possible (section 11.8).
+fn check_port(p: &str) -> Result<(), String> {
+    if p.len() > MAX_PORT_CHARS {
+        return Err(format!("is longer than {MAX_PORT_CHARS} characters"));
+    }
+    if let Some((lo, hi)) = p.split_once('-') {
+        let (lo, hi) = (port_number(lo)?, port_number(hi)?);
+        if lo >= hi {
+            return Err(format!("range `{p}` must have low < high"));
+        }
+        return Ok(());
+    }
+    let mut seen = Vec::new();
+    for part in p.split(',') {
+        let n = port_number(part)?;
+        if seen.contains(&n) {
+            return Err(format!("repeats port {n}"));
+        }
+        seen.push(n);
+    }
+    Ok(())
+}
+
+fn port_number(s: &str) -> Result<u32, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 5
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && !s.starts_with('0');
+    match s.parse::<u32>() {
+        Ok(n) if ok && (1..=65535).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "has `{s}`, which is not a port number in 1..=65535"
+        )),
+    }
+}
+
+fn split_prefix(s: &str, max: u32) -> Result<&str, String> {
+    match s.split_once('/') {
+        None => Ok(s),
+        Some((addr, p)) => {
+            let ok = !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit());
+            match p.parse::<u32>() {
+                Ok(n) if ok && n <= max => Ok(addr),
+                _ => Err(format!("`{s}` has a prefix length outside 0..={max}")),
+            }
+        }
+    }
+}
+
+fn check_v4(s: &str) -> Result<(), String> {
+    let addr = split_prefix(s, 32)?;
+    addr.parse::<Ipv4Addr>()
+        .map(|_| ())
+        .map_err(|_| format!("`{s}` is not an IPv4 address or CIDR block"))
+}
+
+fn check_v6(s: &str) -> Result<(), String> {
+    let addr = split_prefix(s, 128)?;
+    addr.parse::<Ipv6Addr>()
+        .map(|_| ())
+        .map_err(|_| format!("`{s}` is not an IPv6 address or CIDR block"))
+}
+
+/// `FirewallRules` as a list of normalised rules; `InvalidParameter.FirewallRulesDuplicated`
+/// when one rule appears twice (by identity).
+pub fn parse_rule_list(v: &Value) -> Result<Vec<Rule>, ApiError> {
+    let items = v.as_array().ok_or_else(|| {
+        ApiError::new(
+            "InvalidParameter",
+            "The parameter `FirewallRules` must be an array.".to_string(),
+        )
+    })?;
+    if items.is_empty() {
+        return Err(bad_value("`FirewallRules` must not be empty.".to_string()));
+    }
+    let mut rules: Vec<Rule> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        rules.push(parse_rule(item, &format!("FirewallRules.{i}"))?);
+    }
+    for (i, r) in rules.iter().enumerate() {
+        if rules[..i].iter().any(|o| o.key() == r.key()) {
+            return Err(ApiError::new(
+                "InvalidParameter.FirewallRulesDuplicated",
+                format!("`FirewallRules.{i}` repeats an earlier rule of the same request."),
+            ));
+        }
+    }
+    Ok(rules)
+}
+
+fn default_rule(port: &str, protocol: &str) -> Rule {
+    Rule {
+        protocol: protocol.to_string(),
+        port: port.to_string(),
+        cidr: Some("0.0.0.0/0".to_string()),
+        ipv6: None,
+        action: "ACCEPT".to_string(),
+        description: String::new(),
+    }
+}
+
+/// What a freshly created Lighthouse instance shows in the console (section 11.13 leaves this
+/// open; these are the rules the console template creates).
+pub fn default_rules() -> Vec<Rule> {
+    vec![
+        default_rule("22", "TCP"),
+        default_rule("80", "TCP"),
+        default_rule("443", "TCP"),
+        default_rule("3389", "TCP"),
+        default_rule("ALL", "ICMP"),
+    ]
+}
+
+/// Rules someone else put there (an office SSH allowance): knockd must never touch them.
+pub fn foreign_rules(n: usize) -> Vec<Rule> {
+    (1..=n)
+        .map(|i| Rule {
+            protocol: "TCP".to_string(),
+            port: "22".to_string(),
+            cidr: Some(format!("198.51.{}.{}/32", 100 + i / 250, i % 250 + 1)),
+            ipv6: None,
+            action: "ACCEPT".to_string(),
+            description: format!("office-{i}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn normalises_defaults() {
+        let r = parse_rule(&json!({"Protocol": "TCP"}), "r").expect("valid");
+        assert_eq!(r.port, "ALL");
+        assert_eq!(r.cidr.as_deref(), Some("0.0.0.0/0"));
+        assert_eq!(r.action, "ACCEPT");
+        let r = parse_rule(&json!({"Protocol": "ICMPv6"}), "r").expect("valid");
+        assert_eq!(r.ipv6.as_deref(), Some("::/0"));
+    }
+
+    #[test]
+    fn port_grammar() {
+        for ok in ["22", "22,80,443", "8000-8010", "65535", "ALL"] {
+            assert!(
+                parse_rule(&json!({"Protocol": "UDP", "Port": ok}), "r").is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "0", "65536", "22-22", "30-20", "22,22", "22, 80", "1-2,5", "022", "x",
+        ] {
+            assert!(
+                parse_rule(&json!({"Protocol": "TCP", "Port": bad}), "r").is_err(),
+                "{bad}"
+            );
+        }
+        assert!(parse_rule(&json!({"Protocol": "ICMP", "Port": "22"}), "r").is_err());
+    }
+
+    #[test]
+    fn cidr_checks() {
+        assert!(parse_rule(&json!({"Protocol": "TCP", "CidrBlock": "1.2.3.4"}), "r").is_ok());
+        assert!(parse_rule(&json!({"Protocol": "TCP", "CidrBlock": "1.2.3.0/33"}), "r").is_err());
+        assert!(parse_rule(&json!({"Protocol": "TCP", "CidrBlock": "::1"}), "r").is_err());
+        assert!(parse_rule(
+            &json!({"Protocol": "TCP", "CidrBlock": "1.2.3.4", "Ipv6CidrBlock": "::1"}),
+            "r"
+        )
+        .is_err());
+        assert!(parse_rule(&json!({"Protocol": "ICMP", "Ipv6CidrBlock": "::/0"}), "r").is_err());
+    }
+}
