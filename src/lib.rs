@@ -4,4 +4,5 @@
 pub mod cidr;
 pub mod clock;
 pub mod config;
+pub mod http;
 pub mod sign;
