@@ -3,6 +3,7 @@
 
 pub mod cidr;
 pub mod clock;
+pub mod client_ip;
 pub mod config;
 pub mod http;
 pub mod sign;
