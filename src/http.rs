@@ -164,7 +164,7 @@ fn trim(mut v: &[u8]) -> &[u8] {
 #[derive(Debug)]
 pub enum ReadResult {
     Request(RequestHead),
-    /// Clean EOF before any byte of a new request: the client is done.
+    /// Clean EOF before any byte of a new request (blank lines aside): the client is done.
     Closed,
     /// Invalid or oversized head, EOF mid-head or mid-body, or a body we will not read.
     /// Answer failure and close; the reader's state is not meant to be reused.
@@ -207,8 +207,13 @@ impl HeadReader {
     pub fn next_request<R: Read>(&mut self, r: &mut R) -> ReadResult {
         // Leftover pipelined bytes may already hold a whole head.
         let mut parse_now = self.len > 0;
+        // Blank lines before the request line are dropped as they arrive (some clients send a
+        // stray CRLF after a body) but still count against the head budget, so a client cannot
+        // keep a reader busy forever or make every parse rescan kilobytes of them.
+        let mut budget = MAX_HEAD;
         loop {
             if parse_now {
+                budget = budget.saturating_sub(self.skip_blank_lines());
                 match parse_head(&self.buf[..self.len]) {
                     Parsed::Complete(head, n) => {
                         self.consume(n);
@@ -218,13 +223,13 @@ impl HeadReader {
                     Parsed::Partial => {}
                 }
             }
-            if self.len >= MAX_HEAD {
+            if self.len >= budget {
                 return self.bad();
             }
-            let n = match r.read(&mut self.buf[self.len..MAX_HEAD]) {
+            let n = match r.read(&mut self.buf[self.len..budget]) {
                 Ok(0) if self.len == 0 => return ReadResult::Closed,
                 Ok(0) => return self.bad(),
-                Ok(n) => n.min(MAX_HEAD - self.len),
+                Ok(n) => n.min(budget - self.len),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                     parse_now = false;
                     continue;
@@ -236,6 +241,20 @@ impl HeadReader {
             parse_now = self.buf[self.len..self.len + n].contains(&b'\n');
             self.len += n;
         }
+    }
+
+    /// Drops leading `\n` and `\r\n` lines (a lone `\r` waits for more); returns the count.
+    fn skip_blank_lines(&mut self) -> usize {
+        let mut i = 0;
+        loop {
+            match self.buf.get(i..self.len) {
+                Some([b'\n', ..]) => i += 1,
+                Some([b'\r', b'\n', ..]) => i += 2,
+                _ => break,
+            }
+        }
+        self.consume(i);
+        i
     }
 
     fn skip_body<R: Read>(&mut self, r: &mut R, head: RequestHead) -> ReadResult {
@@ -593,6 +612,45 @@ mod tests {
         }
         assert_eq!(reader.buffered(), 0);
         assert!(matches!(reader.next_request(&mut r), ReadResult::Closed));
+    }
+
+    #[test]
+    fn blank_lines_before_a_request() {
+        // A stray CRLF after a body, then the next request.
+        let input = b"\r\n\nGET /a HTTP/1.1\r\n\r\n\r\nGET /b HTTP/1.1\r\n\r\n\r\n";
+        for chunked in [false, true] {
+            let mut reader = HeadReader::new();
+            let mut r: Box<dyn Read> = if chunked {
+                Box::new(OneByte(input))
+            } else {
+                Box::new(Script::bytes(&[input]))
+            };
+            assert_eq!(expect_request(reader.next_request(&mut r)).path, b"/a");
+            assert_eq!(expect_request(reader.next_request(&mut r)).path, b"/b");
+            assert!(matches!(reader.next_request(&mut r), ReadResult::Closed));
+        }
+        // A lone CR is not a line end.
+        let mut reader = HeadReader::new();
+        let r = reader.next_request(&mut Script::bytes(&[b"\rGET / HTTP/1.1\r\n\r\n"]));
+        assert!(is_bad(&r));
+        // Endless blank lines use up the head budget like any other bytes.
+        let mut r = Counting {
+            inner: io::repeat(b'\n'),
+            total: 0,
+        };
+        assert!(is_bad(&HeadReader::new().next_request(&mut r)));
+        assert!(r.total <= MAX_HEAD, "read {}", r.total);
+        let mut input = b"\r\n".repeat(MAX_HEAD / 4);
+        input.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(matches!(
+            HeadReader::new().next_request(&mut OneByte(&input)),
+            ReadResult::Request(_)
+        ));
+        let mut input = b"\r\n".repeat(MAX_HEAD / 2);
+        input.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(is_bad(
+            &HeadReader::new().next_request(&mut OneByte(&input))
+        ));
     }
 
     #[test]
