@@ -1,10 +1,12 @@
 //! knockd: a port-knocking door for Tencent Cloud Lighthouse firewalls.
-//! Pure logic lives in plain modules; I/O sits at the edges (`lighthouse`, `server`, `cli`).
+//! Pure logic lives in plain modules; I/O sits at the edges (`lighthouse`, `server`, `ops`).
 
 pub mod cidr;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod firewall;
+pub mod http;
 pub mod lighthouse;
 pub mod lockout;
 pub mod log;

@@ -1,0 +1,593 @@
+//! Which address a knock comes from (METHOD_TO_GET_CLIENT_IP), and whether the firewall may ever
+//! be opened for it.
+//!
+//! Header values here are attacker-controlled. They are parsed strictly (one plain address per
+//! item, nothing skipped) and never echoed into logs.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::cidr::{canonical, Cidr};
+use crate::config::ClientIpMethod;
+use crate::http::RequestHead;
+
+/// Why no grantable client address could be determined. All of them answer failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The header the method requires is absent.
+    Missing,
+    /// A header that must name exactly one IP address does not.
+    Malformed,
+    /// An address the firewall must never be opened for.
+    NotAllowed(IpAddr),
+}
+
+impl fmt::Display for Refusal {
+    // Header values are deliberately not shown: they are hostile, unbounded and may carry
+    // control characters that forge log lines.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Missing => f.write_str("client address header missing"),
+            Refusal::Malformed => {
+                f.write_str("client address header is not exactly one IP address")
+            }
+            Refusal::NotAllowed(ip) => write!(f, "address {ip} may never be opened"),
+        }
+    }
+}
+
+/// Whether a firewall rule may ever be written for `ip`. Unspecified addresses are the dangerous
+/// ones (a `CidrBlock` of `0.0.0.0` or `::` risks reading as "everyone"); loopback, multicast,
+/// link-local and broadcast can never be a remote client, so a knock naming them is forged.
+/// Private and documentation ranges stay grantable: VPN users and tests rely on them.
+pub fn is_grantable(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified()
+                || v4.is_loopback()
+                || v4.is_multicast()
+                || v4.is_link_local()
+                || v4.is_broadcast())
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_unspecified() || v6.is_loopback() || v6.is_multicast() || is_v6_link_local(v6))
+        }
+    }
+}
+
+fn is_v6_link_local(v6: Ipv6Addr) -> bool {
+    v6.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The address a knock is from, canonical (IPv4-mapped IPv6 as IPv4) and grantable.
+///
+/// - `Peer`: the TCP peer; headers are ignored, so forged X-Forwarded-For changes nothing.
+/// - `Forwarded`: headers count only when the peer itself is in `trusted`. Then the right-most
+///   X-Forwarded-For address not in `trusted` (the one our own proxies saw connect; everything
+///   left of it may be client-forged); if every listed address is trusted, the left-most one
+///   (as nginx's `real_ip_recursive` does); without X-Forwarded-For, X-Real-IP; without either,
+///   the peer. Any X-Forwarded-For item that is not one plain address makes the whole header
+///   Malformed rather than being skipped, since skipping lets a forged item decide the result.
+/// - `Declared`: the `ip` header, exactly one address.
+pub fn resolve(
+    method: ClientIpMethod,
+    peer: IpAddr,
+    head: &RequestHead,
+    trusted: &[Cidr],
+) -> Result<IpAddr, Refusal> {
+    let peer = canonical(peer);
+    let chosen = match method {
+        ClientIpMethod::Peer => peer,
+        ClientIpMethod::Forwarded if is_trusted(peer, trusted) => forwarded(peer, head, trusted)?,
+        ClientIpMethod::Forwarded => peer,
+        ClientIpMethod::Declared => single(head, "ip", false)?.ok_or(Refusal::Missing)?,
+    };
+    let chosen = canonical(chosen);
+    if is_grantable(chosen) {
+        Ok(chosen)
+    } else {
+        Err(Refusal::NotAllowed(chosen))
+    }
+}
+
+fn is_trusted(ip: IpAddr, trusted: &[Cidr]) -> bool {
+    trusted.iter().any(|c| c.contains(ip))
+}
+
+fn forwarded(peer: IpAddr, head: &RequestHead, trusted: &[Cidr]) -> Result<IpAddr, Refusal> {
+    let mut lines = head.headers_all("x-forwarded-for").peekable();
+    if lines.peek().is_none() {
+        return Ok(single(head, "x-real-ip", true)?.unwrap_or(peer));
+    }
+    // Header lines of one name form one list, in order (RFC 9110 §5.3).
+    let mut chain = Vec::new();
+    for line in lines {
+        for item in line.split(|&b| b == b',') {
+            chain.push(parse_ip(item, true).ok_or(Refusal::Malformed)?);
+        }
+    }
+    let client = chain
+        .iter()
+        .rev()
+        .find(|&&ip| !is_trusted(ip, trusted))
+        .or(chain.first())
+        .copied();
+    client.ok_or(Refusal::Malformed)
+}
+
+/// The one header `name` as one address: `Ok(None)` when absent, Malformed when repeated or
+/// not exactly one address.
+fn single(head: &RequestHead, name: &str, brackets: bool) -> Result<Option<IpAddr>, Refusal> {
+    let mut values = head.headers_all(name);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Refusal::Malformed);
+    }
+    parse_ip(value, brackets)
+        .map(Some)
+        .ok_or(Refusal::Malformed)
+}
+
+/// One plain address, surrounding spaces and tabs allowed; no port, prefix, zone or list.
+/// `[v6]` is accepted where proxies are known to write it that way.
+fn parse_ip(item: &[u8], brackets: bool) -> Option<IpAddr> {
+    let text = std::str::from_utf8(item).ok()?.trim_matches([' ', '\t']);
+    // Longest textual address is 45 bytes (`ffff:…:255.255.255.255`); refuse early anything
+    // longer so a huge item costs nothing to reject.
+    if text.len() > 47 {
+        return None;
+    }
+    let ip = match text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        Some(inner) if brackets => IpAddr::V6(inner.parse::<Ipv6Addr>().ok()?),
+        Some(_) => return None,
+        None => text.parse::<IpAddr>().ok()?,
+    };
+    Some(canonical(ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{parse_head, Parsed};
+    use ClientIpMethod::{Declared, Forwarded, Peer};
+    use Refusal::{Malformed, Missing, NotAllowed};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    fn head(headers: &[(&str, &str)]) -> RequestHead {
+        let mut raw = b"GET /favico.ico HTTP/1.1\r\n".to_vec();
+        for (name, value) in headers {
+            raw.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        match parse_head(&raw) {
+            Parsed::Complete(h, _) => h,
+            other => panic!("test head did not parse: {other:?}"),
+        }
+    }
+
+    fn trusted() -> Vec<Cidr> {
+        ["10.0.0.0/8", "2001:db8:ffff::/48", "198.51.100.7"]
+            .iter()
+            .map(|s| Cidr::parse(s).expect("cidr"))
+            .collect()
+    }
+
+    /// (method, peer, headers, expected)
+    type Case<'a> = (
+        ClientIpMethod,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Result<&'a str, Refusal>,
+    );
+
+    fn run(cases: &[Case]) {
+        let trusted = trusted();
+        for (i, (method, peer, headers, expected)) in cases.iter().enumerate() {
+            let got = resolve(*method, ip(peer), &head(headers), &trusted);
+            let expected = expected.map(ip);
+            assert_eq!(
+                got, expected,
+                "case {i}: {method:?} peer {peer} headers {headers:?}"
+            );
+        }
+    }
+
+    const PROXY: &str = "10.0.0.2";
+    const CLIENT: &str = "203.0.113.9";
+
+    #[test]
+    fn peer_method_ignores_every_header() {
+        let forged: &[(&str, &str)] = &[
+            ("X-Forwarded-For", "8.8.8.8"),
+            ("X-Real-IP", "8.8.4.4"),
+            ("ip", "1.1.1.1"),
+        ];
+        run(&[
+            (Peer, CLIENT, &[], Ok(CLIENT)),
+            (Peer, CLIENT, forged, Ok(CLIENT)),
+            // Even from a trusted proxy: method 1 means the TCP peer, full stop.
+            (Peer, PROXY, forged, Ok(PROXY)),
+            (Peer, "::ffff:203.0.113.9", forged, Ok(CLIENT)),
+            (Peer, "2001:db8::5", forged, Ok("2001:db8::5")),
+            (Peer, "127.0.0.1", &[], Err(NotAllowed(ip("127.0.0.1")))),
+            (
+                Peer,
+                "::ffff:127.0.0.1",
+                &[],
+                Err(NotAllowed(ip("127.0.0.1"))),
+            ),
+            // Garbage headers are not even looked at.
+            (Peer, CLIENT, &[("X-Forwarded-For", "junk, ,")], Ok(CLIENT)),
+        ]);
+    }
+
+    #[test]
+    fn forwarded_from_an_untrusted_peer_is_the_peer() {
+        run(&[
+            (
+                Forwarded,
+                CLIENT,
+                &[("X-Forwarded-For", "8.8.8.8")],
+                Ok(CLIENT),
+            ),
+            (Forwarded, CLIENT, &[("X-Real-IP", "8.8.8.8")], Ok(CLIENT)),
+            (
+                Forwarded,
+                CLIENT,
+                &[("X-Forwarded-For", "not an ip")],
+                Ok(CLIENT),
+            ),
+            (
+                Forwarded,
+                CLIENT,
+                &[("X-Forwarded-For", "127.0.0.1")],
+                Ok(CLIENT),
+            ),
+            // Close to trusted, but not in it.
+            (
+                Forwarded,
+                "11.0.0.1",
+                &[("X-Forwarded-For", "8.8.8.8")],
+                Ok("11.0.0.1"),
+            ),
+            (
+                Forwarded,
+                "198.51.100.8",
+                &[("X-Forwarded-For", "8.8.8.8")],
+                Ok("198.51.100.8"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn forwarded_chains() {
+        run(&[
+            (Forwarded, PROXY, &[("X-Forwarded-For", CLIENT)], Ok(CLIENT)),
+            (
+                Forwarded,
+                "198.51.100.7",
+                &[("X-Forwarded-For", CLIENT)],
+                Ok(CLIENT),
+            ),
+            // IPv4-mapped trusted peer, as a dual-stack socket reports it.
+            (
+                Forwarded,
+                "::ffff:10.0.0.2",
+                &[("X-Forwarded-For", CLIENT)],
+                Ok(CLIENT),
+            ),
+            // The client prepended a forged entry; our proxy appended what it saw.
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Forwarded-For", "8.8.8.8, 203.0.113.9")],
+                Ok(CLIENT),
+            ),
+            // Several of our own proxies: skip trusted hops from the right.
+            (
+                Forwarded,
+                PROXY,
+                &[(
+                    "X-Forwarded-For",
+                    "8.8.8.8,203.0.113.9, 10.1.1.1,198.51.100.7",
+                )],
+                Ok(CLIENT),
+            ),
+            // Split across header lines, concatenated in order.
+            (
+                Forwarded,
+                PROXY,
+                &[
+                    ("X-Forwarded-For", "8.8.8.8"),
+                    ("X-Forwarded-For", "203.0.113.9, 10.1.1.1"),
+                ],
+                Ok(CLIENT),
+            ),
+            // Every hop trusted (a VPN client inside the trusted range): the left-most.
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Forwarded-For", "10.8.0.2, 10.0.0.3")],
+                Ok("10.8.0.2"),
+            ),
+            // X-Forwarded-For wins over X-Real-IP.
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Real-IP", "8.8.8.8"), ("X-Forwarded-For", CLIENT)],
+                Ok(CLIENT),
+            ),
+            (Forwarded, PROXY, &[("X-Real-IP", CLIENT)], Ok(CLIENT)),
+            (
+                Forwarded,
+                PROXY,
+                &[("x-real-ip", " 203.0.113.9 ")],
+                Ok(CLIENT),
+            ),
+            // No forwarding header at all: the proxy itself.
+            (Forwarded, PROXY, &[], Ok(PROXY)),
+        ]);
+    }
+
+    #[test]
+    fn forwarded_ipv6() {
+        run(&[
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Forwarded-For", "2001:db8::1")],
+                Ok("2001:db8::1"),
+            ),
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Forwarded-For", "[2001:db8::1]")],
+                Ok("2001:db8::1"),
+            ),
+            (
+                Forwarded,
+                "2001:db8:ffff::1",
+                &[("X-Forwarded-For", "2001:db8::1, 2001:db8:ffff::2")],
+                Ok("2001:db8::1"),
+            ),
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Forwarded-For", "::ffff:203.0.113.9")],
+                Ok(CLIENT),
+            ),
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Real-IP", "[2001:db8::1]")],
+                Ok("2001:db8::1"),
+            ),
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Forwarded-For", "fe80::1%eth0")],
+                Err(Malformed),
+            ),
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Forwarded-For", "[2001:db8::1]:443")],
+                Err(Malformed),
+            ),
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Forwarded-For", "[203.0.113.9]")],
+                Err(Malformed),
+            ),
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Forwarded-For", "[2001:db8::1")],
+                Err(Malformed),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn forwarded_refuses_anything_but_plain_addresses() {
+        let xff =
+            |v: &'static str| -> Vec<(&'static str, &'static str)> { vec![("X-Forwarded-For", v)] };
+        for value in [
+            "203.0.113.0/24",
+            "203.0.113.9:443",
+            "203.0.113.9 8.8.8.8",
+            "unknown",
+            "unknown, 203.0.113.9",
+            "203.0.113.9,",
+            ",203.0.113.9",
+            "203.0.113.9,,8.8.8.8",
+            "",
+            "2001:db8::/32",
+            "for=203.0.113.9",
+            "203.0.113",
+            "203.0.113.09",
+            "0x7f.0.0.1",
+            "203.0.113.9.",
+        ] {
+            let headers = xff(value);
+            run(&[(Forwarded, PROXY, &headers, Err(Malformed))]);
+        }
+        for value in [
+            "203.0.113.0/24",
+            "203.0.113.9, 8.8.8.8",
+            "203.0.113.9:80",
+            "",
+            "x",
+        ] {
+            run(&[(Forwarded, PROXY, &[("X-Real-IP", value)], Err(Malformed))]);
+        }
+        run(&[(
+            Forwarded,
+            PROXY,
+            &[("X-Real-IP", CLIENT), ("X-Real-IP", CLIENT)],
+            Err(Malformed),
+        )]);
+    }
+
+    #[test]
+    fn declared_method() {
+        run(&[
+            (Declared, PROXY, &[("ip", CLIENT)], Ok(CLIENT)),
+            (Declared, PROXY, &[("IP", "2001:db8::1")], Ok("2001:db8::1")),
+            (Declared, PROXY, &[("ip", "::ffff:203.0.113.9")], Ok(CLIENT)),
+            (Declared, PROXY, &[("ip", "10.0.0.9")], Ok("10.0.0.9")),
+            (Declared, PROXY, &[], Err(Missing)),
+            (
+                Declared,
+                PROXY,
+                &[("X-Forwarded-For", CLIENT)],
+                Err(Missing),
+            ),
+            (Declared, PROXY, &[("ip", "")], Err(Malformed)),
+            (Declared, PROXY, &[("ip", "203.0.113.0/24")], Err(Malformed)),
+            (
+                Declared,
+                PROXY,
+                &[("ip", "203.0.113.9, 8.8.8.8")],
+                Err(Malformed),
+            ),
+            (Declared, PROXY, &[("ip", "203.0.113.9:80")], Err(Malformed)),
+            (Declared, PROXY, &[("ip", "203.0. 113.9")], Err(Malformed)),
+            (Declared, PROXY, &[("ip", "[2001:db8::1]")], Err(Malformed)),
+            (Declared, PROXY, &[("ip", "fe80::1%eth0")], Err(Malformed)),
+            (
+                Declared,
+                PROXY,
+                &[("ip", CLIENT), ("ip", CLIENT)],
+                Err(Malformed),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn never_grantable_via_forwarded_or_declared() {
+        for value in [
+            "0.0.0.0",
+            "::",
+            "127.0.0.1",
+            "127.255.0.1",
+            "::1",
+            "::ffff:127.0.0.1",
+            "::ffff:0.0.0.0",
+            "169.254.1.1",
+            "fe80::1",
+            "febf::1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "ff02::1",
+            "255.255.255.255",
+        ] {
+            let refused = Err(NotAllowed(canonical(ip(value))));
+            run(&[
+                (Forwarded, PROXY, &[("X-Forwarded-For", value)], refused),
+                (Forwarded, PROXY, &[("X-Real-IP", value)], refused),
+                (Declared, CLIENT, &[("ip", value)], refused),
+            ]);
+        }
+        // A loopback address does not hide behind a forged left-most entry either.
+        run(&[(
+            Forwarded,
+            PROXY,
+            &[("X-Forwarded-For", "8.8.8.8, 127.0.0.1")],
+            Err(NotAllowed(ip("127.0.0.1"))),
+        )]);
+    }
+
+    #[test]
+    fn grantable_ranges() {
+        for s in [
+            "8.8.8.8",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "203.0.113.9",
+            "198.51.100.1",
+            "2001:db8::1",
+            "fd00::1",
+            "fec0::1",
+            "::ffff:8.8.8.8",
+            "255.255.255.254",
+        ] {
+            assert!(is_grantable(ip(s)), "{s}");
+        }
+        for s in [
+            "0.0.0.0",
+            "::",
+            "127.0.0.1",
+            "::1",
+            "224.0.0.1",
+            "ff00::1",
+            "169.254.0.1",
+            "fe80::1",
+            "febf:ffff::1",
+            "255.255.255.255",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.1.1",
+            "::ffff:224.0.0.1",
+            "::ffff:255.255.255.255",
+        ] {
+            assert!(!is_grantable(ip(s)), "{s}");
+        }
+    }
+
+    #[test]
+    fn hostile_values_do_not_panic_and_are_not_echoed() {
+        let long = "9".repeat(4000);
+        let weird = [
+            long.as_str(),
+            "1.2.3.4\t5",
+            "ｆｅ８０::1",
+            "１.２.３.４",
+            "[]",
+            "[",
+            "]",
+            "%",
+            "::ffff:",
+        ];
+        for value in weird {
+            for (method, name) in [
+                (Forwarded, "X-Forwarded-For"),
+                (Forwarded, "X-Real-IP"),
+                (Declared, "ip"),
+            ] {
+                let h = head(&[(name, value)]);
+                let r = resolve(method, ip(PROXY), &h, &trusted());
+                assert_eq!(r, Err(Malformed), "{name}: {value:?}");
+                let shown = r.map_err(|e| e.to_string()).err().unwrap_or_default();
+                assert!(shown.len() <= 64 && !shown.contains(value), "{shown}");
+            }
+        }
+        // Raw non-UTF-8 and control bytes straight from the parser.
+        let raw = b"GET / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4\xff\r\nip: \xc3\x28\r\n\r\n";
+        let Parsed::Complete(h, _) = parse_head(raw) else {
+            panic!("head with obs-text must parse");
+        };
+        assert_eq!(
+            resolve(Forwarded, ip(PROXY), &h, &trusted()),
+            Err(Malformed)
+        );
+        assert_eq!(resolve(Declared, ip(PROXY), &h, &trusted()), Err(Malformed));
+    }
+
+    #[test]
+    fn refusal_display() {
+        assert_eq!(Missing.to_string(), "client address header missing");
+        assert_eq!(
+            NotAllowed(ip("127.0.0.1")).to_string(),
+            "address 127.0.0.1 may never be opened"
+        );
+        assert!(Malformed.to_string().len() <= 64);
+    }
+}
