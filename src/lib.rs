@@ -2,6 +2,9 @@
 //! Pure logic lives in plain modules; I/O sits at the edges (`lighthouse`, `server`, `cli`).
 
 pub mod cidr;
+pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
+pub mod envfile;
 pub mod sign;
