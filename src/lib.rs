@@ -2,9 +2,12 @@
 //! Pure logic lives in plain modules; I/O sits at the edges (`lighthouse`, `server`, `ops`).
 
 pub mod cidr;
+pub mod cli;
 pub mod client_ip;
 pub mod clock;
+pub mod commands;
 pub mod config;
+pub mod envfile;
 pub mod firewall;
 pub mod http;
 pub mod lighthouse;

@@ -1,0 +1,258 @@
+//! Command-line arguments, parsed by hand: the set is small and fixed, and a parser crate would
+//! cost more binary than the whole of this file.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Serve,
+    CheckConfig,
+    Check,
+    Prune { dry_run: bool },
+    List,
+    Revoke { target: String, dry_run: bool },
+    Version,
+    Help,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub config: Option<PathBuf>,
+    pub command: Command,
+}
+
+pub const USAGE: &str = "\
+Usage: knockd [--config FILE] [COMMAND]
+
+Port-knocking door for Tencent Cloud Lighthouse firewalls.
+
+Commands (at most one; without one, knockd serves knocks):
+  --check-config        validate the configuration offline and print it (secrets masked)
+  --check               validate, then check credentials, instances, quota and clock (read-only)
+  --prune [--dry-run]   remove expired firewall rules that knockd made
+  --list                list the firewall rules that knockd made
+  --revoke IP|LABEL [--dry-run]
+                        remove knockd's rules for an address or a client label
+  --version, -V         print the version
+  --help, -h            print this help
+
+Options:
+  --config FILE         read FILE instead of $KNOCKD_CONFIG, ./.env or .env beside the binary
+
+The process environment overrides the file. Exit status: 0 success, 1 operational failure,
+2 bad usage or configuration.";
+
+/// The version line: `knockd 0.1.0 (commit abc1234, x86_64-unknown-linux-musl)`.
+pub fn version_line() -> String {
+    format!(
+        "knockd {} (commit {}, {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("KNOCKD_COMMIT"),
+        env!("KNOCKD_TARGET")
+    )
+}
+
+/// Parses the arguments after the program name. Errors are one line, for `knockd: {error}`.
+pub fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut config: Option<PathBuf> = None;
+    let mut command: Option<Command> = None;
+    let mut dry_run = false;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            let v = match inline.clone() {
+                Some(v) => v,
+                // A following flag is not a value: `--revoke --dry-run` forgot the target.
+                None => match it.next() {
+                    Some(v) if !v.starts_with('-') || v == "-" => v.clone(),
+                    _ => return Err(format!("{flag} needs {what}")),
+                },
+            };
+            if v.is_empty() {
+                return Err(format!("{flag} needs {what}"));
+            }
+            Ok(v)
+        };
+        let next = match flag {
+            "--config" => {
+                if config.is_some() {
+                    return Err("--config given twice".into());
+                }
+                config = Some(PathBuf::from(value("a file")?));
+                continue;
+            }
+            "--dry-run" => {
+                if inline.is_some() {
+                    return Err("--dry-run takes no value".into());
+                }
+                dry_run = true;
+                continue;
+            }
+            "--check-config" => Command::CheckConfig,
+            "--check" => Command::Check,
+            "--prune" => Command::Prune { dry_run: false },
+            "--list" => Command::List,
+            "--revoke" => Command::Revoke {
+                target: value("an IP address or a label")?,
+                dry_run: false,
+            },
+            "--version" | "-V" => Command::Version,
+            "--help" | "-h" => Command::Help,
+            _ if arg.starts_with('-') => {
+                return Err(format!("unknown option '{arg}' (see --help)"))
+            }
+            _ => return Err(format!("unexpected argument '{arg}' (see --help)")),
+        };
+        if inline.is_some() && !matches!(next, Command::Revoke { .. }) {
+            return Err(format!("{flag} takes no value"));
+        }
+        if let Some(prev) = &command {
+            return Err(format!(
+                "{} and {} cannot be combined",
+                flag_of(prev),
+                flag_of(&next)
+            ));
+        }
+        command = Some(next);
+    }
+    let command = match (command.unwrap_or(Command::Serve), dry_run) {
+        (Command::Prune { .. }, d) => Command::Prune { dry_run: d },
+        (Command::Revoke { target, .. }, d) => Command::Revoke { target, dry_run: d },
+        (_, true) => return Err("--dry-run only goes with --prune or --revoke".into()),
+        (c, false) => c,
+    };
+    Ok(Args { config, command })
+}
+
+fn flag_of(c: &Command) -> &'static str {
+    match c {
+        Command::Serve => "serve",
+        Command::CheckConfig => "--check-config",
+        Command::Check => "--check",
+        Command::Prune { .. } => "--prune",
+        Command::List => "--list",
+        Command::Revoke { .. } => "--revoke",
+        Command::Version => "--version",
+        Command::Help => "--help",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        let v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        parse_args(&v)
+    }
+
+    fn cmd(args: &[&str]) -> Command {
+        parse(args).expect("valid args").command
+    }
+
+    #[test]
+    fn no_arguments_serve() {
+        assert_eq!(
+            parse(&[]),
+            Ok(Args {
+                config: None,
+                command: Command::Serve
+            })
+        );
+    }
+
+    #[test]
+    fn each_command() {
+        assert_eq!(cmd(&["--check-config"]), Command::CheckConfig);
+        assert_eq!(cmd(&["--check"]), Command::Check);
+        assert_eq!(cmd(&["--prune"]), Command::Prune { dry_run: false });
+        assert_eq!(cmd(&["--list"]), Command::List);
+        assert_eq!(cmd(&["--version"]), Command::Version);
+        assert_eq!(cmd(&["-V"]), Command::Version);
+        assert_eq!(cmd(&["--help"]), Command::Help);
+        assert_eq!(cmd(&["-h"]), Command::Help);
+    }
+
+    #[test]
+    fn config_both_forms() {
+        for args in [
+            &["--config", "/etc/knockd.env", "--prune"][..],
+            &["--prune", "--config=/etc/knockd.env"][..],
+        ] {
+            let a = parse(args).expect("valid");
+            assert_eq!(a.config, Some(PathBuf::from("/etc/knockd.env")));
+            assert_eq!(a.command, Command::Prune { dry_run: false });
+        }
+        assert!(parse(&["--config"]).is_err());
+        assert!(parse(&["--config="]).is_err());
+        assert!(parse(&["--config", "--prune"]).is_err());
+        assert!(parse(&["--config", "a", "--config", "b"]).is_err());
+    }
+
+    #[test]
+    fn dry_run_only_with_prune_or_revoke() {
+        assert_eq!(
+            cmd(&["--dry-run", "--prune"]),
+            Command::Prune { dry_run: true }
+        );
+        assert_eq!(
+            cmd(&["--prune", "--dry-run"]),
+            Command::Prune { dry_run: true }
+        );
+        assert_eq!(
+            cmd(&["--revoke", "203.0.113.9", "--dry-run"]),
+            Command::Revoke {
+                target: "203.0.113.9".into(),
+                dry_run: true
+            }
+        );
+        assert_eq!(
+            cmd(&["--revoke=Office_01"]),
+            Command::Revoke {
+                target: "Office_01".into(),
+                dry_run: false
+            }
+        );
+        assert!(parse(&["--dry-run"]).is_err());
+        assert!(parse(&["--list", "--dry-run"]).is_err());
+        assert!(parse(&["--dry-run=yes", "--prune"]).is_err());
+    }
+
+    #[test]
+    fn revoke_needs_a_target() {
+        assert!(parse(&["--revoke"]).is_err());
+        assert!(parse(&["--revoke", "--dry-run"]).is_err());
+        assert!(parse(&["--revoke="]).is_err());
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        for args in [
+            &["--bogus"][..],
+            &["serve"][..],
+            &["--prune", "--list"][..],
+            &["--check", "--check"][..],
+            &["--version", "--help"][..],
+            &["--list=1"][..],
+            &["-x"][..],
+        ] {
+            let e = parse(args).expect_err("must fail");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert!(parse(&["--bogus"]).unwrap_err().contains("--bogus"));
+        assert!(parse(&["--prune", "--list"])
+            .unwrap_err()
+            .contains("cannot be combined"));
+    }
+
+    #[test]
+    fn version_line_shape() {
+        let v = version_line();
+        assert!(v.starts_with(&format!("knockd {} (commit ", env!("CARGO_PKG_VERSION"))));
+        assert!(v.ends_with(')'));
+    }
+}
