@@ -104,9 +104,6 @@ pub fn serve(config: &Config) -> i32 {
             return 1;
         }
     };
-    for w in &config.warnings {
-        log::event(&format!("warning: {w}"));
-    }
     let shared = Arc::new(Shared {
         config: config.clone(),
         writers: config

@@ -1,6 +1,7 @@
 //! Shared test fixtures. Each integration test file says `mod common;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod knockd;
 pub mod sim;
 
 /// Fake credentials the simulator is started with; they exist nowhere else.

@@ -1,0 +1,258 @@
+//! Fixture around the real `knockd` binary: write a config, start it on a free loopback port,
+//! wait until it listens, knock with real curl and wget, kill it on drop.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::sim::Sim;
+use super::{SECRET_ID, SECRET_KEY};
+
+/// The knock secret of every test config; it contains `$` on purpose.
+pub const REFERER: &str = "s3cret-Kn0ck$Ref";
+pub const SUCCESS: &str = "500 Internal Server Error.";
+pub const FAILURE: &str = "500 Internal Server Error";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A fresh directory under the system temp dir, unique per process and call.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "knockd-test-{}-{name}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+/// The config every knock test starts from: the simulator as endpoint, METHOD 2 behind the
+/// loopback "proxy" (tests knock from 127.0.0.1 and name the client in X-Forwarded-For).
+pub fn base_config(sim: &Sim, instances: &str, port: u16) -> Vec<(String, String)> {
+    [
+        ("TENCENT_CLOUD_SECRET_ID", SECRET_ID.to_string()),
+        ("TENCENT_CLOUD_SECRET_KEY", SECRET_KEY.to_string()),
+        ("TENCENT_CLOUD_ACCESS_POINT", sim.url()),
+        (
+            "TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS",
+            instances.to_string(),
+        ),
+        ("TENCENT_CLOUD_REGION", "ap-guangzhou".to_string()),
+        ("KNOCK_REFERER", REFERER.to_string()),
+        ("FW_PERMIT_PORTS_TCP", "22,443".to_string()),
+        ("FW_PERMIT_PORTS_UDP", "51820".to_string()),
+        ("BIND_IP", "127.0.0.1".to_string()),
+        ("BIND_PORT", port.to_string()),
+        ("METHOD_TO_GET_CLIENT_IP", "2".to_string()),
+        ("PRUNE_INTERVAL", "0".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+pub fn set(config: &mut Vec<(String, String)>, key: &str, value: &str) {
+    config.retain(|(k, _)| k != key);
+    config.push((key.to_string(), value.to_string()));
+}
+
+/// Writes `KEY='value'` lines (single quotes: values stay literal) to `dir/.env`.
+pub fn write_config(dir: &Path, config: &[(String, String)]) -> PathBuf {
+    let text: String = config.iter().map(|(k, v)| format!("{k}='{v}'\n")).collect();
+    let path = dir.join(".env");
+    std::fs::write(&path, text).expect("write config");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    path
+}
+
+/// Runs knockd to completion (a CLI command) with a clean environment.
+pub fn run(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_knockd"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run knockd")
+}
+
+pub struct Knockd {
+    child: Child,
+    pub port: u16,
+    log: Arc<Mutex<String>>,
+    pub config: PathBuf,
+}
+
+impl Knockd {
+    /// Starts `knockd` (serve) with this config and waits (10 s) until it listens.
+    pub fn start(dir: &Path, config: &[(String, String)]) -> Knockd {
+        let port = config
+            .iter()
+            .find(|(k, _)| k == "BIND_PORT")
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("BIND_PORT in test config");
+        let path = write_config(dir, config);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_knockd"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn knockd");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().expect("stderr piped");
+        let sink = Arc::clone(&log);
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("log lock")
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        let k = Knockd {
+            child,
+            port,
+            log,
+            config: path,
+        };
+        if !k.wait_log("listening on", Duration::from_secs(10)) {
+            panic!("knockd did not start; stderr:\n{}", k.log());
+        }
+        k
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.log().contains(needle) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Knockd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Installs curl and wget when missing (a fresh CI machine): the tests knock with the real
+/// clients operators use.
+pub fn ensure_clients() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let missing: Vec<&str> = ["curl", "wget"]
+            .into_iter()
+            .filter(|c| {
+                Command::new(c)
+                    .arg("--version")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .map_or(true, |s| !s.success())
+            })
+            .collect();
+        if !missing.is_empty() {
+            let _ = Command::new("apt-get").args(["update", "-qq"]).status();
+            let _ = Command::new("apt-get")
+                .args(["install", "-y", "-qq"])
+                .args(&missing)
+                .status();
+        }
+    });
+}
+
+/// curl with a 20 s cap; returns (HTTP status, body).
+pub fn curl(args: &[&str]) -> (u16, String) {
+    ensure_clients();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// A knock as an operator's script sends it, from `client` (via X-Forwarded-For).
+pub fn knock_curl(k: &Knockd, client: &str, label: &str) -> String {
+    let (status, body) = curl(&[
+        "-H",
+        &format!("Referer: {REFERER}"),
+        "-H",
+        &format!("Location: {label}"),
+        "-H",
+        &format!("X-Forwarded-For: {client}"),
+        &k.url("/favico.ico"),
+    ]);
+    assert_eq!(status, 500, "knockd always answers 500");
+    body
+}
+
+/// The same knock with wget (which treats 500 as an error but still saves the body).
+pub fn knock_wget(k: &Knockd, client: &str, label: &str) -> String {
+    ensure_clients();
+    let out = Command::new("wget")
+        .args([
+            "-q",
+            "-O",
+            "-",
+            "--timeout=20",
+            "--tries=1",
+            "--content-on-error",
+        ])
+        .arg(format!("--header=Referer: {REFERER}"))
+        .arg(format!("--header=Location: {label}"))
+        .arg(format!("--header=X-Forwarded-For: {client}"))
+        .arg(k.url("/favico.ico"))
+        .output()
+        .expect("run wget");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
