@@ -8,9 +8,15 @@ ARM   := aarch64-unknown-linux-musl
 BIN_X86 := target/$(X86)/release/knockd
 BIN_ARM := target/$(ARM)/release/knockd
 
-# ring compiles C and assembly for the target. For aarch64 there is no cross gcc on a plain
-# Debian box, but clang targets any architecture; rust-lld (shipped with rustup) links the musl
-# self-contained objects, so no cross binutils or sysroot is needed either.
+# ring compiles C and assembly for the target, and cc-rs looks for `<arch>-linux-musl-gcc`,
+# which Debian does not ship. clang targets any architecture, and llvm-ar indexes archives of
+# any architecture (GNU ar here cannot for aarch64). For aarch64, rust-lld (shipped with rustup)
+# links against the target's self-contained musl objects, so no cross binutils or sysroot is
+# needed.
+X86_ENV := \
+	CC_x86_64_unknown_linux_musl=clang \
+	AR_x86_64_unknown_linux_musl=llvm-ar \
+	CFLAGS_x86_64_unknown_linux_musl=--target=x86_64-unknown-linux-musl
 AARCH64_ENV := \
 	CC_aarch64_unknown_linux_musl=clang \
 	AR_aarch64_unknown_linux_musl=llvm-ar \
@@ -25,7 +31,7 @@ setup:
 	@scripts/setup.sh
 
 release: setup
-	$(CARGO) build --release --target $(X86) --bin knockd
+	$(X86_ENV) $(CARGO) build --release --target $(X86) --bin knockd
 
 aarch64: setup
 	$(AARCH64_ENV) $(CARGO) build --release --target $(ARM) --bin knockd

@@ -491,3 +491,23 @@ fn version_and_usage_errors() {
         assert!(out.stderr.starts_with("knockd: "), "{}", out.stderr);
     }
 }
+
+#[test]
+fn env_sample_is_valid_and_documents_every_variable() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/.env.sample");
+    let sample = std::fs::read_to_string(path).expect(".env.sample");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for var in knockd::config::VARIABLES {
+        assert!(
+            sample.contains(&format!("\n{var}=")),
+            ".env.sample lacks {var}"
+        );
+        assert!(
+            readme.contains(&format!("`{var}`")),
+            "README.md lacks {var}"
+        );
+    }
+    let out = check(&sample, &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+}
