@@ -332,12 +332,12 @@ pub fn from_pairs(
     let vars = Vars { file, env };
     let mut c = Checker::default();
 
-    let mut unknown: Vec<&str> = pairs
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .filter(|k| !VARIABLES.contains(k))
-        .collect();
-    unknown.dedup();
+    let mut unknown: Vec<&str> = Vec::new();
+    for (k, _) in pairs {
+        if !VARIABLES.contains(&k.as_str()) && !unknown.contains(&k.as_str()) {
+            unknown.push(k);
+        }
+    }
     for k in unknown {
         c.warn(format!(
             "{k} in the config file is not a knockd variable and is ignored"
