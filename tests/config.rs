@@ -113,7 +113,18 @@ fn knockd_at(exe: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Out
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run knockd");
+    // A binary copied by a concurrent test may still be open for writing in a child that forked
+    // meanwhile (ETXTBSY until that child execs); that clears within moments.
+    let mut tries = 0;
+    let out = loop {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.expect("run knockd"),
+        }
+    };
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -417,7 +428,9 @@ fn discovery_order() {
     std::fs::create_dir_all(&bin).expect("mkdir");
     std::fs::create_dir_all(&work).expect("mkdir");
     let exe = bin.join("knockd");
-    std::fs::copy(env!("CARGO_BIN_EXE_knockd"), &exe).expect("copy binary");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_knockd"), &exe).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_knockd"), &exe).expect("copy binary");
+    }
     std::fs::write(bin.join(".env"), format!("{VALID}BIND_PORT=4444\n")).expect("write");
     let out = knockd_at(&exe, &work, &["--check-config"], &[]);
     assert_eq!(port_of(&out), "4444", "beside the binary: {}", out.all());
