@@ -332,12 +332,12 @@ pub fn from_pairs(
     let vars = Vars { file, env };
     let mut c = Checker::default();
 
-    let mut unknown: Vec<&str> = pairs
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .filter(|k| !VARIABLES.contains(k))
-        .collect();
-    unknown.dedup();
+    let mut unknown: Vec<&str> = Vec::new();
+    for (k, _) in pairs {
+        if !VARIABLES.contains(&k.as_str()) && !unknown.contains(&k.as_str()) {
+            unknown.push(k);
+        }
+    }
     for k in unknown {
         c.warn(format!(
             "{k} in the config file is not a knockd variable and is ignored"
@@ -542,10 +542,11 @@ pub fn from_pairs(
 
     let mut trusted_proxies = Vec::new();
     let mut bad = Vec::new();
-    for item in split_list(
-        vars.get("TRUSTED_PROXIES")
-            .unwrap_or(DEFAULT_TRUSTED_PROXIES),
-    ) {
+    // Unlike a scalar, an empty list means something here: trust no proxy at all.
+    let proxies_text = vars
+        .raw("TRUSTED_PROXIES")
+        .unwrap_or(DEFAULT_TRUSTED_PROXIES);
+    for item in split_list(proxies_text) {
         match Cidr::parse(item) {
             Ok(cidr) => {
                 if !trusted_proxies.contains(&cidr) {
@@ -1144,5 +1145,352 @@ impl Config {
             out.push_str(&format!("warning: {w}\n"));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The smallest valid configuration.
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("FW_PERMIT_PORTS_TCP", "22"),
+            ("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", "lhins-a0ogy7ty"),
+            ("TENCENT_CLOUD_SECRET_ID", "AKIDexampleexampleexample"),
+            ("TENCENT_CLOUD_SECRET_KEY", "keykeykeykeykeykey"),
+            ("KNOCK_REFERER", "https://example.com/some-long-secret"),
+        ]
+    }
+
+    fn with(over: &[(&'static str, &'static str)]) -> Result<Config, ConfigErrors> {
+        let mut e = base();
+        e.extend_from_slice(over);
+        let mut map = HashMap::new();
+        for (k, v) in e {
+            map.insert(k.to_string(), v.to_string());
+        }
+        from_pairs(&[], &map)
+    }
+
+    fn error_vars(over: &[(&'static str, &'static str)]) -> Vec<String> {
+        with(over)
+            .expect_err("must be invalid")
+            .0
+            .into_iter()
+            .map(|e| e.variable)
+            .collect()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = with(&[]).expect("valid");
+        assert_eq!(c.message_success, "500 Internal Server Error.");
+        assert_eq!(c.message_failure, "500 Internal Server Error");
+        assert_eq!(c.ports, vec![(Protocol::Tcp, "22".to_string())]);
+        assert_eq!(c.rule_prefix, "Knockd-");
+        assert_eq!(c.region, "ap-shanghai");
+        assert_eq!(
+            c.instances,
+            vec![Instance {
+                id: "lhins-a0ogy7ty".into(),
+                region: "ap-shanghai".into()
+            }]
+        );
+        assert_eq!(c.endpoint.url(), "https://lighthouse.tencentcloudapi.com/");
+        assert_eq!(c.knock_path, "/favico.ico");
+        assert_eq!(c.client_ip_method, ClientIpMethod::Peer);
+        assert_eq!(c.rule_ttl_secs, 30 * 86_400);
+        assert_eq!(c.bind, "0.0.0.0:8080".parse().expect("addr"));
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.quota_reserve, 0);
+        assert_eq!(c.max_connections, 256);
+        assert_eq!(c.connection_timeout_secs, 10);
+        assert_eq!(c.knock_timeout_secs, 20);
+        assert_eq!(c.prune_interval_secs, 3600);
+        assert_eq!(c.lockout_failures, 10);
+        assert_eq!(c.lockout_window_secs, 600);
+        assert_eq!(c.lockout_secs, 1800);
+        assert!(c.token.is_none() && c.ca_file.is_none());
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn ports_are_lenient_and_normalised() {
+        assert_eq!(parse_ports("80，443,3389").as_deref(), Ok("80,443,3389"));
+        assert_eq!(parse_ports(" 22 ,, 80,22, ").as_deref(), Ok("22,80"));
+        assert_eq!(
+            parse_ports("8000 - 8100,080").as_deref(),
+            Ok("8000-8100,80")
+        );
+        assert_eq!(parse_ports("").as_deref(), Ok(""));
+        assert!(parse_ports("70000").is_err());
+        assert!(parse_ports("0").is_err());
+        assert!(parse_ports("ssh").is_err());
+        assert!(parse_ports("9000-8000").is_err());
+        assert!(parse_ports("8000-8000").is_err());
+        assert!(parse_ports("1-2-3").is_err());
+        let long: Vec<String> = (10000..10011).map(|p| p.to_string()).collect();
+        assert!(parse_ports(&long.join(",")).is_err(), "65 chars");
+        assert!(parse_ports(&long[..10].join(",")).is_ok(), "59 chars");
+    }
+
+    #[test]
+    fn both_protocols_and_none() {
+        let c = with(&[("FW_PERMIT_PORTS_UDP", "514,")]).expect("valid");
+        assert_eq!(
+            c.ports,
+            vec![(Protocol::Tcp, "22".into()), (Protocol::Udp, "514".into())]
+        );
+        assert_eq!(
+            error_vars(&[("FW_PERMIT_PORTS_TCP", " , ")]),
+            vec!["FW_PERMIT_PORTS_TCP"]
+        );
+    }
+
+    #[test]
+    fn instances_and_regions() {
+        let list = parse_instances(
+            "lhins-a0ogy7ty, ap-guangzhou:lhins-bbbbbbbb,lhins-a0ogy7ty，",
+            "ap-shanghai",
+        )
+        .expect("valid");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].region, "ap-guangzhou");
+        assert!(parse_instances("lhins-A0OGY7TY", "ap-shanghai").is_err());
+        assert!(parse_instances("lhins-short", "ap-shanghai").is_err());
+        assert!(parse_instances("Shanghai:lhins-a0ogy7ty", "ap-shanghai").is_err());
+        assert!(parse_instances(",", "ap-shanghai").is_err());
+        assert!(parse_instances(
+            "ap-guangzhou:lhins-a0ogy7ty,ap-beijing:lhins-a0ogy7ty",
+            "ap-shanghai"
+        )
+        .is_err());
+        for ok in [
+            "ap-guangzhou",
+            "na-siliconvalley",
+            "eu-frankfurt",
+            "ap-shanghai-fsi",
+        ] {
+            assert!(is_region(ok), "{ok}");
+        }
+        for bad in [
+            "Shanghai", "shanghai", "ap-", "-ap", "ap--x", "1p-x", "ap_x", "",
+        ] {
+            assert!(!is_region(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoints() {
+        let ok = |s: &str| parse_endpoint(s).expect(s);
+        assert_eq!(
+            ok("Lighthouse.TencentCloudAPI.com").host,
+            "lighthouse.tencentcloudapi.com"
+        );
+        assert_eq!(ok("example.com:8443").url(), "https://example.com:8443/");
+        assert_eq!(ok("https://example.com/").host, "example.com");
+        assert_eq!(ok("http://127.0.0.1:9000").url(), "http://127.0.0.1:9000/");
+        assert_eq!(ok("http://[::1]:9000/").host, "[::1]:9000");
+        assert_eq!(ok("http://localhost:9000").scheme, Scheme::Http);
+        assert_eq!(ok("https://[2001:db8::1]").host, "[2001:db8::1]");
+        for bad in [
+            "http://example.com",
+            "http://10.0.0.1:80",
+            "ftp://example.com",
+            "https://example.com/path",
+            "https://example.com?x",
+            "https://user@example.com",
+            "example.com:0",
+            "example.com:99999",
+            "2001:db8::1",
+            "exa mple.com",
+            "-bad.com",
+            "999.1.1.1",
+            "",
+            "https://",
+        ] {
+            assert!(parse_endpoint(bad).is_err(), "{bad}");
+        }
+        let c = with(&[("TENCENT_CLOUD_ACCESS_POINT", "http://127.0.0.1:9000")]).expect("ok");
+        assert!(c.warnings.iter().any(|w| w.contains("http://")));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d", false), Ok(30 * 86_400));
+        assert_eq!(parse_duration("12H", false), Ok(12 * 3600));
+        assert_eq!(parse_duration("90m", false), Ok(5400));
+        assert_eq!(parse_duration(" 45 s ", false), Ok(45));
+        assert_eq!(parse_duration("15", true), Ok(15));
+        assert!(parse_duration("15", false)
+            .expect_err("bare")
+            .contains("unit"));
+        assert!(parse_duration("-5d", false).is_err());
+        assert!(parse_duration("5w", false).is_err());
+        assert!(parse_duration("d", false).is_err());
+        assert!(parse_duration("99999999999999999999d", false).is_err());
+        assert_eq!(format_duration(5400), "90m");
+        assert_eq!(format_duration(86_400 * 30), "30d");
+        assert_eq!(format_duration(61), "61s");
+    }
+
+    #[test]
+    fn rule_ttl_overrides_days() {
+        let c = with(&[("DAYS_RULE_EXPIRES", "7")]).expect("ok");
+        assert_eq!(c.rule_ttl_secs, 7 * 86_400);
+        let c = with(&[("DAYS_RULE_EXPIRES", "7"), ("RULE_TTL", "12h")]).expect("ok");
+        assert_eq!(c.rule_ttl_secs, 12 * 3600);
+        assert_eq!(error_vars(&[("RULE_TTL", "12")]), vec!["RULE_TTL"]);
+        assert_eq!(error_vars(&[("RULE_TTL", "0s")]), vec!["RULE_TTL"]);
+        assert_eq!(
+            error_vars(&[("DAYS_RULE_EXPIRES", "0")]),
+            vec!["DAYS_RULE_EXPIRES"]
+        );
+    }
+
+    #[test]
+    fn numbers_and_switches() {
+        let c = with(&[
+            ("PRUNE_INTERVAL", "0"),
+            ("LOCKOUT_FAILURES", "0"),
+            ("CONNECTION_TIMEOUT", "15"),
+            ("QUOTA_RESERVE", "99"),
+            ("MAX_CONNECTIONS", "65536"),
+            ("BIND_IP", "::"),
+            ("BIND_PORT", "80"),
+            ("METHOD_TO_GET_CLIENT_IP", "2"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8， 192.168.1.1,"),
+        ])
+        .expect("ok");
+        assert_eq!(c.prune_interval_secs, 0);
+        assert_eq!(c.lockout_failures, 0);
+        assert_eq!(c.connection_timeout_secs, 15);
+        assert_eq!(c.bind, "[::]:80".parse().expect("addr"));
+        assert_eq!(c.client_ip_method, ClientIpMethod::Forwarded);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        for (var, value) in [
+            ("QUOTA_RESERVE", "100"),
+            ("MAX_CONNECTIONS", "0"),
+            ("BIND_PORT", "0"),
+            ("BIND_PORT", "65536"),
+            ("BIND_IP", "localhost"),
+            ("METHOD_TO_GET_CLIENT_IP", "4"),
+            ("TRUSTED_PROXIES", "10.0.0.1/8"),
+            ("LOCKOUT_WINDOW", "0"),
+            ("KNOCK_TIMEOUT", "soon"),
+            ("KNOCK_REQUEST_PATH", "favico.ico"),
+            ("KNOCK_REQUEST_PATH", "/a b"),
+            ("KNOCK_REQUEST_PATH", "/a?b"),
+            ("FW_RULE_NAME_PREFIX", "Knockd-ThisIsFarTooLong-"),
+            ("FW_RULE_NAME_PREFIX", "敲门-"),
+        ] {
+            assert_eq!(error_vars(&[(var, value)]), vec![var], "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn empty_means_default_except_lists() {
+        let c = with(&[("TENCENT_CLOUD_REGION", " "), ("TRUSTED_PROXIES", "")]).expect("ok");
+        assert_eq!(c.region, "ap-shanghai");
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn env_overrides_file_pairs() {
+        let pairs = vec![
+            ("FW_PERMIT_PORTS_TCP".to_string(), "22".to_string()),
+            ("BIND_PORT".to_string(), "9000".to_string()),
+        ];
+        let mut e = env(&base());
+        e.insert("BIND_PORT".into(), "9001".into());
+        e.remove("FW_PERMIT_PORTS_TCP");
+        let c = from_pairs(&pairs, &e).expect("ok");
+        assert_eq!(c.bind.port(), 9001);
+        assert_eq!(c.ports, vec![(Protocol::Tcp, "22".into())]);
+    }
+
+    #[test]
+    fn all_problems_at_once_without_secrets() {
+        let secret = "TopSecretValue-never-print";
+        let mut e = env(&[
+            ("FW_PERMIT_PORTS_TCP", "70000"),
+            ("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", "i-123"),
+            ("TENCENT_CLOUD_REGION", "Shanghai"),
+            ("BIND_PORT", "0"),
+        ]);
+        e.insert(
+            "TENCENT_CLOUD_SECRET_KEY".into(),
+            format!("{secret} with space"),
+        );
+        e.insert("KNOCK_REFERER".into(), format!("{secret}\u{7}"));
+        let errors = from_pairs(&[], &e).expect_err("invalid");
+        let text = errors.to_string();
+        for var in [
+            "FW_PERMIT_PORTS_TCP",
+            "TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS",
+            "TENCENT_CLOUD_REGION",
+            "BIND_PORT",
+            "TENCENT_CLOUD_SECRET_ID",
+            "TENCENT_CLOUD_SECRET_KEY",
+            "KNOCK_REFERER",
+        ] {
+            assert!(
+                text.contains(&format!("{var}: ")),
+                "{var} missing in:\n{text}"
+            );
+        }
+        assert!(!text.contains(secret), "{text}");
+    }
+
+    #[test]
+    fn warnings() {
+        let c = with(&[("METHOD_TO_GET_CLIENT_IP", "3")]).expect("ok");
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("METHOD_TO_GET_CLIENT_IP")));
+        let pairs = vec![("FW_PERMIT_PORTS".to_string(), "22".to_string())];
+        let c = from_pairs(&pairs, &env(&base())).expect("ok");
+        assert!(c.warnings.iter().any(|w| w.contains("FW_PERMIT_PORTS ")));
+    }
+
+    #[test]
+    fn report_masks_secrets() {
+        let mut e = env(&base());
+        e.insert("TENCENT_CLOUD_TOKEN".into(), "tokentokentoken".into());
+        let c = from_pairs(&[], &e).expect("ok");
+        let r = c.report();
+        assert!(r.contains("TENCENT_CLOUD_SECRET_ID = AKID****ple\n"), "{r}");
+        assert!(
+            r.contains("TENCENT_CLOUD_SECRET_KEY = **** (set, 18 chars)\n"),
+            "{r}"
+        );
+        assert!(
+            r.contains("TENCENT_CLOUD_TOKEN = **** (set, 15 chars)\n"),
+            "{r}"
+        );
+        assert!(r.contains("FW_PERMIT_PORTS_UDP = (off)\n"), "{r}");
+        for s in [
+            "keykeykey",
+            "tokentoken",
+            "some-long-secret",
+            "exampleexample",
+        ] {
+            assert!(!r.contains(s), "{s} leaked:\n{r}");
+        }
+        for line in r.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                line.contains(" = ") || line.starts_with("warning: "),
+                "{line}"
+            );
+        }
     }
 }
