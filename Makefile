@@ -62,3 +62,6 @@ lint: setup
 clean:
 	$(CARGO) clean
 	rm -rf dist
+
+# More targets (demo, bench, fuzz) live in fragments, one per concern.
+-include mk/*.mk
