@@ -1,7 +1,9 @@
 //! The `FirewallRuleDescription` of rules knockd owns. The firewall is knockd's only database,
 //! so the description carries who a rule is for and when it expires, readable in the console:
 //!
-//!     Knockd-Office_01 until 2026-12-25 13:38Z
+//! ```text
+//! Knockd-Office_01 until 2026-12-25 13:38Z
+//! ```
 //!
 //! The Python original wrote `<prefix><label>@@YYYYMMDD` (the creation day); those are read too.
 
