@@ -309,13 +309,19 @@ fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr) -> bool {
     let now = crate::clock::now() as u64;
     let peer = cidr::canonical(peer);
     let resolved = client_ip::resolve(config.client_ip_method, peer, head, &config.trusted_proxies);
-    // Behind a trusted proxy the peer is the proxy: lock out the client it vouches for. A
-    // self-declared address (METHOD 3) is the attacker's choice, so there the peer counts.
+    // Behind a trusted proxy the peer is the proxy: lock out the client it vouches for, and
+    // never the proxy itself (that would lock everyone out). A self-declared address
+    // (METHOD 3) is the attacker's choice, so there the peer counts.
     let key = match (config.client_ip_method, &resolved) {
-        (ClientIpMethod::Forwarded, Ok(ip)) => *ip,
-        _ => peer,
+        (ClientIpMethod::Forwarded, Ok(ip)) => Some(*ip),
+        (ClientIpMethod::Forwarded, Err(_))
+            if config.trusted_proxies.iter().any(|c| c.contains(peer)) =>
+        {
+            None
+        }
+        _ => Some(peer),
     };
-    if lock(&shared.lockout).is_locked(key, now) {
+    if let Some(key) = key.filter(|k| lock(&shared.lockout).is_locked(*k, now)) {
         reject_log(shared, &format!("reject addr={key} reason=locked-out"));
         return false;
     }
@@ -331,11 +337,12 @@ fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr) -> bool {
         } else {
             "secret"
         };
-        let locked = lock(&shared.lockout).fail(key, now);
-        reject_log(shared, &format!("reject addr={key} reason={reason}"));
+        let locked = key.is_some_and(|k| lock(&shared.lockout).fail(k, now));
+        let who = key.unwrap_or(peer);
+        reject_log(shared, &format!("reject addr={who} reason={reason}"));
         if locked {
             log::event(&format!(
-                "lockout addr={key} for={}s after {} failed knocks",
+                "lockout addr={who} for={}s after {} failed knocks",
                 config.lockout_secs, config.lockout_failures
             ));
         }
@@ -387,7 +394,7 @@ fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr) -> bool {
         started.elapsed().as_millis(),
         per_instance.join(" ")
     ));
-    if ok {
+    if let Some(key) = key.filter(|_| ok) {
         lock(&shared.lockout).succeed(key);
     }
     ok
