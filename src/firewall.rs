@@ -32,8 +32,11 @@ impl Applied {
 }
 
 /// Errors after which a fresh Describe and a new plan is the right move (section 7, 8).
+/// A write that ran out of attempts on transport errors or garbled answers may still have been
+/// applied (section 8: "Describe before you repeat a Create"), so it re-reads too.
 fn replan(e: &ApiError) -> bool {
-    matches!(
+    matches!(e, ApiError::Transport(_) | ApiError::BadResponse(_))
+        || matches!(
         e.code(),
         Some(
             "UnsupportedOperation.FirewallVersionMismatch"
