@@ -37,14 +37,15 @@ impl Applied {
 fn replan(e: &ApiError) -> bool {
     matches!(e, ApiError::Transport(_) | ApiError::BadResponse(_))
         || matches!(
-        e.code(),
-        Some(
-            "UnsupportedOperation.FirewallVersionMismatch"
-                | "InvalidParameter.FirewallRulesExist"
-                | "ResourceNotFound.FirewallRulesNotFound"
-                | "LimitExceeded.FirewallRulesLimitExceeded"
+            e.code(),
+            Some(
+                "UnsupportedOperation.FirewallVersionMismatch"
+                    | "InvalidParameter.FirewallRulesExist"
+                    | "ResourceNotFound.FirewallRulesNotFound"
+                    | "LimitExceeded.FirewallRulesLimitExceeded"
+            )
         )
-    ) || e.code().is_some_and(|c| c.starts_with("FailedOperation"))
+        || e.code().is_some_and(|c| c.starts_with("FailedOperation"))
 }
 
 /// Plans and applies `grants` (none: just remove expired rules) on one instance.
