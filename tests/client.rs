@@ -185,13 +185,17 @@ fn create_modify_and_delete_change_the_simulated_firewall() {
         .filter(|r| r["Protocol"] == "TCP")
         .collect();
     assert_eq!(tcp.len(), 1);
-    assert_eq!(tcp[0]["FirewallRuleDescription"], renamed.description.as_str());
+    assert_eq!(
+        tcp[0]["FirewallRuleDescription"],
+        renamed.description.as_str()
+    );
     assert_eq!(rules.len(), defaults.len() + 2);
 
     let (now_rules, v2) = client.describe_rules(inst).expect("describe");
     assert_eq!(v2, sim.version(INSTANCE));
-    assert!(now_rules.iter().any(|r| r.same_identity(&a)
-        && r.description == renamed.description));
+    assert!(now_rules
+        .iter()
+        .any(|r| r.same_identity(&a) && r.description == renamed.description));
     client
         .delete_rules(inst, &[a, b], Some(v2))
         .expect("delete");
@@ -207,7 +211,7 @@ fn a_stale_firewall_version_is_refused_and_changes_nothing() {
     let (_, stale) = client.describe_rules(inst).expect("describe");
     let first = tcp_rule("203.0.113.8", "22", "Knockd-x until 2030-01-01 00:00Z");
     client
-        .create_rules(inst, &[first.clone()], Some(stale))
+        .create_rules(inst, std::slice::from_ref(&first), Some(stale))
         .expect("create moves the version on");
     let before = sim.state()["instances"].clone();
     let version = sim.version(INSTANCE);
@@ -220,7 +224,7 @@ fn a_stale_firewall_version_is_refused_and_changes_nothing() {
         mismatch
     );
     assert_eq!(
-        api_code(client.delete_rules(inst, &[first.clone()], Some(stale))),
+        api_code(client.delete_rules(inst, std::slice::from_ref(&first), Some(stale))),
         mismatch
     );
     let renamed = FirewallRule {
@@ -241,12 +245,7 @@ fn a_stale_firewall_version_is_refused_and_changes_nothing() {
 
 #[test]
 fn apply_rereads_and_replans_after_a_version_conflict() {
-    let sim = Sim::start(&[
-        "--instance",
-        INSTANCE_ARG,
-        "--conflict-after-describe",
-        "1",
-    ]);
+    let sim = Sim::start(&["--instance", INSTANCE_ARG, "--conflict-after-describe", "1"]);
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
     let inst = &config.instances[0];
@@ -262,7 +261,10 @@ fn apply_rereads_and_replans_after_a_version_conflict() {
     assert_eq!(applied.rounds, 2);
     assert_granted_once(&sim, &config, "203.0.113.7");
     assert_eq!(sim.calls("DescribeFirewallRules"), 2);
-    assert_eq!(sim.errors("UnsupportedOperation.FirewallVersionMismatch"), 1);
+    assert_eq!(
+        sim.errors("UnsupportedOperation.FirewallVersionMismatch"),
+        1
+    );
     // The write that lost was not blindly resent with the same version.
     assert_eq!(sim.calls("CreateFirewallRules"), 2);
 }
@@ -291,7 +293,9 @@ fn skew_is_corrected(offset: i64) {
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
     let inst = &config.instances[0];
-    let (_, version) = client.describe_rules(inst).expect("describe after skew correction");
+    let (_, version) = client
+        .describe_rules(inst)
+        .expect("describe after skew correction");
     assert_eq!(sim.errors("AuthFailure.SignatureExpire"), 1);
     assert!(
         (client.skew() - offset).abs() <= 2,
@@ -412,7 +416,10 @@ fn dropped_connections_are_retried_and_apply_never_duplicates() {
     for addr in addrs {
         assert_granted_once(&sim, &config, addr);
     }
-    assert!(drops(&sim, "DROPPED (before processing)") > 0, "no drop happened");
+    assert!(
+        drops(&sim, "DROPPED (before processing)") > 0,
+        "no drop happened"
+    );
 }
 
 #[test]
