@@ -547,3 +547,72 @@ fn revoke_retries_a_version_conflict_between_describe_and_write() {
     );
     assert!(stdout(&out).contains("removed 2 rule(s)"), "{}", show(&out));
 }
+
+/// Whether the simulator applied a Delete and then dropped the connection unanswered.
+fn delete_lost_after_apply(sim: &Sim) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let seen = sim.log().lines().any(|l| {
+            l.contains("DeleteFirewallRules")
+                && l.contains(" OK ")
+                && l.contains("DROPPED (after apply)")
+        });
+        if seen || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn prune_reports_a_delete_whose_answer_was_lost() {
+    let dir = temp_dir("prune-lost");
+    let s = prune_scenario();
+    let sim = sim_with(
+        &dir,
+        &s.rules,
+        &["--drop-after-apply-rate", "0.5", "--seed", "1"],
+    );
+    let cfg = config(&dir, &sim, A, &[]);
+    let out = knockd(&cfg, &["--prune"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        delete_lost_after_apply(&sim),
+        "the fault did not happen:\n{}",
+        sim.log()
+    );
+    let after = descriptions(&sim, A);
+    for d in &s.kept {
+        assert!(after.contains(d), "{d} was removed");
+    }
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("removed {}", s.expired.len())),
+        "{text}"
+    );
+    for d in &s.expired {
+        assert!(!after.contains(d), "{d} is still there");
+        assert!(text.contains(d.as_str()), "{d} not reported:\n{text}");
+    }
+}
+
+#[test]
+fn revoke_reports_a_delete_whose_answer_was_lost() {
+    let dir = temp_dir("revoke-lost");
+    let sim = sim_with(
+        &dir,
+        &revoke_scenario(),
+        &["--drop-after-apply-rate", "0.5", "--seed", "1"],
+    );
+    let cfg = config(&dir, &sim, A, &[]);
+    let out = knockd(&cfg, &["--revoke", "203.0.113.7"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        delete_lost_after_apply(&sim),
+        "the fault did not happen:\n{}",
+        sim.log()
+    );
+    assert!(!has_rule(&sim, A, "203.0.113.7", "Knockd-home"));
+    assert!(has_rule(&sim, A, "203.0.113.7", "office rdp"));
+    assert!(stdout(&out).contains("removed 2 rule(s)"), "{}", show(&out));
+}
