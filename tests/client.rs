@@ -355,6 +355,8 @@ fn faults_are_retried(code: &str, seed: &str) {
         "0.3",
         "--fail-code",
         code,
+        // The simulator's own rate limit would make the fault sequence depend on timing.
+        "--no-rate-limit",
         "--seed",
         seed,
     ]);
@@ -390,6 +392,8 @@ fn dropped_connections_are_retried_and_apply_never_duplicates() {
         INSTANCE_ARG,
         "--drop-rate",
         "0.3",
+        // The simulator's own rate limit would make the fault sequence depend on timing.
+        "--no-rate-limit",
         "--seed",
         "3",
     ]);
@@ -429,6 +433,8 @@ fn a_create_applied_but_unanswered_is_not_duplicated() {
         INSTANCE_ARG,
         "--drop-after-apply-rate",
         "0.5",
+        // The simulator's own rate limit would make the fault sequence depend on timing.
+        "--no-rate-limit",
         "--seed",
         "5",
     ]);
