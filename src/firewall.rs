@@ -32,16 +32,20 @@ impl Applied {
 }
 
 /// Errors after which a fresh Describe and a new plan is the right move (section 7, 8).
+/// A write that ran out of attempts on transport errors or garbled answers may still have been
+/// applied (section 8: "Describe before you repeat a Create"), so it re-reads too.
 fn replan(e: &ApiError) -> bool {
-    matches!(
-        e.code(),
-        Some(
-            "UnsupportedOperation.FirewallVersionMismatch"
-                | "InvalidParameter.FirewallRulesExist"
-                | "ResourceNotFound.FirewallRulesNotFound"
-                | "LimitExceeded.FirewallRulesLimitExceeded"
+    matches!(e, ApiError::Transport(_) | ApiError::BadResponse(_))
+        || matches!(
+            e.code(),
+            Some(
+                "UnsupportedOperation.FirewallVersionMismatch"
+                    | "InvalidParameter.FirewallRulesExist"
+                    | "ResourceNotFound.FirewallRulesNotFound"
+                    | "LimitExceeded.FirewallRulesLimitExceeded"
+            )
         )
-    ) || e.code().is_some_and(|c| c.starts_with("FailedOperation"))
+        || e.code().is_some_and(|c| c.starts_with("FailedOperation"))
 }
 
 /// Plans and applies `grants` (none: just remove expired rules) on one instance.
@@ -54,25 +58,67 @@ pub fn apply(
 ) -> Result<Applied, ApiError> {
     let mut out = Applied::default();
     let mut last_err = None;
+    // Deletes of rounds that failed: (expired, evicted).
+    let mut tried: (Vec<FirewallRule>, Vec<FirewallRule>) = (Vec::new(), Vec::new());
     while out.rounds < MAX_ROUNDS {
         out.rounds += 1;
         let (rules, version) = client.describe_rules(inst)?;
         let plan = planner::plan(&rules, policy, grants, client.now());
         out.rules_before = rules.len();
         if dry_run || plan.writes() == 0 {
-            out.plan = plan;
+            out.plan = with_gone(plan, &tried, &rules);
             return Ok(out);
         }
         match write_plan(client, inst, &plan, version, &mut out.request_ids) {
             Ok(()) => {
-                out.plan = plan;
+                out.plan = with_gone(plan, &tried, &rules);
                 return Ok(out);
             }
-            Err(e) if replan(&e) => last_err = Some(e),
+            Err(e) if replan(&e) => {
+                let expired = plan.delete.len() - plan.evicted;
+                remember(&mut tried.0, &plan.delete[..expired]);
+                remember(&mut tried.1, &plan.delete[expired..]);
+                last_err = Some(e);
+            }
             Err(e) => return Err(e),
         }
     }
     Err(last_err.unwrap_or_else(|| ApiError::BadResponse("the firewall kept changing".into())))
+}
+
+fn remember(tried: &mut Vec<FirewallRule>, rules: &[FirewallRule]) {
+    for r in rules {
+        if !tried.iter().any(|t| t.same_identity(r)) {
+            tried.push(r.clone());
+        }
+    }
+}
+
+/// The rules of `tried` that `rules` (a fresh Describe) no longer holds. A delete whose answer
+/// was lost went through although the call failed (its retry then meets a version conflict):
+/// such rules are reported as removed instead of vanishing from the report.
+fn gone(tried: &[FirewallRule], rules: &[FirewallRule]) -> Vec<FirewallRule> {
+    tried
+        .iter()
+        .filter(|t| !rules.iter().any(|r| r.same_identity(t)))
+        .cloned()
+        .collect()
+}
+
+/// `plan` with the deletes of failed rounds that took effect, keeping `delete` ordered as
+/// expired rules first, then the `evicted` ones.
+fn with_gone(
+    mut plan: Plan,
+    tried: &(Vec<FirewallRule>, Vec<FirewallRule>),
+    rules: &[FirewallRule],
+) -> Plan {
+    let mut delete = gone(&tried.0, rules);
+    let evicted = gone(&tried.1, rules);
+    delete.append(&mut plan.delete);
+    plan.evicted += evicted.len();
+    delete.extend(evicted);
+    plan.delete = delete;
+    plan
 }
 
 /// Deletes first (they make room), then one Create for every new rule, then refreshes.
@@ -135,15 +181,24 @@ pub fn delete_matching(
     dry_run: bool,
 ) -> Result<Vec<FirewallRule>, ApiError> {
     let mut last_err = None;
+    let mut tried = Vec::new();
     for _ in 0..MAX_ROUNDS {
         let (rules, version) = client.describe_rules(inst)?;
         let doomed = select(&rules);
+        let mut removed = gone(&tried, &rules);
         if dry_run || doomed.is_empty() {
-            return Ok(doomed);
+            removed.extend(doomed);
+            return Ok(removed);
         }
         match client.delete_rules(inst, &doomed, Some(version)) {
-            Ok(_) => return Ok(doomed),
-            Err(e) if replan(&e) => last_err = Some(e),
+            Ok(_) => {
+                removed.extend(doomed);
+                return Ok(removed);
+            }
+            Err(e) if replan(&e) => {
+                remember(&mut tried, &doomed);
+                last_err = Some(e);
+            }
             Err(e) => return Err(e),
         }
     }

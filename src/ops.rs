@@ -276,6 +276,7 @@ pub fn check(config: &Config) -> i32 {
             for w in &warnings {
                 println!("warn  {w}");
             }
+            println!("check failed");
             return 1;
         }
     };
