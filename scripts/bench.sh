@@ -91,6 +91,12 @@ cleanup() {
     set +e
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+    if [ "$rc" -ne 0 ]; then
+        log "failed (status $rc); the last lines of each log:"
+        for f in "$TMP"/*.log; do
+            [ -f "$f" ] && { echo "--- $f" >&2; tail -n 5 "$f" >&2; }
+        done
+    fi
     rm -rf "$TMP"
     exit "$rc"
 }
@@ -125,11 +131,21 @@ start_sim() {
         INSTANCES+="${INSTANCES:+,}$region:$id"
     done
     "$SIM" --listen 127.0.0.1:0 --credential "$SECRET_ID:$SECRET_KEY" "${args[@]}" "$@" \
-        >"$TMP/$name.sim.out" 2>/dev/null &
+        >"$TMP/$name.sim.out" 2>"$TMP/$name.sim.log" &
     SIM_PID=$!
     PIDS+=("$SIM_PID")
     wait_for "$TMP/$name.sim.out" 'listening on' 10
     SIM_URL=$(sed -n 's/^lighthouse-sim listening on //p' "$TMP/$name.sim.out")
+}
+
+sim_state() { # URL PID OUTFILE: the simulator's /__state dump; a dead simulator is reported
+    if ! kill -0 "$2" 2>/dev/null; then
+        local st=0
+        wait "$2" 2>/dev/null || st=$?
+        log "lighthouse-sim (pid $2, $1) is gone, exit status $st"
+        exit 1
+    fi
+    curl -sS --max-time 10 "$1/__state" >"$3"
 }
 
 # write_config NAME SIM_URL INSTANCES TCP_PORTS UDP_PORTS -> sets CONF, PORT
@@ -212,14 +228,14 @@ latency_cell() { # LATENCY_MS INSTANCES
     write_config "$name" "$SIM_URL" "$INSTANCES" 22,443 51820
     start_knockd "$name"
     gap=$(awk -v n="$n" 'BEGIN { printf "%.3f", 1.1 / int(10 / n) + 0.01 }')
-    curl -sS "$SIM_URL/__state" >"$TMP/$name.state0"
+    sim_state "$SIM_URL" "$SIM_PID" "$TMP/$name.state0"
     for kind in new repeat; do
         : >"$TMP/$name.$kind"
         for ((i = 1; i <= KNOCKS; i++)); do
             curl_knock "http://127.0.0.1:$PORT/favico.ico" "198.19.$n.$i" >>"$TMP/$name.$kind"
             sleep "$gap"
         done
-        curl -sS "$SIM_URL/__state" >"$TMP/$name.state.$kind"
+        sim_state "$SIM_URL" "$SIM_PID" "$TMP/$name.state.$kind"
     done
     grep -c 'api-retry' "$TMP/$name.log" >"$TMP/$name.retries" || true
     stop "$KPID" "$SIM_PID"
@@ -272,7 +288,7 @@ start_sim burst 3 --no-default-rules --latency-ms 50
 write_config burst "$SIM_URL" "$INSTANCES" 22,443 ''
 start_knockd burst
 BURST=$(python3 "$HELPER" burst --port "$PORT" --referer "$REFERER" --n 100 --net 198.18)
-curl -sS "$SIM_URL/__state" >"$TMP/burst.state"
+sim_state "$SIM_URL" "$SIM_PID" "$TMP/burst.state"
 BURST_CALLS=$(python3 "$HELPER" calls --after "$TMP/burst.state" --knocks 1 --total)
 BURST_MAX=$(python3 "$HELPER" calls --after "$TMP/burst.state" --knocks 1 --max)
 BURST_RULES=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(",".join(str(len(i["Rules"])) for i in s["instances"]))' "$TMP/burst.state")
@@ -325,7 +341,7 @@ wrk_errors() { grep -E 'Socket errors|timeout' "$1" | sed 's/^ *//' | tr '\n' ' 
 
 KURL="http://127.0.0.1:$FPORT/favico.ico"
 # 3a. invalid knocks (no secret), keep-alive; one valid knock from another address mid-flood
-curl -sS "$FLOOD_SIM_URL/__state" >"$TMP/flood.state0"
+sim_state "$FLOOD_SIM_URL" "$FLOOD_SIM_PID" "$TMP/flood.state0"
 sampler "$FPID" "$TMP/invalid.sample" &
 SAMPLER=$!
 PIDS+=("$SAMPLER")
@@ -341,8 +357,32 @@ INV_HWM=$(status_kb "$FPID" VmHWM)
 INV_RPS=$(wrk_rps "$TMP/invalid.wrk")
 DURING_S=${DURING% *}
 DURING_OK=${DURING#* }
-curl -sS "$FLOOD_SIM_URL/__state" >"$TMP/flood.state1"
+sim_state "$FLOOD_SIM_URL" "$FLOOD_SIM_PID" "$TMP/flood.state1"
 INV_CALLS=$(python3 "$HELPER" calls --before "$TMP/flood.state0" --after "$TMP/flood.state1" --knocks 1 --total)
+
+# 3a'. extra: invalid knocks with a wrong secret, each from another address (X-Forwarded-For
+# rotating over 62,500 addresses): no lockout, every request pays the secret comparison, and
+# the lockout table fills to its bound.
+cat >"$TMP/rotate.lua" <<'LUA'
+counter = 0
+request = function()
+    counter = counter + 1
+    local a = counter % 250 + 1
+    local b = math.floor(counter / 250) % 250 + 1
+    return wrk.format("GET", "/favico.ico",
+        { ["Referer"] = "https://example.com/wrong", ["X-Forwarded-For"] = "100.64." .. b .. "." .. a })
+end
+LUA
+sampler "$FPID" "$TMP/rotate.sample" &
+SAMPLER=$!
+PIDS+=("$SAMPLER")
+wrk_run rotate "$KURL" -s "$TMP/rotate.lua"
+stop "$SAMPLER"
+read -r ROT_RSS ROT_THREADS <"$TMP/rotate.sample"
+ROT_HWM=$(status_kb "$FPID" VmHWM)
+ROT_RPS=$(wrk_rps "$TMP/rotate.wrk")
+sim_state "$FLOOD_SIM_URL" "$FLOOD_SIM_PID" "$TMP/flood.state1r"
+ROT_CALLS=$(python3 "$HELPER" calls --before "$TMP/flood.state1" --after "$TMP/flood.state1r" --knocks 1 --total)
 
 # 3b. valid knocks, all from 203.0.113.50, keep-alive
 sampler "$FPID" "$TMP/valid.sample" &
@@ -354,11 +394,12 @@ read -r VAL_RSS VAL_THREADS <"$TMP/valid.sample"
 VAL_HWM=$(status_kb "$FPID" VmHWM)
 VAL_RPS=$(wrk_rps "$TMP/valid.wrk")
 VAL_REQS=$(awk '/requests in/ {print $1}' "$TMP/valid.wrk")
-curl -sS "$FLOOD_SIM_URL/__state" >"$TMP/flood.state2"
-VAL_CALLS=$(python3 "$HELPER" calls --before "$TMP/flood.state1" --after "$TMP/flood.state2" --knocks 1 --total)
+sim_state "$FLOOD_SIM_URL" "$FLOOD_SIM_PID" "$TMP/flood.state2"
+VAL_CALLS=$(python3 "$HELPER" calls --before "$TMP/flood.state1r" --after "$TMP/flood.state2" --knocks 1 --total)
 FLOOD_LOG_OK=$(grep -c 'addr=203.0.113.50 .*result=ok' "$TMP/flood.log" || true)
 FLOOD_BATCH_MAX=$(grep 'addr=203.0.113.50 ' "$TMP/flood.log" | grep -o 'batch=[0-9]*' | cut -d= -f2 | sort -n | tail -n 1)
 PEAK_THREADS=$((INV_THREADS > VAL_THREADS ? INV_THREADS : VAL_THREADS))
+PEAK_THREADS=$((ROT_THREADS > PEAK_THREADS ? ROT_THREADS : PEAK_THREADS))
 stop "$FPID" "$FLOOD_SIM_PID"
 
 # 3c. nginx `return 500`, one worker, same wrk run
@@ -486,7 +527,8 @@ errors are knockd closing a keep-alive connection after its 100th request (wrk r
 
 | run | requests/s | wrk latency p50 / p99 | errors | peak RSS (VmHWM) | max threads | API calls caused |
 |---|---|---|---|---|---|---|
-| knockd, invalid knocks | $INV_RPS | $(wrk_lat "$TMP/invalid.wrk") | $(wrk_errors "$TMP/invalid.wrk") | $(mb "$INV_HWM") | $INV_THREADS | $INV_CALLS |
+| knockd, invalid knocks, no secret, from 127.0.0.1 | $INV_RPS | $(wrk_lat "$TMP/invalid.wrk") | $(wrk_errors "$TMP/invalid.wrk") | $(mb "$INV_HWM") | $INV_THREADS | $INV_CALLS (the one valid knock below) |
+| knockd, invalid knocks, wrong secret, X-Forwarded-For rotating over 62,500 addresses (extra) | $ROT_RPS | $(wrk_lat "$TMP/rotate.wrk") | $(wrk_errors "$TMP/rotate.wrk") | $(mb "$ROT_HWM") | $ROT_THREADS | $ROT_CALLS |
 | knockd, valid knocks, one address | $VAL_RPS ($VAL_REQS requests; $FLOOD_LOG_OK logged ok; largest batch $FLOOD_BATCH_MAX) | $(wrk_lat "$TMP/valid.wrk") | $(wrk_errors "$TMP/valid.wrk") | $(mb "$VAL_HWM") | $VAL_THREADS | $VAL_CALLS |
 | nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///'), \`return 500\`, 1 worker | $NGINX_RPS | $(wrk_lat "$TMP/nginx.wrk") | $(wrk_errors "$TMP/nginx.wrk") | | | |
 
