@@ -209,6 +209,9 @@ MEM=$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
 MACHINE="$(nproc) CPUs ($CPU), $MEM RAM, Linux $(uname -r), $(uname -m)"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 busy_start=$(ps -eo comm= | grep -cE '^(rustc|cargo|cc1|ld|clang)' || true)
+# Other processes using the CPU (ps %CPU: average over each process's lifetime).
+hogs() { ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 20 { printf "%s%s %s%%", sep, $2, $1; sep = ", " }'; }
+HOGS_START=$(hogs)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 log "machine: $MACHINE; load $LOAD_START; $busy_start compiler processes running"
 
@@ -454,6 +457,7 @@ stop "$SIM_PID"
 
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 busy_end=$(ps -eo comm= | grep -cE '^(rustc|cargo|cc1|ld|clang)' || true)
+HOGS_END=$(hogs)
 
 # ---------------------------------------------------------------------------------------------
 # Report
@@ -475,8 +479,9 @@ report() {
 
 Run: $DATE, commit \`$COMMIT\`, \`make bench\` (scripts/bench.sh).
 Machine: $MACHINE. Load average at start $LOAD_START, at end $LOAD_END; compiler processes
-(rustc/cargo/cc/ld) running at start $busy_start, at end $busy_end (the machine is shared: figures
-are noisy, CPU-bound ones most).
+(rustc/cargo/cc/ld) running at start $busy_start, at end $busy_end; processes at ≥ 20% CPU at start:
+${HOGS_START:-none}; at end: ${HOGS_END:-none}. The machine is shared: figures are noisy,
+CPU-bound ones (throughput, 0 ms latencies, start-up) most.
 Measured binary: \`target/$X86/release/knockd\` (static musl, release profile, stripped). API:
 lighthouse-sim on loopback with \`--latency-ms\` added to every call. Clients use
 \`METHOD_TO_GET_CLIENT_IP=2\` with \`X-Forwarded-For\` from loopback.
