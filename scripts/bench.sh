@@ -63,21 +63,21 @@ fi
 # Build: the simulator (host), the product binary (x86_64 musl), the aarch64 musl binary
 # ---------------------------------------------------------------------------------------------
 log "building lighthouse-sim (release, host)"
-cargo build --release --bin lighthouse-sim 2>&1 | tail -n 1 >&2
+cargo build --release --quiet --bin lighthouse-sim >&2
 log "building knockd (release, $X86)"
 x86_env=()
 # ring compiles C for the target; without a musl gcc, clang targets musl just as for aarch64.
 if ! command -v x86_64-linux-musl-gcc >/dev/null && ! command -v musl-gcc >/dev/null; then
     x86_env=(CC_x86_64_unknown_linux_musl=clang CFLAGS_x86_64_unknown_linux_musl=--target=$X86)
 fi
-env "${x86_env[@]}" cargo build --release --target "$X86" --bin knockd 2>&1 | tail -n 1 >&2
+env "${x86_env[@]}" cargo build --release --quiet --target "$X86" --bin knockd >&2
 log "building knockd (release, $ARM)"
 if [ -f Makefile ] && grep -q '^aarch64:' Makefile; then
-    make --no-print-directory aarch64 2>&1 | tail -n 1 >&2
+    make --no-print-directory aarch64 >&2
 else
     CC_aarch64_unknown_linux_musl=clang CFLAGS_aarch64_unknown_linux_musl=--target=$ARM \
         CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=rust-lld \
-        cargo build --release --target "$ARM" --bin knockd 2>&1 | tail -n 1 >&2
+        cargo build --release --quiet --target "$ARM" --bin knockd >&2
 fi
 [ -x "$KNOCKD" ] && [ -x "$SIM" ] || { log "build failed"; exit 1; }
 
