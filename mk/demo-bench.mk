@@ -1,0 +1,12 @@
+# `make demo`: knockd against lighthouse-sim on loopback, one knock, the firewall before/after.
+# `make bench`: the benchmark suite; writes bench/results.md (see bench/README-section.md).
+# Both scripts build what they need themselves (release; the benchmark measures the static
+# x86_64 musl binary). On a shared machine: make bench CARGO_BUILD_JOBS=1
+
+.PHONY: demo bench
+
+demo:
+	scripts/demo.sh
+
+bench:
+	scripts/bench.sh

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# knockd in one minute, entirely on this machine: a simulated Lighthouse API with two instances,
+# knockd in front of it, one knock with curl, and the firewall before and after.
+# Nothing leaves loopback; both processes are stopped when the script exits.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
+section() { printf '\n%s== %s ==%s\n' "$B" "$*" "$N"; }
+note() { printf '   %s\n' "$*"; }
+
+# Fake credentials: the simulator accepts exactly these, they exist nowhere else.
+SECRET_ID=AKIDknockdDEMOdemoDEMOdemoDEMO0001
+SECRET_KEY=knockdDemoSecretKey0001XYZ
+REFERER='https://example.com/my-knock-secret'
+INST1=lhins-demo0001 REGION1=ap-guangzhou
+INST2=lhins-demo0002 REGION2=ap-singapore
+
+if ! command -v curl >/dev/null 2>&1; then
+    head "Installing curl"
+    apt-get update -qq && apt-get install -y -qq curl >/dev/null
+fi
+command -v python3 >/dev/null || { echo "demo: python3 is needed to print the firewall table" >&2; exit 1; }
+
+section "Build (release): knockd and lighthouse-sim"
+cargo build --release --quiet --bin knockd --bin lighthouse-sim
+note "target/release/knockd, target/release/lighthouse-sim"
+KNOCKD=$ROOT/target/release/knockd
+SIM=$ROOT/target/release/lighthouse-sim
+started=$(date +%s)
+
+TMP=$(mktemp -d -t knockd-demo.XXXXXX)
+SIM_PID= KNOCKD_PID=
+cleanup() {
+    local rc=$? pid
+    set +e
+    for pid in $KNOCKD_PID $SIM_PID; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_for() { # FILE PATTERN SECONDS
+    local i
+    for ((i = 0; i < $3 * 20; i++)); do
+        grep -q -- "$2" "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "demo: timed out waiting for '$2' in $1:" >&2
+    cat "$1" >&2
+    return 1
+}
+
+section "Start the simulated Lighthouse API (lighthouse-sim)"
+"$SIM" --listen 127.0.0.1:0 --credential "$SECRET_ID:$SECRET_KEY" \
+    --instance "$REGION1:$INST1" --instance "$REGION2:$INST2" \
+    >"$TMP/sim.out" 2>"$TMP/sim.log" &
+SIM_PID=$!
+wait_for "$TMP/sim.out" 'listening on' 10
+SIM_URL=$(sed -n 's/^lighthouse-sim listening on //p' "$TMP/sim.out")
+note "API endpoint: $SIM_URL   instances: $REGION1:$INST1, $REGION2:$INST2"
+
+show_firewall() {
+    curl -sS "$SIM_URL/__state" | python3 -c '
+import json, sys
+state = json.load(sys.stdin)
+for inst in state["instances"]:
+    print("   %s (%s), firewall version %s, %d rules:" % (
+        inst["InstanceId"], inst["Region"], inst["FirewallVersion"], len(inst["Rules"])))
+    print("     %-6s %-10s %-18s %-7s %s" % ("proto", "port", "source", "action", "description"))
+    for r in inst["Rules"]:
+        src = r.get("CidrBlock") or r.get("Ipv6CidrBlock") or "?"
+        print("     %-6s %-10s %-18s %-7s %s" % (
+            r["Protocol"], r["Port"], src, r["Action"], r.get("FirewallRuleDescription", "")))
+'
+}
+
+section "The firewall before the knock (console defaults)"
+show_firewall
+
+section "Write a knockd config"
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+CONFIG=$TMP/knockd.env
+cat >"$CONFIG" <<EOF
+# knockd demo config: the Python original's variable names, pointed at the local simulator.
+TENCENT_CLOUD_ACCESS_POINT='$SIM_URL'
+TENCENT_CLOUD_SECRET_ID='$SECRET_ID'
+TENCENT_CLOUD_SECRET_KEY='$SECRET_KEY'
+TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS='$REGION1:$INST1,$REGION2:$INST2'
+KNOCK_REFERER='$REFERER'
+KNOCK_REQUEST_PATH='/favico.ico'
+FW_PERMIT_PORTS_TCP='22,443'
+FW_PERMIT_PORTS_UDP='51820'
+BIND_IP='127.0.0.1'
+BIND_PORT='$PORT'
+# 2 = trust X-Forwarded-For from loopback (the demo plays the reverse proxy); loopback itself is
+# never granted, so the knock names its client address in the header.
+METHOD_TO_GET_CLIENT_IP='2'
+PRUNE_INTERVAL='0'
+EOF
+chmod 600 "$CONFIG"
+sed -e "s/^\(TENCENT_CLOUD_SECRET_KEY\)=.*/\1='***'/" -e 's/^/   /' "$CONFIG"
+
+section "Start knockd"
+"$KNOCKD" --config "$CONFIG" </dev/null >/dev/null 2>"$TMP/knockd.log" &
+KNOCKD_PID=$!
+wait_for "$TMP/knockd.log" 'listening on' 10
+sed 's/^/   /' "$TMP/knockd.log"
+
+section "Knock once with curl (as a script on the laptop 203.0.113.7 would, via the proxy)"
+note "curl -H 'Referer: <secret>' -H 'Location: demo-laptop' -H 'X-Forwarded-For: 203.0.113.7' http://127.0.0.1:$PORT/favico.ico"
+body=$(curl -sS --max-time 30 -H "Referer: $REFERER" -H 'Location: demo-laptop' \
+    -H 'X-Forwarded-For: 203.0.113.7' -w '\n%{http_code} in %{time_total}s' \
+    "http://127.0.0.1:$PORT/favico.ico")
+note "response body: '${body%$'\n'*}'   (HTTP status ${body##*$'\n'})"
+note "knockd answers every request with status 500; only the body (MESSAGE_SUCCESS,"
+note "default '500 Internal Server Error.' with the dot) tells the knocker it worked."
+wait_for "$TMP/knockd.log" 'knock addr=' 10
+note "knockd's log line for it:"
+grep 'knock addr=' "$TMP/knockd.log" | sed 's/^/   /'
+
+section "The firewall after the knock: 203.0.113.7 may reach TCP 22,443 and UDP 51820 on both"
+show_firewall
+
+section "knockd --list (what an operator runs)"
+"$KNOCKD" --list --config "$CONFIG" </dev/null 2>&1 | sed 's/^/   /'
+
+section "Done in $(($(date +%s) - started)) s after the build; stopping knockd and the simulator"
