@@ -11,15 +11,6 @@ use crate::lighthouse::{ApiError, Client, FirewallRule};
 use crate::planner::{self, Policy, QUOTA};
 use crate::rule_desc::{self, Desc};
 
-fn policy(config: &Config) -> Policy<'_> {
-    Policy {
-        prefix: &config.rule_prefix,
-        ports: &config.ports,
-        ttl_secs: config.rule_ttl_secs,
-        limit: QUOTA.saturating_sub(config.quota_reserve),
-    }
-}
-
 fn client(config: &Config) -> Option<Client> {
     match Client::new(config) {
         Ok(c) => Some(c),
@@ -64,7 +55,7 @@ pub fn prune(config: &Config, dry_run: bool) -> i32 {
     };
     let verb = if dry_run { "would remove" } else { "removed" };
     let results = per_instance(config, |inst| {
-        firewall::apply(&client, inst, &policy(config), &[], dry_run)
+        firewall::apply(&client, inst, &Policy::from_config(config), &[], dry_run)
     });
     let mut failed = false;
     for (inst, result) in config.instances.iter().zip(results) {

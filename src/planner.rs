@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use crate::cidr::{self, Cidr};
-use crate::config::Protocol;
+use crate::config::{Config, Protocol};
 use crate::lighthouse::FirewallRule;
 use crate::rule_desc::{self, Desc};
 
@@ -26,6 +26,17 @@ pub struct Policy<'a> {
     pub ttl_secs: i64,
     /// Rules knockd may fill up to (QUOTA minus QUOTA_RESERVE).
     pub limit: usize,
+}
+
+impl Policy<'_> {
+    pub fn from_config(config: &Config) -> Policy<'_> {
+        Policy {
+            prefix: &config.rule_prefix,
+            ports: &config.ports,
+            ttl_secs: config.rule_ttl_secs,
+            limit: QUOTA.saturating_sub(config.quota_reserve),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

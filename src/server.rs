@@ -80,15 +80,6 @@ struct Shared {
     rejects: Mutex<RejectLog>,
 }
 
-fn policy(config: &Config) -> Policy<'_> {
-    Policy {
-        prefix: &config.rule_prefix,
-        ports: &config.ports,
-        ttl_secs: config.rule_ttl_secs,
-        limit: QUOTA.saturating_sub(config.quota_reserve),
-    }
-}
-
 pub fn serve(config: &Config) -> i32 {
     let client = match Client::new(config) {
         Ok(c) => Arc::new(c),
@@ -431,7 +422,13 @@ fn run_writer(w: &Writer, client: &Client, config: &Config) {
         }
         let grants: Vec<Grant> = jobs.iter().map(|j| j.grant.clone()).collect();
         let calls_before = lighthouse::calls_on_this_thread();
-        let result = firewall::apply(client, &w.inst, &policy(config), &grants, false);
+        let result = firewall::apply(
+            client,
+            &w.inst,
+            &Policy::from_config(config),
+            &grants,
+            false,
+        );
         let calls = lighthouse::calls_on_this_thread() - calls_before;
         for (i, job) in jobs.into_iter().enumerate() {
             let (ok, detail) = match &result {
@@ -487,7 +484,7 @@ fn report_plan(w: &Writer, applied: &firewall::Applied, with_unparseable: bool) 
 }
 
 fn prune_once(w: &Writer, client: &Client, config: &Config) {
-    match firewall::apply(client, &w.inst, &policy(config), &[], false) {
+    match firewall::apply(client, &w.inst, &Policy::from_config(config), &[], false) {
         Ok(applied) => report_plan(w, &applied, true),
         Err(e) => log::event(&format!("prune instance={} error=\"{e}\"", w.inst.id)),
     }
