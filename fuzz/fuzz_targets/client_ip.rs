@@ -69,7 +69,11 @@ fuzz_target!(|data: &[u8]| {
         let peer_trusted = trusted.iter().any(|c| c.contains(canonical(peer)));
         if method == ClientIpMethod::Peer || (method == ClientIpMethod::Forwarded && !peer_trusted)
         {
-            assert_eq!(r, resolve(method, peer, &bare, &trusted), "{method:?}: headers changed the result");
+            assert_eq!(
+                r,
+                resolve(method, peer, &bare, &trusted),
+                "{method:?}: headers changed the result"
+            );
         }
     }
 });

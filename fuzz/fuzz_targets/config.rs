@@ -57,11 +57,16 @@ fuzz_target!(|data: &[u8]| {
     let shared = pairs.iter().any(|(k, v)| {
         SECRETS.contains(&k.as_str())
             && !v.is_empty()
-            && pairs
-                .iter()
-                .any(|(k2, v2)| !SECRETS.contains(&k2.as_str()) && (v2.contains(v.as_str()) || twist(v2).contains(v.as_str())))
+            && pairs.iter().any(|(k2, v2)| {
+                !SECRETS.contains(&k2.as_str())
+                    && (v2.contains(v.as_str()) || twist(v2).contains(v.as_str()))
+            })
     });
     if !shared {
-        assert_eq!(plain, outcome(&twisted), "output depends on a secret's content");
+        assert_eq!(
+            plain,
+            outcome(&twisted),
+            "output depends on a secret's content"
+        );
     }
 });
