@@ -33,6 +33,8 @@ const MAX_REQUESTS_PER_CONNECTION: usize = 100;
 const CONNECTION_STACK: usize = 128 * 1024;
 /// Writers run ureq and rustls handshakes.
 const WRITER_STACK: usize = 1024 * 1024;
+/// Write budget of an answer whose knock outlasted the connection deadline.
+const ANSWER_GRACE: Duration = Duration::from_secs(2);
 /// Reject lines logged per second at most, so a flood cannot turn into a disk-filling log.
 const REJECT_LOGS_PER_SEC: u32 = 20;
 
@@ -327,8 +329,13 @@ fn handle_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u
         } else {
             &shared.config.message_failure
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+        // A knock may wait on the firewall past the connection deadline (KNOCK_TIMEOUT may be
+        // longer than CONNECTION_TIMEOUT): its answer still gets a short write budget, and then
+        // the connection closes (keep_alive is false past the deadline).
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(ANSWER_GRACE);
+        if stream.set_write_timeout(Some(left)).is_err() {
             return;
         }
         if (&stream)
