@@ -38,12 +38,20 @@ struct Case {
     sim: Sim,
     k: Knockd,
     next_client: u32,
+    /// How soon a valid knock must be answered (PROMPT, plus any simulated API latency).
+    prompt: Duration,
     _serial: MutexGuard<'static, ()>,
 }
 
 fn start(name: &'static str, extra: &[(&str, &str)]) -> Case {
+    start_with(name, &[], extra)
+}
+
+fn start_with(name: &'static str, sim_args: &[&str], extra: &[(&str, &str)]) -> Case {
     let serial = serial();
-    let sim = Sim::start(&["--instance", "ap-guangzhou:lhins-kn0ck001"]);
+    let mut args = vec!["--instance", "ap-guangzhou:lhins-kn0ck001"];
+    args.extend_from_slice(sim_args);
+    let sim = Sim::start(&args);
     let mut cfg = base_config(&sim, INSTANCE, free_port());
     set(&mut cfg, "MAX_CONNECTIONS", &MAX_CONNECTIONS.to_string());
     set(&mut cfg, "CONNECTION_TIMEOUT", "2s");
@@ -57,6 +65,7 @@ fn start(name: &'static str, extra: &[(&str, &str)]) -> Case {
         sim,
         k,
         next_client: 1,
+        prompt: PROMPT,
         _serial: serial,
     }
 }
@@ -101,7 +110,11 @@ impl Case {
             self.name,
             self.k.log()
         );
-        assert!(took < PROMPT, "{}: valid knock took {took:?}", self.name);
+        assert!(
+            took < self.prompt,
+            "{}: valid knock took {took:?}",
+            self.name
+        );
         took
     }
 
@@ -687,5 +700,59 @@ fn lockout_after_ten_failures_costs_no_api_call_and_spares_others() {
     case.valid_knock();
     case.finish(&format!(
         "11th knock refused in {locked_ms} ms with 0 API calls; 20,000-address spray in {spray_ms} ms"
+    ));
+}
+
+#[test]
+fn knocks_waiting_on_a_slow_firewall_survive_a_flood_and_the_connection_timeout() {
+    // Every API answer takes 1.5 s: a knock (read, then write) takes about 3 s, longer than
+    // CONNECTION_TIMEOUT (2 s). The knock's answer must still be written, and a flood of
+    // connections past the cap must not evict the knocks that wait on the firewall.
+    let case = start_with(
+        "slow-firewall",
+        &["--latency-ms", "1500"],
+        &[("MAX_CONNECTIONS", "8"), ("KNOCK_TIMEOUT", "10s")],
+    );
+    let mut case = case;
+    // Two API calls of 1.5 s each, on top of the usual bound.
+    case.prompt = PROMPT + Duration::from_secs(3);
+    let port = case.k.port;
+    let started = Instant::now();
+    let answers: Vec<(String, Duration)> = thread::scope(|s| {
+        let knocks: Vec<_> = (0..4)
+            .map(|i| {
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let head = knock_head(&format!("203.0.113.{}", 150 + i), "\r\n")
+                        .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+                    let body = bodies(&exchange(port, head.as_bytes())).join("|");
+                    (body, t.elapsed())
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(300));
+        // 200 idle connections past a cap of 8, while the four knocks wait.
+        let held: Vec<TcpStream> = (0..200)
+            .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
+            .collect();
+        let answers = knocks
+            .into_iter()
+            .map(|h| h.join().expect("knock"))
+            .collect();
+        drop(held);
+        answers
+    });
+    for (body, took) in &answers {
+        assert_eq!(
+            body,
+            SUCCESS,
+            "a knock that waited {took:?} on the firewall\n{}",
+            case.k.log()
+        );
+    }
+    let ms: Vec<u128> = answers.iter().map(|(_, t)| t.as_millis()).collect();
+    case.finish(&format!(
+        "4 knocks of {ms:?} ms (CONNECTION_TIMEOUT 2 s) answered success through a 200-connection flood, in {} ms",
+        started.elapsed().as_millis()
     ));
 }
