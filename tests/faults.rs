@@ -156,7 +156,6 @@ fn hundred_knocks_from_thirty_addresses_through_cloud_faults_and_a_second_writer
         free_port(),
     );
     set(&mut cfg, "KNOCK_TIMEOUT", "30s");
-    set(&mut cfg, "CONNECTION_TIMEOUT", "40s");
     set(&mut cfg, "PRUNE_INTERVAL", "5s");
     let k = Knockd::start(&temp_dir("faults"), &cfg);
     let foreign_before: Vec<Vec<String>> =
@@ -286,6 +285,10 @@ fn hundred_knocks_from_thirty_addresses_through_cloud_faults_and_a_second_writer
         state["calls"],
         started.elapsed().as_secs()
     );
+    // Failure answers are allowed (honest, under these faults); show why they happened.
+    for line in k.log().lines().filter(|l| l.contains("result=failed")) {
+        eprintln!("failed knock: {line}");
+    }
     assert!(
         k.log().contains("result=ok"),
         "no knock got through at all:\n{}",
