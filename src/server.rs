@@ -1,6 +1,6 @@
 //! The knock port. A blocking accept loop; one small thread per open connection up to
-//! MAX_CONNECTIONS (past it the oldest connection is closed, so slow clients cannot starve new
-//! ones); one writer thread per instance that owns all firewall writes for it. Knocks that
+//! MAX_CONNECTIONS (past it the oldest connection still reading a request is closed, so slow
+//! clients cannot starve new ones, and the new one waits until that thread has ended); one writer thread per instance that owns all firewall writes for it. Knocks that
 //! arrive while a writer is busy are batched into its next plan.
 //!
 //! Why not tiny_http: measured on a static musl build, one `Content-Length: 100000000000000`
@@ -33,6 +33,8 @@ const MAX_REQUESTS_PER_CONNECTION: usize = 100;
 const CONNECTION_STACK: usize = 128 * 1024;
 /// Writers run ureq and rustls handshakes.
 const WRITER_STACK: usize = 1024 * 1024;
+/// Write budget of an answer whose knock outlasted the connection deadline.
+const ANSWER_GRACE: Duration = Duration::from_secs(2);
 /// Reject lines logged per second at most, so a flood cannot turn into a disk-filling log.
 const REJECT_LOGS_PER_SEC: u32 = 20;
 
@@ -61,9 +63,28 @@ struct Writer {
     ready: Condvar,
 }
 
+/// What an open connection's thread is doing, for the choice of whom to evict at the cap.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ConnState {
+    /// Waiting for or reading a request: cheap to drop.
+    Reading,
+    /// A knock with the right secret is waiting on the firewall: not evicted.
+    Knocking,
+    /// Shut down to make room; its thread is on its way out but still counts.
+    Evicted,
+}
+
+struct Conn {
+    since: Instant,
+    stream: TcpStream,
+    state: ConnState,
+}
+
+/// Open connections, each with its thread. An entry leaves only when its thread ends, so
+/// `open.len()` is the number of connection threads and never exceeds MAX_CONNECTIONS.
 struct Conns {
     next_id: u64,
-    open: HashMap<u64, (Instant, TcpStream)>,
+    open: HashMap<u64, Conn>,
 }
 
 struct RejectLog {
@@ -77,6 +98,8 @@ struct Shared {
     writers: Vec<Arc<Writer>>,
     lockout: Mutex<Lockout>,
     conns: Mutex<Conns>,
+    /// Signalled when a connection thread ends.
+    conn_ended: Condvar,
     rejects: Mutex<RejectLog>,
 }
 
@@ -117,6 +140,7 @@ pub fn serve(config: &Config) -> i32 {
             next_id: 0,
             open: HashMap::new(),
         }),
+        conn_ended: Condvar::new(),
         rejects: Mutex::new(RejectLog {
             second: 0,
             count: 0,
@@ -168,39 +192,88 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> i32 {
             }
         };
         let Some(id) = admit(shared, &stream) else {
+            reject_log(
+                shared,
+                &format!("reject addr={} reason=connection-cap", peer.ip()),
+            );
             continue;
         };
         let s = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
-                handle_connection(&s, stream, peer);
-                lock(&s.conns).open.remove(&id);
+                handle_connection(&s, stream, peer, id);
+                end_connection(&s, id);
             });
         if let Err(e) = spawned {
-            lock(&shared.conns).open.remove(&id);
+            end_connection(shared, id);
             reject_log(shared, &format!("thread-error error=\"{e}\""));
         }
     }
 }
 
-/// Registers a connection; at the cap, the oldest open connection is shut down to make room.
+/// How long the accept loop waits for an evicted connection's thread to end before it drops
+/// the new connection instead (only when every slot holds a knock waiting on the firewall).
+const ADMIT_WAIT: Duration = Duration::from_millis(500);
+
+fn end_connection(shared: &Shared, id: u64) {
+    lock(&shared.conns).open.remove(&id);
+    shared.conn_ended.notify_all();
+}
+
+fn set_state(shared: &Shared, id: u64, state: ConnState) {
+    if let Some(c) = lock(&shared.conns).open.get_mut(&id) {
+        if c.state != ConnState::Evicted {
+            c.state = state;
+        }
+    }
+}
+
+/// Registers a connection. At the cap the oldest connection still reading a request is shut
+/// down, and the new one waits until that thread has ended, so that connection threads never
+/// outnumber MAX_CONNECTIONS however fast clients connect. Knocks waiting on the firewall are
+/// not evicted; if they fill every slot for ADMIT_WAIT, the new connection is dropped.
 fn admit(shared: &Shared, stream: &TcpStream) -> Option<u64> {
     let clone = stream.try_clone().ok()?;
+    let give_up = Instant::now() + ADMIT_WAIT;
     let mut conns = lock(&shared.conns);
-    if conns.open.len() >= shared.config.max_connections {
-        let oldest = conns
+    while conns.open.len() >= shared.config.max_connections {
+        let evicting = conns
             .open
-            .iter()
-            .min_by_key(|(_, (t, _))| *t)
-            .map(|(id, _)| *id);
-        if let Some((_, s)) = oldest.and_then(|id| conns.open.remove(&id)) {
-            let _ = s.shutdown(Shutdown::Both);
+            .values()
+            .filter(|c| c.state == ConnState::Evicted)
+            .count();
+        // One eviction in flight per connection over the cap is enough.
+        if evicting < conns.open.len() + 1 - shared.config.max_connections {
+            let oldest = conns
+                .open
+                .iter_mut()
+                .filter(|(_, c)| c.state == ConnState::Reading)
+                .min_by_key(|(_, c)| c.since);
+            if let Some((_, c)) = oldest {
+                c.state = ConnState::Evicted;
+                let _ = c.stream.shutdown(Shutdown::Both);
+            }
         }
+        let left = give_up.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        conns = shared
+            .conn_ended
+            .wait_timeout(conns, left)
+            .map_or_else(|p| p.into_inner().0, |r| r.0);
     }
     conns.next_id += 1;
     let id = conns.next_id;
-    conns.open.insert(id, (Instant::now(), clone));
+    conns.open.insert(
+        id,
+        Conn {
+            since: Instant::now(),
+            stream: clone,
+            state: ConnState::Reading,
+        },
+    );
     Some(id)
 }
 
@@ -222,7 +295,7 @@ impl Read for DeadlineReader<'_> {
     }
 }
 
-fn handle_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+fn handle_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u64) {
     let deadline = Instant::now() + Duration::from_secs(shared.config.connection_timeout_secs);
     let _ = stream.set_nodelay(true);
     let mut reader = HeadReader::new();
@@ -233,7 +306,9 @@ fn handle_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     for _ in 0..MAX_REQUESTS_PER_CONNECTION {
         let (ok, keep_alive, head_only) = match reader.next_request(&mut input) {
             ReadResult::Request(head) => {
+                set_state(shared, id, ConnState::Knocking);
                 let ok = knock(shared, &head, peer.ip());
+                set_state(shared, id, ConnState::Reading);
                 (ok, head.keep_alive(), head.method == "HEAD")
             }
             ReadResult::Bad => (false, false, false),
@@ -245,8 +320,13 @@ fn handle_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         } else {
             &shared.config.message_failure
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_write_timeout(Some(left)).is_err() {
+        // A knock may wait on the firewall past the connection deadline (KNOCK_TIMEOUT may be
+        // longer than CONNECTION_TIMEOUT): its answer still gets a short write budget, and then
+        // the connection closes (keep_alive is false past the deadline).
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(ANSWER_GRACE);
+        if stream.set_write_timeout(Some(left)).is_err() {
             return;
         }
         if (&stream)

@@ -179,6 +179,11 @@ impl Drop for Knockd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !thread::panicking() {
+            // Let the stderr reader drain what the process wrote last.
+            thread::sleep(Duration::from_millis(50));
+            super::assert_no_secrets("knockd", &self.log());
+        }
     }
 }
 

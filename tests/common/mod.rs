@@ -13,3 +13,20 @@ pub const REGION: &str = "ap-guangzhou";
 pub const INSTANCE: &str = "lhins-kn0ck001";
 /// `--instance` value for `INSTANCE` in `REGION`.
 pub const INSTANCE_ARG: &str = "ap-guangzhou:lhins-kn0ck001";
+
+/// Panics if `log` (everything a process of the suite wrote) contains a secret: the API
+/// SecretKey, the knock secret, or any part of a per-request TC3 Authorization value.
+/// The fixtures call it on drop, so every log line of the whole suite is checked.
+pub fn assert_no_secrets(who: &str, log: &str) {
+    for (what, needle) in [
+        ("TENCENT_CLOUD_SECRET_KEY", SECRET_KEY),
+        ("KNOCK_REFERER", self::knockd::REFERER),
+        ("an Authorization value", "Signature="),
+        ("an Authorization value", "TC3-HMAC-SHA256 Credential="),
+    ] {
+        if let Some(at) = log.find(needle) {
+            let line = log[..at].lines().count();
+            panic!("{who} logged {what} (log line {line})");
+        }
+    }
+}

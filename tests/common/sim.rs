@@ -128,6 +128,10 @@ impl Drop for Sim {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !thread::panicking() {
+            thread::sleep(Duration::from_millis(50));
+            super::assert_no_secrets("lighthouse-sim", &self.log());
+        }
     }
 }
 
