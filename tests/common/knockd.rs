@@ -1,7 +1,6 @@
 //! Fixture around the real `knockd` binary: write a config, start it on a free loopback port,
 //! wait until it listens, knock with real curl and wget, kill it on drop.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -120,20 +119,7 @@ impl Knockd {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn knockd");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().expect("stderr piped");
-        let sink = Arc::clone(&log);
-        thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("log lock")
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        });
+        let log = super::capture(child.stderr.take().expect("stderr piped"));
         let k = Knockd {
             child,
             port,

@@ -1,7 +1,7 @@
 //! Fixture around the `lighthouse-sim` binary: start it on a free port, sign and send API calls,
 //! read its `/__state` dump.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -33,21 +33,7 @@ impl Sim {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn lighthouse-sim");
-        // stderr is drained continuously so a chatty simulator never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().expect("stderr piped");
-        let sink = Arc::clone(&log);
-        thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .expect("log lock")
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        });
+        let log = super::capture(child.stderr.take().expect("stderr piped"));
         let stdout = child.stdout.take().expect("stdout piped");
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
