@@ -285,3 +285,27 @@ fn fifty_concurrent_knocks_from_fifty_addresses_batch_into_few_calls() {
         assert!(calls <= 34, "{inst}: {calls} API calls for 50 knocks: {by}");
     }
 }
+
+#[test]
+fn dual_stack_bind_serves_ipv4_mapped_and_ipv6_peers() {
+    let sim = Sim::start(&["--instance", "ap-guangzhou:lhins-kn0ck001"]);
+    let dir = temp_dir("dualstack");
+    let mut cfg = base_config(&sim, A, free_port());
+    set(&mut cfg, "BIND_IP", "::");
+    let k = Knockd::start(&dir, &cfg);
+    // An IPv4 client of a dual-stack socket arrives as ::ffff:127.0.0.1: it must still count
+    // as the trusted loopback proxy, so its X-Forwarded-For is read.
+    assert_eq!(knock_curl(&k, "203.0.113.30", "v4mapped"), SUCCESS);
+    let v6_url = format!("http://[::1]:{}/favico.ico", k.port);
+    let (status, body) = curl(&[
+        "-H",
+        &format!("Referer: {REFERER}"),
+        "-H",
+        "X-Forwarded-For: 2001:db8::30",
+        &v6_url,
+    ]);
+    assert_eq!((status, body.as_str()), (500, SUCCESS), "{}", k.log());
+    let rules = sim.rules(A);
+    assert_eq!(rules_for(&rules, "203.0.113.30").len(), 2);
+    assert_eq!(rules_for(&rules, "2001:db8::30").len(), 2);
+}
