@@ -107,14 +107,14 @@ pub fn serve(config: &Config) -> i32 {
     let client = match Client::new(config) {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            eprintln!("knockd: {e}");
+            log::fatal(&e.to_string());
             return 2;
         }
     };
     let listener = match TcpListener::bind(config.bind) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("knockd: cannot listen on {}: {e}", config.bind);
+            log::fatal(&format!("cannot listen on {}: {e}", config.bind));
             return 1;
         }
     };
@@ -154,7 +154,7 @@ pub fn serve(config: &Config) -> i32 {
             .stack_size(WRITER_STACK)
             .spawn(move || run_writer(&w, &client, &s.config));
         if let Err(e) = spawned {
-            eprintln!("knockd: cannot start a writer thread: {e}");
+            log::fatal(&format!("cannot start a writer thread: {e}"));
             return 1;
         }
     }
