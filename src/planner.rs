@@ -119,6 +119,31 @@ fn foreign_allows(rule: &FirewallRule, want: &FirewallRule, ip: IpAddr) -> bool 
 }
 
 pub fn plan(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64) -> Plan {
+    // The same address twice in one batch (two devices behind one NAT, a knock retried after
+    // a timeout) is planned once, and each of its grants gets that one outcome: otherwise the
+    // second could read as present on the strength of rules the first never got.
+    let mut unique: Vec<Grant> = Vec::new();
+    let mut index = Vec::with_capacity(grants.len());
+    for g in grants {
+        let ip = cidr::canonical(g.ip);
+        match unique.iter().position(|u| u.ip == ip) {
+            Some(j) => index.push(j),
+            None => {
+                index.push(unique.len());
+                unique.push(Grant {
+                    ip,
+                    label: g.label.clone(),
+                });
+            }
+        }
+    }
+    let mut out = plan_unique(rules, policy, &unique, now);
+    out.grants = index.iter().map(|&j| out.grants[j]).collect();
+    out
+}
+
+/// `plan` for grants with distinct addresses.
+fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64) -> Plan {
     let descs: Vec<Desc> = rules
         .iter()
         .map(|r| rule_desc::parse(policy.prefix, &r.description))
@@ -153,8 +178,13 @@ pub fn plan(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64)
                             .is_some_and(|e| new_expiry - e >= refresh_step(policy.ttl_secs)),
                         Desc::Foreign | Desc::Unparseable => false,
                     };
-                    if stale && !out.refresh.iter().any(|r| r.same_identity(&rules[i])) {
-                        out.refresh.push(want);
+                    if stale {
+                        // The rule as the API holds it (`a.b.c.d/32` stays so): the API finds
+                        // the rule to modify by these fields as written.
+                        out.refresh.push(FirewallRule {
+                            description: want.description,
+                            ..rules[i].clone()
+                        });
                         writes = true;
                     }
                 }
@@ -162,11 +192,7 @@ pub fn plan(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64)
                     .iter()
                     .zip(&descs)
                     .any(|(r, d)| *d == Desc::Foreign && foreign_allows(r, &want, grant.ip)) => {}
-                None => {
-                    if !missing.iter().flatten().any(|r| r.same_identity(&want)) {
-                        need.push(want);
-                    }
-                }
+                None => need.push(want),
             }
         }
         out.grants.push(if writes || !need.is_empty() {
@@ -334,7 +360,11 @@ mod tests {
         let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "home")], NOW);
         assert!(plan.create.is_empty());
         assert_eq!(plan.refresh.len(), 2);
-        assert_eq!(plan.refresh[0].cidr_block.as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            plan.refresh[0].cidr_block.as_deref(),
+            Some("203.0.113.7/32")
+        );
+        assert_eq!(plan.refresh[1].cidr_block.as_deref(), Some("203.0.113.7"));
         assert!(plan.refresh[0].description.ends_with("2025-12-25 13:38Z"));
         assert!(plan.delete.is_empty());
     }
@@ -564,6 +594,37 @@ mod tests {
         let grants = [grant("203.0.113.7", "a"), grant("203.0.113.7", "b")];
         let plan = plan(&[], &policy(&p), &grants, NOW);
         assert_eq!(plan.create.len(), 2);
+    }
+
+    #[test]
+    fn the_same_address_twice_without_room_fails_both_times() {
+        let p = vec![(Protocol::Tcp, "22".to_string())];
+        let rules: Vec<_> = (0..100)
+            .map(|i| rule("TCP", "22", &format!("198.51.100.{}", i + 1), "office"))
+            .collect();
+        let grants = [grant("203.0.113.7", "a"), grant("203.0.113.7", "b")];
+        let plan = plan(&rules, &policy(&p), &grants, NOW);
+        assert_eq!(plan.grants, vec![GrantStatus::NoRoom, GrantStatus::NoRoom]);
+        assert_eq!(plan.writes(), 0);
+    }
+
+    #[test]
+    fn refresh_names_the_rule_exactly_as_the_api_holds_it() {
+        let p = vec![(Protocol::Tcp, "22".to_string())];
+        let rules = vec![
+            rule("TCP", "22", "203.0.113.7/32", "Knockd-home@@20251120"),
+            rule("TCP", "22", "203.0.113.7", "my office"),
+        ];
+        let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "home")], NOW);
+        assert_eq!(plan.refresh.len(), 1);
+        assert_eq!(
+            plan.refresh[0].cidr_block.as_deref(),
+            Some("203.0.113.7/32")
+        );
+        assert!(plan.refresh[0]
+            .description
+            .starts_with("Knockd-home until "));
+        assert!(plan.create.is_empty() && plan.delete.is_empty());
     }
 
     #[test]

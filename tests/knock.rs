@@ -309,3 +309,49 @@ fn dual_stack_bind_serves_ipv4_mapped_and_ipv6_peers() {
     assert_eq!(rules_for(&rules, "203.0.113.30").len(), 2);
     assert_eq!(rules_for(&rules, "2001:db8::30").len(), 2);
 }
+
+#[test]
+fn refresh_targets_the_owned_rule_as_written_and_never_a_foreign_twin() {
+    // The Python original may have written `a.b.c.d/32`; the operator added a bare twin by hand.
+    let sim_rules = temp_dir("twins").join("rules.json");
+    std::fs::write(
+        &sim_rules,
+        r#"{"lhins-kn0ck001": [
+            {"Protocol": "TCP", "Port": "22,443", "CidrBlock": "203.0.113.40/32", "Action": "ACCEPT",
+             "FirewallRuleDescription": "Knockd-home@@20991231"},
+            {"Protocol": "TCP", "Port": "22,443", "CidrBlock": "203.0.113.40", "Action": "ACCEPT",
+             "FirewallRuleDescription": "my office"}
+        ]}"#,
+    )
+    .expect("rules file");
+    let sim = Sim::start(&[
+        "--instance",
+        "ap-guangzhou:lhins-kn0ck001",
+        "--rules",
+        sim_rules.to_str().expect("path"),
+    ]);
+    let dir = temp_dir("twins");
+    let mut cfg = base_config(&sim, A, free_port());
+    set(&mut cfg, "FW_PERMIT_PORTS_UDP", "");
+    let k = Knockd::start(&dir, &cfg);
+    assert_eq!(
+        knock_curl(&k, "203.0.113.40", "home"),
+        SUCCESS,
+        "{}",
+        k.log()
+    );
+    let rules = sim.rules(A);
+    let owned = rules
+        .iter()
+        .find(|r| r["CidrBlock"] == "203.0.113.40/32")
+        .expect("owned rule");
+    let foreign = rules
+        .iter()
+        .find(|r| r["CidrBlock"] == "203.0.113.40")
+        .expect("foreign rule");
+    assert!(owned["FirewallRuleDescription"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("Knockd-home until ")));
+    assert_eq!(foreign["FirewallRuleDescription"], "my office");
+    assert_eq!(sim.calls("CreateFirewallRules"), 0);
+}
