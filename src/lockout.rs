@@ -8,6 +8,15 @@ use std::net::IpAddr;
 /// Addresses tracked at most (about 100 bytes each: ~1.6 MB at the bound).
 pub const MAX_TRACKED: usize = 16_384;
 
+/// The address a failure is counted against: IPv6 clients by their /64, since one subscriber
+/// usually holds a whole /64 and could otherwise rotate through it for unlimited guesses.
+pub fn key(ip: IpAddr) -> IpAddr {
+    match crate::cidr::canonical(ip) {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     /// Failures counted in the current window.
@@ -153,6 +162,23 @@ mod tests {
             assert!(!off.fail(ip(1), t));
         }
         assert!(off.is_empty());
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(key(a), key(b));
+        assert_ne!(key(a), key(c));
+        assert_eq!(
+            key("::ffff:203.0.113.9".parse().expect("ip")),
+            ip(0xCB00_7109)
+        );
+        let mut l = Lockout::new(2, 600, 1800);
+        l.fail(key(a), 0);
+        assert!(l.fail(key(b), 1));
+        assert!(l.is_locked(key(a), 2) && !l.is_locked(key(c), 2));
     }
 
     #[test]

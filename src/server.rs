@@ -22,7 +22,7 @@ use crate::config::{ClientIpMethod, Config, Instance};
 use crate::firewall;
 use crate::http::{self, HeadReader, ReadResult, RequestHead};
 use crate::lighthouse::{self, Client};
-use crate::lockout::Lockout;
+use crate::lockout::{self, Lockout};
 use crate::log;
 use crate::planner::{Grant, Policy, QUOTA};
 use crate::rule_desc;
@@ -384,13 +384,13 @@ fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr) -> bool {
     // never the proxy itself (that would lock everyone out). A self-declared address
     // (METHOD 3) is the attacker's choice, so there the peer counts.
     let key = match (config.client_ip_method, &resolved) {
-        (ClientIpMethod::Forwarded, Ok(ip)) => Some(*ip),
+        (ClientIpMethod::Forwarded, Ok(ip)) => Some(lockout::key(*ip)),
         (ClientIpMethod::Forwarded, Err(_))
             if config.trusted_proxies.iter().any(|c| c.contains(peer)) =>
         {
             None
         }
-        _ => Some(peer),
+        _ => Some(lockout::key(peer)),
     };
     if let Some(key) = key.filter(|k| lock(&shared.lockout).is_locked(*k, now)) {
         reject_log(shared, &format!("reject addr={key} reason=locked-out"));
