@@ -101,6 +101,7 @@ struct Shared {
     /// Signalled when a connection thread ends.
     conn_ended: Condvar,
     rejects: Mutex<RejectLog>,
+    answers: Answers,
 }
 
 pub fn serve(config: &Config) -> i32 {
@@ -141,6 +142,7 @@ pub fn serve(config: &Config) -> i32 {
             open: HashMap::new(),
         }),
         conn_ended: Condvar::new(),
+        answers: Answers::new(config),
         rejects: Mutex::new(RejectLog {
             second: 0,
             count: 0,
@@ -186,16 +188,15 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> i32 {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE, ECONNABORTED and friends are transient: never stop accepting.
-                reject_log(shared, &format!("accept-error error=\"{e}\""));
+                reject_log(shared, || format!("accept-error error=\"{e}\""));
                 thread::sleep(Duration::from_millis(20));
                 continue;
             }
         };
         let Some(id) = admit(shared, &stream) else {
-            reject_log(
-                shared,
-                &format!("reject addr={} reason=connection-cap", peer.ip()),
-            );
+            reject_log(shared, || {
+                format!("reject addr={} reason=connection-cap", peer.ip())
+            });
             continue;
         };
         let s = Arc::clone(shared);
@@ -207,7 +208,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> i32 {
             });
         if let Err(e) = spawned {
             end_connection(shared, id);
-            reject_log(shared, &format!("thread-error error=\"{e}\""));
+            reject_log(shared, || format!("thread-error error=\"{e}\""));
         }
     }
 }
@@ -277,20 +278,52 @@ fn admit(shared: &Shared, stream: &TcpStream) -> Option<u64> {
     Some(id)
 }
 
-/// Reads with the connection's overall deadline as the socket timeout, so a client that
-/// trickles bytes cannot hold a thread longer than CONNECTION_TIMEOUT.
-struct DeadlineReader<'a> {
+/// The connection's overall deadline as the socket timeout, so a client that trickles bytes
+/// cannot hold a thread much past CONNECTION_TIMEOUT. The timeout is re-set at most every
+/// TIMEOUT_REFRESH (a setsockopt per read halved keep-alive throughput), so a read may end up
+/// to that much after the deadline.
+struct Deadline<'a> {
     stream: &'a TcpStream,
     deadline: Instant,
+    read_set: Option<Instant>,
+    write_set: Option<Instant>,
 }
 
-impl Read for DeadlineReader<'_> {
+const TIMEOUT_REFRESH: Duration = Duration::from_millis(250);
+
+fn due(set: Option<Instant>, now: Instant) -> bool {
+    set.is_none_or(|t| now.duration_since(t) >= TIMEOUT_REFRESH)
+}
+
+impl Deadline<'_> {
+    /// Before an answer: the time left, but at least ANSWER_GRACE, since a knock may wait on
+    /// the firewall past the deadline (KNOCK_TIMEOUT may exceed CONNECTION_TIMEOUT) and its
+    /// answer must still be written.
+    fn arm_write(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        if due(self.write_set, now) {
+            let left = self
+                .deadline
+                .saturating_duration_since(now)
+                .max(ANSWER_GRACE);
+            self.stream.set_write_timeout(Some(left))?;
+            self.write_set = Some(now);
+        }
+        Ok(())
+    }
+}
+
+impl Read for Deadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let left = self.deadline.saturating_duration_since(now);
         if left.is_zero() {
             return Err(io::ErrorKind::TimedOut.into());
         }
-        self.stream.set_read_timeout(Some(left))?;
+        if due(self.read_set, now) {
+            self.stream.set_read_timeout(Some(left))?;
+            self.read_set = Some(now);
+        }
         (&*self.stream).read(buf)
     }
 }
@@ -299,44 +332,53 @@ fn handle_connection(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u
     let deadline = Instant::now() + Duration::from_secs(shared.config.connection_timeout_secs);
     let _ = stream.set_nodelay(true);
     let mut reader = HeadReader::new();
-    let mut input = DeadlineReader {
+    let mut io = Deadline {
         stream: &stream,
         deadline,
+        read_set: None,
+        write_set: None,
     };
     for _ in 0..MAX_REQUESTS_PER_CONNECTION {
-        let (ok, keep_alive, head_only) = match reader.next_request(&mut input) {
+        let (ok, keep_alive, head_only) = match reader.next_request(&mut io) {
             ReadResult::Request(head) => {
-                set_state(shared, id, ConnState::Knocking);
-                let ok = knock(shared, &head, peer.ip());
-                set_state(shared, id, ConnState::Reading);
+                let ok = knock(shared, &head, peer.ip(), id);
                 (ok, head.keep_alive(), head.method == "HEAD")
             }
             ReadResult::Bad => (false, false, false),
             ReadResult::Closed | ReadResult::Io(_) => return,
         };
+        // Past the deadline the answer is still written (see arm_write), then the connection
+        // closes.
         let keep_alive = keep_alive && Instant::now() < deadline;
-        let body = if ok {
-            &shared.config.message_success
-        } else {
-            &shared.config.message_failure
-        };
-        // A knock may wait on the firewall past the connection deadline (KNOCK_TIMEOUT may be
-        // longer than CONNECTION_TIMEOUT): its answer still gets a short write budget, and then
-        // the connection closes (keep_alive is false past the deadline).
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(ANSWER_GRACE);
-        if stream.set_write_timeout(Some(left)).is_err() {
-            return;
-        }
-        if (&stream)
-            .write_all(&http::response(body, keep_alive, head_only))
-            .is_err()
+        if io.arm_write().is_err()
+            || (&stream)
+                .write_all(shared.answers.get(ok, keep_alive, head_only))
+                .is_err()
             || !keep_alive
         {
             let _ = stream.shutdown(Shutdown::Write);
             return;
         }
+    }
+}
+
+/// The eight possible answers, built once: every response is one of these byte strings.
+struct Answers([Vec<u8>; 8]);
+
+impl Answers {
+    fn new(config: &Config) -> Answers {
+        Answers(std::array::from_fn(|i| {
+            let body = if i & 4 != 0 {
+                &config.message_success
+            } else {
+                &config.message_failure
+            };
+            http::response(body, i & 2 != 0, i & 1 != 0)
+        }))
+    }
+
+    fn get(&self, ok: bool, keep_alive: bool, head_only: bool) -> &[u8] {
+        &self.0[usize::from(ok) << 2 | usize::from(keep_alive) << 1 | usize::from(head_only)]
     }
 }
 
@@ -350,7 +392,8 @@ fn secret_matches(given: &[u8], secret: &str) -> bool {
         == 0
 }
 
-fn reject_log(shared: &Shared, line: &str) {
+/// `line` is only formatted when it is going to be written.
+fn reject_log(shared: &Shared, line: impl FnOnce() -> String) {
     let now = crate::clock::now() as u64;
     let mut r = lock(&shared.rejects);
     if r.second != now {
@@ -366,15 +409,16 @@ fn reject_log(shared: &Shared, line: &str) {
     drop(r);
     if suppressed > 0 {
         log::event(&format!(
-            "{line} (and {suppressed} similar lines suppressed)"
+            "{} (and {suppressed} similar lines suppressed)",
+            line()
         ));
     } else {
-        log::event(line);
+        log::event(&line());
     }
 }
 
 /// One request: true only when every instance confirmed the grant.
-fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr) -> bool {
+fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64) -> bool {
     let config = &shared.config;
     let started = Instant::now();
     let now = crate::clock::now() as u64;
@@ -393,7 +437,7 @@ fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr) -> bool {
         _ => Some(lockout::key(peer)),
     };
     if let Some(key) = key.filter(|k| lock(&shared.lockout).is_locked(*k, now)) {
-        reject_log(shared, &format!("reject addr={key} reason=locked-out"));
+        reject_log(shared, || format!("reject addr={key} reason=locked-out"));
         return false;
     }
     let is_get = head.method == "GET" || head.method == "HEAD";
@@ -410,7 +454,7 @@ fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr) -> bool {
         };
         let locked = key.is_some_and(|k| lock(&shared.lockout).fail(k, now));
         let who = key.unwrap_or(peer);
-        reject_log(shared, &format!("reject addr={who} reason={reason}"));
+        reject_log(shared, || format!("reject addr={who} reason={reason}"));
         if locked {
             log::event(&format!(
                 "lockout addr={who} for={}s after {} failed knocks",
@@ -429,6 +473,9 @@ fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr) -> bool {
             return false;
         }
     };
+    // Only a knock that waits on the firewall is shielded from eviction at the connection cap;
+    // everything else answers at once and costs no shared lock here.
+    set_state(shared, conn, ConnState::Knocking);
     let (tx, rx) = mpsc::channel();
     for w in &shared.writers {
         lock(&w.queue).push(Job {
@@ -449,6 +496,7 @@ fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr) -> bool {
             Err(_) => break,
         }
     }
+    set_state(shared, conn, ConnState::Reading);
     let ok = outcomes.len() == shared.writers.len() && outcomes.iter().all(|o| o.ok);
     let mut per_instance: Vec<String> = outcomes
         .iter()
