@@ -1,5 +1,5 @@
 # `make demo`: knockd against lighthouse-sim on loopback, one knock, the firewall before/after.
-# `make bench`: the benchmark suite; writes bench/results.md (see bench/README-section.md).
+# `make bench`: the benchmark suite; writes bench/results.md (copied into the README by hand).
 # Both scripts build what they need themselves (release; the benchmark measures the static
 # x86_64 musl binary). On a shared machine: make bench CARGO_BUILD_JOBS=1
 

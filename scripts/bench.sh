@@ -538,7 +538,7 @@ ${LAT_ROWS%$'\n'}
 knockd: 1 instance, 50 ms per API call, simulator without rate limit. Invalid = knock path
 without the secret from 127.0.0.1 (after 10 failures the address is locked out, so most of these
 are answered by the lockout check). Valid = correct secret, all from 203.0.113.50. wrk's read
-errors are knockd closing a keep-alive connection after its 100th request (wrk reconnects).
+errors are knockd closing a keep-alive connection after its 1,000th request (wrk reconnects).
 
 | run | requests/s | wrk latency p50 / p99 | errors | peak RSS (VmHWM) | max threads | API calls caused |
 |---|---|---|---|---|---|---|
