@@ -752,6 +752,21 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_urls_parse_without_unicode_host_support() {
+        // idna_adapter is pinned to 1.0 (ASCII-only host names) to keep ICU out of the binary.
+        let agent = ureq::AgentBuilder::new().build();
+        for url in [
+            "https://lighthouse.tencentcloudapi.com/",
+            "https://lighthouse.ap-guangzhou.tencentcloudapi.com:443/",
+            "https://lighthouse.intl.tencentcloudapi.com/",
+            "http://127.0.0.1:9000/",
+            "http://[::1]:9000/",
+        ] {
+            assert!(agent.post(url).request_url().is_ok(), "{url}");
+        }
+    }
+
+    #[test]
     fn backoff_grows_and_is_capped() {
         for _ in 0..50 {
             let b0 = backoff(0);
