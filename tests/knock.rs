@@ -92,26 +92,29 @@ fn curl_knock_opens_tcp_and_udp_on_two_instances_in_two_regions() {
         .contains("knock addr=203.0.113.7 label=Office_01 result=ok"));
 }
 
+/// A simulator whose instance A starts with the default rules plus `rules` (JSON array).
+fn sim_with_rules(rules: &str) -> Sim {
+    let file = temp_dir("rules").join("rules.json");
+    std::fs::write(&file, format!(r#"{{"lhins-kn0ck001": {rules}}}"#)).expect("rules file");
+    Sim::start(&[
+        "--instance",
+        "ap-guangzhou:lhins-kn0ck001",
+        "--rules",
+        file.to_str().expect("path"),
+    ])
+}
+
 #[test]
 fn wget_reknock_refreshes_in_place_without_duplicates() {
-    let sim_rules = temp_dir("rules").join("rules.json");
     // An owned rule about to expire and a legacy rule from the Python original.
-    std::fs::write(
-        &sim_rules,
-        r#"{"lhins-kn0ck001": [
+    let sim = sim_with_rules(
+        r#"[
             {"Protocol": "TCP", "Port": "22,443", "CidrBlock": "198.51.100.9", "Action": "ACCEPT",
              "FirewallRuleDescription": "Knockd-phone until 2000-01-01 00:00Z"},
             {"Protocol": "UDP", "Port": "51820", "CidrBlock": "198.51.100.9", "Action": "ACCEPT",
              "FirewallRuleDescription": "Knockd-phone@@20000101"}
-        ]}"#,
-    )
-    .expect("rules file");
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--rules",
-        sim_rules.to_str().expect("path"),
-    ]);
+        ]"#,
+    );
     let dir = temp_dir("reknock");
     let k = Knockd::start(&dir, &base_config(&sim, A, free_port()));
     let count = sim.rules(A).len();
@@ -313,23 +316,14 @@ fn dual_stack_bind_serves_ipv4_mapped_and_ipv6_peers() {
 #[test]
 fn refresh_targets_the_owned_rule_as_written_and_never_a_foreign_twin() {
     // The Python original may have written `a.b.c.d/32`; the operator added a bare twin by hand.
-    let sim_rules = temp_dir("twins").join("rules.json");
-    std::fs::write(
-        &sim_rules,
-        r#"{"lhins-kn0ck001": [
+    let sim = sim_with_rules(
+        r#"[
             {"Protocol": "TCP", "Port": "22,443", "CidrBlock": "203.0.113.40/32", "Action": "ACCEPT",
              "FirewallRuleDescription": "Knockd-home@@20991231"},
             {"Protocol": "TCP", "Port": "22,443", "CidrBlock": "203.0.113.40", "Action": "ACCEPT",
              "FirewallRuleDescription": "my office"}
-        ]}"#,
-    )
-    .expect("rules file");
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--rules",
-        sim_rules.to_str().expect("path"),
-    ]);
+        ]"#,
+    );
     let dir = temp_dir("twins");
     let mut cfg = base_config(&sim, A, free_port());
     set(&mut cfg, "FW_PERMIT_PORTS_UDP", "");
