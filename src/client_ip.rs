@@ -582,6 +582,50 @@ mod tests {
     }
 
     #[test]
+    fn random_header_values() {
+        const ALPHABET: &[u8] = b"0123456789abcdef:.,[]% /\tf:01.2.3.4,::ffff:127.0.0.1,10.0.0.1";
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let trusted = trusted();
+        for _ in 0..5000 {
+            let len = (next() % 48) as usize;
+            let value: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize] as char)
+                .collect();
+            let h = head(&[
+                ("X-Forwarded-For", value.as_str()),
+                ("X-Real-IP", value.as_str()),
+                ("ip", value.as_str()),
+            ]);
+            for method in [Peer, Forwarded, Declared] {
+                for peer in [PROXY, CLIENT] {
+                    let Ok(got) = resolve(method, ip(peer), &h, &trusted) else {
+                        continue;
+                    };
+                    assert!(is_grantable(got) && got == canonical(got), "{value:?}");
+                    // Whatever is granted was either the peer or literally named by the client.
+                    let named = value
+                        .split(',')
+                        .filter_map(|v| v.trim().trim_matches(['[', ']']).parse::<IpAddr>().ok())
+                        .any(|v| canonical(v) == got);
+                    assert!(
+                        got == ip(peer) || named,
+                        "{method:?} {peer} {value:?} -> {got}"
+                    );
+                    if method == Peer || peer == CLIENT && method == Forwarded {
+                        assert_eq!(got, ip(peer));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn refusal_display() {
         assert_eq!(Missing.to_string(), "client address header missing");
         assert_eq!(

@@ -2,8 +2,8 @@
 //! Pure logic lives in plain modules; I/O sits at the edges (`lighthouse`, `server`, `cli`).
 
 pub mod cidr;
-pub mod clock;
 pub mod client_ip;
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod sign;
