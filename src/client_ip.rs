@@ -99,20 +99,20 @@ fn forwarded(peer: IpAddr, head: &RequestHead, trusted: &[Cidr]) -> Result<IpAdd
     if lines.peek().is_none() {
         return Ok(single(head, "x-real-ip", true)?.unwrap_or(peer));
     }
-    // Header lines of one name form one list, in order (RFC 9110 §5.3).
-    let mut chain = Vec::new();
+    // Header lines of one name form one list, in order (RFC 9110 §5.3). One pass, no buffer:
+    // the last untrusted item seen is the right-most one.
+    let mut first = None;
+    let mut rightmost_untrusted = None;
     for line in lines {
         for item in line.split(|&b| b == b',') {
-            chain.push(parse_ip(item, true).ok_or(Refusal::Malformed)?);
+            let ip = parse_ip(item, true).ok_or(Refusal::Malformed)?;
+            first.get_or_insert(ip);
+            if !is_trusted(ip, trusted) {
+                rightmost_untrusted = Some(ip);
+            }
         }
     }
-    let client = chain
-        .iter()
-        .rev()
-        .find(|&&ip| !is_trusted(ip, trusted))
-        .or(chain.first())
-        .copied();
-    client.ok_or(Refusal::Malformed)
+    rightmost_untrusted.or(first).ok_or(Refusal::Malformed)
 }
 
 /// The one header `name` as one address: `Ok(None)` when absent, Malformed when repeated or
