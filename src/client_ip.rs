@@ -99,20 +99,20 @@ fn forwarded(peer: IpAddr, head: &RequestHead, trusted: &[Cidr]) -> Result<IpAdd
     if lines.peek().is_none() {
         return Ok(single(head, "x-real-ip", true)?.unwrap_or(peer));
     }
-    // Header lines of one name form one list, in order (RFC 9110 §5.3).
-    let mut chain = Vec::new();
+    // Header lines of one name form one list, in order (RFC 9110 §5.3). One pass, no buffer:
+    // the last untrusted item seen is the right-most one.
+    let mut first = None;
+    let mut rightmost_untrusted = None;
     for line in lines {
         for item in line.split(|&b| b == b',') {
-            chain.push(parse_ip(item, true).ok_or(Refusal::Malformed)?);
+            let ip = parse_ip(item, true).ok_or(Refusal::Malformed)?;
+            first.get_or_insert(ip);
+            if !is_trusted(ip, trusted) {
+                rightmost_untrusted = Some(ip);
+            }
         }
     }
-    let client = chain
-        .iter()
-        .rev()
-        .find(|&&ip| !is_trusted(ip, trusted))
-        .or(chain.first())
-        .copied();
-    client.ok_or(Refusal::Malformed)
+    rightmost_untrusted.or(first).ok_or(Refusal::Malformed)
 }
 
 /// The one header `name` as one address: `Ok(None)` when absent, Malformed when repeated or
@@ -579,6 +579,50 @@ mod tests {
             Err(Malformed)
         );
         assert_eq!(resolve(Declared, ip(PROXY), &h, &trusted()), Err(Malformed));
+    }
+
+    #[test]
+    fn random_header_values() {
+        const ALPHABET: &[u8] = b"0123456789abcdef:.,[]% /\tf:01.2.3.4,::ffff:127.0.0.1,10.0.0.1";
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let trusted = trusted();
+        for _ in 0..5000 {
+            let len = (next() % 48) as usize;
+            let value: String = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize] as char)
+                .collect();
+            let h = head(&[
+                ("X-Forwarded-For", value.as_str()),
+                ("X-Real-IP", value.as_str()),
+                ("ip", value.as_str()),
+            ]);
+            for method in [Peer, Forwarded, Declared] {
+                for peer in [PROXY, CLIENT] {
+                    let Ok(got) = resolve(method, ip(peer), &h, &trusted) else {
+                        continue;
+                    };
+                    assert!(is_grantable(got) && got == canonical(got), "{value:?}");
+                    // Whatever is granted was either the peer or literally named by the client.
+                    let named = value
+                        .split(',')
+                        .filter_map(|v| v.trim().trim_matches(['[', ']']).parse::<IpAddr>().ok())
+                        .any(|v| canonical(v) == got);
+                    assert!(
+                        got == ip(peer) || named,
+                        "{method:?} {peer} {value:?} -> {got}"
+                    );
+                    if method == Peer || peer == CLIENT && method == Forwarded {
+                        assert_eq!(got, ip(peer));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -814,6 +814,126 @@ mod tests {
         }
     }
 
+    /// Deterministic xorshift, so the random tests need no extra crate and always replay.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Random HTTP-ish input: one to three plausible requests (some with small bodies), then a
+    /// few random byte mutations, so cases reach every branch of parser and reader.
+    fn random_input(rng: &mut Rng) -> Vec<u8> {
+        const METHODS: &[&str] = &["GET", "HEAD", "POST", "G\0T"];
+        const TARGETS: &[&str] = &["/favico.ico", "/a?b#c", "*", "/\u{e9}", "/%00"];
+        const EOLS: &[&str] = &["\r\n", "\n", "\r\n", "\r"];
+        const HEADERS: &[&str] = &[
+            "Host: h",
+            "Referer: s3cret",
+            "Connection: close",
+            "Connection: keep-alive",
+            "X-Forwarded-For: 203.0.113.9, 10.0.0.1",
+            "Transfer-Encoding: chunked",
+            "Content-Length: 99999999999",
+            "Content-Length: x",
+            "Bad Name: v",
+            "V: \u{fffd}",
+        ];
+        let mut out = Vec::new();
+        for _ in 0..rng.below(3) + 1 {
+            let eol = EOLS[rng.below(EOLS.len())];
+            let version = if rng.below(2) == 0 { "1.1" } else { "1.0" };
+            let method = METHODS[rng.below(METHODS.len())];
+            let target = TARGETS[rng.below(TARGETS.len())];
+            out.extend_from_slice(format!("{method} {target} HTTP/{version}{eol}").as_bytes());
+            for _ in 0..rng.below(6) {
+                out.extend_from_slice(HEADERS[rng.below(HEADERS.len())].as_bytes());
+                out.extend_from_slice(eol.as_bytes());
+            }
+            let body = rng.below(3) * 7;
+            if body > 0 {
+                out.extend_from_slice(format!("Content-Length: {body}{eol}").as_bytes());
+            }
+            out.extend_from_slice(eol.as_bytes());
+            out.extend(std::iter::repeat_n(b'x', body));
+        }
+        for _ in 0..rng.below(4) {
+            if out.is_empty() {
+                break;
+            }
+            let at = rng.below(out.len());
+            match rng.below(3) {
+                0 => out[at] = rng.next() as u8,
+                1 => out.insert(at, rng.next() as u8),
+                _ => {
+                    out.remove(at);
+                }
+            }
+        }
+        out
+    }
+
+    /// Hands out its input in random-sized reads.
+    struct RandomChunks<'a> {
+        data: &'a [u8],
+        rng: Rng,
+    }
+
+    impl Read for RandomChunks<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = (self.rng.below(64) + 1).min(out.len()).min(self.data.len());
+            out[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Every outcome until the connection would close, in a comparable form.
+    fn outcomes<R: Read>(mut r: R) -> Vec<String> {
+        let mut reader = HeadReader::new();
+        let mut seen = Vec::new();
+        loop {
+            assert!(reader.len <= MAX_HEAD && reader.buf.len() == MAX_HEAD);
+            match reader.next_request(&mut r) {
+                ReadResult::Request(h) => seen.push(format!("{h:?}")),
+                other => {
+                    seen.push(format!("{other:?}"));
+                    return seen;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_inputs_keep_the_invariants() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..3000 {
+            let input = random_input(&mut rng);
+            if let Parsed::Complete(h, n) = parse_head(&input) {
+                assert!(n <= input.len() && n <= MAX_HEAD);
+                assert!(!h.path.contains(&b'?') && !h.path.contains(&b'#'));
+                let _ = (h.body(), h.keep_alive());
+            }
+            // How the bytes are split across reads must never change what is read.
+            let whole = outcomes(Script::bytes(&[&input]));
+            let chunks = RandomChunks {
+                data: &input,
+                rng: Rng(rng.next() | 1),
+            };
+            assert_eq!(outcomes(chunks), whole, "{input:?}");
+            assert_eq!(outcomes(OneByte(&input)), whole, "{input:?}");
+        }
+    }
+
     #[test]
     fn response_bytes_exactly() {
         assert_eq!(
