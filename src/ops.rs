@@ -5,7 +5,7 @@
 use std::thread;
 
 use crate::clock;
-use crate::config::{ClientIpMethod, Config, Instance, Scheme};
+use crate::config::{Config, Instance};
 use crate::firewall;
 use crate::lighthouse::{ApiError, Client, FirewallRule};
 use crate::planner::{self, Policy, QUOTA};
@@ -201,20 +201,8 @@ pub fn check(config: &Config) -> i32 {
         failed = true;
         println!("FAIL  {what}: {why}");
     };
+    // config.warnings already covers METHOD 3, a plain-http endpoint and a readable key file.
     let mut warnings: Vec<String> = config.warnings.clone();
-    if config.client_ip_method == ClientIpMethod::Declared
-        && !warnings
-            .iter()
-            .any(|w| w.contains("METHOD_TO_GET_CLIENT_IP"))
-    {
-        warnings.push("METHOD_TO_GET_CLIENT_IP=3 trusts an address the client declares".into());
-    }
-    if config.endpoint.scheme == Scheme::Http && !warnings.iter().any(|w| w.contains("http://")) {
-        warnings.push(format!(
-            "the API endpoint {} is plain http://",
-            config.endpoint.url()
-        ));
-    }
     let Some(client) = client(config) else {
         return 1;
     };
