@@ -107,16 +107,8 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-wait_for() { # FILE PATTERN SECONDS
-    local i
-    for ((i = 0; i < $3 * 20; i++)); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    log "timed out waiting for '$2' in $1:"
-    cat "$1" >&2
-    return 1
-}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 # start_sim NAME NUM_INSTANCES SIM_ARGS... -> sets SIM_PID, SIM_URL, INSTANCES (config value)
 start_sim() {

@@ -46,16 +46,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_for() { # FILE PATTERN SECONDS
-    local i
-    for ((i = 0; i < $3 * 20; i++)); do
-        grep -q -- "$2" "$1" 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "demo: timed out waiting for '$2' in $1:" >&2
-    cat "$1" >&2
-    return 1
-}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 section "Start the simulated Lighthouse API (lighthouse-sim)"
 "$SIM" --listen 127.0.0.1:0 --credential "$SECRET_ID:$SECRET_KEY" \
