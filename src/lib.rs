@@ -1,20 +1,33 @@
 //! knockd: a port-knocking door for Tencent Cloud Lighthouse firewalls.
-//! Pure logic lives in plain modules; I/O sits at the edges (`lighthouse`, `server`, `ops`).
+//!
+//! Read this map first. What happens to a knock, layer by layer:
+//!
+//! - `knock/`: the knock port, from socket to decision. `server` accepts and admits
+//!   connections, `conn` reads requests under a deadline and answers, `http` parses request
+//!   heads, `client_ip` says whose address a knock is for, `lockout` counts failures, and
+//!   `decide` is the pure decision (request + peer + settings + lockout → reject / refuse /
+//!   grant).
+//! - `rules/`: the pure core. The rule model, CIDR blocks, the description format that marks
+//!   knockd's own rules, and the planner that turns (rules now, grants wanted, time) into the
+//!   writes to make. No serde, no HTTP.
+//! - `cloud/`: the Lighthouse API. `sign` (TC3-HMAC-SHA256), `client` (transport, retries,
+//!   clock skew), `pacer` (rate limits), `error` (the one error type and its policy), `wire`
+//!   (JSON shapes), `executor` (applies a plan under FirewallVersion, re-planning on conflict)
+//!   and `writer` (one thread per instance that batches knocks).
+//! - `config/`: the `.env` file and environment into a validated `Config` of sections.
+//! - `ops/`: the operator commands (`--check`, `--prune`, `--list`, `--revoke`).
+//! - `cli`, `log`, `clock`, `sync`: arguments, log lines, UTC time, locking.
+//!
+//! The API contract all of this relies on is written down in docs/lighthouse-api.md.
 
-pub mod cidr;
+#![forbid(unsafe_code)]
+
 pub mod cli;
-pub mod client_ip;
 pub mod clock;
-pub mod commands;
+pub mod cloud;
 pub mod config;
-pub mod envfile;
-pub mod firewall;
-pub mod http;
-pub mod lighthouse;
-pub mod lockout;
-pub mod log;
+pub mod knock;
+pub(crate) mod log;
 pub mod ops;
-pub mod planner;
-pub mod rule_desc;
-pub mod server;
-pub mod sign;
+pub mod rules;
+pub(crate) mod sync;

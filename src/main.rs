@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use knockd::cli::{self, Command};
-use knockd::{commands, config};
+use knockd::{config, ops};
 
 fn main() -> ExitCode {
     ExitCode::from(run() as u8)
@@ -57,5 +57,5 @@ fn run() -> i32 {
     for w in &config.warnings {
         eprintln!("knockd: warning: {w}");
     }
-    commands::run(&args.command, &config)
+    ops::run(&args.command, &config)
 }

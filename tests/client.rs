@@ -1,4 +1,4 @@
-//! The library's Lighthouse client (`lighthouse::Client`) and executor (`firewall::apply`)
+//! The library's Lighthouse client (`lighthouse::Client`) and executor (`executor::apply`)
 //! against lighthouse-sim on loopback: the actions, FirewallVersion conflicts, the quota, clock
 //! skew, injected faults, dropped connections, and authentication.
 
@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use common::knockd::{base_config, set};
 use common::sim::Sim;
 use common::{INSTANCE, INSTANCE_ARG, SECRET_KEY};
+use knockd::cloud::client::Client;
+use knockd::cloud::error::ApiError;
+use knockd::cloud::executor;
 use knockd::config::{self, Config};
-use knockd::firewall;
-use knockd::lighthouse::{ApiError, Client, FirewallRule};
-use knockd::planner::{Grant, Policy, QUOTA};
+use knockd::rules::planner::{Grant, Policy, QUOTA};
+use knockd::rules::FirewallRule;
 use serde_json::Value;
 
 /// A validated Config whose endpoint is the simulator (no process environment involved).
@@ -31,10 +33,8 @@ fn client_for(config: &Config) -> Client {
 
 fn policy(config: &Config) -> Policy<'_> {
     Policy {
-        prefix: &config.rule_prefix,
-        ports: &config.ports,
-        ttl_secs: config.rule_ttl_secs,
         limit: QUOTA,
+        ..config.policy()
     }
 }
 
@@ -85,8 +85,8 @@ fn assert_granted_once(sim: &Sim, config: &Config, addr: &str) {
     let rules = sim.rules(INSTANCE);
     assert_no_duplicates(&rules);
     let mine = rules_for(&rules, addr);
-    assert_eq!(mine.len(), config.ports.len(), "{addr}: {mine:?}");
-    for (proto, ports) in &config.ports {
+    assert_eq!(mine.len(), config.rules.ports.len(), "{addr}: {mine:?}");
+    for (proto, ports) in &config.rules.ports {
         let n = mine
             .iter()
             .filter(|r| r["Protocol"] == proto.as_str() && r["Port"] == ports.as_str())
@@ -123,7 +123,7 @@ fn describe_returns_all_100_rules_complete_and_in_order() {
     let sim = Sim::start(&["--instance", INSTANCE_ARG, "--foreign-rules", "95"]);
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
-    let inst = &config.instances[0];
+    let inst = &config.cloud.instances[0];
     let (rules, version) = client.describe_rules(inst).expect("describe");
     let expected = sim.rules(INSTANCE);
     assert_eq!(expected.len(), QUOTA);
@@ -148,7 +148,7 @@ fn create_modify_and_delete_change_the_simulated_firewall() {
     let sim = Sim::start(&["--instance", INSTANCE_ARG]);
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
-    let inst = &config.instances[0];
+    let inst = &config.cloud.instances[0];
     let defaults = sim.rules(INSTANCE);
     let (_, v0) = client.describe_rules(inst).expect("describe");
 
@@ -207,7 +207,7 @@ fn a_stale_firewall_version_is_refused_and_changes_nothing() {
     let sim = Sim::start(&["--instance", INSTANCE_ARG]);
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
-    let inst = &config.instances[0];
+    let inst = &config.cloud.instances[0];
     let (_, stale) = client.describe_rules(inst).expect("describe");
     let first = tcp_rule("203.0.113.8", "22", "Knockd-x until 2030-01-01 00:00Z");
     client
@@ -248,8 +248,8 @@ fn apply_rereads_and_replans_after_a_version_conflict() {
     let sim = Sim::start(&["--instance", INSTANCE_ARG, "--conflict-after-describe", "1"]);
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
-    let inst = &config.instances[0];
-    let applied = firewall::apply(
+    let inst = &config.cloud.instances[0];
+    let applied = executor::apply(
         &client,
         inst,
         &policy(&config),
@@ -274,7 +274,7 @@ fn creating_past_the_quota_is_final() {
     let sim = Sim::start(&["--instance", INSTANCE_ARG, "--foreign-rules", "95"]);
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
-    let inst = &config.instances[0];
+    let inst = &config.cloud.instances[0];
     let (rules, version) = client.describe_rules(inst).expect("describe");
     assert_eq!(rules.len(), QUOTA);
     let extra = tcp_rule("203.0.113.7", "22,443", "Knockd-x until 2030-01-01 00:00Z");
@@ -292,7 +292,7 @@ fn skew_is_corrected(offset: i64) {
     let sim = Sim::start(&["--instance", INSTANCE_ARG, "--clock-offset", &off]);
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
-    let inst = &config.instances[0];
+    let inst = &config.cloud.instances[0];
     let (_, version) = client
         .describe_rules(inst)
         .expect("describe after skew correction");
@@ -335,7 +335,7 @@ fn clock_skew_without_a_date_header_fails_cleanly() {
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
     let started = Instant::now();
-    match client.describe_rules(&config.instances[0]) {
+    match client.describe_rules(&config.cloud.instances[0]) {
         Err(ApiError::Clock(msg)) => {
             assert!(msg.contains("SignatureExpire"), "{msg}");
             assert!(msg.contains("check this machine's clock"), "{msg}");
@@ -362,7 +362,7 @@ fn faults_are_retried(code: &str, seed: &str) {
     ]);
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
-    let inst = &config.instances[0];
+    let inst = &config.cloud.instances[0];
     for i in 0..20 {
         if let Err(e) = client.describe_rules(inst) {
             panic!("call {i} failed despite retries: {e}");
@@ -372,7 +372,7 @@ fn faults_are_retried(code: &str, seed: &str) {
     assert!(injected > 0, "no {code} was injected");
     // Every injected failure cost exactly one more request, nothing else did.
     assert_eq!(sim.calls("DescribeFirewallRules"), 20 + injected);
-    assert_eq!(client.calls.get(), 20 + injected);
+    assert_eq!(knockd::cloud::client::calls_on_this_thread(), 20 + injected);
 }
 
 #[test]
@@ -399,7 +399,7 @@ fn dropped_connections_are_retried_and_apply_never_duplicates() {
     ]);
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
-    let inst = &config.instances[0];
+    let inst = &config.cloud.instances[0];
     for i in 0..20 {
         if let Err(e) = client.describe_rules(inst) {
             panic!("call {i} failed despite retries: {e}");
@@ -407,7 +407,7 @@ fn dropped_connections_are_retried_and_apply_never_duplicates() {
     }
     let addrs = ["203.0.113.21", "203.0.113.22", "203.0.113.23"];
     for (i, addr) in addrs.iter().enumerate() {
-        let applied = firewall::apply(
+        let applied = executor::apply(
             &client,
             inst,
             &policy(&config),
@@ -440,7 +440,7 @@ fn a_create_applied_but_unanswered_is_not_duplicated() {
     ]);
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
-    let inst = &config.instances[0];
+    let inst = &config.cloud.instances[0];
     let addrs = [
         "203.0.113.31",
         "203.0.113.32",
@@ -449,7 +449,7 @@ fn a_create_applied_but_unanswered_is_not_duplicated() {
         "203.0.113.35",
     ];
     for (i, addr) in addrs.iter().enumerate() {
-        firewall::apply(
+        executor::apply(
             &client,
             inst,
             &policy(&config),
@@ -476,11 +476,11 @@ fn a_wrong_secret_key_is_final() {
     let config = config_for(&sim, &[("TENCENT_CLOUD_SECRET_KEY", "notTheRightKey0001")]);
     let client = client_for(&config);
     let err = client
-        .describe_rules(&config.instances[0])
+        .describe_rules(&config.cloud.instances[0])
         .expect_err("wrong key");
     assert!(err.is("AuthFailure.SignatureFailure"), "{err:?}");
     assert_eq!(sim.calls("DescribeFirewallRules"), 1, "no retry");
-    assert_eq!(client.calls.get(), 1);
+    assert_eq!(knockd::cloud::client::calls_on_this_thread(), 1);
     let shown = err.to_string();
     assert!(!shown.contains("notTheRightKey0001") && !shown.contains(SECRET_KEY));
 }
@@ -490,21 +490,26 @@ fn session_token_is_sent_and_checked() {
     let sim = Sim::start(&["--instance", INSTANCE_ARG, "--token", "sess-T0ken-42"]);
     let good = config_for(&sim, &[("TENCENT_CLOUD_TOKEN", "sess-T0ken-42")]);
     client_for(&good)
-        .describe_rules(&good.instances[0])
+        .describe_rules(&good.cloud.instances[0])
         .expect("the right token is accepted");
     assert_eq!(sim.errors("AuthFailure.TokenFailure"), 0);
 
     let wrong = config_for(&sim, &[("TENCENT_CLOUD_TOKEN", "sess-wrong")]);
     let client = client_for(&wrong);
+    let before = knockd::cloud::client::calls_on_this_thread();
     let err = client
-        .describe_rules(&wrong.instances[0])
+        .describe_rules(&wrong.cloud.instances[0])
         .expect_err("wrong token");
     assert!(err.is("AuthFailure.TokenFailure"), "{err:?}");
-    assert_eq!(client.calls.get(), 1, "no retry");
+    assert_eq!(
+        knockd::cloud::client::calls_on_this_thread() - before,
+        1,
+        "no retry"
+    );
 
     let none = config_for(&sim, &[]);
     let err = client_for(&none)
-        .describe_rules(&none.instances[0])
+        .describe_rules(&none.cloud.instances[0])
         .expect_err("no token");
     assert!(err.is("AuthFailure.TokenFailure"), "{err:?}");
     assert_eq!(sim.calls("DescribeFirewallRules"), 3);

@@ -372,7 +372,7 @@ fn dollar_signs_survive_single_quotes_and_expand_elsewhere() {
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
         out.stdout
-            .contains("TENCENT_CLOUD_SECRET_KEY = **** (set, 14 chars)\n"),
+            .contains("TENCENT_CLOUD_SECRET_KEY = **** (set)\n"),
         "{}",
         out.stdout
     );
@@ -511,7 +511,7 @@ fn env_sample_is_valid_and_documents_every_variable() {
     let sample = std::fs::read_to_string(path).expect(".env.sample");
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");
-    for var in knockd::config::VARIABLES {
+    for var in knockd::config::variables() {
         assert!(
             sample.contains(&format!("\n{var}=")),
             ".env.sample lacks {var}"

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::sim::{call, call_now, call_raw, code, now, post_raw, signed_headers, Sim};
 use common::{INSTANCE, INSTANCE_ARG, REGION, SECRET_ID, SECRET_KEY};
-use knockd::sign;
+use knockd::cloud::sign;
 use serde_json::{json, Value};
 
 fn start() -> Sim {

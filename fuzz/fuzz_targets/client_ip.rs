@@ -5,10 +5,10 @@
 
 use std::net::IpAddr;
 
-use knockd::cidr::{canonical, Cidr};
-use knockd::client_ip::{is_grantable, resolve};
+use knockd::rules::cidr::{canonical, Cidr};
+use knockd::knock::client_ip::{is_grantable, resolve};
 use knockd::config::ClientIpMethod;
-use knockd::http::{parse_head, Parsed};
+use knockd::knock::http::{parse_head, Parsed};
 use libfuzzer_sys::fuzz_target;
 
 const PEERS: &[&str] = &[

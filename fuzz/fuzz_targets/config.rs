@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use knockd::config;
-use knockd::envfile;
+use knockd::config::envfile;
 use libfuzzer_sys::fuzz_target;
 
 const SECRETS: &[&str] = &[

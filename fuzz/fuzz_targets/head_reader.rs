@@ -6,7 +6,7 @@
 
 use std::io::{self, Read};
 
-use knockd::http::{parse_head, HeadReader, Parsed, ReadResult, RequestHead, MAX_HEAD};
+use knockd::knock::http::{parse_head, HeadReader, Parsed, ReadResult, RequestHead, MAX_HEAD};
 use libfuzzer_sys::fuzz_target;
 
 /// Hands out `data` in pieces whose sizes cycle through `sizes` (0 means 1).

@@ -5,7 +5,7 @@
 #![no_main]
 
 use knockd::clock;
-use knockd::rule_desc::{self, Desc, MAX_DESC_BYTES};
+use knockd::rules::desc::{self, Desc, MAX_DESC_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,13 +24,13 @@ fuzz_target!(|data: &[u8]| {
 
     // 1. Parsing anything found on the firewall.
     if let Ok(desc) = std::str::from_utf8(label_raw) {
-        match rule_desc::parse(&prefix, desc) {
+        match desc::parse(&prefix, desc) {
             Desc::Owned { label, expires } => {
                 assert_eq!(
                     format!("{prefix}{label} until {}Z", clock::utc_minute(expires)),
                     desc
                 );
-                let _ = rule_desc::expiry(&Desc::Owned { label, expires }, 86_400);
+                let _ = desc::expiry(&Desc::Owned { label, expires }, 86_400);
             }
             Desc::Legacy { created, .. } => assert_eq!(created % 86_400, 0),
             Desc::Foreign => assert!(!desc.starts_with(&prefix)),
@@ -39,11 +39,11 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // 2. What knockd writes reads back.
-    let label = rule_desc::sanitize_label(label_raw);
+    let label = desc::sanitize_label(label_raw);
     assert!(!label.is_empty() && !label.chars().any(char::is_control));
-    let d = rule_desc::encode(&prefix, &label, t);
+    let d = desc::encode(&prefix, &label, t);
     assert!(d.len() <= MAX_DESC_BYTES, "{} bytes: {d:?}", d.len());
-    match rule_desc::parse(&prefix, &d) {
+    match desc::parse(&prefix, &d) {
         Desc::Owned { label: l, expires } => {
             assert!(label.starts_with(&l), "{label:?} vs {l:?}");
             assert_eq!(expires, t - t.rem_euclid(60));

@@ -7,7 +7,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use knockd::sign::{self, Credentials};
+use knockd::cloud::sign::{self, Credentials};
 use serde_json::Value;
 
 use super::{SECRET_ID, SECRET_KEY};

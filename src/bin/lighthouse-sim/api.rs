@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use knockd::sign;
+use knockd::cloud::sign;
 use serde_json::{json, Map, Value};
 
 use crate::args::Config;

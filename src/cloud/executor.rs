@@ -4,9 +4,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::client::Client;
+use super::error::{replan, ApiError};
 use crate::config::Instance;
-use crate::lighthouse::{ApiError, Client, FirewallRule};
-use crate::planner::{self, Grant, GrantStatus, Plan, Policy};
+use crate::rules::planner::{self, Grant, GrantStatus, Plan, Policy};
+use crate::rules::FirewallRule;
 
 /// Describe→write rounds before giving up on a firewall that keeps changing.
 const MAX_ROUNDS: u32 = 6;
@@ -29,23 +31,6 @@ impl Applied {
             Some(GrantStatus::Present | GrantStatus::Writes)
         )
     }
-}
-
-/// Errors after which a fresh Describe and a new plan is the right move (section 7, 8).
-/// A write that ran out of attempts on transport errors or garbled answers may still have been
-/// applied (section 8: "Describe before you repeat a Create"), so it re-reads too.
-fn replan(e: &ApiError) -> bool {
-    matches!(e, ApiError::Transport(_) | ApiError::BadResponse(_))
-        || matches!(
-            e.code(),
-            Some(
-                "UnsupportedOperation.FirewallVersionMismatch"
-                    | "InvalidParameter.FirewallRulesExist"
-                    | "ResourceNotFound.FirewallRulesNotFound"
-                    | "LimitExceeded.FirewallRulesLimitExceeded"
-            )
-        )
-        || e.code().is_some_and(|c| c.starts_with("FailedOperation"))
 }
 
 /// Plans and applies `grants` (none: just remove expired rules) on one instance.

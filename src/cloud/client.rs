@@ -1,19 +1,22 @@
 //! The Lighthouse API client: TC3-signed JSON calls over one shared HTTPS agent, with retries,
 //! client-side pacing under the documented rate limits, and clock-skew correction.
-//! Reference: ../shared/lighthouse-api.md (sections cited inline).
+//! The contract it relies on: docs/lighthouse-api.md.
 
-use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::io::Read;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use super::error::ApiError;
+use super::pacer::Pacer;
+use super::sign;
+use super::wire::{self, Reply};
 use crate::config::{Config, Endpoint, Instance, Secret};
-use crate::{clock, log, sign};
+use crate::rules::FirewallRule;
+use crate::{clock, log};
 
 pub const VERSION: &str = "2020-03-24";
 const SERVICE: &str = "lighthouse";
@@ -28,194 +31,6 @@ const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// Overall time for one HTTP exchange (connect, TLS, request, response).
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A firewall rule as the API shapes it (section 5). Identity is (Protocol, Port, CidrBlock,
-/// Ipv6CidrBlock, Action); the description is not part of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FirewallRule {
-    pub protocol: String,
-    pub port: String,
-    pub cidr_block: Option<String>,
-    pub ipv6_cidr_block: Option<String>,
-    pub action: String,
-    pub description: String,
-}
-
-impl FirewallRule {
-    pub fn same_identity(&self, other: &FirewallRule) -> bool {
-        self.protocol == other.protocol
-            && self.port == other.port
-            && self.cidr_block == other.cidr_block
-            && self.ipv6_cidr_block == other.ipv6_cidr_block
-            && self.action == other.action
-    }
-
-    /// The address the rule applies to, for logs and tables.
-    pub fn address(&self) -> &str {
-        self.ipv6_cidr_block
-            .as_deref()
-            .or(self.cidr_block.as_deref())
-            .unwrap_or("0.0.0.0/0")
-    }
-
-    /// Describe output; missing fields default as the API does (section 5, 10a).
-    pub fn from_json(v: &Value) -> FirewallRule {
-        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let opt = |k: &str| Some(s(k)).filter(|x| !x.is_empty());
-        let ipv6 = opt("Ipv6CidrBlock");
-        let action = s("Action");
-        FirewallRule {
-            protocol: s("Protocol").to_ascii_uppercase(),
-            port: s("Port"),
-            cidr_block: if ipv6.is_some() {
-                opt("CidrBlock")
-            } else {
-                Some(opt("CidrBlock").unwrap_or_else(|| "0.0.0.0/0".to_string()))
-            },
-            ipv6_cidr_block: ipv6,
-            action: if action.is_empty() {
-                "ACCEPT".to_string()
-            } else {
-                action.to_ascii_uppercase()
-            },
-            description: s("FirewallRuleDescription"),
-        }
-    }
-
-    /// Request shape; `with_description` is false for Delete, which matches on identity only.
-    pub fn to_json(&self, with_description: bool) -> Value {
-        let mut m = Map::new();
-        m.insert("Protocol".into(), json!(self.protocol));
-        m.insert("Port".into(), json!(self.port));
-        if let Some(c) = &self.cidr_block {
-            m.insert("CidrBlock".into(), json!(c));
-        }
-        if let Some(c) = &self.ipv6_cidr_block {
-            m.insert("Ipv6CidrBlock".into(), json!(c));
-        }
-        m.insert("Action".into(), json!(self.action));
-        if with_description {
-            m.insert("FirewallRuleDescription".into(), json!(self.description));
-        }
-        Value::Object(m)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApiError {
-    /// The API answered with `Response.Error`.
-    Api {
-        code: String,
-        message: String,
-        request_id: String,
-    },
-    /// Connect, TLS, timeout, or a connection closed without an answer.
-    Transport(String),
-    /// Not the API's JSON envelope (a proxy page, a truncated body, a non-200 status).
-    BadResponse(String),
-    /// The API rejected our timestamp and gave no usable `Date` to correct it with.
-    Clock(String),
-    /// TENCENT_CLOUD_CA_FILE could not be used.
-    Tls(String),
-}
-
-impl ApiError {
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            ApiError::Api { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-
-    pub fn is(&self, code: &str) -> bool {
-        self.code() == Some(code)
-    }
-
-    /// Section 8: rate limits, busy firewall, server faults and transport failures are
-    /// retried; auth, parameter, quota and not-found errors are final.
-    pub fn retryable(&self) -> bool {
-        match self {
-            ApiError::Api { code, .. } => {
-                code.starts_with("RequestLimitExceeded")
-                    || code.starts_with("InternalError")
-                    || code == "ServiceUnavailable"
-                    || code == "UnsupportedOperation.FirewallBusy"
-            }
-            ApiError::Transport(_) | ApiError::BadResponse(_) => true,
-            ApiError::Clock(_) | ApiError::Tls(_) => false,
-        }
-    }
-}
-
-impl fmt::Display for ApiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ApiError::Api {
-                code,
-                message,
-                request_id,
-            } => write!(f, "{code}: {message} (RequestId {request_id})"),
-            ApiError::Transport(e) => write!(f, "cannot reach the Lighthouse API: {e}"),
-            ApiError::BadResponse(e) => write!(f, "unexpected answer from the API endpoint: {e}"),
-            ApiError::Clock(e) => write!(f, "clock: {e}"),
-            ApiError::Tls(e) => write!(f, "TENCENT_CLOUD_CA_FILE: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ApiError {}
-
-/// A successful call: the `Response` object and its RequestId.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub body: Value,
-    pub request_id: String,
-    /// The server's `Date`, when it sent one: `--check` compares clocks with it.
-    pub date: Option<i64>,
-}
-
-/// Keeps each action under its documented rate (section 9) across all threads: a rolling
-/// window of recent send times per action. The window is 10% longer than a second because
-/// network jitter can bunch requests that left a second apart.
-struct Pacer {
-    sent: Mutex<HashMap<&'static str, VecDeque<Instant>>>,
-}
-
-fn rate_limit(action: &str) -> usize {
-    match action {
-        "ModifyFirewallRuleDescription" | "ModifyFirewallRules" => 20,
-        "DescribeInstances" => 100,
-        _ => 10,
-    }
-}
-
-impl Pacer {
-    fn wait(&self, action: &'static str) {
-        let window = Duration::from_millis(1100);
-        loop {
-            let sleep = {
-                let mut sent = match self.sent.lock() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
-                let q = sent.entry(action).or_default();
-                let now = Instant::now();
-                while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
-                    q.pop_front();
-                }
-                if q.len() < rate_limit(action) {
-                    q.push_back(now);
-                    return;
-                }
-                match q.front() {
-                    Some(t) => window.saturating_sub(now.duration_since(*t)),
-                    None => Duration::ZERO,
-                }
-            };
-            thread::sleep(sleep.max(Duration::from_millis(1)));
-        }
-    }
-}
-
 thread_local! {
     /// API requests sent by this thread (each retry counts): a writer thread serves one
     /// instance, so the difference around a plan is that instance's cost.
@@ -224,16 +39,6 @@ thread_local! {
 
 pub fn calls_on_this_thread() -> u64 {
     THREAD_CALLS.with(|c| c.get())
-}
-
-/// A counter of calls made, for the per-knock log line and tests.
-#[derive(Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
 }
 
 pub struct Client {
@@ -245,7 +50,6 @@ pub struct Client {
     /// Server time minus local time, learned from a SignatureExpire answer's `Date`.
     skew: AtomicI64,
     pacer: Pacer,
-    pub calls: Counter,
 }
 
 /// HTTPS_PROXY (or https_proxy, ALL_PROXY) unless NO_PROXY names the host: ureq 2 reads the
@@ -329,25 +133,22 @@ impl Client {
             .user_agent(concat!("knockd/", env!("CARGO_PKG_VERSION")))
             .max_idle_connections_per_host(8)
             .redirects(0);
-        if let Some(ca) = &config.ca_file {
+        if let Some(ca) = &config.cloud.ca_file {
             builder = builder.tls_config(tls_config(ca)?);
         }
-        if let Some(p) = proxy_for(&config.endpoint.host, &|k| std::env::var(k).ok()) {
+        if let Some(p) = proxy_for(&config.cloud.endpoint.host, &|k| std::env::var(k).ok()) {
             let proxy = ureq::Proxy::new(&p)
                 .map_err(|e| ApiError::Transport(format!("HTTPS_PROXY is not usable: {e}")))?;
             builder = builder.proxy(proxy);
         }
         Ok(Client {
             agent: builder.build(),
-            endpoint: config.endpoint.clone(),
-            secret_id: config.secret_id.clone(),
-            secret_key: config.secret_key.clone(),
-            token: config.token.clone(),
+            endpoint: config.cloud.endpoint.clone(),
+            secret_id: config.cloud.secret_id.clone(),
+            secret_key: config.cloud.secret_key.clone(),
+            token: config.cloud.token.clone(),
             skew: AtomicI64::new(0),
-            pacer: Pacer {
-                sent: Mutex::new(HashMap::new()),
-            },
-            calls: Counter::default(),
+            pacer: Pacer::default(),
         })
     }
 
@@ -410,7 +211,6 @@ impl Client {
         region: Option<&str>,
         body: &[u8],
     ) -> (Result<Reply, ApiError>, Option<i64>) {
-        self.calls.0.fetch_add(1, Ordering::Relaxed);
         THREAD_CALLS.with(|c| c.set(c.get() + 1));
         let timestamp = self.now();
         let signed = sign::sign(
@@ -460,7 +260,7 @@ impl Client {
             Ok(t) => t,
             Err(e) => return (Err(e), date),
         };
-        let reply = parse_envelope(&text).map(|r| Reply { date, ..r });
+        let reply = wire::parse_envelope(&text).map(|r| Reply { date, ..r });
         (reply, date)
     }
 
@@ -493,7 +293,7 @@ impl Client {
                 .cloned()
                 .unwrap_or_default();
             let empty = page.is_empty();
-            rules.extend(page.iter().map(FirewallRule::from_json));
+            rules.extend(page.iter().map(wire::rule_from_json));
             if rules.len() >= total || empty {
                 return Ok((rules, page_version));
             }
@@ -506,11 +306,11 @@ impl Client {
         rules: &[FirewallRule],
         version: Option<u64>,
     ) -> Result<Reply, ApiError> {
-        let list: Vec<Value> = rules.iter().map(|r| r.to_json(true)).collect();
+        let list: Vec<Value> = rules.iter().map(|r| wire::rule_to_json(r, true)).collect();
         self.call(
             "CreateFirewallRules",
             Some(&inst.region),
-            &write_body(inst, "FirewallRules", json!(list), version),
+            &wire::write_body(inst, "FirewallRules", json!(list), version),
         )
     }
 
@@ -520,11 +320,11 @@ impl Client {
         rules: &[FirewallRule],
         version: Option<u64>,
     ) -> Result<Reply, ApiError> {
-        let list: Vec<Value> = rules.iter().map(|r| r.to_json(false)).collect();
+        let list: Vec<Value> = rules.iter().map(|r| wire::rule_to_json(r, false)).collect();
         self.call(
             "DeleteFirewallRules",
             Some(&inst.region),
-            &write_body(inst, "FirewallRules", json!(list), version),
+            &wire::write_body(inst, "FirewallRules", json!(list), version),
         )
     }
 
@@ -537,23 +337,13 @@ impl Client {
         self.call(
             "ModifyFirewallRuleDescription",
             Some(&inst.region),
-            &write_body(inst, "FirewallRule", rule.to_json(true), version),
+            &wire::write_body(
+                inst,
+                "FirewallRule",
+                wire::rule_to_json(rule, true),
+                version,
+            ),
         )
-    }
-
-    /// Regions open to Lighthouse (section 6.7); no X-TC-Region.
-    pub fn describe_regions(&self) -> Result<Vec<String>, ApiError> {
-        let reply = self.call("DescribeRegions", None, &json!({}))?;
-        Ok(reply
-            .body
-            .get("RegionSet")
-            .and_then(Value::as_array)
-            .map(|set| {
-                set.iter()
-                    .filter_map(|r| r.get("Region").and_then(Value::as_str).map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default())
     }
 
     /// Which of `ids` exist in `region` (section 6.6).
@@ -580,16 +370,6 @@ impl Client {
     }
 }
 
-fn write_body(inst: &Instance, key: &str, rules: Value, version: Option<u64>) -> Value {
-    let mut m = Map::new();
-    m.insert("InstanceId".into(), json!(inst.id));
-    m.insert(key.into(), rules);
-    if let Some(v) = version {
-        m.insert("FirewallVersion".into(), json!(v));
-    }
-    Value::Object(m)
-}
-
 fn date_of(resp: &ureq::Response) -> Option<i64> {
     let d = httpdate::parse_http_date(resp.header("Date")?).ok()?;
     d.duration_since(std::time::UNIX_EPOCH)
@@ -609,111 +389,9 @@ fn read_limited(resp: ureq::Response) -> Result<String, ApiError> {
     String::from_utf8(buf).map_err(|_| ApiError::BadResponse("answer is not UTF-8".into()))
 }
 
-/// Section 4: only `Response.Error` marks a failure; match on Code, keep RequestId.
-pub fn parse_envelope(text: &str) -> Result<Reply, ApiError> {
-    let v: Value = serde_json::from_str(text).map_err(|_| {
-        let snippet: String = text.chars().take(120).collect();
-        ApiError::BadResponse(format!("not JSON: {snippet}"))
-    })?;
-    let Some(resp) = v.get("Response").filter(|r| r.is_object()) else {
-        return Err(ApiError::BadResponse("no Response object".into()));
-    };
-    let request_id = resp
-        .get("RequestId")
-        .and_then(Value::as_str)
-        .unwrap_or("-")
-        .to_string();
-    if let Some(err) = resp.get("Error") {
-        let s = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        return Err(ApiError::Api {
-            code: s("Code"),
-            message: s("Message"),
-            request_id,
-        });
-    }
-    Ok(Reply {
-        body: resp.clone(),
-        request_id,
-        date: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn envelope_success_and_error() {
-        let ok =
-            parse_envelope(r#"{"Response": {"TotalCount": 0, "RequestId": "r1"}}"#).expect("ok");
-        assert_eq!(ok.request_id, "r1");
-        let err = parse_envelope(
-            r#"{"Response": {"Error": {"Code": "RequestLimitExceeded", "Message": "slow down"}, "RequestId": "r2"}}"#,
-        )
-        .expect_err("error");
-        assert!(err.is("RequestLimitExceeded") && err.retryable());
-        assert_eq!(
-            err.to_string(),
-            "RequestLimitExceeded: slow down (RequestId r2)"
-        );
-        assert!(matches!(
-            parse_envelope("<html>"),
-            Err(ApiError::BadResponse(_))
-        ));
-        assert!(matches!(
-            parse_envelope("{}"),
-            Err(ApiError::BadResponse(_))
-        ));
-    }
-
-    #[test]
-    fn retry_policy_follows_section_8() {
-        let api = |c: &str| ApiError::Api {
-            code: c.into(),
-            message: String::new(),
-            request_id: String::new(),
-        };
-        for c in [
-            "RequestLimitExceeded",
-            "RequestLimitExceeded.UinLimitExceeded",
-            "InternalError",
-            "InternalError.RequestError",
-            "UnsupportedOperation.FirewallBusy",
-        ] {
-            assert!(api(c).retryable(), "{c}");
-        }
-        for c in [
-            "AuthFailure.SignatureFailure",
-            "AuthFailure.SecretIdNotFound",
-            "InvalidParameter.FirewallRulesExist",
-            "LimitExceeded.FirewallRulesLimitExceeded",
-            "ResourceNotFound.InstanceIdNotFound",
-            "UnsupportedOperation.FirewallVersionMismatch",
-        ] {
-            assert!(!api(c).retryable(), "{c}");
-        }
-        assert!(ApiError::Transport("reset".into()).retryable());
-    }
-
-    #[test]
-    fn rules_round_trip_with_api_defaults() {
-        let r = FirewallRule::from_json(
-            &json!({"AppType": "x", "Protocol": "tcp", "Port": "22", "CidrBlock": "1.2.3.4", "FirewallRuleDescription": "d"}),
-        );
-        assert_eq!(r.action, "ACCEPT");
-        assert_eq!(r.protocol, "TCP");
-        assert_eq!(
-            r.to_json(false),
-            json!({"Protocol": "TCP", "Port": "22", "CidrBlock": "1.2.3.4", "Action": "ACCEPT"})
-        );
-        let v6 = FirewallRule::from_json(
-            &json!({"Protocol": "UDP", "Port": "53", "Ipv6CidrBlock": "2001:db8::1", "Action": "ACCEPT"}),
-        );
-        assert_eq!(v6.cidr_block, None);
-        assert_eq!(v6.address(), "2001:db8::1");
-        let any = FirewallRule::from_json(&json!({"Protocol": "ALL", "Port": "ALL"}));
-        assert_eq!(any.cidr_block.as_deref(), Some("0.0.0.0/0"));
-    }
 
     #[test]
     fn no_proxy_is_honoured() {

@@ -11,7 +11,7 @@ pub const MAX_TRACKED: usize = 16_384;
 /// The address a failure is counted against: IPv6 clients by their /64, since one subscriber
 /// usually holds a whole /64 and could otherwise rotate through it for unlimited guesses.
 pub fn key(ip: IpAddr) -> IpAddr {
-    match crate::cidr::canonical(ip) {
+    match crate::rules::cidr::canonical(ip) {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
         v4 => v4,
     }
@@ -91,10 +91,12 @@ impl Lockout {
         self.table.remove(&ip);
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }

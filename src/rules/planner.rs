@@ -3,10 +3,10 @@
 
 use std::net::IpAddr;
 
-use crate::cidr::{self, Cidr};
-use crate::config::{Config, Protocol};
-use crate::lighthouse::FirewallRule;
-use crate::rule_desc::{self, Desc};
+use super::FirewallRule;
+use super::Protocol;
+use crate::rules::cidr::{self, Cidr};
+use crate::rules::desc::{self, Desc};
 
 /// The per-instance rule quota of Lighthouse.
 pub const QUOTA: usize = 100;
@@ -14,7 +14,7 @@ pub const QUOTA: usize = 100;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub ip: IpAddr,
-    /// Already sanitised (`rule_desc::sanitize_label`).
+    /// Already sanitised (`desc::sanitize_label`).
     pub label: String,
 }
 
@@ -26,17 +26,6 @@ pub struct Policy<'a> {
     pub ttl_secs: i64,
     /// Rules knockd may fill up to (QUOTA minus QUOTA_RESERVE).
     pub limit: usize,
-}
-
-impl Policy<'_> {
-    pub fn from_config(config: &Config) -> Policy<'_> {
-        Policy {
-            prefix: &config.rule_prefix,
-            ports: &config.ports,
-            ttl_secs: config.rule_ttl_secs,
-            limit: QUOTA.saturating_sub(config.quota_reserve),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,9 +135,9 @@ pub fn plan(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64)
 fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64) -> Plan {
     let descs: Vec<Desc> = rules
         .iter()
-        .map(|r| rule_desc::parse(policy.prefix, &r.description))
+        .map(|r| desc::parse(policy.prefix, &r.description))
         .collect();
-    let expiry = |i: usize| rule_desc::expiry(&descs[i], policy.ttl_secs);
+    let expiry = |i: usize| desc::expiry(&descs[i], policy.ttl_secs);
     let new_expiry = now + policy.ttl_secs;
     let mut out = Plan {
         unparseable: (0..rules.len())
@@ -167,7 +156,7 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
         let mut writes = false;
         for (protocol, port) in policy.ports {
             let mut want = wanted_rule(grant.ip, *protocol, port);
-            want.description = rule_desc::encode(policy.prefix, &grant.label, new_expiry);
+            want.description = desc::encode(policy.prefix, &grant.label, new_expiry);
             let exact = (0..rules.len()).find(|&i| same_target(&rules[i], &want, grant.ip));
             match exact {
                 Some(i) => {
@@ -250,7 +239,7 @@ pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &str) -> Vec<Firewal
     rules
         .iter()
         .filter(|r| {
-            let label = match rule_desc::parse(prefix, &r.description) {
+            let label = match desc::parse(prefix, &r.description) {
                 Desc::Owned { label, .. } | Desc::Legacy { label, .. } => label,
                 Desc::Foreign | Desc::Unparseable => return false,
             };
@@ -307,12 +296,7 @@ mod tests {
     }
 
     fn owned(proto: &str, port: &str, ip: &str, label: &str, expires: i64) -> FirewallRule {
-        rule(
-            proto,
-            port,
-            ip,
-            &rule_desc::encode("Knockd-", label, expires),
-        )
+        rule(proto, port, ip, &desc::encode("Knockd-", label, expires))
     }
 
     fn defaults() -> Vec<FirewallRule> {
@@ -630,7 +614,7 @@ mod tests {
     #[test]
     fn label_truncation_at_64_bytes_with_multibyte_characters() {
         let p = vec![(Protocol::Tcp, "22".to_string())];
-        let label = rule_desc::sanitize_label("公司办公室的网络出口地址一号线路备用".as_bytes());
+        let label = desc::sanitize_label("公司办公室的网络出口地址一号线路备用".as_bytes());
         let plan = plan(&[], &policy(&p), &[grant("203.0.113.7", &label)], NOW);
         let d = &plan.create[0].description;
         assert!(d.len() <= 64 && d.starts_with("Knockd-公司") && d.ends_with("Z"));

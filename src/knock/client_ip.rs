@@ -7,9 +7,9 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
-use crate::cidr::{canonical, Cidr};
 use crate::config::ClientIpMethod;
-use crate::http::RequestHead;
+use crate::knock::http::RequestHead;
+use crate::rules::cidr::{canonical, Cidr};
 
 /// Why no grantable client address could be determined. All of them answer failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +150,7 @@ fn parse_ip(item: &[u8], brackets: bool) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{parse_head, Parsed};
+    use crate::knock::http::{parse_head, Parsed};
     use ClientIpMethod::{Declared, Forwarded, Peer};
     use Refusal::{Malformed, Missing, NotAllowed};
 

@@ -1,0 +1,10 @@
+//! The Lighthouse API: signing, the client, its error policy, and the writers that apply plans
+//! to each instance (docs/lighthouse-api.md).
+
+pub mod client;
+pub mod error;
+pub mod executor;
+mod pacer;
+pub mod sign;
+pub(crate) mod wire;
+pub(crate) mod writer;

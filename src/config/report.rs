@@ -1,0 +1,140 @@
+//! The `--check-config` report and the one way secrets are masked for people to read.
+
+use super::vars::VARS;
+use super::{format_duration, ClientIpMethod, Config, Protocol, Secret};
+
+/// `AKID****oSs`: enough to tell keys apart, not enough to use one. Short ids are fully
+/// masked.
+pub fn mask_id(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    if chars.len() < 12 {
+        return "****".to_string();
+    }
+    let head: String = chars[..4].iter().collect();
+    let tail: String = chars[chars.len() - 3..].iter().collect();
+    format!("{head}****{tail}")
+}
+
+/// A secret is only ever shown as set: not even its length.
+fn mask_secret(_: &Secret) -> String {
+    "**** (set)".to_string()
+}
+
+impl Config {
+    /// The effective configuration, one `KEY = value` line each, secrets masked, then warnings.
+    pub fn report(&self) -> String {
+        let mut lines: Vec<(&str, String)> = Vec::new();
+        let port = |p: Protocol| {
+            self.rules
+                .ports
+                .iter()
+                .find(|(q, _)| *q == p)
+                .map_or_else(|| "(off)".to_string(), |(_, s)| s.clone())
+        };
+        lines.push((
+            "MESSAGE_SUCCESS",
+            format!("{:?}", self.knock.message_success),
+        ));
+        lines.push((
+            "MESSAGE_FAILURE",
+            format!("{:?}", self.knock.message_failure),
+        ));
+        lines.push(("FW_PERMIT_PORTS_TCP", port(Protocol::Tcp)));
+        lines.push(("FW_PERMIT_PORTS_UDP", port(Protocol::Udp)));
+        lines.push(("FW_RULE_NAME_PREFIX", self.rules.prefix.clone()));
+        let instances: Vec<String> = self
+            .cloud
+            .instances
+            .iter()
+            .map(|i| format!("{}:{}", i.region, i.id))
+            .collect();
+        lines.push(("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", instances.join(",")));
+        lines.push(("TENCENT_CLOUD_REGION", self.cloud.region.clone()));
+        lines.push(("TENCENT_CLOUD_ACCESS_POINT", self.cloud.endpoint.url()));
+        lines.push((
+            "TENCENT_CLOUD_CA_FILE",
+            self.cloud.ca_file.as_ref().map_or_else(
+                || "(built-in roots)".to_string(),
+                |p| p.display().to_string(),
+            ),
+        ));
+        lines.push(("TENCENT_CLOUD_SECRET_ID", mask_id(&self.cloud.secret_id)));
+        lines.push((
+            "TENCENT_CLOUD_SECRET_KEY",
+            mask_secret(&self.cloud.secret_key),
+        ));
+        lines.push((
+            "TENCENT_CLOUD_TOKEN",
+            self.cloud
+                .token
+                .as_ref()
+                .map_or_else(|| "(not set)".to_string(), mask_secret),
+        ));
+        lines.push(("KNOCK_REFERER", mask_secret(&self.knock.referer)));
+        lines.push(("KNOCK_REQUEST_PATH", self.knock.path.clone()));
+        let method = match self.knock.client_ip_method {
+            ClientIpMethod::Peer => "1 (TCP peer)",
+            ClientIpMethod::Forwarded => "2 (forwarded headers from TRUSTED_PROXIES)",
+            ClientIpMethod::Declared => "3 (client-declared, unsafe)",
+        };
+        lines.push(("METHOD_TO_GET_CLIENT_IP", method.to_string()));
+        lines.push(("RULE_TTL", format_duration(self.rules.ttl.as_secs())));
+        lines.push(("BIND_IP", self.knock.bind.ip().to_string()));
+        lines.push(("BIND_PORT", self.knock.bind.port().to_string()));
+        let proxies: Vec<String> = self
+            .knock
+            .trusted_proxies
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        lines.push(("TRUSTED_PROXIES", proxies.join(",")));
+        lines.push(("QUOTA_RESERVE", self.rules.quota_reserve.to_string()));
+        lines.push(("MAX_CONNECTIONS", self.limits.max_connections.to_string()));
+        lines.push((
+            "CONNECTION_TIMEOUT",
+            format_duration(self.limits.connection_timeout.as_secs()),
+        ));
+        lines.push((
+            "KNOCK_TIMEOUT",
+            format_duration(self.limits.knock_timeout.as_secs()),
+        ));
+        lines.push((
+            "PRUNE_INTERVAL",
+            match self.limits.prune_interval.as_secs() {
+                0 => "0 (off)".to_string(),
+                s => format_duration(s),
+            },
+        ));
+        lines.push((
+            "LOCKOUT_FAILURES",
+            match self.limits.lockout_failures {
+                0 => "0 (off)".to_string(),
+                n => n.to_string(),
+            },
+        ));
+        lines.push((
+            "LOCKOUT_WINDOW",
+            format_duration(self.limits.lockout_window.as_secs()),
+        ));
+        lines.push((
+            "LOCKOUT_DURATION",
+            format_duration(self.limits.lockout_duration.as_secs()),
+        ));
+
+        let mut out = match &self.file {
+            Some(p) => format!("# config file: {}\n", p.display()),
+            None => "# config file: none (environment only)\n".to_string(),
+        };
+        // The table's order; variables shown through another (DAYS_RULE_EXPIRES as RULE_TTL)
+        // have no line of their own.
+        for var in VARS {
+            if let Some((k, v)) = lines.iter().find(|(k, _)| *k == var.name) {
+                out.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("warning: {w}\n"));
+        }
+        out
+    }
+}

@@ -1,0 +1,270 @@
+//! The configuration's sections, each built by one short function from the variables (with
+//! their defaults from `vars::VARS`) into a checker that collects every problem at once.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::vars::{Checker, Vars, DEFAULT_ACCESS_POINT};
+use super::{
+    values, ClientIpMethod, CloudConfig, Endpoint, KnockConfig, LimitsConfig, RulesConfig, Scheme,
+    Secret,
+};
+use crate::rules::cidr::Cidr;
+use crate::rules::Protocol;
+
+/// Which ports to open and how knockd's rules are named and timed.
+pub(crate) fn rules(vars: &Vars, c: &mut Checker) -> RulesConfig {
+    let mut ports = Vec::new();
+    for (proto, var) in [
+        (Protocol::Tcp, "FW_PERMIT_PORTS_TCP"),
+        (Protocol::Udp, "FW_PERMIT_PORTS_UDP"),
+    ] {
+        match values::parse_ports(vars.value(var)) {
+            Ok(s) if s.is_empty() => {}
+            Ok(s) => ports.push((proto, s)),
+            Err(e) => c.err(var, e),
+        }
+    }
+    if ports.is_empty() && !c.has_error_for("FW_PERMIT_PORTS_") {
+        c.err(
+            "FW_PERMIT_PORTS_TCP",
+            "no ports to open: set FW_PERMIT_PORTS_TCP and/or FW_PERMIT_PORTS_UDP (e.g. '22,443')",
+        );
+    }
+
+    let prefix = vars.value("FW_RULE_NAME_PREFIX").to_string();
+    if let Err(e) = values::check_rule_prefix(&prefix) {
+        c.err("FW_RULE_NAME_PREFIX", e);
+    }
+
+    let days = c.number(
+        "DAYS_RULE_EXPIRES",
+        vars.value("DAYS_RULE_EXPIRES"),
+        1,
+        36_500,
+    );
+    let mut ttl = days * 86_400;
+    if let Some(text) = vars.get("RULE_TTL") {
+        match values::parse_duration(text, false) {
+            Ok(0) => c.err("RULE_TTL", "must be positive"),
+            Ok(s) => ttl = s,
+            Err(e) => c.err("RULE_TTL", e),
+        }
+    }
+    let quota_reserve = c.number("QUOTA_RESERVE", vars.value("QUOTA_RESERVE"), 0, 99) as usize;
+    RulesConfig {
+        ports,
+        prefix,
+        ttl: Duration::from_secs(ttl),
+        quota_reserve,
+    }
+}
+
+/// Where the instances are and how to reach and sign for the API.
+pub(crate) fn cloud(vars: &Vars, c: &mut Checker) -> CloudConfig {
+    let region = vars.value("TENCENT_CLOUD_REGION").to_string();
+    if !values::is_region(&region) {
+        c.err(
+            "TENCENT_CLOUD_REGION",
+            format!("'{region}' is not a region name (lowercase, like ap-guangzhou or na-siliconvalley)"),
+        );
+    }
+
+    let instances = match vars.get("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS") {
+        None => {
+            c.err(
+                "TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS",
+                "required: the Lighthouse instance ids, e.g. 'lhins-a0ogy7ty' or 'ap-guangzhou:lhins-a0ogy7ty'",
+            );
+            Vec::new()
+        }
+        Some(v) => values::parse_instances(v, &region).unwrap_or_else(|e| {
+            c.err("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", e);
+            Vec::new()
+        }),
+    };
+
+    let endpoint = match values::parse_endpoint(vars.value("TENCENT_CLOUD_ACCESS_POINT")) {
+        Ok(ep) => {
+            if ep.scheme == Scheme::Http {
+                c.warn(format!(
+                    "TENCENT_CLOUD_ACCESS_POINT uses plain http://{}: only for local testing",
+                    ep.host
+                ));
+            }
+            ep
+        }
+        Err(e) => {
+            c.err("TENCENT_CLOUD_ACCESS_POINT", e);
+            Endpoint {
+                scheme: Scheme::Https,
+                host: DEFAULT_ACCESS_POINT.into(),
+            }
+        }
+    };
+
+    let ca_file = vars.get("TENCENT_CLOUD_CA_FILE").map(PathBuf::from);
+    if let Some(path) = &ca_file {
+        if let Err(e) = values::check_readable_file(path) {
+            c.err("TENCENT_CLOUD_CA_FILE", format!("'{}' {e}", path.display()));
+        }
+    }
+
+    let secret_id = vars.value("TENCENT_CLOUD_SECRET_ID").to_string();
+    c.require_token(
+        "TENCENT_CLOUD_SECRET_ID",
+        &secret_id,
+        "the API SecretId (AKID…)",
+    );
+    let secret_key = vars.value("TENCENT_CLOUD_SECRET_KEY").to_string();
+    c.require_token("TENCENT_CLOUD_SECRET_KEY", &secret_key, "the API SecretKey");
+    for (var, value) in [
+        ("TENCENT_CLOUD_SECRET_ID", &secret_id),
+        ("TENCENT_CLOUD_SECRET_KEY", &secret_key),
+    ] {
+        if value.contains('*') {
+            c.warn(format!(
+                "{var} contains '*': it looks like the masked example value, not a real key"
+            ));
+        }
+    }
+    let token = vars.get("TENCENT_CLOUD_TOKEN").map(str::to_string);
+    if token
+        .as_deref()
+        .is_some_and(|t| !t.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        c.err(
+            "TENCENT_CLOUD_TOKEN",
+            "must be printable ASCII without spaces (value not shown)",
+        );
+    }
+    CloudConfig {
+        instances,
+        region,
+        endpoint,
+        ca_file,
+        secret_id,
+        secret_key: Secret::new(secret_key),
+        token: token.map(Secret::new),
+    }
+}
+
+/// The knock port: where it listens, what it answers, what a knock must carry and whose
+/// address it opens.
+pub(crate) fn knock(vars: &Vars, c: &mut Checker) -> KnockConfig {
+    // Response bodies are used byte for byte, so they are not trimmed.
+    let message_success = vars.raw_value("MESSAGE_SUCCESS").to_string();
+    let message_failure = vars.raw_value("MESSAGE_FAILURE").to_string();
+    if message_success == message_failure {
+        c.warn("MESSAGE_SUCCESS and MESSAGE_FAILURE are identical: a client cannot tell whether its knock worked".into());
+    }
+
+    let referer = vars.value("KNOCK_REFERER").to_string();
+    if referer.is_empty() {
+        c.err(
+            "KNOCK_REFERER",
+            "required: the shared secret that clients send as their Referer header",
+        );
+    } else if referer.chars().any(char::is_control) {
+        c.err(
+            "KNOCK_REFERER",
+            "must not contain control characters: it is sent as an HTTP header (value not shown)",
+        );
+    } else if referer.chars().count() < 16 {
+        c.warn(format!(
+            "KNOCK_REFERER is only {} characters long: anyone who guesses it can open the firewall; 16 or more random characters are better",
+            referer.chars().count()
+        ));
+    }
+
+    let path = vars.value("KNOCK_REQUEST_PATH").to_string();
+    if let Err(e) = values::check_knock_path(&path) {
+        c.err("KNOCK_REQUEST_PATH", e);
+    }
+
+    let client_ip_method = match vars.value("METHOD_TO_GET_CLIENT_IP") {
+        "1" => ClientIpMethod::Peer,
+        "2" => ClientIpMethod::Forwarded,
+        "3" => {
+            c.warn("METHOD_TO_GET_CLIENT_IP=3 trusts the client's own 'ip' header: anyone who knows the secret can open the firewall for any address".into());
+            ClientIpMethod::Declared
+        }
+        other => {
+            c.err(
+                "METHOD_TO_GET_CLIENT_IP",
+                format!("'{other}' is not 1 (TCP peer), 2 (forwarded headers from TRUSTED_PROXIES) or 3 (client-declared)"),
+            );
+            ClientIpMethod::Peer
+        }
+    };
+
+    let bind_ip_text = vars.value("BIND_IP");
+    let bind_ip = values::parse_ip(bind_ip_text).unwrap_or_else(|| {
+        c.err(
+            "BIND_IP",
+            format!("'{bind_ip_text}' is not an IP address (0.0.0.0 for all IPv4, :: for IPv4 and IPv6)"),
+        );
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    });
+    let bind_port = c.number("BIND_PORT", vars.value("BIND_PORT"), 1, 65_535) as u16;
+
+    let trusted_proxies = trusted_proxies(vars, c, client_ip_method);
+    KnockConfig {
+        message_success,
+        message_failure,
+        referer: Secret::new(referer),
+        path,
+        client_ip_method,
+        bind: SocketAddr::new(bind_ip, bind_port),
+        trusted_proxies,
+    }
+}
+
+fn trusted_proxies(vars: &Vars, c: &mut Checker, method: ClientIpMethod) -> Vec<Cidr> {
+    let mut trusted = Vec::new();
+    let mut bad = Vec::new();
+    // Unlike a scalar, an empty list means something here: trust no proxy at all.
+    for item in values::split_list(vars.raw_value("TRUSTED_PROXIES")) {
+        match Cidr::parse(item) {
+            Ok(cidr) if trusted.contains(&cidr) => {}
+            Ok(cidr) => trusted.push(cidr),
+            Err(e) => bad.push(e),
+        }
+    }
+    if !bad.is_empty() {
+        c.err("TRUSTED_PROXIES", bad.join("; "));
+    }
+    if method == ClientIpMethod::Forwarded {
+        if trusted.is_empty() && bad.is_empty() {
+            c.warn("METHOD_TO_GET_CLIENT_IP=2 but TRUSTED_PROXIES is empty: forwarded headers are never trusted".into());
+        }
+        if trusted.iter().any(|p| p.prefix() == 0) {
+            c.warn("TRUSTED_PROXIES contains a /0 block: any client can claim any address with forwarded headers".into());
+        }
+    }
+    trusted
+}
+
+/// Bounds on connections, time and failed knocks.
+pub(crate) fn limits(vars: &Vars, c: &mut Checker) -> LimitsConfig {
+    LimitsConfig {
+        max_connections: c.number("MAX_CONNECTIONS", vars.value("MAX_CONNECTIONS"), 1, 65_536)
+            as usize,
+        connection_timeout: c.duration(
+            "CONNECTION_TIMEOUT",
+            vars.value("CONNECTION_TIMEOUT"),
+            false,
+        ),
+        knock_timeout: c.duration("KNOCK_TIMEOUT", vars.value("KNOCK_TIMEOUT"), false),
+        prune_interval: c.duration("PRUNE_INTERVAL", vars.value("PRUNE_INTERVAL"), true),
+        lockout_failures: c.number(
+            "LOCKOUT_FAILURES",
+            vars.value("LOCKOUT_FAILURES"),
+            0,
+            u32::MAX as u64,
+        ) as u32,
+        lockout_window: c.duration("LOCKOUT_WINDOW", vars.value("LOCKOUT_WINDOW"), false),
+        lockout_duration: c.duration("LOCKOUT_DURATION", vars.value("LOCKOUT_DURATION"), false),
+    }
+}

@@ -1,0 +1,333 @@
+//! Value parsers: one function per kind of value, each saying exactly what was wrong.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use super::{Endpoint, Instance, Scheme};
+
+/// The API's limit on a rule's `Port` string (docs/lighthouse-api.md#firewall-rules).
+pub const MAX_PORT_STRING: usize = 64;
+/// Longest accepted FW_RULE_NAME_PREFIX: the description (64 bytes) must keep room for the label
+/// and the expiry.
+pub const MAX_RULE_PREFIX: usize = 20;
+/// Upper bound of every duration, so that expiry arithmetic can never overflow.
+const MAX_DURATION_SECS: u64 = 36_500 * 86_400;
+
+/// List items separated by `,` or the full-width `，`, trimmed, empty items dropped.
+pub(crate) fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    s.split([',', '，'])
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+}
+
+pub(crate) fn parse_port(s: &str) -> Result<u16, String> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "'{s}' is not a port number or a range like 8000-8100"
+        ));
+    }
+    match s.parse::<u32>() {
+        Ok(n) if (1..=65_535).contains(&n) => Ok(n as u16),
+        _ => Err(format!("port '{s}' is outside 1..=65535")),
+    }
+}
+
+/// A port list to the API's form: `80,443,8000-8100`, duplicates removed, order kept.
+pub fn parse_ports(s: &str) -> Result<String, String> {
+    let mut items: Vec<String> = Vec::new();
+    let mut bad = Vec::new();
+    for item in split_list(s) {
+        let parsed = match item.split_once('-') {
+            None => parse_port(item).map(|p| p.to_string()),
+            Some((lo, hi)) => match (parse_port(lo), parse_port(hi)) {
+                (Ok(lo), Ok(hi)) if lo < hi => Ok(format!("{lo}-{hi}")),
+                (Ok(_), Ok(_)) => Err(format!("range '{item}' must go from low to high")),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            },
+        };
+        match parsed {
+            Ok(p) if items.contains(&p) => {}
+            Ok(p) => items.push(p),
+            Err(e) => bad.push(e),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(bad.join("; "));
+    }
+    let joined = items.join(",");
+    if joined.len() > MAX_PORT_STRING {
+        return Err(format!(
+            "the port list is {} characters once normalised; the API accepts at most {MAX_PORT_STRING} (use ranges)",
+            joined.len()
+        ));
+    }
+    Ok(joined)
+}
+
+pub(crate) fn check_rule_prefix(p: &str) -> Result<(), String> {
+    if !p.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err("must be printable ASCII (it starts every rule description)".into());
+    }
+    if p.len() > MAX_RULE_PREFIX {
+        return Err(format!(
+            "'{p}' is {} bytes; at most {MAX_RULE_PREFIX} leave room for the label and expiry in the 64-byte description",
+            p.len()
+        ));
+    }
+    Ok(())
+}
+
+/// `ap-guangzhou`, `na-siliconvalley`, `eu-frankfurt`, `ap-shanghai-fsi`.
+pub fn is_region(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let first_ok = parts
+        .next()
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()));
+    let mut rest = 0;
+    let rest_ok = parts.all(|p| {
+        rest += 1;
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    first_ok && rest_ok && rest >= 1
+}
+
+pub(crate) fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("lhins-").is_some_and(|rest| {
+        rest.len() == 8
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
+}
+
+/// `lhins-xxxxxxxx` or `region:lhins-xxxxxxxx` items; duplicates removed, order kept.
+pub fn parse_instances(s: &str, default_region: &str) -> Result<Vec<Instance>, String> {
+    let mut list: Vec<Instance> = Vec::new();
+    let mut bad = Vec::new();
+    for item in split_list(s) {
+        let (region, id) = match item.split_once(':') {
+            Some((r, id)) => (r.trim(), id.trim()),
+            None => (default_region, item),
+        };
+        if !is_instance_id(id) {
+            bad.push(format!(
+                "'{id}' is not an instance id (lhins- and 8 lowercase letters or digits)"
+            ));
+            continue;
+        }
+        if !is_region(region) {
+            bad.push(format!("'{region}' in '{item}' is not a region name"));
+            continue;
+        }
+        match list.iter().find(|i| i.id == id) {
+            Some(i) if i.region == region => {}
+            Some(i) => bad.push(format!(
+                "{id} is listed in two regions ({} and {region})",
+                i.region
+            )),
+            None => list.push(Instance {
+                id: id.to_string(),
+                region: region.to_string(),
+            }),
+        }
+    }
+    if !bad.is_empty() {
+        return Err(bad.join("; "));
+    }
+    if list.is_empty() {
+        return Err("no instance id given".into());
+    }
+    Ok(list)
+}
+
+/// `host`, `host:port`, `https://host[:port][/]`, or `http://…` for a loopback host only.
+pub fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (scheme, rest) = if let Some(r) = lower.strip_prefix("https://") {
+        (Scheme::Https, r)
+    } else if let Some(r) = lower.strip_prefix("http://") {
+        (Scheme::Http, r)
+    } else if lower.contains("://") {
+        return Err(format!(
+            "'{s}': only https:// (or http:// for a loopback test endpoint) is supported"
+        ));
+    } else {
+        (Scheme::Https, lower.as_str())
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '#']) {
+        return Err(format!(
+            "'{s}': give only a host, host:port or https://host[:port]/, without a path"
+        ));
+    }
+    if rest.contains('@') || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("'{s}' is not a valid endpoint host"));
+    }
+    let (host, port) = if rest.starts_with('[') {
+        let end = rest
+            .find(']')
+            .ok_or_else(|| format!("'{s}': unclosed '[' in an IPv6 address"))?;
+        let inner = &rest[1..end];
+        if inner.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("'{s}': '{inner}' is not an IPv6 address"));
+        }
+        let after = &rest[end + 1..];
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("'{s}' is not a valid endpoint"))?,
+            ),
+        };
+        (&rest[..=end], port)
+    } else {
+        let (h, p) = match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        };
+        if p.is_some_and(|p| p.contains(':')) {
+            return Err(format!(
+                "'{s}': write an IPv6 address in brackets, like [::1]:8443"
+            ));
+        }
+        if !is_hostname(h) {
+            return Err(format!(
+                "'{s}': '{h}' is not a valid host name or IPv4 address"
+            ));
+        }
+        (h, p)
+    };
+    if let Some(p) = port {
+        parse_port(p).map_err(|e| format!("'{s}': {e}"))?;
+    }
+    if scheme == Scheme::Http && !is_loopback_host(host) {
+        return Err(format!(
+            "'{s}': http:// is allowed only for a loopback endpoint (127.0.0.0/8, [::1], localhost); use https://"
+        ));
+    }
+    let host = match port {
+        Some(p) => format!("{host}:{}", p.trim_start_matches('0')),
+        None => host.to_string(),
+    };
+    Ok(Endpoint { scheme, host })
+}
+
+pub(crate) fn is_hostname(h: &str) -> bool {
+    if h.is_empty() || h.len() > 253 {
+        return false;
+    }
+    let labels: Vec<&str> = h.split('.').collect();
+    if labels.iter().all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        // All-numeric names are IPv4 addresses or mistakes, never host names.
+        return h.parse::<Ipv4Addr>().is_ok();
+    }
+    labels.iter().all(|l| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    })
+}
+
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    if host == "localhost" {
+        return true;
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback());
+    }
+    host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(s);
+    s.parse().ok()
+}
+
+pub(crate) fn check_readable_file(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a file".into());
+    }
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| format!("cannot be read: {e}"))
+}
+
+pub(crate) fn check_knock_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err(format!("'{p}' must start with '/'"));
+    }
+    if p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".into());
+    }
+    if p.contains(['?', '#']) {
+        return Err(format!("'{p}' must be a plain path, without '?' or '#'"));
+    }
+    Ok(())
+}
+
+pub(crate) fn parse_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let t = text.trim();
+    if t.starts_with('-') {
+        return Err(format!("'{t}' is negative; expected {min}..={max}"));
+    }
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "'{t}' is not a whole number; expected {min}..={max}"
+        ));
+    }
+    match t.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("'{t}' is outside {min}..={max}")),
+    }
+}
+
+/// `30d`, `12h`, `90m`, `45s` (unit case-insensitive), or bare seconds when `bare_ok`.
+pub fn parse_duration(text: &str, bare_ok: bool) -> Result<u64, String> {
+    let t = text.trim();
+    if t.starts_with('-') {
+        return Err(format!("'{t}' is negative; durations must be positive"));
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = (&t[..split], t[split..].trim());
+    if digits.is_empty() {
+        return Err(format!("'{t}' is not a duration like 30d, 12h, 90m or 45s"));
+    }
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" if bare_ok => 1,
+        "" => {
+            return Err(format!(
+                "'{t}' has no unit: write e.g. {t}d, {t}h, {t}m or {t}s"
+            ))
+        }
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("'{t}' is not a duration like 30d, 12h, 90m or 45s")),
+    };
+    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
+        Some(s) if s <= MAX_DURATION_SECS => Ok(s),
+        _ => Err(format!("'{t}' is too long (at most 36500d)")),
+    }
+}
+
+/// Seconds in the largest unit that divides them: `30d`, `90m`, `45s`; `0` for zero.
+pub fn format_duration(secs: u64) -> String {
+    match secs {
+        0 => "0".into(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}

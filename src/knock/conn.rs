@@ -1,0 +1,119 @@
+//! One connection: requests read under a deadline, each answered with one of eight fixed
+//! byte strings, keep-alive up to a bound.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use super::http::{self, HeadReader, ReadResult};
+use super::server::{self, Shared};
+use crate::config::KnockConfig;
+
+/// Requests served on one keep-alive connection at most.
+const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
+/// Write budget of an answer whose knock outlasted the connection deadline.
+const ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// The connection's overall deadline as the socket timeout, so a client that trickles bytes
+/// cannot hold a thread much past CONNECTION_TIMEOUT. The timeout is re-set at most every
+/// TIMEOUT_REFRESH (a setsockopt per read halved keep-alive throughput), so a read may end up
+/// to that much after the deadline.
+struct Deadline<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+    read_set: Option<Instant>,
+    write_set: Option<Instant>,
+}
+
+const TIMEOUT_REFRESH: Duration = Duration::from_millis(250);
+
+fn due(set: Option<Instant>, now: Instant) -> bool {
+    set.is_none_or(|t| now.duration_since(t) >= TIMEOUT_REFRESH)
+}
+
+impl Deadline<'_> {
+    /// Before an answer: the time left, but at least ANSWER_GRACE, since a knock may wait on
+    /// the firewall past the deadline (KNOCK_TIMEOUT may exceed CONNECTION_TIMEOUT) and its
+    /// answer must still be written.
+    fn arm_write(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        if due(self.write_set, now) {
+            let left = self
+                .deadline
+                .saturating_duration_since(now)
+                .max(ANSWER_GRACE);
+            self.stream.set_write_timeout(Some(left))?;
+            self.write_set = Some(now);
+        }
+        Ok(())
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let now = Instant::now();
+        let left = self.deadline.saturating_duration_since(now);
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        if due(self.read_set, now) {
+            self.stream.set_read_timeout(Some(left))?;
+            self.read_set = Some(now);
+        }
+        (&*self.stream).read(buf)
+    }
+}
+
+pub(crate) fn handle(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u64) {
+    let deadline = Instant::now() + shared.config.limits.connection_timeout;
+    let _ = stream.set_nodelay(true);
+    let mut reader = HeadReader::new();
+    let mut io = Deadline {
+        stream: &stream,
+        deadline,
+        read_set: None,
+        write_set: None,
+    };
+    for _ in 0..MAX_REQUESTS_PER_CONNECTION {
+        let (ok, keep_alive, head_only) = match reader.next_request(&mut io) {
+            ReadResult::Request(head) => {
+                let ok = server::knock(shared, &head, peer.ip(), id);
+                (ok, head.keep_alive(), head.method == "HEAD")
+            }
+            ReadResult::Bad => (false, false, false),
+            ReadResult::Closed | ReadResult::Io(_) => return,
+        };
+        // Past the deadline the answer is still written (see arm_write), then the connection
+        // closes.
+        let keep_alive = keep_alive && Instant::now() < deadline;
+        if io.arm_write().is_err()
+            || (&stream)
+                .write_all(shared.answers.get(ok, keep_alive, head_only))
+                .is_err()
+            || !keep_alive
+        {
+            let _ = stream.shutdown(Shutdown::Write);
+            return;
+        }
+    }
+}
+
+/// The eight possible answers, built once: every response is one of these byte strings.
+pub(crate) struct Answers([Vec<u8>; 8]);
+
+impl Answers {
+    pub(crate) fn new(config: &KnockConfig) -> Answers {
+        Answers(std::array::from_fn(|i| {
+            let body = if i & 4 != 0 {
+                &config.message_success
+            } else {
+                &config.message_failure
+            };
+            http::response(body, i & 2 != 0, i & 1 != 0)
+        }))
+    }
+
+    pub(crate) fn get(&self, ok: bool, keep_alive: bool, head_only: bool) -> &[u8] {
+        &self.0[usize::from(ok) << 2 | usize::from(keep_alive) << 1 | usize::from(head_only)]
+    }
+}

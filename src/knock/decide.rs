@@ -1,0 +1,286 @@
+//! The knock decision: one request head and the peer it came from, judged against the knock
+//! settings and the lockout state. Pure: the caller applies the outcome (lockout bookkeeping,
+//! logging, queueing the grant), so every branch is table-tested here.
+
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+
+use super::client_ip::{self, Refusal};
+use super::http::RequestHead;
+use super::lockout;
+use crate::config::{ClientIpMethod, KnockConfig};
+use crate::rules::{cidr, desc};
+
+/// Why a request is not a knock with the right secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reject {
+    LockedOut,
+    Method,
+    Path,
+    Secret,
+}
+
+impl Reject {
+    /// The `reason=` of the log line.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reject::LockedOut => "locked-out",
+            Reject::Method => "method",
+            Reject::Path => "path",
+            Reject::Secret => "secret",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Failure answer. `key` is the lockout bucket the failure counts against (None: a
+    /// trusted proxy that vouched for nobody readable, never locked out); a locked-out
+    /// request does not count again.
+    Reject { reason: Reject, key: Option<IpAddr> },
+    /// The right secret, but no address the firewall may be opened for.
+    Refuse {
+        peer: IpAddr,
+        label: String,
+        refusal: Refusal,
+    },
+    /// Open the firewall for `ip`.
+    Grant {
+        ip: IpAddr,
+        label: String,
+        key: Option<IpAddr>,
+    },
+}
+
+/// Judges one request. `is_locked` answers for a lockout bucket.
+pub(crate) fn decide(
+    head: &RequestHead,
+    peer: IpAddr,
+    knock: &KnockConfig,
+    is_locked: impl Fn(IpAddr) -> bool,
+) -> Decision {
+    let peer = cidr::canonical(peer);
+    let resolved = client_ip::resolve(knock.client_ip_method, peer, head, &knock.trusted_proxies);
+    // Behind a trusted proxy the peer is the proxy: lock out the client it vouches for, and
+    // never the proxy itself (that would lock everyone out). A self-declared address
+    // (METHOD 3) is the attacker's choice, so there the peer counts.
+    let key = match (knock.client_ip_method, &resolved) {
+        (ClientIpMethod::Forwarded, Ok(ip)) => Some(lockout::key(*ip)),
+        (ClientIpMethod::Forwarded, Err(_))
+            if knock.trusted_proxies.iter().any(|c| c.contains(peer)) =>
+        {
+            None
+        }
+        _ => Some(lockout::key(peer)),
+    };
+    if key.is_some_and(&is_locked) {
+        return Decision::Reject {
+            reason: Reject::LockedOut,
+            key,
+        };
+    }
+    let is_get = head.method == "GET" || head.method == "HEAD";
+    let secret_ok = head
+        .header("referer")
+        .is_some_and(|r| secret_matches(r, knock.referer.expose()));
+    if !is_get || head.path != knock.path.as_bytes() || !secret_ok {
+        let reason = if !is_get {
+            Reject::Method
+        } else if head.path != knock.path.as_bytes() {
+            Reject::Path
+        } else {
+            Reject::Secret
+        };
+        return Decision::Reject { reason, key };
+    }
+    let label = desc::sanitize_label(head.header("location").unwrap_or(b""));
+    match resolved {
+        Ok(ip) => Decision::Grant { ip, label, key },
+        Err(refusal) => Decision::Refuse {
+            peer,
+            label,
+            refusal,
+        },
+    }
+}
+
+/// Compares through SHA-256 so that neither the content nor the length of the secret leaks
+/// through timing.
+pub(crate) fn secret_matches(given: &[u8], secret: &str) -> bool {
+    let (a, b) = (Sha256::digest(given), Sha256::digest(secret.as_bytes()));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::knock::http::{parse_head, Parsed};
+    use crate::rules::cidr::Cidr;
+
+    const SECRET: &str = "https://www.baidu..com/";
+
+    fn knock(method: ClientIpMethod) -> KnockConfig {
+        KnockConfig {
+            message_success: "ok".into(),
+            message_failure: "no".into(),
+            referer: Secret::new(SECRET),
+            path: "/favico.ico".into(),
+            client_ip_method: method,
+            bind: "0.0.0.0:8080".parse().unwrap(),
+            trusted_proxies: vec![Cidr::parse("127.0.0.0/8").unwrap()],
+        }
+    }
+
+    fn head(text: &str) -> RequestHead {
+        match parse_head(text.as_bytes()) {
+            Parsed::Complete(h, _) => h,
+            _ => panic!("test head does not parse: {text:?}"),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn secret_comparison() {
+        assert!(secret_matches(SECRET.as_bytes(), SECRET));
+        assert!(!secret_matches(b"https://www.baidu..com", SECRET));
+        assert!(!secret_matches(b"", "x"));
+    }
+
+    #[test]
+    fn decisions() {
+        let ok =
+            format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nLocation: Office_01\r\n\r\n");
+        let never = |_: IpAddr| false;
+        let peer = ip("203.0.113.5");
+        let key = Some(peer);
+        let cases: Vec<(&str, String, ClientIpMethod, &str, Decision)> = vec![
+            (
+                "right secret",
+                ok.clone(),
+                ClientIpMethod::Peer,
+                "203.0.113.5",
+                Decision::Grant { ip: peer, label: "Office_01".into(), key },
+            ),
+            (
+                "wrong secret",
+                "GET /favico.ico HTTP/1.1\r\nReferer: nope\r\n\r\n".into(),
+                ClientIpMethod::Peer,
+                "203.0.113.5",
+                Decision::Reject { reason: Reject::Secret, key },
+            ),
+            (
+                "no referer",
+                "GET /favico.ico HTTP/1.1\r\n\r\n".into(),
+                ClientIpMethod::Peer,
+                "203.0.113.5",
+                Decision::Reject { reason: Reject::Secret, key },
+            ),
+            (
+                "other path",
+                format!("GET /index.html HTTP/1.1\r\nReferer: {SECRET}\r\n\r\n"),
+                ClientIpMethod::Peer,
+                "203.0.113.5",
+                Decision::Reject { reason: Reject::Path, key },
+            ),
+            (
+                "POST",
+                format!("POST /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nContent-Length: 0\r\n\r\n"),
+                ClientIpMethod::Peer,
+                "203.0.113.5",
+                Decision::Reject { reason: Reject::Method, key },
+            ),
+            (
+                "HEAD counts as GET",
+                format!("HEAD /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\n\r\n"),
+                ClientIpMethod::Peer,
+                "203.0.113.5",
+                Decision::Grant { ip: peer, label: desc::sanitize_label(b""), key },
+            ),
+            (
+                "loopback peer is refused after the secret",
+                ok.clone(),
+                ClientIpMethod::Peer,
+                "127.0.0.1",
+                Decision::Refuse {
+                    peer: ip("127.0.0.1"),
+                    label: "Office_01".into(),
+                    refusal: Refusal::NotAllowed(ip("127.0.0.1")),
+                },
+            ),
+            (
+                "trusted proxy: the forwarded client is granted and keyed",
+                format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n"),
+                ClientIpMethod::Forwarded,
+                "127.0.0.1",
+                Decision::Grant { ip: ip("198.51.100.7"), label: desc::sanitize_label(b""), key: Some(ip("198.51.100.7")) },
+            ),
+            (
+                "untrusted peer: forwarded headers are ignored",
+                format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n"),
+                ClientIpMethod::Forwarded,
+                "203.0.113.5",
+                Decision::Grant { ip: peer, label: desc::sanitize_label(b""), key },
+            ),
+            (
+                "declared address: the peer is the lockout key",
+                format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nip: 198.51.100.9\r\n\r\n"),
+                ClientIpMethod::Declared,
+                "203.0.113.5",
+                Decision::Grant { ip: ip("198.51.100.9"), label: desc::sanitize_label(b""), key },
+            ),
+            (
+                "IPv6 clients are keyed by their /64",
+                ok.clone(),
+                ClientIpMethod::Peer,
+                "2001:db8:1:2:3:4:5:6",
+                Decision::Grant {
+                    ip: ip("2001:db8:1:2:3:4:5:6"),
+                    label: "Office_01".into(),
+                    key: Some(ip("2001:db8:1:2::")),
+                },
+            ),
+        ];
+        for (name, text, method, from, want) in cases {
+            assert_eq!(
+                decide(&head(&text), ip(from), &knock(method), never),
+                want,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_locked_out_bucket_is_rejected_before_the_secret() {
+        let ok = format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\n\r\n");
+        let locked = |k: IpAddr| k == ip("203.0.113.5");
+        assert_eq!(
+            decide(
+                &head(&ok),
+                ip("203.0.113.5"),
+                &knock(ClientIpMethod::Peer),
+                locked
+            ),
+            Decision::Reject {
+                reason: Reject::LockedOut,
+                key: Some(ip("203.0.113.5"))
+            }
+        );
+        assert!(matches!(
+            decide(
+                &head(&ok),
+                ip("203.0.113.6"),
+                &knock(ClientIpMethod::Peer),
+                locked
+            ),
+            Decision::Grant { .. }
+        ));
+    }
+}

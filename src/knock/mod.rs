@@ -1,0 +1,10 @@
+//! The knock port: socket → request head → client address → decision → grant.
+
+pub mod client_ip;
+mod conn;
+mod decide;
+pub mod http;
+mod lockout;
+mod server;
+
+pub(crate) use server::serve;

@@ -1,0 +1,66 @@
+//! The operator commands: `--prune`, `--list`, `--revoke` (in `rules`), `--check` (in
+//! `check`), and the dispatch of every command that needs a validated configuration. Thin
+//! shells around the planner and the executor, one instance per thread, printing to stdout.
+//! Exit codes: 0 success, 1 an instance or check failed.
+
+mod check;
+mod rules;
+
+use std::thread;
+
+use crate::cli::Command;
+use crate::cloud::client::Client;
+use crate::config::{Config, Instance};
+use crate::rules::FirewallRule;
+
+/// Runs `command` and returns the process exit status (0 ok, 1 operational failure).
+pub fn run(command: &Command, config: &Config) -> i32 {
+    match command {
+        Command::Serve => crate::knock::serve(config),
+        Command::Check => check::check(config),
+        Command::Prune { dry_run } => rules::prune(config, *dry_run),
+        Command::List => rules::list(config),
+        Command::Revoke { target, dry_run } => rules::revoke(config, target, *dry_run),
+        // Handled in main before a configuration is loaded or printed there.
+        Command::CheckConfig | Command::Version | Command::Help => 0,
+    }
+}
+
+pub(crate) fn client(config: &Config) -> Option<Client> {
+    match Client::new(config) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("knockd: {e}");
+            None
+        }
+    }
+}
+
+/// Runs `f` for every instance in parallel; results in configuration order.
+pub(crate) fn per_instance<T: Send>(config: &Config, f: impl Fn(&Instance) -> T + Sync) -> Vec<T> {
+    thread::scope(|s| {
+        let handles: Vec<_> = config
+            .cloud
+            .instances
+            .iter()
+            .map(|inst| s.spawn(|| f(inst)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(t) => t,
+                Err(p) => std::panic::resume_unwind(p),
+            })
+            .collect()
+    })
+}
+
+pub(crate) fn rule_line(r: &FirewallRule) -> String {
+    format!(
+        "{} {} {} {:?}",
+        r.protocol,
+        r.port,
+        r.address(),
+        r.description
+    )
+}

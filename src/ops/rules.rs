@@ -1,0 +1,142 @@
+//! `--prune`, `--list`, `--revoke`: what knockd's rules are and removing them.
+
+use super::{client, per_instance, rule_line};
+use crate::clock;
+use crate::cloud::executor;
+use crate::config::Config;
+use crate::rules::desc::{self, Desc};
+use crate::rules::planner::{self, QUOTA};
+use crate::rules::FirewallRule;
+
+pub fn prune(config: &Config, dry_run: bool) -> i32 {
+    let Some(client) = client(config) else {
+        return 1;
+    };
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let results = per_instance(config, |inst| {
+        executor::apply(&client, inst, &config.policy(), &[], dry_run)
+    });
+    let mut failed = false;
+    for (inst, result) in config.cloud.instances.iter().zip(results) {
+        match result {
+            Ok(applied) => {
+                println!(
+                    "{} ({}): {verb} {} expired rule(s)",
+                    inst.id,
+                    inst.region,
+                    applied.plan.delete.len()
+                );
+                for r in &applied.plan.delete {
+                    println!("  - {}", rule_line(r));
+                }
+                for r in &applied.plan.unparseable {
+                    println!(
+                        "  ? left alone, description not understood: {}",
+                        rule_line(r)
+                    );
+                }
+            }
+            Err(e) => {
+                failed = true;
+                println!("{} ({}): FAILED: {e}", inst.id, inst.region);
+            }
+        }
+    }
+    i32::from(failed)
+}
+
+pub fn list(config: &Config) -> i32 {
+    let Some(client) = client(config) else {
+        return 1;
+    };
+    let results = per_instance(config, |inst| client.describe_rules(inst));
+    let now = client.now();
+    let mut failed = false;
+    for (inst, result) in config.cloud.instances.iter().zip(results) {
+        let rules = match result {
+            Ok((rules, _)) => rules,
+            Err(e) => {
+                failed = true;
+                println!("{} ({}): FAILED: {e}", inst.id, inst.region);
+                continue;
+            }
+        };
+        let owned: Vec<(&FirewallRule, Desc)> = rules
+            .iter()
+            .map(|r| (r, desc::parse(&config.rules.prefix, &r.description)))
+            .filter(|(_, d)| *d != Desc::Foreign)
+            .collect();
+        println!(
+            "{} ({}): {} of {QUOTA} rules used, {} owned by knockd",
+            inst.id,
+            inst.region,
+            rules.len(),
+            owned.len()
+        );
+        if owned.is_empty() {
+            continue;
+        }
+        println!(
+            "  {:<24} {:<40} {:<5} {:<20} EXPIRES IN",
+            "LABEL", "ADDRESS", "PROTO", "PORTS"
+        );
+        for (r, d) in &owned {
+            let (label, left) = match (d, desc::expiry(d, config.rules.ttl.as_secs() as i64)) {
+                (Desc::Owned { label, .. } | Desc::Legacy { label, .. }, Some(e)) => {
+                    (label.as_str(), clock::human_left(e - now))
+                }
+                _ => ("?", "unreadable description".to_string()),
+            };
+            println!(
+                "  {:<24} {:<40} {:<5} {:<20} {left}",
+                label,
+                r.address(),
+                r.protocol,
+                r.port
+            );
+        }
+    }
+    i32::from(failed)
+}
+
+pub fn revoke(config: &Config, target: &str, dry_run: bool) -> i32 {
+    let Some(client) = client(config) else {
+        return 1;
+    };
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let prefix = config.rules.prefix.as_str();
+    let results = per_instance(config, |inst| {
+        executor::delete_matching(
+            &client,
+            inst,
+            &|rules| planner::revoke(rules, prefix, target),
+            dry_run,
+        )
+    });
+    let mut failed = false;
+    let mut total = 0;
+    for (inst, result) in config.cloud.instances.iter().zip(results) {
+        match result {
+            Ok(gone) => {
+                total += gone.len();
+                println!(
+                    "{} ({}): {verb} {} rule(s)",
+                    inst.id,
+                    inst.region,
+                    gone.len()
+                );
+                for r in &gone {
+                    println!("  - {}", rule_line(r));
+                }
+            }
+            Err(e) => {
+                failed = true;
+                println!("{} ({}): FAILED: {e}", inst.id, inst.region);
+            }
+        }
+    }
+    if total == 0 && !failed {
+        println!("no rule owned by knockd matches {target:?}");
+    }
+    i32::from(failed)
+}

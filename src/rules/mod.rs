@@ -1,0 +1,9 @@
+//! The pure core: what a rule is, which rules are knockd's, and what to write. Plain functions
+//! over values; nothing here does I/O or knows the API's JSON.
+
+pub mod cidr;
+pub mod desc;
+mod model;
+pub mod planner;
+
+pub use model::{FirewallRule, Protocol};
