@@ -24,7 +24,7 @@ const SERVICE: &str = "lighthouse";
 const CONTENT_TYPE: &str = "application/json";
 /// A Describe of 100 rules is about 20 KiB; anything near this bound is not the real API.
 const MAX_RESPONSE: u64 = 1024 * 1024;
-/// Attempts per call for retryable failures (section 8); 6 keeps a 30% fault rate at 0.07%.
+/// Attempts per call for retryable failures (docs/lighthouse-api.md#retries-and-re-plans); 6 keeps a 30% fault rate at 0.07%.
 const MAX_ATTEMPTS: u32 = 6;
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
@@ -264,7 +264,7 @@ impl Client {
         (reply, date)
     }
 
-    /// All rules of an instance and the FirewallVersion they were read at (section 6.1).
+    /// All rules of an instance and the FirewallVersion they were read at (docs/lighthouse-api.md#describefirewallrules).
     pub fn describe_rules(&self, inst: &Instance) -> Result<(Vec<FirewallRule>, u64), ApiError> {
         let mut rules = Vec::new();
         let mut version = None;
@@ -346,7 +346,7 @@ impl Client {
         )
     }
 
-    /// Which of `ids` exist in `region` (section 6.6).
+    /// Which of `ids` exist in `region` (docs/lighthouse-api.md#describeinstances).
     pub fn describe_instances(&self, region: &str, ids: &[&str]) -> Result<Vec<String>, ApiError> {
         let reply = self.call(
             "DescribeInstances",

@@ -107,7 +107,7 @@ fn with_gone(
 }
 
 /// Deletes first (they make room), then one Create for every new rule, then refreshes.
-/// Each successful write moves the version on by one (section 7: "each update +1").
+/// Each successful write moves the version on by one (docs/lighthouse-api.md#firewallversion: "each update +1").
 fn write_plan(
     client: &Client,
     inst: &Instance,
@@ -144,7 +144,7 @@ fn write_plan(
             Err(e) => {
                 if after_modify && e.is("UnsupportedOperation.FirewallVersionMismatch") {
                     // Our guess about ModifyFirewallRuleDescription and the version was wrong
-                    // (section 11.5 leaves it open): learn it, so batches don't re-plan per rule.
+                    // (docs/lighthouse-api.md#open-questions leaves it open): learn it, so batches don't re-plan per rule.
                     MODIFY_BUMPS.fetch_xor(true, Ordering::Relaxed);
                 }
                 return Err(e);

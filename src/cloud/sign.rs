@@ -1,4 +1,4 @@
-//! TC3-HMAC-SHA256 request signing (lighthouse-api.md section 2), as plain functions over values.
+//! TC3-HMAC-SHA256 request signing (docs/lighthouse-api.md#signing-tc3-hmac-sha256), as plain functions over values.
 //! The simulator verifies with the same pieces, rebuilding the canonical headers from whatever
 //! `SignedHeaders` the client listed.
 

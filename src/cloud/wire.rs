@@ -16,7 +16,7 @@ pub struct Reply {
     pub date: Option<i64>,
 }
 
-/// Describe output; missing fields default as the API does (section 5, 10a).
+/// Describe output; missing fields default as the API does (docs/lighthouse-api.md#rule-fields).
 pub(crate) fn rule_from_json(v: &Value) -> FirewallRule {
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let opt = |k: &str| Some(s(k)).filter(|x| !x.is_empty());

@@ -130,7 +130,7 @@ pub fn code(v: &Value) -> Option<&str> {
     v["Response"]["Error"]["Code"].as_str()
 }
 
-/// The headers the official SDK sends (section 1), signed over `content-type;host`.
+/// The headers the official SDK sends (docs/lighthouse-api.md#headers), signed over `content-type;host`.
 pub fn signed_headers(
     sim_port: u16,
     action: &str,
