@@ -3,7 +3,7 @@
 //! The port faces the whole internet, so everything here is bounded by constants rather than by
 //! anything a client declares, and nothing panics on hostile bytes. Every response is the same
 //! `500` with the same headers in the same order; only the body text differs (see
-//! the README, "The HTTP contract").
+//! the README, "The knock port owns its socket layer").
 
 use std::io::{self, Read};
 
