@@ -149,19 +149,30 @@ pub fn shadowing_drops(
     let ip = cidr::canonical(ip);
     rules
         .iter()
-        .filter(|r| {
-            r.action.eq_ignore_ascii_case("DROP")
-                && rule_block(r).is_some_and(|b| b.contains(ip))
-                && ports.iter().any(|(proto, port)| {
-                    proto_applies(r, proto.as_str())
-                        && match (rule_ports(r), PortSet::parse(port)) {
-                            (Some(have), Some(want)) => have.overlaps(&want),
-                            _ => true,
-                        }
-                })
-        })
+        .filter(|r| drop_over_ports(r, ports) && rule_block(r).is_some_and(|b| b.contains(ip)))
         .cloned()
         .collect()
+}
+
+/// `DROP` rules over at least one of the ports knockd opens, for any address: what `--check`
+/// reports, not knowing which addresses will knock.
+pub fn drops_over_ports(rules: &[FirewallRule], ports: &[(Protocol, String)]) -> Vec<FirewallRule> {
+    rules
+        .iter()
+        .filter(|r| drop_over_ports(r, ports))
+        .cloned()
+        .collect()
+}
+
+fn drop_over_ports(r: &FirewallRule, ports: &[(Protocol, String)]) -> bool {
+    r.action.eq_ignore_ascii_case("DROP")
+        && ports.iter().any(|(proto, port)| {
+            proto_applies(r, proto.as_str())
+                && match (rule_ports(r), PortSet::parse(port)) {
+                    (Some(have), Some(want)) => have.overlaps(&want),
+                    _ => true,
+                }
+        })
 }
 
 pub fn plan(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64) -> Plan {
@@ -650,6 +661,9 @@ mod tests {
             // The grant is still planned: the warning is the operator's to act on.
             assert_eq!(plan.create.len(), 2);
         }
+        // `--check` knows no address: every DROP over the ports, whatever its block.
+        let all: Vec<FirewallRule> = table.iter().map(|(r, _)| r.clone()).collect();
+        assert_eq!(drops_over_ports(&all, &p).len(), 6);
         // IPv4-mapped addresses are checked as IPv4; two grants behind one DROP report it once.
         let rules = vec![drop("ALL", "ALL", "0.0.0.0/0")];
         let grants = [grant("::ffff:203.0.113.9", "a"), grant("203.0.113.10", "b")];
