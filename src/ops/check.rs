@@ -268,7 +268,7 @@ pub fn check(config: &Config) -> i32 {
         }
         for drop in planner::drops_over_ports(rules, &config.rules.ports) {
             warnings.push(format!(
-                "{what}: DROP rule {} covers ports knockd opens: the API evaluates rules top down and a DROP above knockd's ACCEPT wins, so a knock from {} may report success and still be blocked",
+                "{what}: DROP rule {} covers ports knockd opens: the API evaluates rules top down and a DROP above knockd's ACCEPT wins, so a knock from an address in {} may report success and still be blocked",
                 rule_line(&drop),
                 drop.address()
             ));
