@@ -385,3 +385,23 @@ fn check_notes_that_a_token_expires() {
         "the token is never printed"
     );
 }
+
+// Item 7: only an answer given after authentication proves the key.
+#[test]
+fn check_does_not_claim_the_key_works_when_no_answer_proves_it() {
+    let sim = sim(
+        &json!([]),
+        &["--fail-rate", "1", "--fail-code", "FailedOperation"],
+    );
+    let dir = temp_dir("unproved");
+    let out = run(&config_file(&dir, &sim, &[]), &["--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(!text.contains("credentials accepted"), "{text}");
+    let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(fails.len(), 1, "{text}");
+    assert!(
+        fails[0].contains(A) && fails[0].contains("FailedOperation"),
+        "{text}"
+    );
+}

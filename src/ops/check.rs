@@ -88,6 +88,16 @@ fn is_global(e: &ApiError) -> bool {
     }
 }
 
+/// The API authenticated the call and then looked the instance or region up.
+fn is_lookup(e: &ApiError) -> bool {
+    e.code().is_some_and(|c| {
+        c.starts_with("ResourceNotFound.")
+            || c.starts_with("InvalidParameterValue.")
+            || c == "UnsupportedRegion"
+            || c == "AuthFailure.InvalidRegion"
+    })
+}
+
 /// A permission denial as an operator can act on it: the action and the resource to grant.
 pub(crate) fn denial(action: &str, resource: &str, e: &ApiError) -> String {
     format!(
@@ -129,10 +139,10 @@ pub fn check(config: &Config) -> i32 {
     let first_result = probe(&client, first);
     if let Err(e) = first_result.as_ref().map(|_| ()) {
         if is_global(e) {
-            let what = if e.code().is_some() {
-                "credentials"
-            } else {
-                "API"
+            let what = match e {
+                ApiError::Api { .. } => "credentials",
+                ApiError::Clock(_) => "clock",
+                _ => "API",
             };
             fail(what, explain(e));
             finish(&warnings, &notes);
@@ -155,14 +165,19 @@ pub fn check(config: &Config) -> i32 {
             .collect::<Vec<_>>()
     }));
 
-    println!(
-        "ok    credentials accepted (SecretId {}{})",
-        mask_id(&config.cloud.secret_id),
-        match &results[0] {
-            Ok(p) => format!(", RequestId {}", p.request_id),
-            Err(_) => String::new(),
-        }
-    );
+    // Only an answer given after authentication proves the key: a success, a denial, or an
+    // instance or region the API looked up. After anything else the instance lines say why.
+    let proved = results.iter().find_map(|r| match r {
+        Ok(p) => Some(format!(", RequestId {}", p.request_id)),
+        Err(e) if is_denied(e) || is_lookup(e) => Some(String::new()),
+        Err(_) => None,
+    });
+    if let Some(request) = proved {
+        println!(
+            "ok    credentials accepted (SecretId {}{request})",
+            mask_id(&config.cloud.secret_id),
+        );
+    }
     let measured = results
         .iter()
         .filter_map(|r| r.as_ref().ok().and_then(|p| p.skew))
