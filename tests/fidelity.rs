@@ -405,3 +405,33 @@ fn check_does_not_claim_the_key_works_when_no_answer_proves_it() {
         "{text}"
     );
 }
+
+// Item 2, the other reading of open question 2: a server that identifies rules by port set.
+#[test]
+#[ignore = "needs sim flag --port-identity-by-set (branch sim)"]
+fn a_reordered_port_list_is_the_same_rule_on_a_server_that_compares_sets() {
+    let soon = clock::now() + 3600;
+    let sim = sim(
+        &json!([rule(
+            "TCP",
+            "443,22",
+            "203.0.113.8",
+            "ACCEPT",
+            &owned("home", soon)
+        )]),
+        &["--port-identity-by-set"],
+    );
+    let k = start(
+        &sim,
+        "reorder-set",
+        &[
+            ("FW_PERMIT_PORTS_TCP", "22,443"),
+            ("FW_PERMIT_PORTS_UDP", ""),
+        ],
+    );
+    let before = sim.rules(A).len();
+    assert_eq!(knock_curl(&k, "203.0.113.8", "home"), SUCCESS);
+    assert_eq!(sim.rules(A).len(), before);
+    assert_eq!(sim.calls("CreateFirewallRules"), 0);
+    assert_eq!(sim.calls("ModifyFirewallRuleDescription"), 1);
+}
