@@ -8,9 +8,18 @@ pub enum Command {
     Serve,
     CheckConfig,
     Check,
-    Prune { dry_run: bool },
+    Prune {
+        dry_run: bool,
+    },
     List,
-    Revoke { target: String, dry_run: bool },
+    Revoke {
+        target: String,
+        dry_run: bool,
+    },
+    /// `--print-cam-policy [--uin ACCOUNT]`: the account is digits only.
+    PrintCamPolicy {
+        uin: Option<String>,
+    },
     Version,
     Help,
 }
@@ -33,6 +42,8 @@ Commands (at most one; without one, knockd serves knocks):
   --list                list the firewall rules that knockd made
   --revoke IP|LABEL [--dry-run]
                         remove knockd's rules for an address or a client label
+  --print-cam-policy [--uin ACCOUNT]
+                        print the least-privilege CAM policy for the configured instances
   --version, -V         print the version
   --help, -h            print this help
 
@@ -57,6 +68,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut config: Option<PathBuf> = None;
     let mut command: Option<Command> = None;
     let mut dry_run = false;
+    let mut uin: Option<String> = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -92,6 +104,20 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
                 dry_run = true;
                 continue;
             }
+            "--uin" => {
+                if uin.is_some() {
+                    return Err("--uin given twice".into());
+                }
+                let v = value("an account ID (UIN)")?;
+                if !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 20 {
+                    return Err(format!(
+                        "--uin: '{v}' is not an account ID (UIN): digits only"
+                    ));
+                }
+                uin = Some(v);
+                continue;
+            }
+            "--print-cam-policy" => Command::PrintCamPolicy { uin: None },
             "--check-config" => Command::CheckConfig,
             "--check" => Command::Check,
             "--prune" => Command::Prune { dry_run: false },
@@ -119,7 +145,12 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
         }
         command = Some(next);
     }
-    let command = match (command.unwrap_or(Command::Serve), dry_run) {
+    let command = match (command.unwrap_or(Command::Serve), uin) {
+        (Command::PrintCamPolicy { .. }, uin) => Command::PrintCamPolicy { uin },
+        (_, Some(_)) => return Err("--uin only goes with --print-cam-policy".into()),
+        (c, None) => c,
+    };
+    let command = match (command, dry_run) {
         (Command::Prune { .. }, d) => Command::Prune { dry_run: d },
         (Command::Revoke { target, .. }, d) => Command::Revoke { target, dry_run: d },
         (_, true) => return Err("--dry-run only goes with --prune or --revoke".into()),
@@ -136,6 +167,7 @@ fn flag_of(c: &Command) -> &'static str {
         Command::Prune { .. } => "--prune",
         Command::List => "--list",
         Command::Revoke { .. } => "--revoke",
+        Command::PrintCamPolicy { .. } => "--print-cam-policy",
         Command::Version => "--version",
         Command::Help => "--help",
     }
@@ -220,6 +252,38 @@ mod tests {
         assert!(parse(&["--dry-run"]).is_err());
         assert!(parse(&["--list", "--dry-run"]).is_err());
         assert!(parse(&["--dry-run=yes", "--prune"]).is_err());
+    }
+
+    #[test]
+    fn print_cam_policy_with_or_without_an_account() {
+        assert_eq!(
+            cmd(&["--print-cam-policy"]),
+            Command::PrintCamPolicy { uin: None }
+        );
+        for args in [
+            &["--print-cam-policy", "--uin", "100000000001"][..],
+            &["--uin=100000000001", "--print-cam-policy"][..],
+        ] {
+            assert_eq!(
+                cmd(args),
+                Command::PrintCamPolicy {
+                    uin: Some("100000000001".into())
+                }
+            );
+        }
+        for bad in [
+            &["--print-cam-policy", "--uin", "12ab"][..],
+            &["--print-cam-policy", "--uin", "-1"][..],
+            &["--print-cam-policy", "--uin"][..],
+            &["--print-cam-policy", "--uin="][..],
+            &["--print-cam-policy", "--uin", "1", "--uin", "2"][..],
+            &["--uin", "100000000001"][..],
+            &["--check", "--uin", "100000000001"][..],
+            &["--print-cam-policy=x"][..],
+            &["--print-cam-policy", "--dry-run"][..],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub struct KnockConfig {
 /// The rules knockd writes.
 #[derive(Debug, Clone)]
 pub struct RulesConfig {
-    /// Protocols that are on, each with its normalised port string (`80,443,3389`, `8000-8100`).
+    /// Per protocol on, the Port string of each rule a grant gets (`22,443`; `22,8000-8100` gives `22` and `8000-8100`).
     pub ports: Vec<(Protocol, String)>,
     /// FW_RULE_NAME_PREFIX.
     pub prefix: String,

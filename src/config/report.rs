@@ -24,12 +24,29 @@ impl Config {
     /// The effective configuration, one `KEY = value` line each, secrets masked, then warnings.
     pub fn report(&self) -> String {
         let mut lines: Vec<(&str, String)> = Vec::new();
+        // A mixed setting is written as several rules (docs/lighthouse-api.md#port-grammar):
+        // the report says so, rule by rule.
         let port = |p: Protocol| {
-            self.rules
+            let rules: Vec<&str> = self
+                .rules
                 .ports
                 .iter()
-                .find(|(q, _)| *q == p)
-                .map_or_else(|| "(off)".to_string(), |(_, s)| s.clone())
+                .filter(|(q, _)| *q == p)
+                .map(|(_, s)| s.as_str())
+                .collect();
+            match rules.as_slice() {
+                [] => "(off)".to_string(),
+                [one] => one.to_string(),
+                many => format!(
+                    "{} (written as {} rules per address: {}; the API never mixes single ports and a range in one rule)",
+                    many.join(","),
+                    many.len(),
+                    many.iter()
+                        .map(|r| format!("'{r}'"))
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                ),
+            }
         };
         lines.push((
             "MESSAGE_SUCCESS",

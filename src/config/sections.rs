@@ -22,7 +22,7 @@ pub(crate) fn rules(vars: &Vars, c: &mut Checker) -> RulesConfig {
     ] {
         match values::parse_ports(vars.value(var)) {
             Ok(s) if s.is_empty() => {}
-            Ok(s) => ports.push((proto, s)),
+            Ok(s) => ports.extend(values::port_rules(&s).into_iter().map(|p| (proto, p))),
             Err(e) => c.err(var, e),
         }
     }

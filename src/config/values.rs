@@ -55,14 +55,23 @@ pub fn parse_ports(s: &str) -> Result<String, String> {
     if !bad.is_empty() {
         return Err(bad.join("; "));
     }
-    let joined = items.join(",");
-    if joined.len() > MAX_PORT_STRING {
-        return Err(format!(
-            "the port list is {} characters once normalised; the API accepts at most {MAX_PORT_STRING} (use ranges)",
-            joined.len()
-        ));
+    // Each rule's Port string is limited, not the setting: the single ports share one rule.
+    for rule in port_rules(&items.join(",")) {
+        if rule.len() > MAX_PORT_STRING {
+            return Err(format!(
+                "the single ports make a Port string of {} characters; the API accepts at most {MAX_PORT_STRING} per rule (use ranges)",
+                rule.len()
+            ));
+        }
     }
-    Ok(joined)
+    Ok(items.join(","))
+}
+
+/// A normalised port setting (from `parse_ports`) as the `Port` strings of the rules knockd
+/// writes for it: the API never mixes single ports and a range in one rule, so
+/// `22,443,8000-8100` becomes `22,443` and `8000-8100` (docs/lighthouse-api.md#port-grammar).
+pub fn port_rules(normalised: &str) -> Vec<String> {
+    crate::rules::ports::split_rules(split_list(normalised))
 }
 
 pub(crate) fn check_rule_prefix(p: &str) -> Result<(), String> {
@@ -208,9 +217,15 @@ pub fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
             "'{s}': http:// is allowed only for a loopback endpoint (127.0.0.0/8, [::1], localhost); use https://"
         ));
     }
-    let host = match port {
-        Some(p) => format!("{host}:{}", p.trim_start_matches('0')),
-        None => host.to_string(),
+    // The scheme's default port is neither sent nor signed, as the SDKs do
+    // (docs/lighthouse-api.md#default-port).
+    let default_port = match scheme {
+        Scheme::Https => 443,
+        Scheme::Http => 80,
+    };
+    let host = match port.map(parse_port) {
+        Some(Ok(p)) if p != default_port => format!("{host}:{p}"),
+        _ => host.to_string(),
     };
     Ok(Endpoint { scheme, host })
 }
@@ -329,5 +344,74 @@ pub fn format_duration(secs: u64) -> String {
         s if s % 3_600 == 0 => format!("{}h", s / 3_600),
         s if s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_port_is_neither_sent_nor_signed() {
+        let host = |s: &str| parse_endpoint(s).map(|e| e.host);
+        for s in [
+            "https://lighthouse.tencentcloudapi.com:443/",
+            "https://lighthouse.tencentcloudapi.com:0443",
+            "lighthouse.tencentcloudapi.com:443",
+            "https://lighthouse.tencentcloudapi.com",
+        ] {
+            assert_eq!(
+                host(s).as_deref(),
+                Ok("lighthouse.tencentcloudapi.com"),
+                "{s}"
+            );
+        }
+        assert_eq!(host("http://127.0.0.1:80/").as_deref(), Ok("127.0.0.1"));
+        assert_eq!(host("http://[::1]:80").as_deref(), Ok("[::1]"));
+        assert_eq!(
+            host("https://[2001:db8::1]:443").as_deref(),
+            Ok("[2001:db8::1]")
+        );
+        // Any other port stays, written without leading zeros.
+        assert_eq!(
+            host("https://example.com:8443").as_deref(),
+            Ok("example.com:8443")
+        );
+        assert_eq!(
+            host("https://example.com:080").as_deref(),
+            Ok("example.com:80")
+        );
+        assert_eq!(host("http://127.0.0.1:443").as_deref(), Ok("127.0.0.1:443"));
+        assert_eq!(
+            parse_endpoint("https://lighthouse.tencentcloudapi.com:443/").map(|e| e.url()),
+            Ok("https://lighthouse.tencentcloudapi.com/".to_string())
+        );
+    }
+
+    #[test]
+    fn mixed_port_settings_become_one_rule_per_range_plus_one_for_single_ports() {
+        let rules = |s: &str| parse_ports(s).map(|n| port_rules(&n));
+        assert_eq!(
+            rules("22,8000-8100"),
+            Ok(vec!["22".into(), "8000-8100".into()])
+        );
+        assert_eq!(
+            rules("8000-8100, 22 ,443,9000-9001"),
+            Ok(vec![
+                "22,443".into(),
+                "8000-8100".into(),
+                "9000-9001".into()
+            ])
+        );
+        assert_eq!(rules("22,443"), Ok(vec!["22,443".into()]));
+        assert_eq!(rules(""), Ok(vec![]));
+        // The 64-character limit holds per rule: ten 5-digit ports (59) and a range fit …
+        let ten: Vec<String> = (10000..10010).map(|p| p.to_string()).collect();
+        let ok = format!("{},20000-30000", ten.join(","));
+        assert!(ok.len() > MAX_PORT_STRING);
+        assert_eq!(rules(&ok).map(|r| r.len()), Ok(2));
+        // … eleven (65) do not.
+        let eleven: Vec<String> = (10000..10011).map(|p| p.to_string()).collect();
+        assert!(parse_ports(&format!("{},20000-30000", eleven.join(","))).is_err());
     }
 }

@@ -1,16 +1,110 @@
-//! `--check`: the configuration, then (read-only) credentials, clock, every instance and region,
-//! and quota headroom.
+//! `--check`: the configuration, then (read-only) credentials, clock, every instance and quota
+//! headroom, proved with `DescribeFirewallRules` on each instance alone: the one action an
+//! operator must grant anyway, on the instance itself. `DescribeRegions` and
+//! `DescribeInstances`, which CAM grants only on `*`, are extras: a denial there is a note
+//! (docs/lighthouse-api.md#cam-permissions).
 
-use super::{client, per_instance};
+use std::thread;
+
+use serde_json::{json, Value};
+
+use super::cam;
+use super::{client, rule_line};
 use crate::clock;
+use crate::cloud::client::Client;
 use crate::cloud::error::ApiError;
-use crate::config::{mask_id, Config};
+use crate::cloud::wire;
+use crate::config::{mask_id, Config, Instance};
 use crate::rules::desc::{self, Desc};
-use crate::rules::planner::QUOTA;
+use crate::rules::planner::{self, QUOTA};
+use crate::rules::FirewallRule;
 
 /// Skew the API tolerates is 300 s; past this much, knockd works only thanks to correction.
 const SKEW_FAIL_SECS: i64 = 60;
 const SKEW_WARN_SECS: i64 = 5;
+
+/// One instance's firewall as `--check` read it.
+struct Probe {
+    rules: Vec<FirewallRule>,
+    version: u64,
+    request_id: String,
+    /// Server minus local time, from the answer's `Date`.
+    skew: Option<i64>,
+}
+
+fn probe(client: &Client, inst: &Instance) -> Result<Probe, ApiError> {
+    let reply = client.call(
+        "DescribeFirewallRules",
+        Some(&inst.region),
+        &json!({"InstanceId": inst.id, "Offset": 0, "Limit": 100}),
+    )?;
+    let skew = reply.date.map(|d| d - clock::now());
+    let b = &reply.body;
+    let page: Vec<FirewallRule> = b
+        .get("FirewallRuleSet")
+        .and_then(Value::as_array)
+        .map(|set| set.iter().map(wire::rule_from_json).collect())
+        .unwrap_or_default();
+    let total = b.get("TotalCount").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let (rules, version) = if total > page.len() {
+        client.describe_rules(inst)?
+    } else {
+        let v = b
+            .get("FirewallVersion")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        (page, v)
+    };
+    Ok(Probe {
+        rules,
+        version,
+        request_id: reply.request_id,
+        skew,
+    })
+}
+
+/// CAM said no: the key is valid, this action on this resource is not granted.
+pub(crate) fn is_denied(e: &ApiError) -> bool {
+    match e.code() {
+        Some(c) => {
+            c == "UnauthorizedOperation"
+                || c == "AuthFailure.UnauthorizedOperation"
+                || (c.starts_with("UnauthorizedOperation.")
+                    && c != "UnauthorizedOperation.TokenInvalid")
+        }
+        None => false,
+    }
+}
+
+/// Errors about the key, the token, the clock or the endpoint: every instance would fail the
+/// same way, so `--check` says it once and stops.
+fn is_global(e: &ApiError) -> bool {
+    match e.code() {
+        Some(c) => {
+            (c.starts_with("AuthFailure.") && !is_denied(e) && c != "AuthFailure.InvalidRegion")
+                || c == "UnauthorizedOperation.TokenInvalid"
+        }
+        None => true,
+    }
+}
+
+/// The API authenticated the call and then looked the instance or region up.
+fn is_lookup(e: &ApiError) -> bool {
+    e.code().is_some_and(|c| {
+        c.starts_with("ResourceNotFound.")
+            || c.starts_with("InvalidParameterValue.")
+            || c == "UnsupportedRegion"
+            || c == "AuthFailure.InvalidRegion"
+    })
+}
+
+/// A permission denial as an operator can act on it: the action and the resource to grant.
+pub(crate) fn denial(action: &str, resource: &str, e: &ApiError) -> String {
+    format!(
+        "CAM denies lighthouse:{action} on {resource} ({}); grant it to this key's user (knockd --print-cam-policy prints the least-privilege policy)",
+        e.code().unwrap_or("denied")
+    )
+}
 
 pub fn check(config: &Config) -> i32 {
     println!(
@@ -29,110 +123,262 @@ pub fn check(config: &Config) -> i32 {
     };
     // config.warnings already covers METHOD 3, a plain-http endpoint and a readable key file.
     let mut warnings: Vec<String> = config.warnings.clone();
+    let mut notes: Vec<String> = Vec::new();
+    if config.cloud.token.is_some() {
+        notes.push(TOKEN_NOTE.to_string());
+    }
     let Some(client) = client(config) else {
         return 1;
     };
-    // Credentials and clock: DescribeRegions needs no region and touches nothing.
-    let regions = match client.call("DescribeRegions", None, &serde_json::json!({})) {
-        Ok(reply) => {
-            println!(
-                "ok    credentials accepted (SecretId {}, RequestId {})",
-                mask_id(&config.cloud.secret_id),
-                reply.request_id
-            );
-            let skew = match reply.date {
-                Some(d) => d - clock::now(),
-                None => client.skew(),
+    let instances = &config.cloud.instances;
+    let Some((first, others)) = instances.split_first() else {
+        return 1;
+    };
+    // The first instance alone proves the key and measures the clock (correcting it, so the
+    // others are signed right), then the others in parallel.
+    let first_result = probe(&client, first);
+    if let Err(e) = first_result.as_ref().map(|_| ()) {
+        if is_global(e) {
+            let what = match e {
+                ApiError::Api { .. } => "credentials",
+                ApiError::Clock(_) => "clock",
+                _ => "API",
             };
-            let skew = if client.skew() != 0 {
-                client.skew()
-            } else {
-                skew
-            };
-            if skew.abs() >= SKEW_FAIL_SECS {
-                fail(
-                    "clock",
-                    format!(
-                        "this machine's clock is {}s {} the API's; knockd corrects for it, but fix the clock (NTP)",
-                        skew.abs(),
-                        if skew > 0 { "behind" } else { "ahead of" }
-                    ),
-                );
-            } else if skew.abs() >= SKEW_WARN_SECS {
-                warnings.push(format!("clock skew of {skew:+}s against the API"));
-            } else {
-                println!("ok    clock within {}s of the API", skew.abs().max(1));
-            }
-            reply
-                .body
-                .get("RegionSet")
-                .and_then(|s| s.as_array())
-                .map(|set| {
-                    set.iter()
-                        .filter_map(|r| {
-                            r.get("Region").and_then(|x| x.as_str()).map(str::to_string)
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        }
-        Err(e) => {
-            fail("credentials", explain(&e));
-            for w in &warnings {
-                println!("warn  {w}");
-            }
+            fail(what, explain(e));
+            finish(&warnings, &notes);
             println!("check failed");
             return 1;
         }
-    };
-    let results = per_instance(config, |inst| {
-        let found = client.describe_instances(&inst.region, &[inst.id.as_str()])?;
-        if !found.iter().any(|f| f == &inst.id) {
-            return Ok(None);
-        }
-        client.describe_rules(inst).map(Some)
+    }
+    let mut results = vec![first_result];
+    results.extend(thread::scope(|s| {
+        let handles: Vec<_> = others
+            .iter()
+            .map(|inst| s.spawn(|| probe(&client, inst)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(t) => t,
+                Err(p) => std::panic::resume_unwind(p),
+            })
+            .collect::<Vec<_>>()
+    }));
+
+    // Only an answer given after authentication proves the key: a success, a denial, or an
+    // instance or region the API looked up. After anything else the instance lines say why.
+    let proved = results.iter().find_map(|r| match r {
+        Ok(p) => Some(format!(", RequestId {}", p.request_id)),
+        Err(e) if is_denied(e) || is_lookup(e) => Some(String::new()),
+        Err(_) => None,
     });
+    if let Some(request) = proved {
+        println!(
+            "ok    credentials accepted (SecretId {}{request})",
+            mask_id(&config.cloud.secret_id),
+        );
+    }
+    let measured = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().and_then(|p| p.skew))
+        .next();
+    let skew = match (client.skew(), measured) {
+        (0, Some(s)) => Some(s),
+        (0, None) => None,
+        (s, _) => Some(s),
+    };
+    match skew {
+        Some(skew) if skew.abs() >= SKEW_FAIL_SECS => fail(
+            "clock",
+            format!(
+                "this machine's clock is {}s {} the API's; knockd corrects for it, but fix the clock (NTP)",
+                skew.abs(),
+                if skew > 0 { "behind" } else { "ahead of" }
+            ),
+        ),
+        Some(skew) if skew.abs() >= SKEW_WARN_SECS => {
+            warnings.push(format!("clock skew of {skew:+}s against the API"))
+        }
+        Some(skew) => println!("ok    clock within {}s of the API", skew.abs().max(1)),
+        None => notes.push(
+            "clock not compared: no answer carried a Date header (a wrong clock would show as AuthFailure.SignatureExpire)".into(),
+        ),
+    }
+
+    // Extras, each a note when CAM denies it.
+    let regions = optional_regions(&client, &mut notes);
+    let listed = optional_instances(&client, instances, &mut notes);
+
     let limit = QUOTA.saturating_sub(config.rules.quota_reserve);
     let needed = config.rules.ports.len();
-    for (inst, result) in config.cloud.instances.iter().zip(results) {
+    for (inst, result) in instances.iter().zip(results) {
         let what = format!("instance {} ({})", inst.id, inst.region);
-        if !regions.is_empty() && !regions.contains(&inst.region) {
+        if regions
+            .as_ref()
+            .is_some_and(|r| !r.is_empty() && !r.contains(&inst.region))
+        {
             fail(
                 &what,
                 format!("region {} is not offered by Lighthouse", inst.region),
             );
             continue;
         }
-        match result {
-            Ok(Some((rules, version))) => {
-                let owned = rules
-                    .iter()
-                    .filter(|r| desc::parse(&config.rules.prefix, &r.description) != Desc::Foreign)
-                    .count();
-                let foreign = rules.len() - owned;
-                if foreign + needed > limit {
-                    fail(&what, format!("{foreign} foreign rules leave no room for a knock's {needed} rule(s) under the quota of {limit}"));
+        let probe = match result {
+            Ok(p) => p,
+            Err(e) if is_denied(&e) => {
+                let exists = if listed.contains(&inst.id) {
+                    " — the instance exists (DescribeInstances lists it)"
                 } else {
-                    println!(
-                        "ok    {what}: {} of {QUOTA} rules used ({owned} by knockd), room for {} more addresses, FirewallVersion {version}",
-                        rules.len(),
-                        (limit - foreign) / needed.max(1),
-                    );
-                }
+                    ""
+                };
+                fail(
+                    &what,
+                    format!(
+                        "{}{exists}",
+                        denial(
+                            "DescribeFirewallRules",
+                            &cam::instance_resource(&inst.region, &inst.id, None),
+                            &e
+                        )
+                    ),
+                );
+                continue;
             }
-            Ok(None) => fail(&what, "not found in this region; check TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS (write region:lhins-… for instances outside TENCENT_CLOUD_REGION)".into()),
-            Err(e) => fail(&what, explain(&e)),
+            Err(e) if e.code().is_some_and(|c| c.starts_with("ResourceNotFound.")) => {
+                fail(&what, "not found in this region; check TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS (write region:lhins-… for instances outside TENCENT_CLOUD_REGION)".into());
+                continue;
+            }
+            Err(e) => {
+                fail(&what, explain(&e));
+                continue;
+            }
+        };
+        let rules = &probe.rules;
+        let descs: Vec<Desc> = rules
+            .iter()
+            .map(|r| desc::parse(&config.rules.prefix, &r.description))
+            .collect();
+        let owned = descs.iter().filter(|d| **d != Desc::Foreign).count();
+        let foreign = rules.len() - owned;
+        if foreign + needed > limit {
+            fail(&what, format!("{foreign} foreign rules leave no room for a knock's {needed} rule(s) under the quota of {limit}"));
+        } else {
+            println!(
+                "ok    {what}: {} of {QUOTA} rules used ({owned} by knockd), room for {} more addresses, FirewallVersion {}",
+                rules.len(),
+                (limit - foreign) / needed.max(1),
+                probe.version,
+            );
+        }
+        let legacy = descs
+            .iter()
+            .filter(|d| matches!(d, Desc::Legacy { .. }))
+            .count();
+        if legacy > 0 {
+            notes.push(format!(
+                "{what}: {legacy} legacy rule(s) of the Python original ({}<label>@@YYYYMMDD) are treated as knockd's: each expires {} after its date, and is rewritten in the current format when its address knocks again",
+                desc::LEGACY_PREFIX,
+                crate::config::format_duration(config.rules.ttl.as_secs()),
+            ));
+        }
+        for drop in planner::drops_over_ports(rules, &config.rules.ports) {
+            warnings.push(format!(
+                "{what}: DROP rule {} covers ports knockd opens: the API evaluates rules top down and a DROP above knockd's ACCEPT wins, so a knock from an address in {} may report success and still be blocked",
+                rule_line(&drop),
+                drop.address()
+            ));
         }
     }
-    for w in &warnings {
-        println!("warn  {w}");
-    }
+    finish(&warnings, &notes);
     if failed {
         println!("check failed");
     } else {
         println!("check passed");
     }
     i32::from(failed)
+}
+
+const TOKEN_NOTE: &str = "TENCENT_CLOUD_TOKEN is set: temporary credentials expire (STS defaults: GetFederationToken 1800 s, AssumeRole 7200 s) and the API does not say when; knockd reads them once at start, so a serving knockd needs a permanent key pair (docs/lighthouse-api.md#temporary-credentials)";
+
+fn finish(warnings: &[String], notes: &[String]) {
+    for w in warnings {
+        println!("warn  {w}");
+    }
+    for n in notes {
+        println!("note  {n}");
+    }
+}
+
+/// The regions offering Lighthouse, or None when DescribeRegions is denied or fails (a note).
+fn optional_regions(client: &Client, notes: &mut Vec<String>) -> Option<Vec<String>> {
+    match client.call("DescribeRegions", None, &json!({})) {
+        Ok(reply) => Some(
+            reply
+                .body
+                .get("RegionSet")
+                .and_then(Value::as_array)
+                .map(|set| {
+                    set.iter()
+                        .filter_map(|r| r.get("Region").and_then(Value::as_str))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        Err(e) => {
+            notes.push(optional_note(
+                "DescribeRegions",
+                "regions were not cross-checked",
+                &e,
+            ));
+            None
+        }
+    }
+}
+
+/// The configured instances DescribeInstances lists (one call per region); a denial is a note.
+fn optional_instances(
+    client: &Client,
+    instances: &[Instance],
+    notes: &mut Vec<String>,
+) -> Vec<String> {
+    let mut regions: Vec<&str> = Vec::new();
+    for i in instances {
+        if !regions.contains(&i.region.as_str()) {
+            regions.push(&i.region);
+        }
+    }
+    let mut listed = Vec::new();
+    for region in regions {
+        let ids: Vec<&str> = instances
+            .iter()
+            .filter(|i| i.region == region)
+            .map(|i| i.id.as_str())
+            .collect();
+        match client.describe_instances(region, &ids) {
+            Ok(found) => listed.extend(found),
+            Err(e) => {
+                notes.push(optional_note(
+                    "DescribeInstances",
+                    "instances were checked through their firewalls only",
+                    &e,
+                ));
+                break;
+            }
+        }
+    }
+    listed
+}
+
+fn optional_note(action: &str, consequence: &str, e: &ApiError) -> String {
+    if is_denied(e) {
+        format!(
+            "lighthouse:{action} is not granted ({}; CAM grants it only on resource *): {consequence}. Optional: knockd itself never needs it",
+            e.code().unwrap_or("denied")
+        )
+    } else {
+        format!("optional {action} failed ({e}): {consequence}")
+    }
 }
 
 /// What an operator should do about an API error.
@@ -144,11 +390,77 @@ fn explain(e: &ApiError) -> String {
         Some("AuthFailure.SecretIdNotFound" | "AuthFailure.InvalidSecretId") => {
             " — TENCENT_CLOUD_SECRET_ID is unknown or disabled"
         }
-        Some("AuthFailure.TokenFailure") => " — TENCENT_CLOUD_TOKEN is wrong or expired",
-        Some("AuthFailure.UnauthorizedOperation" | "UnauthorizedOperation.NoPermission") => {
-            " — the key lacks Lighthouse firewall permissions in CAM"
+        Some("AuthFailure.TokenFailure" | "UnauthorizedOperation.TokenInvalid") => {
+            " — TENCENT_CLOUD_TOKEN is wrong or expired (temporary credentials expire; a serving knockd needs a permanent key pair)"
         }
         _ => "",
     };
     format!("{e}{hint}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: &str) -> ApiError {
+        ApiError::Api {
+            code: code.into(),
+            message: "m".into(),
+            request_id: "r".into(),
+        }
+    }
+
+    #[test]
+    fn permission_denials_are_told_apart_from_bad_keys() {
+        for code in [
+            "UnauthorizedOperation",
+            "AuthFailure.UnauthorizedOperation",
+            "UnauthorizedOperation.NoPermission",
+        ] {
+            assert!(is_denied(&api(code)), "{code}");
+            assert!(!is_global(&api(code)), "{code}");
+        }
+        for code in [
+            "AuthFailure.SignatureFailure",
+            "AuthFailure.SecretIdNotFound",
+            "AuthFailure.TokenFailure",
+            "UnauthorizedOperation.TokenInvalid",
+        ] {
+            assert!(!is_denied(&api(code)), "{code}");
+            assert!(is_global(&api(code)), "{code}");
+        }
+        for code in [
+            "ResourceNotFound.InstanceIdNotFound",
+            "AuthFailure.InvalidRegion",
+            "InternalError",
+        ] {
+            assert!(!is_denied(&api(code)) && !is_global(&api(code)), "{code}");
+        }
+        assert!(is_global(&ApiError::Transport("refused".into())));
+    }
+
+    #[test]
+    fn a_denial_names_the_action_and_the_resource() {
+        let msg = denial(
+            "DescribeFirewallRules",
+            &cam::instance_resource("ap-guangzhou", "lhins-abcd1234", None),
+            &api("UnauthorizedOperation.NoPermission"),
+        );
+        assert!(msg.contains("lighthouse:DescribeFirewallRules"), "{msg}");
+        assert!(
+            msg.contains("qcs::lighthouse:ap-guangzhou:uin/<ACCOUNT>:instance/lhins-abcd1234"),
+            "{msg}"
+        );
+        assert!(msg.contains("UnauthorizedOperation.NoPermission"), "{msg}");
+        let note = optional_note(
+            "DescribeRegions",
+            "x",
+            &api("AuthFailure.UnauthorizedOperation"),
+        );
+        assert!(
+            note.contains("lighthouse:DescribeRegions is not granted"),
+            "{note}"
+        );
+        assert!(note.contains("only on resource *"), "{note}");
+    }
 }

@@ -3,6 +3,7 @@
 //! shells around the planner and the executor, one instance per thread, printing to stdout.
 //! Exit codes: 0 success, 1 an instance or check failed.
 
+mod cam;
 mod check;
 mod rules;
 
@@ -21,6 +22,7 @@ pub fn run(command: &Command, config: &Config) -> i32 {
         Command::Prune { dry_run } => rules::prune(config, *dry_run),
         Command::List => rules::list(config),
         Command::Revoke { target, dry_run } => rules::revoke(config, target, *dry_run),
+        Command::PrintCamPolicy { uin } => cam::print_policy(config, uin.as_deref()),
         // Handled in main before a configuration is loaded or printed there.
         Command::CheckConfig | Command::Version | Command::Help => 0,
     }

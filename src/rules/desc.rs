@@ -5,7 +5,9 @@
 //! Knockd-Office_01 until 2026-12-25 13:38Z
 //! ```
 //!
-//! The Python original wrote `<prefix><label>@@YYYYMMDD` (the creation day); those are read too.
+//! The Python original wrote `<prefix><label>@@YYYYMMDD` (the creation day); those are read too,
+//! and since it always wrote the literal `Knockd-` whatever the prefix said, `Knockd-…@@YYYYMMDD`
+//! is read as knockd's under any prefix (docs/lighthouse-api.md#legacy-format).
 
 use crate::clock;
 
@@ -15,6 +17,8 @@ const UNTIL: &str = " until ";
 /// ` until YYYY-MM-DD HH:MMZ`
 const SUFFIX_LEN: usize = UNTIL.len() + 17;
 pub const DEFAULT_LABEL: &str = "DEFAULT";
+/// What the Python original wrote before every label, whatever FW_RULE_NAME_PREFIX said.
+pub const LEGACY_PREFIX: &str = "Knockd-";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Desc {
@@ -67,7 +71,11 @@ pub fn encode(prefix: &str, label: &str, expires: i64) -> String {
 
 pub fn parse(prefix: &str, desc: &str) -> Desc {
     let Some(rest) = desc.strip_prefix(prefix) else {
-        return Desc::Foreign;
+        // Only the exact legacy form: anything else under `Knockd-` stays foreign.
+        return match desc.strip_prefix(LEGACY_PREFIX).and_then(legacy) {
+            Some(d) => d,
+            None => Desc::Foreign,
+        };
     };
     if let Some((label, when)) = rest.rsplit_once(UNTIL) {
         if let Some(expires) = parse_minute(when) {
@@ -77,15 +85,16 @@ pub fn parse(prefix: &str, desc: &str) -> Desc {
             };
         }
     }
-    if let Some((label, day)) = rest.rsplit_once("@@") {
-        if let Some(created) = parse_day(day) {
-            return Desc::Legacy {
-                label: label.to_string(),
-                created,
-            };
-        }
-    }
-    Desc::Unparseable
+    legacy(rest).unwrap_or(Desc::Unparseable)
+}
+
+/// `<label>@@YYYYMMDD`, the rest of a legacy description after its prefix.
+fn legacy(rest: &str) -> Option<Desc> {
+    let (label, day) = rest.rsplit_once("@@")?;
+    Some(Desc::Legacy {
+        label: label.to_string(),
+        created: parse_day(day)?,
+    })
 }
 
 /// When a rule with this description expires; None for foreign and unparseable ones.
@@ -185,6 +194,42 @@ mod tests {
         );
         let d = parse("Knockd-", "Knockd-x@@20231114");
         assert_eq!(expiry(&d, 30 * 86_400), Some(1_699_920_000 + 30 * 86_400));
+    }
+
+    #[test]
+    fn legacy_rules_under_knockd_are_owned_whatever_the_prefix() {
+        // The Python original always wrote `Knockd-`, even with a custom prefix.
+        assert_eq!(
+            parse("Acme-", "Knockd-Office_01@@20231114"),
+            Desc::Legacy {
+                label: "Office_01".into(),
+                created: 1_699_920_000
+            }
+        );
+        assert_eq!(
+            parse("Acme-", "Acme-x@@20231114"),
+            Desc::Legacy {
+                label: "x".into(),
+                created: 1_699_920_000
+            }
+        );
+        // Only the exact `@@YYYYMMDD` form: the rest under `Knockd-` is someone else's.
+        for foreign in [
+            "Knockd-x until 2025-11-25 13:38Z",
+            "Knockd-garbage",
+            "Knockd-x@@2023111",
+            "Knockd-x@@20231314",
+            "Knockd-x@@2023-11-14",
+            "knockd-x@@20231114",
+            "xKnockd-x@@20231114",
+        ] {
+            assert_eq!(parse("Acme-", foreign), Desc::Foreign, "{foreign}");
+        }
+        // The current format under the configured prefix is unchanged.
+        assert!(matches!(
+            parse("Acme-", "Acme-x until 2025-11-25 13:38Z"),
+            Desc::Owned { .. }
+        ));
     }
 
     #[test]

@@ -5,5 +5,6 @@ pub mod cidr;
 pub mod desc;
 mod model;
 pub mod planner;
+pub mod ports;
 
 pub use model::{FirewallRule, Protocol};

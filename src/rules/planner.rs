@@ -7,6 +7,7 @@ use super::FirewallRule;
 use super::Protocol;
 use crate::rules::cidr::{self, Cidr};
 use crate::rules::desc::{self, Desc};
+use crate::rules::ports::PortSet;
 
 /// The per-instance rule quota of Lighthouse.
 pub const QUOTA: usize = 100;
@@ -52,6 +53,10 @@ pub struct Plan {
     pub grants: Vec<GrantStatus>,
     /// Rules that carry the prefix but whose description cannot be read: left alone.
     pub unparseable: Vec<FirewallRule>,
+    /// `DROP` rules that cover a granted address and some of its ports: wherever they sit,
+    /// they may win over knockd's ACCEPT (docs/lighthouse-api.md#rule-order). Logged, never
+    /// touched.
+    pub shadowed_by_drop: Vec<FirewallRule>,
 }
 
 impl Plan {
@@ -88,23 +93,86 @@ fn rule_block(rule: &FirewallRule) -> Option<Cidr> {
     Cidr::parse(s).ok()
 }
 
-/// Whether an existing rule is exactly the one we would write (same identity).
+/// The ports a rule applies to: a rule for protocol `ALL` covers every port whatever its
+/// `Port` says; unreadable text is no set.
+fn rule_ports(rule: &FirewallRule) -> Option<PortSet> {
+    if rule.protocol.eq_ignore_ascii_case("ALL") {
+        return Some(PortSet::all());
+    }
+    PortSet::parse(&rule.port)
+}
+
+/// Same port set (`22,443` is `443,22`, `ALL` is `1-65535`); text equality when either side
+/// cannot be read (docs/lighthouse-api.md#rule-identity).
+fn same_ports(a: &str, b: &str) -> bool {
+    match (PortSet::parse(a), PortSet::parse(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Whether an existing rule is the one we would write: the same identity by meaning, so a
+/// reordered port list is never created again beside the rule the API already holds.
 fn same_target(rule: &FirewallRule, want: &FirewallRule, ip: IpAddr) -> bool {
     rule.protocol.eq_ignore_ascii_case(&want.protocol)
-        && rule.port == want.port
+        && same_ports(&rule.port, &want.port)
         && rule.action.eq_ignore_ascii_case("ACCEPT")
         && rule_block(rule) == Some(Cidr::host(cidr::canonical(ip)))
 }
 
-/// Whether a rule we do not own already lets `ip` reach the ports: then we add nothing.
+fn proto_applies(rule: &FirewallRule, protocol: &str) -> bool {
+    rule.protocol.eq_ignore_ascii_case(protocol) || rule.protocol.eq_ignore_ascii_case("ALL")
+}
+
+/// Whether a rule we do not own already lets `ip` reach every port wanted (a superset: `ALL`,
+/// `1-65535`, a longer list): then we add nothing.
 fn foreign_allows(rule: &FirewallRule, want: &FirewallRule, ip: IpAddr) -> bool {
-    let proto_ok = rule.protocol.eq_ignore_ascii_case(&want.protocol)
-        || rule.protocol.eq_ignore_ascii_case("ALL");
-    let port_ok = rule.port == want.port || rule.port.eq_ignore_ascii_case("ALL");
-    proto_ok
-        && port_ok
+    let ports_ok = match (rule_ports(rule), PortSet::parse(&want.port)) {
+        (Some(have), Some(want)) => have.covers(&want),
+        _ => false,
+    };
+    proto_applies(rule, &want.protocol)
+        && ports_ok
         && rule.action.eq_ignore_ascii_case("ACCEPT")
         && rule_block(rule).is_some_and(|b| b.contains(ip))
+}
+
+/// `DROP` rules that cover `ip` and at least one of the ports knockd opens for it. The API
+/// evaluates rules top down and where Create puts a rule is not documented, so every such
+/// rule, wherever it is, may make a grant a lie (docs/lighthouse-api.md#rule-order). A `DROP`
+/// with unreadable port text counts, to err on the side of a warning.
+pub fn shadowing_drops(
+    rules: &[FirewallRule],
+    ip: IpAddr,
+    ports: &[(Protocol, String)],
+) -> Vec<FirewallRule> {
+    let ip = cidr::canonical(ip);
+    rules
+        .iter()
+        .filter(|r| drop_over_ports(r, ports) && rule_block(r).is_some_and(|b| b.contains(ip)))
+        .cloned()
+        .collect()
+}
+
+/// `DROP` rules over at least one of the ports knockd opens, for any address: what `--check`
+/// reports, not knowing which addresses will knock.
+pub fn drops_over_ports(rules: &[FirewallRule], ports: &[(Protocol, String)]) -> Vec<FirewallRule> {
+    rules
+        .iter()
+        .filter(|r| drop_over_ports(r, ports))
+        .cloned()
+        .collect()
+}
+
+fn drop_over_ports(r: &FirewallRule, ports: &[(Protocol, String)]) -> bool {
+    r.action.eq_ignore_ascii_case("DROP")
+        && ports.iter().any(|(proto, port)| {
+            proto_applies(r, proto.as_str())
+                && match (rule_ports(r), PortSet::parse(port)) {
+                    (Some(have), Some(want)) => have.overlaps(&want),
+                    _ => true,
+                }
+        })
 }
 
 pub fn plan(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64) -> Plan {
@@ -182,6 +250,11 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
                     .zip(&descs)
                     .any(|(r, d)| *d == Desc::Foreign && foreign_allows(r, &want, grant.ip)) => {}
                 None => need.push(want),
+            }
+        }
+        for drop in shadowing_drops(rules, grant.ip, policy.ports) {
+            if !out.shadowed_by_drop.contains(&drop) {
+                out.shadowed_by_drop.push(drop);
             }
         }
         out.grants.push(if writes || !need.is_empty() {
@@ -462,6 +535,140 @@ mod tests {
         ];
         let again = plan(&rules, &policy(&p), &[grant("203.0.113.7", "x")], NOW);
         assert_eq!(again.create.len(), 2);
+    }
+
+    #[test]
+    fn rules_are_identified_by_port_set_not_text() {
+        // (config port, port the API holds for the address, owned?) → creates, refreshes
+        let table: &[(&str, &str, bool, usize, usize)] = &[
+            ("22,443", "443,22", true, 0, 1),
+            ("443,22", "22,443", true, 0, 1),
+            ("22,443", "22, 443", true, 0, 1),
+            ("1-65535", "ALL", true, 0, 1),
+            ("22,443", "22", true, 1, 0),
+            ("22,443", "22,443,80", true, 1, 0),
+            // A foreign rule for the same address and set: present, untouched.
+            ("22,443", "443,22", false, 0, 0),
+        ];
+        for &(want, have, owned_rule, creates, refreshes) in table {
+            let p = vec![(Protocol::Tcp, want.to_string())];
+            let desc = if owned_rule {
+                desc::encode("Knockd-", "home", NOW + DAY)
+            } else {
+                "office".to_string()
+            };
+            let rules = vec![rule("TCP", have, "203.0.113.7", &desc)];
+            let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "home")], NOW);
+            assert_eq!(
+                (plan.create.len(), plan.refresh.len()),
+                (creates, refreshes),
+                "want {want}, have {have}"
+            );
+            // A refresh names the rule by the port text the API holds.
+            for r in &plan.refresh {
+                assert_eq!(r.port, have);
+            }
+            assert!(plan.delete.is_empty());
+        }
+    }
+
+    #[test]
+    fn foreign_accept_rules_that_cover_the_address_and_ports_count_as_present() {
+        // (protocol, port, block, action) of one foreign rule → already let in?
+        let table: &[(&str, &str, &str, &str, bool)] = &[
+            ("TCP", "ALL", "203.0.113.7", "ACCEPT", true),
+            ("TCP", "1-65535", "0.0.0.0/0", "ACCEPT", true),
+            ("TCP", "", "203.0.113.0/24", "ACCEPT", true),
+            ("ALL", "ALL", "203.0.113.0/24", "ACCEPT", true),
+            ("ALL", "", "0.0.0.0/0", "ACCEPT", true),
+            ("TCP", "443,80,22", "203.0.113.7/32", "ACCEPT", true),
+            ("TCP", "1-1024", "203.0.113.7", "ACCEPT", true),
+            ("TCP", "22", "203.0.113.7", "ACCEPT", false),
+            ("TCP", "1-65535", "203.0.113.7", "DROP", false),
+            ("UDP", "ALL", "203.0.113.7", "ACCEPT", false),
+            ("ICMP", "ALL", "0.0.0.0/0", "ACCEPT", false),
+            ("TCP", "ALL", "198.51.100.0/24", "ACCEPT", false),
+            ("TCP", "ALL", "2001:db8::/32", "ACCEPT", false),
+            ("TCP", "ssh", "203.0.113.7", "ACCEPT", false),
+        ];
+        let p = vec![(Protocol::Tcp, "22,443".to_string())];
+        for &(proto, port, block, action, present) in table {
+            let rules = vec![FirewallRule {
+                action: action.into(),
+                ..rule(proto, port, block, "console preset")
+            }];
+            let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "x")], NOW);
+            let want = if present {
+                GrantStatus::Present
+            } else {
+                GrantStatus::Writes
+            };
+            assert_eq!(plan.grants, vec![want], "{proto} {port} {block} {action}");
+            assert_eq!(plan.create.len(), usize::from(!present));
+        }
+    }
+
+    #[test]
+    fn a_mixed_port_setting_is_one_rule_per_range_plus_one_for_single_ports() {
+        // What the configuration makes of FW_PERMIT_PORTS_TCP='22,8000-8100,443'.
+        let p = vec![
+            (Protocol::Tcp, "22,443".to_string()),
+            (Protocol::Tcp, "8000-8100".to_string()),
+        ];
+        let first = plan(&defaults(), &policy(&p), &[grant("203.0.113.7", "m")], NOW);
+        let ports: Vec<&str> = first.create.iter().map(|r| r.port.as_str()).collect();
+        assert_eq!(ports, vec!["22,443", "8000-8100"]);
+        // Once both exist (one under a reordered text), nothing more is written.
+        let mut rules = defaults();
+        rules.push(owned("TCP", "443,22", "203.0.113.7", "m", NOW + TTL));
+        rules.push(owned("TCP", "8000-8100", "203.0.113.7", "m", NOW + TTL));
+        let again = plan(&rules, &policy(&p), &[grant("203.0.113.7", "m")], NOW);
+        assert_eq!(again.grants, vec![GrantStatus::Present]);
+        assert_eq!(again.writes(), 0);
+    }
+
+    #[test]
+    fn drop_rules_covering_a_granted_address_and_port_are_reported() {
+        let p = vec![
+            (Protocol::Tcp, "22,443".to_string()),
+            (Protocol::Udp, "51820".to_string()),
+        ];
+        let drop = |proto: &str, port: &str, block: &str| FirewallRule {
+            action: "DROP".into(),
+            ..rule(proto, port, block, "block")
+        };
+        // (DROP rule) → shadows a grant of 203.0.113.7?
+        let table: &[(FirewallRule, bool)] = &[
+            (drop("TCP", "22", "203.0.113.7"), true),
+            (drop("TCP", "443,8443", "203.0.113.0/24"), true),
+            (drop("ALL", "ALL", "0.0.0.0/0"), true),
+            (drop("TCP", "1-1024", "0.0.0.0/0"), true),
+            (drop("UDP", "51000-52000", "203.0.113.7/32"), true),
+            (drop("TCP", "80", "203.0.113.7"), false),
+            (drop("UDP", "22", "203.0.113.7"), false),
+            (drop("TCP", "22", "198.51.100.7"), false),
+            (drop("ICMP", "ALL", "0.0.0.0/0"), false),
+            (rule("TCP", "22", "203.0.113.7", "an ACCEPT"), false),
+        ];
+        for (r, shadows) in table {
+            let found =
+                shadowing_drops(std::slice::from_ref(r), "203.0.113.7".parse().unwrap(), &p);
+            assert_eq!(!found.is_empty(), *shadows, "{r:?}");
+            let mut rules = defaults();
+            rules.push(r.clone());
+            let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "x")], NOW);
+            assert_eq!(plan.shadowed_by_drop.len(), usize::from(*shadows), "{r:?}");
+            // The grant is still planned: the warning is the operator's to act on.
+            assert_eq!(plan.create.len(), 2);
+        }
+        // `--check` knows no address: every DROP over the ports, whatever its block.
+        let all: Vec<FirewallRule> = table.iter().map(|(r, _)| r.clone()).collect();
+        assert_eq!(drops_over_ports(&all, &p).len(), 6);
+        // IPv4-mapped addresses are checked as IPv4; two grants behind one DROP report it once.
+        let rules = vec![drop("ALL", "ALL", "0.0.0.0/0")];
+        let grants = [grant("::ffff:203.0.113.9", "a"), grant("203.0.113.10", "b")];
+        let plan = plan(&rules, &policy(&p), &grants, NOW);
+        assert_eq!(plan.shadowed_by_drop, rules);
     }
 
     #[test]

@@ -1,0 +1,75 @@
+//! `--print-cam-policy [--uin ACCOUNT]`: the least-privilege CAM policy for the configured
+//! instances (docs/lighthouse-api.md#cam-permissions). The first statement is all knockd needs
+//! (serving, `--prune`, `--list`, `--revoke`, `--check`); the second, on `*`, is optional and
+//! only makes `--check` more precise. `ModifyFirewallRules` (which replaces a whole firewall)
+//! is never granted.
+
+use crate::config::Config;
+
+/// The firewall actions knockd calls, grantable on each instance.
+pub const INSTANCE_ACTIONS: [&str; 4] = [
+    "DescribeFirewallRules",
+    "CreateFirewallRules",
+    "DeleteFirewallRules",
+    "ModifyFirewallRuleDescription",
+];
+/// What `--check` also calls when allowed; CAM grants them only on `*`.
+pub const CHECK_ACTIONS: [&str; 2] = ["DescribeRegions", "DescribeInstances"];
+/// Stands for the root account's UIN when it is not given.
+pub const ACCOUNT_PLACEHOLDER: &str = "<ACCOUNT>";
+
+/// `qcs::lighthouse:<region>:uin/<account>:instance/<id>`.
+pub fn instance_resource(region: &str, id: &str, uin: Option<&str>) -> String {
+    format!(
+        "qcs::lighthouse:{region}:uin/{}:instance/{id}",
+        uin.unwrap_or(ACCOUNT_PLACEHOLDER)
+    )
+}
+
+fn quoted_list(items: &[String], indent: &str) -> String {
+    let lines: Vec<String> = items
+        .iter()
+        .map(|s| format!("{indent}{}", serde_json::Value::from(s.as_str())))
+        .collect();
+    lines.join(",\n")
+}
+
+fn statement(actions: &[&str], resources: &[String]) -> String {
+    let actions: Vec<String> = actions.iter().map(|a| format!("lighthouse:{a}")).collect();
+    format!(
+        "    {{\n      \"effect\": \"allow\",\n      \"action\": [\n{}\n      ],\n      \"resource\": [\n{}\n      ]\n    }}",
+        quoted_list(&actions, "        "),
+        quoted_list(resources, "        ")
+    )
+}
+
+/// The policy document, as printed.
+pub fn policy(config: &Config, uin: Option<&str>) -> String {
+    let resources: Vec<String> = config
+        .cloud
+        .instances
+        .iter()
+        .map(|i| instance_resource(&i.region, &i.id, uin))
+        .collect();
+    format!(
+        "{{\n  \"version\": \"2.0\",\n  \"statement\": [\n{},\n{}\n  ]\n}}\n",
+        statement(&INSTANCE_ACTIONS, &resources),
+        statement(&CHECK_ACTIONS, &["*".to_string()])
+    )
+}
+
+pub fn print_policy(config: &Config, uin: Option<&str>) -> i32 {
+    print!("{}", policy(config, uin));
+    // CAM policies take no comments: the explanation goes to stderr, the JSON alone to stdout.
+    eprintln!(
+        "knockd: statement 1 is what knockd needs, on its {} instance(s) only. Statement 2 (resource \"*\") is OPTIONAL: only --check uses {} and CAM cannot grant them on an instance; delete it for the strictest policy.",
+        config.cloud.instances.len(),
+        CHECK_ACTIONS.join(" and ")
+    );
+    if uin.is_none() {
+        eprintln!(
+            "knockd: replace {ACCOUNT_PLACEHOLDER} with your root account ID (UIN), or pass --uin ACCOUNT"
+        );
+    }
+    0
+}
