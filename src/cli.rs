@@ -11,6 +11,7 @@ pub enum Command {
     Prune { dry_run: bool },
     List,
     Revoke { target: String, dry_run: bool },
+    NotifyTest,
     Version,
     Help,
 }
@@ -33,6 +34,7 @@ Commands (at most one; without one, knockd serves knocks):
   --list                list the firewall rules that knockd made
   --revoke IP|LABEL [--dry-run]
                         remove knockd's rules for an address or a client label
+  --notify-test         send one test notification (NOTIFY_URL, NOTIFY_COMMAND) and report
   --version, -V         print the version
   --help, -h            print this help
 
@@ -100,6 +102,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
                 target: value("an IP address or a label")?,
                 dry_run: false,
             },
+            "--notify-test" => Command::NotifyTest,
             "--version" | "-V" => Command::Version,
             "--help" | "-h" => Command::Help,
             _ if arg.starts_with('-') => {
@@ -136,6 +139,7 @@ fn flag_of(c: &Command) -> &'static str {
         Command::Prune { .. } => "--prune",
         Command::List => "--list",
         Command::Revoke { .. } => "--revoke",
+        Command::NotifyTest => "--notify-test",
         Command::Version => "--version",
         Command::Help => "--help",
     }
@@ -171,6 +175,7 @@ mod tests {
         assert_eq!(cmd(&["--check"]), Command::Check);
         assert_eq!(cmd(&["--prune"]), Command::Prune { dry_run: false });
         assert_eq!(cmd(&["--list"]), Command::List);
+        assert_eq!(cmd(&["--notify-test"]), Command::NotifyTest);
         assert_eq!(cmd(&["--version"]), Command::Version);
         assert_eq!(cmd(&["-V"]), Command::Version);
         assert_eq!(cmd(&["--help"]), Command::Help);

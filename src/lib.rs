@@ -30,7 +30,7 @@ pub mod cloud;
 pub mod config;
 pub mod knock;
 pub(crate) mod log;
-pub(crate) mod notify;
+pub mod notify;
 pub mod ops;
 pub mod rules;
 pub(crate) mod sync;

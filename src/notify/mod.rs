@@ -14,12 +14,13 @@
 
 mod command;
 mod event;
+pub mod hooks;
 mod limit;
 mod template;
 mod webhook;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -93,8 +94,9 @@ impl fmt::Display for NotifyError {
 
 impl std::error::Error for NotifyError {}
 
-/// The parsed `NOTIFY_*` settings. Not `Debug`: the URL, body and headers hold tokens; use
-/// [`NotifyConfig::describe`].
+/// The parsed `NOTIFY_*` settings. `Debug` prints only [`NotifyConfig::describe`]: the URL,
+/// body and headers hold tokens.
+#[derive(Clone)]
 pub struct NotifyConfig {
     webhook: Option<Webhook>,
     command: Option<Vec<String>>,
@@ -184,7 +186,7 @@ impl NotifyConfig {
                 None
             }
         };
-        let events = match lookup("NOTIFY_EVENTS") {
+        let events = match get("NOTIFY_EVENTS") {
             None => EventSet::default(),
             Some(v) => EventSet::parse(&v).unwrap_or_else(|e| {
                 errors.push(format!("NOTIFY_EVENTS: {e}"));
@@ -264,6 +266,12 @@ impl NotifyConfig {
     }
 }
 
+impl fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.describe()).finish()
+    }
+}
+
 /// `30s`, `10m`, `2h`, `1d`, or bare seconds; 0 allowed (off); at most 7 days.
 fn parse_duration(t: &str) -> Result<u64, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -294,6 +302,8 @@ struct Stats {
     hooks_busy: AtomicU64,
     failures: AtomicU64,
     sent: AtomicU64,
+    /// A drop was logged at once since the last minute's report.
+    drop_logged: AtomicBool,
 }
 
 struct Inner {
@@ -363,6 +373,13 @@ impl Notifier {
         }
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(event) {
             inner.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+            // The first drop is logged at once (the notifier thread may be stuck on a slow
+            // receiver for a while); the rest go into the minute's report.
+            if !inner.stats.drop_logged.swap(true, Ordering::Relaxed) {
+                log::event(&format!(
+                    "notify dropped: queue full ({QUEUE} waiting); drops are counted in the next notify last_minute line"
+                ));
+            }
         }
     }
 
@@ -407,6 +424,37 @@ impl Notifier {
             Err(NotifyError::TestFailed(report))
         } else {
             Ok(report)
+        }
+    }
+
+    /// For one-shot commands (`--prune`, `--revoke`): sends the event now, on this thread, if
+    /// its kind is selected (no queue and no rate limit: the process ends right after), and
+    /// logs what failed.
+    pub fn send_now(&self, mut event: Event) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        if !self.events.contains(event.kind) {
+            return;
+        }
+        if event.host.is_empty() {
+            event.host = inner.host.clone();
+        }
+        let (kind, addr) = (event.kind, event.ip.clone());
+        if let Some(w) = &inner.webhook {
+            if let Err(e) = w.send(&inner.agent, &event) {
+                let what = format!("url={} error=\"{e}\"", w.redacted_url());
+                log::event(&format!("notify event={kind} addr={addr} {what}"));
+            }
+        }
+        if let Some(r) = &inner.runner {
+            let what = match r.run(&event) {
+                Ok(o) if o.ok() => return,
+                Ok(o) => o.describe(HOOK_TIMEOUT),
+                Err(e) => e.to_string(),
+            };
+            let what = format!("command={} error=\"{what}\"", r.program());
+            log::event(&format!("notify event={kind} addr={addr} {what}"));
         }
     }
 
@@ -456,6 +504,7 @@ fn run(inner: &Arc<Inner>, rx: Receiver<Event>, mut limiter: Limiter) {
                 log::event(&line);
             }
             reported = now;
+            s.drop_logged.store(false, Ordering::Relaxed);
         }
     }
 }

@@ -35,6 +35,7 @@ pub(crate) struct Answer {
     pub snippet: String,
 }
 
+#[derive(Clone)]
 pub(crate) struct Webhook {
     url: Template,
     redacted: String,

@@ -21,6 +21,7 @@ pub fn run(command: &Command, config: &Config) -> i32 {
         Command::Prune { dry_run } => rules::prune(config, *dry_run),
         Command::List => rules::list(config),
         Command::Revoke { target, dry_run } => rules::revoke(config, target, *dry_run),
+        Command::NotifyTest => crate::notify::hooks::notify_test(config),
         // Handled in main before a configuration is loaded or printed there.
         Command::CheckConfig | Command::Version | Command::Help => 0,
     }
