@@ -512,11 +512,10 @@ fn the_rate_limit_holds_during_a_lockout_flood() {
     );
     let k = Knockd::start(&temp_dir("notify-flood"), &cfg);
     // 25 addresses locked out (50 failed knocks), then knocking on while locked out.
-    for round in 0..3 {
+    for _ in 0..3 {
         for i in 0..25 {
             wrong_knock(&k, &format!("198.51.100.{}", 10 + i));
         }
-        let _ = round;
     }
     assert!(k.wait_log("lockout addr=198.51.100.34", Duration::from_secs(5)));
     let got = rx.drain(Duration::from_secs(2));
@@ -616,7 +615,6 @@ fn notify_test_exits_0_on_an_answer_and_1_on_a_closed_port() {
     assert!(text.contains("webhook not reached"), "{}", show(&out));
 
     // Off: a configuration problem.
-    let mut cfg = cfg;
     cfg.retain(|(k, _)| !k.starts_with("NOTIFY_"));
     let path = write_config(&dir, &cfg);
     let out = cli(&path, &["--notify-test"]);
