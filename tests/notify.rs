@@ -651,3 +651,40 @@ fn a_knock_the_firewall_refuses_notifies_a_failure() {
         "{reason}"
     );
 }
+
+/// Every ready line of the README (both sections) is a valid configuration: NOTIFY_URL with
+/// the NOTIFY_BODY that follows it, checked by `knockd --check-config`.
+#[test]
+fn the_readme_ready_lines_pass_check_config() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let value = |l: &str| {
+        l.split_once('=')
+            .map(|(_, v)| v.trim().trim_matches('\'').to_string())
+            .expect("KEY='value'")
+    };
+    let mut channels: Vec<(String, Option<String>)> = Vec::new();
+    for line in readme.lines() {
+        if line.starts_with("NOTIFY_URL='") {
+            channels.push((value(line), None));
+        } else if line.starts_with("NOTIFY_BODY='") {
+            channels.last_mut().expect("a body after a URL").1 = Some(value(line));
+        }
+    }
+    assert_eq!(channels.len(), 14, "7 channels in English and Chinese");
+    let sim = sim_one();
+    let dir = temp_dir("notify-readme");
+    for (url, body) in &channels {
+        let mut cfg = config_with(&sim, &[("NOTIFY_URL", url)]);
+        if let Some(b) = body {
+            set(&mut cfg, "NOTIFY_BODY", b);
+        }
+        let path = write_config(&dir, &cfg);
+        let out = run(&path, &["--check-config"]);
+        assert_eq!(out.status.code(), Some(0), "{url}\n{}", show(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("/****\n"), "{text}");
+        let rest = &url[url[8..].find('/').expect("a path") + 8..];
+        assert!(!text.contains(rest), "{text}");
+    }
+}
