@@ -489,9 +489,10 @@ fn a_receiver_that_never_answers_does_not_slow_knocks() {
     );
     let slow = knock_latency(&k, 7, 3);
     println!("median knock: {base:?} without notifications, {slow:?} with a silent receiver and a full queue; 80 failed knocks in {flood:?}");
-    // Generous: the machine is shared; a knock waiting on the 10 s notification would show.
+    // Generous (the machine is shared): a knock that waited on the stuck notification would
+    // take the webhook's 10 s timeout.
     assert!(
-        slow < base * 3 + Duration::from_millis(300),
+        slow < base * 3 + Duration::from_secs(2),
         "knocks slowed from {base:?} to {slow:?}"
     );
     assert!(flood < Duration::from_secs(8), "{flood:?}");
