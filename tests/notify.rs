@@ -689,3 +689,45 @@ fn the_readme_ready_lines_pass_check_config() {
         assert!(!text.contains(rest), "{text}");
     }
 }
+
+/// A knock's label is sanitised before it reaches a notification, but a rule edited in the
+/// console can carry any label: `--revoke` by that label sends it, JSON-escaped.
+#[test]
+fn a_label_with_a_quote_and_a_backslash_stays_valid_json() {
+    let dir = temp_dir("notify-quote");
+    let label = r#"ph"one\ é"#;
+    let until = knockd::clock::utc_minute(knockd::clock::now() + 86_400);
+    let rules = json!({ A: [
+        {"Protocol": "TCP", "Port": "22,443", "CidrBlock": "198.51.100.77", "Action": "ACCEPT",
+         "FirewallRuleDescription": format!("Knockd-{label} until {until}Z")},
+    ]});
+    let file = dir.join("rules.json");
+    std::fs::write(&file, rules.to_string()).expect("rules file");
+    let sim = Sim::start(&[
+        "--instance",
+        "ap-guangzhou:lhins-kn0ck001",
+        "--rules",
+        file.to_str().expect("utf-8"),
+    ]);
+    let rx = Receiver::start(false);
+    let cfg = config_with(
+        &sim,
+        &[
+            ("NOTIFY_URL", &rx.url("send")),
+            ("NOTIFY_BODY", BODY),
+            ("NOTIFY_EVENTS", "revoke"),
+        ],
+    );
+    let path = write_config(&dir, &cfg);
+    let out = cli(&path, &["--revoke", label]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let r = rx.expect("the revoke");
+    print("revoke (console-edited label)", &r);
+    assert!(r.body.contains(r#""label":"ph\"one\\ é""#), "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["label"], label);
+    assert_eq!(
+        v["text"]["content"],
+        format!("knockd: revoked TCP 22,443 for 198.51.100.77 ({label}): knockd --revoke")
+    );
+}

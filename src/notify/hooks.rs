@@ -195,14 +195,16 @@ fn one_shot(config: &Config, event: Event) {
     }
 }
 
-fn addresses(rules: &[FirewallRule]) -> String {
-    let mut out: Vec<&str> = Vec::new();
+/// Each distinct `f(rule)`, in order, joined with `sep`.
+fn distinct(rules: &[FirewallRule], f: impl Fn(&FirewallRule) -> String, sep: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
     for r in rules {
-        if !out.contains(&r.address()) {
-            out.push(r.address());
+        let v = f(r);
+        if !out.contains(&v) {
+            out.push(v);
         }
     }
-    out.join(",")
+    out.join(sep)
 }
 
 /// `knockd --prune` removed these rules (per instance).
@@ -237,12 +239,19 @@ pub(crate) fn revoked(config: &Config, target: &str, removed: &[(&str, Vec<Firew
         .filter(|(_, r)| !r.is_empty())
         .map(|(id, _)| *id)
         .collect();
-    let mut e = Event::new(EventKind::Revoke, addresses(&all))
-        .with_ports(ports(config))
-        .with_count(all.len() as u64)
-        .with_instances(ids.join(","))
-        .with_result("ok")
-        .with_reason("knockd --revoke");
+    let mut e = Event::new(
+        EventKind::Revoke,
+        distinct(&all, |r| r.address().into(), ","),
+    )
+    .with_ports(distinct(
+        &all,
+        |r| format!("{} {}", r.protocol, r.port),
+        "; ",
+    ))
+    .with_count(all.len() as u64)
+    .with_instances(ids.join(","))
+    .with_result("ok")
+    .with_reason("knockd --revoke");
     if target.parse::<IpAddr>().is_err() && !target.contains('/') {
         e = e.with_label(target);
     }
