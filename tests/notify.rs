@@ -181,7 +181,7 @@ fn print(what: &str, r: &Request) {
 }
 
 #[test]
-fn every_event_arrives_as_valid_json_with_the_label_escaped() {
+fn every_event_arrives_as_valid_json_with_the_label_sanitised() {
     let dir = temp_dir("notify-all");
     // An expired rule of knockd's, for the serving sweep's prune event.
     let expired = format!(
