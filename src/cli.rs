@@ -16,6 +16,7 @@ pub enum Command {
         target: String,
         dry_run: bool,
     },
+    NotifyTest,
     /// `--print-cam-policy [--uin ACCOUNT]`: the account is digits only.
     PrintCamPolicy {
         uin: Option<String>,
@@ -44,6 +45,7 @@ Commands (at most one; without one, knockd serves knocks):
                         remove knockd's rules for an address or a client label
   --print-cam-policy [--uin ACCOUNT]
                         print the least-privilege CAM policy for the configured instances
+  --notify-test         send one test notification (NOTIFY_URL, NOTIFY_COMMAND) and report
   --version, -V         print the version
   --help, -h            print this help
 
@@ -126,6 +128,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
                 target: value("an IP address or a label")?,
                 dry_run: false,
             },
+            "--notify-test" => Command::NotifyTest,
             "--version" | "-V" => Command::Version,
             "--help" | "-h" => Command::Help,
             _ if arg.starts_with('-') => {
@@ -168,6 +171,7 @@ fn flag_of(c: &Command) -> &'static str {
         Command::List => "--list",
         Command::Revoke { .. } => "--revoke",
         Command::PrintCamPolicy { .. } => "--print-cam-policy",
+        Command::NotifyTest => "--notify-test",
         Command::Version => "--version",
         Command::Help => "--help",
     }
@@ -203,6 +207,7 @@ mod tests {
         assert_eq!(cmd(&["--check"]), Command::Check);
         assert_eq!(cmd(&["--prune"]), Command::Prune { dry_run: false });
         assert_eq!(cmd(&["--list"]), Command::List);
+        assert_eq!(cmd(&["--notify-test"]), Command::NotifyTest);
         assert_eq!(cmd(&["--version"]), Command::Version);
         assert_eq!(cmd(&["-V"]), Command::Version);
         assert_eq!(cmd(&["--help"]), Command::Help);

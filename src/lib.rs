@@ -16,6 +16,8 @@
 //!   and `writer` (one thread per instance that batches knocks).
 //! - `config/`: the `.env` file and environment into a validated `Config` of sections.
 //! - `ops/`: the operator commands (`--check`, `--prune`, `--list`, `--revoke`).
+//! - `notify/`: webhooks and a command hook on grants, failures and lockouts, never in a
+//!   knock's way.
 //! - `cli`, `log`, `clock`, `sync`: arguments, log lines, UTC time, locking.
 //!
 //! The API contract all of this relies on is written down in docs/lighthouse-api.md.
@@ -28,6 +30,7 @@ pub mod cloud;
 pub mod config;
 pub mod knock;
 pub(crate) mod log;
+pub mod notify;
 pub mod ops;
 pub mod rules;
 pub(crate) mod sync;

@@ -105,6 +105,33 @@ fn tls_config(ca_file: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, Ap
     Ok(Arc::new(config))
 }
 
+/// What knockd's HTTPS agents share: the roots (TENCENT_CLOUD_CA_FILE replaces the built-in
+/// ones), the proxy chosen for `host`, the user agent, no redirects.
+fn agent_builder(config: &Config, host: &str) -> Result<ureq::AgentBuilder, ApiError> {
+    let mut builder = ureq::AgentBuilder::new()
+        .user_agent(concat!("knockd/", env!("CARGO_PKG_VERSION")))
+        .redirects(0);
+    if let Some(ca) = &config.cloud.ca_file {
+        builder = builder.tls_config(tls_config(ca)?);
+    }
+    if let Some(p) = proxy_for(host, &|k| std::env::var(k).ok()) {
+        let proxy = ureq::Proxy::new(&p)
+            .map_err(|e| ApiError::Transport(format!("HTTPS_PROXY is not usable: {e}")))?;
+        builder = builder.proxy(proxy);
+    }
+    Ok(builder)
+}
+
+/// The notification webhook's agent: the same roots, CA file and proxy rules as the API's
+/// (the proxy chosen for the webhook's `host`), 5 s to connect; each request sets its own
+/// overall timeout.
+pub(crate) fn notify_agent(config: &Config, host: &str) -> Result<ureq::Agent, ApiError> {
+    Ok(agent_builder(config, host)?
+        .timeout_connect(Duration::from_secs(5))
+        .max_idle_connections_per_host(1)
+        .build())
+}
+
 /// Jitter without a random crate: a splitmix64 step over a shared counter seeded by the clock.
 fn jitter_factor() -> f64 {
     static STATE: AtomicU64 = AtomicU64::new(0);
@@ -128,19 +155,9 @@ pub fn backoff(attempt: u32) -> Duration {
 
 impl Client {
     pub fn new(config: &Config) -> Result<Client, ApiError> {
-        let mut builder = ureq::AgentBuilder::new()
+        let builder = agent_builder(config, &config.cloud.endpoint.host)?
             .timeout(CALL_TIMEOUT)
-            .user_agent(concat!("knockd/", env!("CARGO_PKG_VERSION")))
-            .max_idle_connections_per_host(8)
-            .redirects(0);
-        if let Some(ca) = &config.cloud.ca_file {
-            builder = builder.tls_config(tls_config(ca)?);
-        }
-        if let Some(p) = proxy_for(&config.cloud.endpoint.host, &|k| std::env::var(k).ok()) {
-            let proxy = ureq::Proxy::new(&p)
-                .map_err(|e| ApiError::Transport(format!("HTTPS_PROXY is not usable: {e}")))?;
-            builder = builder.proxy(proxy);
-        }
+            .max_idle_connections_per_host(8);
         Ok(Client {
             agent: builder.build(),
             endpoint: config.cloud.endpoint.clone(),

@@ -10,6 +10,7 @@ use super::client::{self, Client};
 use super::executor::{self, Applied};
 use crate::config::{Config, Instance};
 use crate::log;
+use crate::notify::{hooks, Notifier};
 use crate::rules::planner::{Grant, QUOTA};
 use crate::sync::lock;
 
@@ -21,6 +22,8 @@ pub(crate) struct Outcome {
     pub(crate) instance: String,
     pub(crate) ok: bool,
     pub(crate) detail: String,
+    /// The plan created rules for this knock's address (a grant, not a refresh).
+    pub(crate) created: bool,
 }
 
 struct Job {
@@ -40,7 +43,11 @@ pub(crate) struct Writers(Vec<Arc<Writer>>);
 
 impl Writers {
     /// Starts one writer thread per configured instance.
-    pub(crate) fn start(config: &Arc<Config>, client: &Arc<Client>) -> Result<Writers, String> {
+    pub(crate) fn start(
+        config: &Arc<Config>,
+        client: &Arc<Client>,
+        notifier: &Arc<Notifier>,
+    ) -> Result<Writers, String> {
         let mut writers = Vec::new();
         for inst in &config.cloud.instances {
             let w = Arc::new(Writer {
@@ -49,10 +56,11 @@ impl Writers {
                 ready: Condvar::new(),
             });
             let (w2, client, config) = (Arc::clone(&w), Arc::clone(client), Arc::clone(config));
+            let notifier = Arc::clone(notifier);
             thread::Builder::new()
                 .name(format!("writer-{}", inst.id))
                 .stack_size(WRITER_STACK)
-                .spawn(move || run_writer(&w2, &client, &config))
+                .spawn(move || run_writer(&w2, &client, &config, &notifier))
                 .map_err(|e| format!("cannot start a writer thread: {e}"))?;
             writers.push(w);
         }
@@ -81,7 +89,7 @@ impl Writers {
     }
 }
 
-fn run_writer(w: &Writer, client: &Client, config: &Config) {
+fn run_writer(w: &Writer, client: &Client, config: &Config, notifier: &Notifier) {
     let interval = config.limits.prune_interval;
     // The first prune runs at start: it also shows at once whether the credentials work.
     let mut next_prune = (!interval.is_zero()).then(Instant::now);
@@ -106,7 +114,7 @@ fn run_writer(w: &Writer, client: &Client, config: &Config) {
             }
         };
         if jobs.is_empty() {
-            prune_once(w, client, config);
+            prune_once(w, client, config, notifier);
             next_prune = Some(Instant::now() + interval);
             continue;
         }
@@ -135,10 +143,12 @@ fn run_writer(w: &Writer, client: &Client, config: &Config) {
                 ),
                 Err(e) => (false, format!("error(calls={calls}): {e}")),
             };
+            let created = matches!(&result, Ok(a) if hooks::creates_for(&a.plan, job.grant.ip));
             let _ = job.reply.send(Outcome {
                 instance: w.inst.id.clone(),
                 ok,
                 detail,
+                created,
             });
         }
         if let Ok(applied) = &result {
@@ -167,9 +177,12 @@ fn report_plan(w: &Writer, applied: &Applied, with_unparseable: bool) {
     }
 }
 
-fn prune_once(w: &Writer, client: &Client, config: &Config) {
+fn prune_once(w: &Writer, client: &Client, config: &Config, notifier: &Notifier) {
     match executor::apply(client, &w.inst, &config.policy(), &[], false) {
-        Ok(applied) => report_plan(w, &applied, true),
+        Ok(applied) => {
+            report_plan(w, &applied, true);
+            hooks::swept(notifier, &w.inst.id, &applied.plan);
+        }
         Err(e) => log::event(&format!("prune instance={} error=\"{e}\"", w.inst.id)),
     }
 }

@@ -20,6 +20,7 @@ pub use report::mask_id;
 pub use values::{format_duration, parse_duration};
 use vars::{Checker, Vars};
 
+use crate::notify::NotifyConfig;
 use crate::rules::cidr::Cidr;
 use crate::rules::planner::{Policy, QUOTA};
 pub use crate::rules::Protocol;
@@ -98,6 +99,8 @@ pub struct Config {
     pub knock: KnockConfig,
     pub rules: RulesConfig,
     pub limits: LimitsConfig,
+    /// NOTIFY_*: None when neither NOTIFY_URL nor NOTIFY_COMMAND is set.
+    pub notify: Option<NotifyConfig>,
     /// Things that work but an operator should know (METHOD 3, plain-HTTP endpoint, …).
     pub warnings: Vec<String>,
 }
@@ -340,6 +343,7 @@ pub fn from_pairs(
     let rules = sections::rules(&vars, &mut c);
     let cloud = sections::cloud(&vars, &mut c);
     let limits = sections::limits(&vars, &mut c);
+    let notify = sections::notify(&vars, &mut c);
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
     }
@@ -349,6 +353,7 @@ pub fn from_pairs(
         knock,
         rules,
         limits,
+        notify,
         warnings: c.warnings,
     })
 }

@@ -137,6 +137,10 @@ impl Config {
             "LOCKOUT_DURATION",
             format_duration(self.limits.lockout_duration.as_secs()),
         ));
+        match &self.notify {
+            Some(n) => lines.extend(n.describe()),
+            None => lines.push(("NOTIFY_URL", "(not set: notifications off)".to_string())),
+        }
 
         let mut out = match &self.file {
             Some(p) => format!("# config file: {}\n", p.display()),

@@ -268,3 +268,22 @@ pub(crate) fn limits(vars: &Vars, c: &mut Checker) -> LimitsConfig {
         lockout_duration: c.duration("LOCKOUT_DURATION", vars.value("LOCKOUT_DURATION"), false),
     }
 }
+
+/// NOTIFY_*: parsed by the notifier's own module; its errors and warnings join the rest.
+pub(crate) fn notify(vars: &Vars, c: &mut Checker) -> Option<crate::notify::NotifyConfig> {
+    match crate::notify::NotifyConfig::parse(|k| vars.raw(k).map(str::to_string)) {
+        Ok(n) => {
+            for w in n.iter().flat_map(|n| &n.warnings) {
+                c.warn(w.clone());
+            }
+            n
+        }
+        Err(errors) => {
+            for e in errors {
+                let (var, message) = crate::notify::hooks::split_error(&e);
+                c.err(var, message);
+            }
+            None
+        }
+    }
+}

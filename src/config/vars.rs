@@ -52,6 +52,13 @@ pub(crate) const VARS: &[Var] = &[
     var("LOCKOUT_FAILURES", Some("10")),
     var("LOCKOUT_WINDOW", Some("10m")),
     var("LOCKOUT_DURATION", Some("30m")),
+    var("NOTIFY_URL", None),
+    var("NOTIFY_BODY", None),
+    var("NOTIFY_HEADERS", None),
+    var("NOTIFY_COMMAND", None),
+    var("NOTIFY_EVENTS", Some("grant,fail,lockout")),
+    var("NOTIFY_MIN_INTERVAL", Some("10m")),
+    var("NOTIFY_MAX_PER_MINUTE", Some("20")),
 ];
 
 pub(crate) fn is_known(name: &str) -> bool {

@@ -22,6 +22,7 @@ use crate::cloud::client::Client;
 use crate::cloud::writer::{self, Writers};
 use crate::config::Config;
 use crate::log::{self, RateLimited};
+use crate::notify::{hooks, Notifier};
 use crate::rules::planner::Grant;
 use crate::sync::lock;
 
@@ -63,6 +64,7 @@ pub(crate) struct Shared {
     conn_ended: Condvar,
     pub(crate) rejects: RateLimited,
     pub(crate) answers: Answers,
+    pub(crate) notifier: Arc<Notifier>,
 }
 
 pub fn serve(config: &Config) -> i32 {
@@ -82,7 +84,8 @@ pub fn serve(config: &Config) -> i32 {
             return 1;
         }
     };
-    let writers = match Writers::start(&config, &client) {
+    let notifier = hooks::start(&config);
+    let writers = match Writers::start(&config, &client, &notifier) {
         Ok(w) => w,
         Err(e) => {
             log::fatal(&e);
@@ -105,6 +108,7 @@ pub fn serve(config: &Config) -> i32 {
         answers: Answers::new(&config.knock),
         rejects: RateLimited::new(REJECT_LOGS_PER_SEC),
         config: Arc::clone(&config),
+        notifier,
     });
     let ports: Vec<String> = config
         .rules
@@ -255,12 +259,16 @@ pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64
             shared
                 .rejects
                 .event(|| format!("reject addr={who} reason={}", reason.as_str()));
+            if reason == Reject::Secret {
+                hooks::wrong_secret(&shared.notifier, who);
+            }
             if locked {
                 log::event(&format!(
                     "lockout addr={who} for={}s after {} failed knocks",
                     config.limits.lockout_duration.as_secs(),
                     config.limits.lockout_failures
                 ));
+                hooks::locked_out(&shared.notifier, who, &config.limits);
             }
             return false;
         }
@@ -272,6 +280,7 @@ pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64
             log::event(&format!(
                 "knock peer={peer} label={label} result=refused reason=\"{refusal}\""
             ));
+            hooks::refused(&shared.notifier, peer, &label, &refusal.to_string());
             return false;
         }
         Decision::Grant { ip, label, key } => (ip, label, key),
@@ -302,6 +311,15 @@ pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64
         started.elapsed().as_millis(),
         per_instance.join(" ")
     ));
+    hooks::knocked(
+        &shared.notifier,
+        config,
+        ip,
+        &label,
+        &outcomes,
+        ok,
+        &per_instance,
+    );
     if let Some(key) = key.filter(|_| ok) {
         lock(&shared.lockout).succeed(key);
     }

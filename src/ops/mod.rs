@@ -23,6 +23,7 @@ pub fn run(command: &Command, config: &Config) -> i32 {
         Command::List => rules::list(config),
         Command::Revoke { target, dry_run } => rules::revoke(config, target, *dry_run),
         Command::PrintCamPolicy { uin } => cam::print_policy(config, uin.as_deref()),
+        Command::NotifyTest => crate::notify::hooks::notify_test(config),
         // Handled in main before a configuration is loaded or printed there.
         Command::CheckConfig | Command::Version | Command::Help => 0,
     }

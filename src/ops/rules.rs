@@ -17,9 +17,13 @@ pub fn prune(config: &Config, dry_run: bool) -> i32 {
         executor::apply(&client, inst, &config.policy(), &[], dry_run)
     });
     let mut failed = false;
+    let mut removed = Vec::new();
     for (inst, result) in config.cloud.instances.iter().zip(results) {
         match result {
             Ok(applied) => {
+                if !dry_run {
+                    removed.push((inst.id.as_str(), applied.plan.delete.clone()));
+                }
                 println!(
                     "{} ({}): {verb} {} expired rule(s)",
                     inst.id,
@@ -42,6 +46,7 @@ pub fn prune(config: &Config, dry_run: bool) -> i32 {
             }
         }
     }
+    crate::notify::hooks::pruned(config, &removed);
     i32::from(failed)
 }
 
@@ -115,10 +120,14 @@ pub fn revoke(config: &Config, target: &str, dry_run: bool) -> i32 {
     });
     let mut failed = false;
     let mut total = 0;
+    let mut removed = Vec::new();
     for (inst, result) in config.cloud.instances.iter().zip(results) {
         match result {
             Ok(gone) => {
                 total += gone.len();
+                if !dry_run {
+                    removed.push((inst.id.as_str(), gone.clone()));
+                }
                 println!(
                     "{} ({}): {verb} {} rule(s)",
                     inst.id,
@@ -138,5 +147,6 @@ pub fn revoke(config: &Config, target: &str, dry_run: bool) -> i32 {
     if total == 0 && !failed {
         println!("no rule owned by knockd matches {target:?}");
     }
+    crate::notify::hooks::revoked(config, target, &removed);
     i32::from(failed)
 }

@@ -8,6 +8,9 @@ pub mod sim;
 pub const SECRET_ID: &str = "AKIDknockdTESTtestTESTtestTEST0001";
 pub const SECRET_KEY: &str = "knockdTestSecretKey0001XYZ";
 
+/// The bot token in every test's NOTIFY_URL: like a real one, it must never be logged.
+pub const NOTIFY_TOKEN: &str = "bot424242:NotifyT0kenNeverLogged";
+
 /// The instance most tests simulate, and its region.
 pub const REGION: &str = "ap-guangzhou";
 pub const INSTANCE: &str = "lhins-kn0ck001";
@@ -15,12 +18,13 @@ pub const INSTANCE: &str = "lhins-kn0ck001";
 pub const INSTANCE_ARG: &str = "ap-guangzhou:lhins-kn0ck001";
 
 /// Panics if `log` (everything a process of the suite wrote) contains a secret: the API
-/// SecretKey, the knock secret, or any part of a per-request TC3 Authorization value.
+/// SecretKey, the knock secret, the notification URL's token, or any part of a per-request TC3 Authorization value.
 /// The fixtures call it on drop, so every log line of the whole suite is checked.
 pub fn assert_no_secrets(who: &str, log: &str) {
     for (what, needle) in [
         ("TENCENT_CLOUD_SECRET_KEY", SECRET_KEY),
         ("KNOCK_REFERER", self::knockd::REFERER),
+        ("the NOTIFY_URL token", NOTIFY_TOKEN),
         ("an Authorization value", "Signature="),
         ("an Authorization value", "TC3-HMAC-SHA256 Credential="),
     ] {

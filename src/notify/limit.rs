@@ -1,0 +1,171 @@
+//! Rate limits, so that a brute force cannot turn knockd into a spammer: the same (event,
+//! address) at most once per `NOTIFY_MIN_INTERVAL`, and at most `NOTIFY_MAX_PER_MINUTE`
+//! notifications in any 60 seconds. Pure: the caller passes a monotonic time in seconds.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::event::EventKind;
+
+/// Entries in the table of last-sent times; when full, entries older than the interval go
+/// first, then the oldest one.
+pub(crate) const MAX_KEYS: usize = 4096;
+const WINDOW_SECS: u64 = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Send,
+    /// The same (event, address) was sent less than the interval ago.
+    Repeat,
+    /// The per-minute cap is reached.
+    OverCap,
+}
+
+pub(crate) struct Limiter {
+    min_interval: u64,
+    per_minute: usize,
+    last: HashMap<(EventKind, String), u64>,
+    sent: VecDeque<u64>,
+}
+
+impl Limiter {
+    /// `min_interval` 0 turns the repeat check off; `per_minute` is at least 1.
+    pub(crate) fn new(min_interval: u64, per_minute: u32) -> Limiter {
+        Limiter {
+            min_interval,
+            per_minute: per_minute.max(1) as usize,
+            last: HashMap::new(),
+            sent: VecDeque::new(),
+        }
+    }
+
+    /// Whether to send (kind, ip) at `now`; a Send is recorded against both limits.
+    pub(crate) fn check(&mut self, kind: EventKind, ip: &str, now: u64) -> Decision {
+        if self.min_interval > 0 {
+            if let Some(&t) = self.last.get(&(kind, ip.to_string())) {
+                if now.saturating_sub(t) < self.min_interval {
+                    return Decision::Repeat;
+                }
+            }
+        }
+        while self
+            .sent
+            .front()
+            .is_some_and(|&t| now.saturating_sub(t) >= WINDOW_SECS)
+        {
+            self.sent.pop_front();
+        }
+        if self.sent.len() >= self.per_minute {
+            return Decision::OverCap;
+        }
+        self.sent.push_back(now);
+        if self.min_interval > 0 {
+            self.remember(kind, ip, now);
+        }
+        Decision::Send
+    }
+
+    fn remember(&mut self, kind: EventKind, ip: &str, now: u64) {
+        if self.last.len() >= MAX_KEYS && !self.last.contains_key(&(kind, ip.to_string())) {
+            let interval = self.min_interval;
+            self.last.retain(|_, t| now.saturating_sub(*t) < interval);
+            if self.last.len() >= MAX_KEYS {
+                if let Some(oldest) = self
+                    .last
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(k, _)| k.clone())
+                {
+                    self.last.remove(&oldest);
+                }
+            }
+        }
+        self.last.insert((kind, ip.to_string()), now);
+    }
+
+    #[cfg(test)]
+    fn keys(&self) -> usize {
+        self.last.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Decision::*;
+    use EventKind::*;
+
+    #[test]
+    fn same_event_and_address_once_per_interval() {
+        let mut l = Limiter::new(600, 20);
+        let steps = [
+            (Grant, "203.0.113.5", 0, Send),
+            (Grant, "203.0.113.5", 1, Repeat),
+            (Fail, "203.0.113.5", 2, Send),
+            (Grant, "203.0.113.6", 3, Send),
+            (Grant, "203.0.113.5", 599, Repeat),
+            (Grant, "203.0.113.5", 600, Send),
+            (Grant, "203.0.113.5", 601, Repeat),
+        ];
+        for (i, (kind, ip, now, want)) in steps.into_iter().enumerate() {
+            assert_eq!(l.check(kind, ip, now), want, "step {i}");
+        }
+    }
+
+    #[test]
+    fn global_cap_per_sliding_minute() {
+        let mut l = Limiter::new(600, 3);
+        let ip = |n: u32| format!("198.51.100.{n}");
+        assert_eq!(l.check(Lockout, &ip(1), 0), Send);
+        assert_eq!(l.check(Lockout, &ip(2), 10), Send);
+        assert_eq!(l.check(Lockout, &ip(3), 20), Send);
+        assert_eq!(l.check(Lockout, &ip(4), 30), OverCap);
+        // A capped event was not sent, so it is not a repeat later.
+        assert_eq!(l.check(Lockout, &ip(4), 60), Send);
+        assert_eq!(l.check(Lockout, &ip(5), 61), OverCap);
+        assert_eq!(l.check(Lockout, &ip(5), 70), Send);
+    }
+
+    #[test]
+    fn interval_zero_only_caps() {
+        let mut l = Limiter::new(0, 2);
+        assert_eq!(l.check(Grant, "a", 0), Send);
+        assert_eq!(l.check(Grant, "a", 0), Send);
+        assert_eq!(l.check(Grant, "a", 0), OverCap);
+        assert_eq!(l.keys(), 0);
+    }
+
+    #[test]
+    fn a_lockout_flood_sends_at_most_the_cap() {
+        let mut l = Limiter::new(600, 20);
+        let mut sent = 0;
+        // 100,000 failures from 50,000 addresses over 10 minutes.
+        for i in 0..100_000u64 {
+            let ip = format!(
+                "10.{}.{}.{}",
+                i % 50_000 / 65_536,
+                i % 50_000 / 256 % 256,
+                i % 256
+            );
+            if l.check(Fail, &ip, i * 600 / 100_000) == Send {
+                sent += 1;
+            }
+        }
+        assert!(sent <= 20 * 10, "{sent}");
+        assert!(l.keys() <= MAX_KEYS);
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let mut l = Limiter::new(1_000_000, u32::MAX);
+        for i in 0..(MAX_KEYS as u64 + 100) {
+            assert_eq!(l.check(Grant, &i.to_string(), i), Send);
+        }
+        assert_eq!(l.keys(), MAX_KEYS);
+        // The oldest went first; recent ones are still remembered.
+        assert_eq!(l.check(Grant, "0", 999_999), Send);
+        assert_eq!(
+            l.check(Grant, &(MAX_KEYS as u64 + 99).to_string(), 0),
+            Repeat
+        );
+    }
+}

@@ -1,0 +1,1021 @@
+//! Notifications: a webhook (`NOTIFY_URL`, `NOTIFY_BODY`, `NOTIFY_HEADERS`) and a command hook
+//! (`NOTIFY_COMMAND`) on grants, failures, lockouts and, if selected, refreshes, revocations
+//! and prunes.
+//!
+//! A notification never delays or fails a knock: [`Notifier::notify`] only tries to put the
+//! event on a bounded queue (64); one notifier thread drains it, applies the rate limits
+//! (the same event and address at most once per `NOTIFY_MIN_INTERVAL`, at most
+//! `NOTIFY_MAX_PER_MINUTE` in any minute), sends the webhook (10 s for the whole exchange)
+//! and starts the hook (at most 4 running, each killed after 10 s). What was dropped or
+//! suppressed is logged in one line at most once a minute.
+//!
+//! The URL usually carries a bot token: it is shown only as [`redact_url`] gives it, and
+//! every error text is scrubbed of it.
+
+mod command;
+mod event;
+pub mod hooks;
+mod limit;
+mod template;
+mod webhook;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub use event::{Event, EventKind, EventSet};
+pub use webhook::redact_url;
+
+use crate::log;
+use command::{Runner, HOOK_TIMEOUT};
+use limit::{Decision, Limiter};
+use webhook::Webhook;
+
+/// Events waiting for the notifier thread; more are dropped (and counted).
+pub const QUEUE: usize = 64;
+pub const DEFAULT_MIN_INTERVAL_SECS: u64 = 600;
+pub const DEFAULT_MAX_PER_MINUTE: u32 = 20;
+const MAX_PER_MINUTE_LIMIT: u64 = 600;
+const MAX_INTERVAL_SECS: u64 = 7 * 86_400;
+const REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Every variable [`NotifyConfig::parse`] reads.
+pub const VARIABLES: [&str; 7] = [
+    "NOTIFY_URL",
+    "NOTIFY_BODY",
+    "NOTIFY_HEADERS",
+    "NOTIFY_COMMAND",
+    "NOTIFY_EVENTS",
+    "NOTIFY_MIN_INTERVAL",
+    "NOTIFY_MAX_PER_MINUTE",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyError {
+    /// Neither NOTIFY_URL nor NOTIFY_COMMAND is set.
+    NotConfigured,
+    /// Connect, TLS, timeout: already scrubbed of the URL.
+    Transport(String),
+    /// The receiver answered with a non-2xx status; `answer` is its escaped, scrubbed start.
+    Status { code: u16, answer: String },
+    /// The hook could not run.
+    Command(String),
+    /// The hook was skipped: this many are running already.
+    Busy(usize),
+    /// The notifier thread could not start.
+    Thread(String),
+    /// `--notify-test`: what each channel answered, at least one of them failing.
+    TestFailed(String),
+}
+
+impl fmt::Display for NotifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotifyError::NotConfigured => {
+                f.write_str("notifications are off: set NOTIFY_URL or NOTIFY_COMMAND")
+            }
+            NotifyError::Transport(e) => write!(f, "webhook not reached: {e}"),
+            NotifyError::Status { code, answer } if answer.is_empty() => {
+                write!(f, "webhook answered HTTP {code}")
+            }
+            NotifyError::Status { code, answer } => {
+                write!(f, "webhook answered HTTP {code}: {answer}")
+            }
+            NotifyError::Command(e) => write!(f, "notify command: {e}"),
+            NotifyError::Busy(n) => write!(f, "notify command skipped: {n} already running"),
+            NotifyError::Thread(e) => write!(f, "cannot start the notifier thread: {e}"),
+            NotifyError::TestFailed(report) => write!(f, "notification test failed: {report}"),
+        }
+    }
+}
+
+impl std::error::Error for NotifyError {}
+
+/// The parsed `NOTIFY_*` settings. `Debug` prints only [`NotifyConfig::describe`]: the URL,
+/// body and headers hold tokens.
+#[derive(Clone)]
+pub struct NotifyConfig {
+    webhook: Option<Webhook>,
+    command: Option<Vec<String>>,
+    pub events: EventSet,
+    /// Seconds; 0 = no per-(event, address) limit.
+    pub min_interval: u64,
+    pub max_per_minute: u32,
+    /// For `--check-config` and the start-up log.
+    pub warnings: Vec<String>,
+}
+
+impl NotifyConfig {
+    /// Reads the `NOTIFY_*` variables through `lookup` (the config layer's merged file and
+    /// environment). Ok(None) when neither NOTIFY_URL nor NOTIFY_COMMAND is set: notifications
+    /// are off. Every problem is reported at once, each naming its variable and never showing
+    /// the URL, body or header values.
+    ///
+    /// | variable | default |
+    /// |---|---|
+    /// | `NOTIFY_URL` | unset (no webhook) |
+    /// | `NOTIFY_BODY` | unset: GET; set: POST |
+    /// | `NOTIFY_HEADERS` | none |
+    /// | `NOTIFY_COMMAND` | unset (no hook) |
+    /// | `NOTIFY_EVENTS` | `grant,fail,lockout` |
+    /// | `NOTIFY_MIN_INTERVAL` | `10m` (`0` = off) |
+    /// | `NOTIFY_MAX_PER_MINUTE` | `20` (1–600) |
+    ///
+    /// Values are trimmed, and an empty scalar means its default (as elsewhere in knockd);
+    /// `NOTIFY_BODY` is used as given unless it is only white space.
+    pub fn parse(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<NotifyConfig>, Vec<String>> {
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+        let url = get("NOTIFY_URL").map(|v| v.trim().to_string());
+        let command = get("NOTIFY_COMMAND");
+        if url.is_none() && command.is_none() {
+            let stray: Vec<String> = VARIABLES[1..]
+                .iter()
+                .filter(|k| {
+                    **k != "NOTIFY_COMMAND" && lookup(k).is_some_and(|v| !v.trim().is_empty())
+                })
+                .map(|k| format!("{k} is set but neither NOTIFY_URL nor NOTIFY_COMMAND is"))
+                .collect();
+            return if stray.is_empty() {
+                Ok(None)
+            } else {
+                Err(stray)
+            };
+        }
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let webhook = match url {
+            Some(u) => match Webhook::new(
+                &u,
+                get("NOTIFY_BODY").as_deref(),
+                get("NOTIFY_HEADERS").as_deref(),
+            ) {
+                Ok((w, warn)) => {
+                    warnings.extend(warn);
+                    Some(w)
+                }
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
+            None => {
+                for k in ["NOTIFY_BODY", "NOTIFY_HEADERS"] {
+                    if get(k).is_some() {
+                        errors.push(format!("{k} is set but NOTIFY_URL is not"));
+                    }
+                }
+                None
+            }
+        };
+        let command = match command.map(|c| command::parse_command(c.trim())) {
+            None => None,
+            Some(Ok(argv)) => match command::check_program(&argv[0]) {
+                Ok(()) => Some(argv),
+                Err(e) => {
+                    errors.push(format!("NOTIFY_COMMAND: {e}"));
+                    None
+                }
+            },
+            Some(Err(e)) => {
+                errors.push(format!("NOTIFY_COMMAND: {e}"));
+                None
+            }
+        };
+        let events = match get("NOTIFY_EVENTS") {
+            None => EventSet::default(),
+            Some(v) => EventSet::parse(&v).unwrap_or_else(|e| {
+                errors.push(format!("NOTIFY_EVENTS: {e}"));
+                EventSet::default()
+            }),
+        };
+        let min_interval = match get("NOTIFY_MIN_INTERVAL") {
+            None => DEFAULT_MIN_INTERVAL_SECS,
+            Some(v) => parse_duration(v.trim()).unwrap_or_else(|e| {
+                errors.push(format!("NOTIFY_MIN_INTERVAL: {e}"));
+                0
+            }),
+        };
+        let max_per_minute = match get("NOTIFY_MAX_PER_MINUTE") {
+            None => DEFAULT_MAX_PER_MINUTE,
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if (1..=MAX_PER_MINUTE_LIMIT).contains(&n) => n as u32,
+                _ => {
+                    errors.push(format!(
+                        "NOTIFY_MAX_PER_MINUTE: '{}' is not a whole number in 1..={MAX_PER_MINUTE_LIMIT}",
+                        v.trim().escape_debug()
+                    ));
+                    DEFAULT_MAX_PER_MINUTE
+                }
+            },
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Some(NotifyConfig {
+            webhook,
+            command,
+            events,
+            min_interval,
+            max_per_minute,
+            warnings,
+        }))
+    }
+
+    /// (variable, shown value) for `--check-config`: the URL redacted, the body, headers and
+    /// command described without their values.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(w) = &self.webhook {
+            out.push(("NOTIFY_URL", w.redacted_url().to_string()));
+            out.push(("NOTIFY_BODY", w.body_kind().to_string()));
+            let names = w.header_names();
+            if !names.is_empty() {
+                out.push((
+                    "NOTIFY_HEADERS",
+                    format!("{} (values hidden)", names.join(", ")),
+                ));
+            }
+        }
+        if let Some(argv) = &self.command {
+            out.push((
+                "NOTIFY_COMMAND",
+                format!("{} (+{} fixed arguments)", argv[0], argv.len() - 1),
+            ));
+        }
+        out.push(("NOTIFY_EVENTS", self.events.names().join(",")));
+        out.push((
+            "NOTIFY_MIN_INTERVAL",
+            match self.min_interval {
+                0 => "0 (off)".to_string(),
+                s => format!("{s}s"),
+            },
+        ));
+        out.push(("NOTIFY_MAX_PER_MINUTE", self.max_per_minute.to_string()));
+        out
+    }
+
+    /// The webhook's host (and port), so the caller can pick the proxy for it (`NO_PROXY`)
+    /// when it builds the agent.
+    pub fn webhook_host(&self) -> Option<&str> {
+        self.webhook.as_ref().map(|w| w.host())
+    }
+}
+
+impl fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.describe()).finish()
+    }
+}
+
+/// `30s`, `10m`, `2h`, `1d`, or bare seconds; 0 allowed (off); at most 7 days.
+fn parse_duration(t: &str) -> Result<u64, String> {
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = (&t[..split], t[split..].trim());
+    let mult = match unit.to_ascii_lowercase().as_str() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
+        Some(s) if mult > 0 && s <= MAX_INTERVAL_SECS => Ok(s),
+        Some(_) if mult > 0 => Err(format!("'{t}' is longer than 7d")),
+        _ => Err(format!(
+            "'{}' is not a duration like 10m, 1h or 0",
+            t.escape_debug()
+        )),
+    }
+}
+
+/// Counters the notifier reports once a minute (and tests read).
+#[derive(Default)]
+struct Stats {
+    queue_full: AtomicU64,
+    repeats: AtomicU64,
+    over_cap: AtomicU64,
+    hooks_busy: AtomicU64,
+    failures: AtomicU64,
+    sent: AtomicU64,
+    /// A drop was logged at once since the last minute's report.
+    drop_logged: AtomicBool,
+}
+
+struct Inner {
+    webhook: Option<Webhook>,
+    runner: Option<Runner>,
+    agent: ureq::Agent,
+    host: String,
+    stats: Stats,
+    last_failure_log: Mutex<Option<Instant>>,
+}
+
+/// The notifier: cheap to call from any thread (`Notifier` is `Sync`; share it in an `Arc`).
+pub struct Notifier {
+    tx: Option<SyncSender<Event>>,
+    events: EventSet,
+    inner: Option<Arc<Inner>>,
+}
+
+impl Notifier {
+    /// Notifications off: `notify` does nothing.
+    pub fn disabled() -> Notifier {
+        Notifier {
+            tx: None,
+            events: EventSet::default(),
+            inner: None,
+        }
+    }
+
+    /// Starts the notifier thread. `agent` is knockd's own HTTPS agent (roots, CA file and
+    /// the proxy chosen for [`NotifyConfig::webhook_host`]); each request sets its own
+    /// 10-second timeout.
+    pub fn start(config: NotifyConfig, agent: ureq::Agent) -> Result<Notifier, NotifyError> {
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let limiter = Limiter::new(config.min_interval, config.max_per_minute);
+        let inner = Arc::new(Inner {
+            webhook: config.webhook,
+            runner: config.command.map(|argv| Runner::new(argv, HOOK_TIMEOUT)),
+            agent,
+            host: event::hostname(),
+            stats: Stats::default(),
+            last_failure_log: Mutex::new(None),
+        });
+        let worker = Arc::clone(&inner);
+        thread::Builder::new()
+            .name("notify".into())
+            .spawn(move || run(&worker, rx, limiter))
+            .map_err(|e| NotifyError::Thread(e.to_string()))?;
+        Ok(Notifier {
+            tx: Some(tx),
+            events: config.events,
+            inner: Some(inner),
+        })
+    }
+
+    /// Whether `notify` would queue this kind: lets a caller skip building an event.
+    pub fn wants(&self, kind: EventKind) -> bool {
+        self.tx.is_some() && self.events.contains(kind)
+    }
+
+    /// Queues the event if its kind is selected. Never blocks: a full queue drops it (counted).
+    pub fn notify(&self, event: Event) {
+        let (Some(tx), Some(inner)) = (&self.tx, &self.inner) else {
+            return;
+        };
+        if !self.events.contains(event.kind) {
+            return;
+        }
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(event) {
+            inner.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+            // The first drop is logged at once (the notifier thread may be stuck on a slow
+            // receiver for a while); the rest go into the minute's report.
+            if !inner.stats.drop_logged.swap(true, Ordering::Relaxed) {
+                log::event(&format!(
+                    "notify dropped: queue full ({QUEUE} waiting); drops are counted in the next notify last_minute line"
+                ));
+            }
+        }
+    }
+
+    /// `knockd --notify-test`: sends one `test` event now, on this thread, past the rate
+    /// limits and the event selection, and reports what the receiver answered (status and
+    /// the first 200 bytes, escaped) and how the hook ended. Err when any channel failed.
+    pub fn send_test(&self) -> Result<String, NotifyError> {
+        let Some(inner) = &self.inner else {
+            return Err(NotifyError::NotConfigured);
+        };
+        let mut event = Event::new(EventKind::Test, "203.0.113.5")
+            .with_label("notify-test")
+            .with_result("test");
+        event.host = inner.host.clone();
+        let mut lines = Vec::new();
+        let mut failed = false;
+        if let Some(w) = &inner.webhook {
+            let line = match w.send(&inner.agent, &event) {
+                Ok(a) => format!("HTTP {}, answer: {}", a.status, a.snippet),
+                Err(e) => {
+                    failed = true;
+                    e.to_string()
+                }
+            };
+            lines.push(format!("webhook {}: {line}", w.redacted_url()));
+        }
+        if let Some(r) = &inner.runner {
+            let line = match r.run(&event) {
+                Ok(o) => {
+                    failed |= !o.ok();
+                    o.describe(HOOK_TIMEOUT)
+                }
+                Err(e) => {
+                    failed = true;
+                    e.to_string()
+                }
+            };
+            lines.push(format!("command {}: {line}", r.program()));
+        }
+        let report = lines.join("\n");
+        if failed {
+            Err(NotifyError::TestFailed(report))
+        } else {
+            Ok(report)
+        }
+    }
+
+    /// For one-shot commands (`--prune`, `--revoke`): sends the event now, on this thread, if
+    /// its kind is selected (no queue and no rate limit: the process ends right after), and
+    /// logs what failed.
+    pub fn send_now(&self, mut event: Event) {
+        let Some(inner) = &self.inner else {
+            return;
+        };
+        if !self.events.contains(event.kind) {
+            return;
+        }
+        if event.host.is_empty() {
+            event.host = inner.host.clone();
+        }
+        let (kind, addr) = (event.kind, event.ip.clone());
+        if let Some(w) = &inner.webhook {
+            if let Err(e) = w.send(&inner.agent, &event) {
+                let what = format!("url={} error=\"{e}\"", w.redacted_url());
+                log::event(&format!("notify event={kind} addr={addr} {what}"));
+            }
+        }
+        if let Some(r) = &inner.runner {
+            let what = match r.run(&event) {
+                Ok(o) if o.ok() => return,
+                Ok(o) => o.describe(HOOK_TIMEOUT),
+                Err(e) => e.to_string(),
+            };
+            let what = format!("command={} error=\"{what}\"", r.program());
+            log::event(&format!("notify event={kind} addr={addr} {what}"));
+        }
+    }
+
+    #[cfg(test)]
+    fn stats(&self) -> &Stats {
+        &self.inner.as_ref().expect("enabled").stats
+    }
+}
+
+/// The notifier thread: until every `Notifier` (sender) is gone.
+fn run(inner: &Arc<Inner>, rx: Receiver<Event>, mut limiter: Limiter) {
+    let started = Instant::now();
+    let mut next_report = started + REPORT_EVERY;
+    let mut reported = [0u64; 5];
+    loop {
+        let wait = next_report.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(mut event) => {
+                if event.host.is_empty() {
+                    event.host = inner.host.clone();
+                }
+                let now = started.elapsed().as_secs();
+                match limiter.check(event.kind, &event.ip, now) {
+                    Decision::Send => deliver(inner, &event),
+                    Decision::Repeat => {
+                        inner.stats.repeats.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Decision::OverCap => {
+                        inner.stats.over_cap.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if Instant::now() >= next_report {
+            next_report = Instant::now() + REPORT_EVERY;
+            let s = &inner.stats;
+            let now = [
+                s.queue_full.load(Ordering::Relaxed),
+                s.repeats.load(Ordering::Relaxed),
+                s.over_cap.load(Ordering::Relaxed),
+                s.hooks_busy.load(Ordering::Relaxed),
+                s.failures.load(Ordering::Relaxed),
+            ];
+            if let Some(line) = report_line(&reported, &now) {
+                log::event(&line);
+            }
+            reported = now;
+            s.drop_logged.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends the webhook and starts the hook.
+fn deliver(inner: &Arc<Inner>, event: &Event) {
+    inner.stats.sent.fetch_add(1, Ordering::Relaxed);
+    let (kind, addr) = (event.kind, event.ip.clone());
+    if let Some(w) = &inner.webhook {
+        if let Err(e) = w.send(&inner.agent, event) {
+            let what = format!("url={} error=\"{e}\"", w.redacted_url());
+            log_failure(inner, kind, &addr, &what);
+        }
+    }
+    if let Some(r) = &inner.runner {
+        let worker = Arc::clone(inner);
+        let program = r.program().to_string();
+        let hook_addr = addr.clone();
+        let started = r.start(event, move |result| {
+            let what = match result {
+                Ok(o) if o.ok() => return,
+                Ok(o) => o.describe(HOOK_TIMEOUT),
+                Err(e) => e.to_string(),
+            };
+            let what = format!("command={program} error=\"{what}\"");
+            log_failure(&worker, kind, &hook_addr, &what);
+        });
+        match started {
+            Ok(()) => {}
+            Err(NotifyError::Busy(_)) => {
+                inner.stats.hooks_busy.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let what = format!("command={} error=\"{e}\"", r.program());
+                log_failure(inner, kind, &addr, &what);
+            }
+        }
+    }
+}
+
+/// Counts a failure; logs it unless another was logged less than a minute ago (the minute's
+/// report then counts it), so a dead receiver costs one line a minute.
+fn log_failure(inner: &Inner, kind: EventKind, addr: &str, what: &str) {
+    inner.stats.failures.fetch_add(1, Ordering::Relaxed);
+    let mut last = match inner.last_failure_log.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    if last.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+        *last = Some(Instant::now());
+        drop(last);
+        log::event(&format!("notify event={kind} addr={addr} {what}"));
+    }
+}
+
+/// The minute's line, when anything was dropped, suppressed or failed since the last one.
+fn report_line(before: &[u64; 5], now: &[u64; 5]) -> Option<String> {
+    let d: Vec<u64> = now
+        .iter()
+        .zip(before)
+        .map(|(n, b)| n.saturating_sub(*b))
+        .collect();
+    if d.iter().all(|n| *n == 0) {
+        return None;
+    }
+    Some(format!(
+        "notify last_minute dropped_queue_full={} suppressed_repeats={} suppressed_over_cap={} hooks_skipped_busy={} failures={}",
+        d[0], d[1], d[2], d[3], d[4]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    use super::event::sample;
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Option<NotifyConfig>, Vec<String>> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        NotifyConfig::parse(|k| map.get(k).cloned())
+    }
+
+    fn ok(vars: &[(&str, &str)]) -> NotifyConfig {
+        match config(vars) {
+            Ok(Some(c)) => c,
+            Ok(None) => panic!("notifications off"),
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn the_notifier_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Notifier>();
+        shared::<NotifyConfig>();
+    }
+
+    /// `cargo test --lib notify::tests::print_samples -- --ignored --nocapture`: one rendered
+    /// notification per kind, for the documentation.
+    #[test]
+    #[ignore]
+    fn print_samples() {
+        let c = ok(&[
+            ("NOTIFY_URL", "https://api.telegram.org/bot<TOKEN>/sendMessage?chat_id=<CHAT>&text=#{message}&label=#{label}"),
+            ("NOTIFY_BODY", r##"{"msgtype":"text","text":{"content":"#{message}"},"event":"#{event}","ip":"#{ip}","expires":"#{expires}"}"##),
+        ]);
+        let w = c.webhook.as_ref().unwrap();
+        for kind in event::SELECTABLE.iter().chain([EventKind::Test].iter()) {
+            let e = sample(*kind);
+            let p = w.prepare(&e);
+            println!(
+                "## {kind}\nmessage: {}\n{} {}\nbody: {}\n",
+                e.message(),
+                p.method,
+                p.url,
+                p.body.unwrap_or_default()
+            );
+        }
+    }
+
+    #[test]
+    fn off_unless_a_url_or_a_command_is_set() {
+        assert!(config(&[]).unwrap().is_none());
+        assert!(config(&[("NOTIFY_URL", "  "), ("NOTIFY_EVENTS", "")])
+            .unwrap()
+            .is_none());
+        let e = config(&[("NOTIFY_BODY", "{}"), ("NOTIFY_MIN_INTERVAL", "1m")])
+            .err()
+            .unwrap();
+        assert_eq!(
+            e,
+            vec![
+                "NOTIFY_BODY is set but neither NOTIFY_URL nor NOTIFY_COMMAND is",
+                "NOTIFY_MIN_INTERVAL is set but neither NOTIFY_URL nor NOTIFY_COMMAND is"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_and_description_hide_secrets() {
+        let c = ok(&[
+            (
+                "NOTIFY_URL",
+                "https://api.day.app/DEVICEKEY1234567890/#{message}",
+            ),
+            ("NOTIFY_HEADERS", "Authorization: Bearer hunter2hunter2"),
+        ]);
+        assert_eq!(c.events, EventSet::default());
+        assert_eq!((c.min_interval, c.max_per_minute), (600, 20));
+        assert_eq!(c.webhook_host(), Some("api.day.app"));
+        let shown = format!("{:?}", c.describe());
+        assert!(shown.contains("https://api.day.app/****"), "{shown}");
+        assert!(
+            !shown.contains("DEVICEKEY") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        assert!(shown.contains("Authorization (values hidden)"), "{shown}");
+        assert!(shown.contains("grant,fail,lockout"), "{shown}");
+    }
+
+    #[test]
+    fn every_problem_at_once_naming_its_variable() {
+        let e = config(&[
+            (
+                "NOTIFY_URL",
+                "https://hooks.example/SECRETSECRETSECRET/#{nope}",
+            ),
+            ("NOTIFY_BODY", "{\"a\":\"#{ip}\"}"),
+            ("NOTIFY_HEADERS", "X-Bad\r: 1"),
+            ("NOTIFY_COMMAND", "relative.sh"),
+            ("NOTIFY_EVENTS", "grant,opened"),
+            ("NOTIFY_MIN_INTERVAL", "10 minutes"),
+            ("NOTIFY_MAX_PER_MINUTE", "0"),
+        ])
+        .err()
+        .unwrap();
+        let all = e.join("\n");
+        for var in VARIABLES.iter().filter(|v| **v != "NOTIFY_BODY") {
+            assert!(all.contains(var), "{var} missing from {all}");
+        }
+        assert!(!all.contains("SECRETSECRET"), "{all}");
+        assert_eq!(e.len(), 6, "{all}");
+        let e = config(&[("NOTIFY_COMMAND", "/bin/sh"), ("NOTIFY_BODY", "x")])
+            .err()
+            .unwrap();
+        assert_eq!(e, vec!["NOTIFY_BODY is set but NOTIFY_URL is not"]);
+    }
+
+    #[test]
+    fn durations() {
+        for (text, want) in [
+            ("0", Ok(0)),
+            ("90", Ok(90)),
+            ("10m", Ok(600)),
+            ("2H", Ok(7200)),
+            ("7d", Ok(604_800)),
+        ] {
+            assert_eq!(parse_duration(text), want, "{text}");
+        }
+        for text in ["", "m", "-1", "8d", "1w", "1.5h"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn report_lines_only_when_something_happened() {
+        assert_eq!(report_line(&[1, 2, 3, 4, 5], &[1, 2, 3, 4, 5]), None);
+        assert_eq!(
+            report_line(&[1, 0, 0, 0, 0], &[13, 30, 5, 2, 1]).unwrap(),
+            "notify last_minute dropped_queue_full=12 suppressed_repeats=30 suppressed_over_cap=5 hooks_skipped_busy=2 failures=1"
+        );
+    }
+
+    #[test]
+    fn errors_display_without_the_url() {
+        let cases = [
+            (
+                NotifyError::NotConfigured,
+                "notifications are off: set NOTIFY_URL or NOTIFY_COMMAND",
+            ),
+            (
+                NotifyError::Status {
+                    code: 404,
+                    answer: String::new(),
+                },
+                "webhook answered HTTP 404",
+            ),
+            (
+                NotifyError::Status {
+                    code: 400,
+                    answer: "bad".into(),
+                },
+                "webhook answered HTTP 400: bad",
+            ),
+            (
+                NotifyError::Busy(4),
+                "notify command skipped: 4 already running",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), want);
+        }
+    }
+
+    /// One HTTP/1.1 request as received: head and body bytes.
+    struct Request {
+        head: String,
+        body: Vec<u8>,
+    }
+
+    /// A receiver on 127.0.0.1 that answers `status` to every request (keep-alive) and
+    /// hands each request to the test; `silent` accepts and never answers.
+    fn receiver(status: u16, silent: bool) -> (u16, mpsc::Receiver<Request>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let tx = tx.clone();
+                thread::spawn(move || serve(conn, status, silent, tx));
+            }
+        });
+        (port, rx)
+    }
+
+    fn serve(conn: TcpStream, status: u16, silent: bool, tx: mpsc::Sender<Request>) {
+        let mut out = conn.try_clone().unwrap();
+        let mut r = BufReader::new(conn);
+        loop {
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                head.push_str(&line);
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let _ = tx.send(Request { head, body });
+            if silent {
+                thread::sleep(Duration::from_secs(60));
+                return;
+            }
+            let answer = "{\"errcode\":0,\"errmsg\":\"ok\"}\n";
+            let _ = write!(
+                out,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::AgentBuilder::new().redirects(0).build()
+    }
+
+    fn start(vars: &[(&str, &str)]) -> Notifier {
+        Notifier::start(ok(vars), agent()).unwrap()
+    }
+
+    const HOSTILE: &str = "ph\"one\\ $(x) é";
+
+    #[test]
+    fn a_grant_arrives_as_a_byte_exact_json_post() {
+        let (port, rx) = receiver(200, false);
+        let url = format!("http://127.0.0.1:{port}/cgi-bin/webhook/send?key=0123456789abcdef0123");
+        let body = r##"{"msgtype":"text","text":{"content":"#{message}"},"ip":"#{ip}","label":"#{label}","event":"#{event}"}"##;
+        let n = start(&[
+            ("NOTIFY_URL", &url),
+            ("NOTIFY_BODY", body),
+            ("NOTIFY_HEADERS", "X-Token: abc"),
+        ]);
+        let event = sample(EventKind::Grant).with_label(HOSTILE);
+        n.notify(event.clone());
+        let req = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            req.head
+                .starts_with("POST /cgi-bin/webhook/send?key=0123456789abcdef0123 HTTP/1.1\r\n"),
+            "{}",
+            req.head
+        );
+        let head = req.head.to_ascii_lowercase();
+        assert!(
+            head.contains("\r\ncontent-type: application/json\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nx-token: abc\r\n"), "{head}");
+        let expected = r##"{"msgtype":"text","text":{"content":"knockd: opened TCP 22,443; UDP 53 for 203.0.113.5 (ph\"one\\ $(x) é) until 2026-12-25 13:38Z"},"ip":"203.0.113.5","label":"ph\"one\\ $(x) é","event":"grant"}"##;
+        assert_eq!(String::from_utf8(req.body.clone()).unwrap(), expected);
+        let v: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(v["label"], HOSTILE);
+        assert_eq!(v["text"]["content"], event.message().as_str());
+    }
+
+    #[test]
+    fn a_get_carries_url_encoded_values() {
+        let (port, rx) = receiver(200, false);
+        let url = format!("http://127.0.0.1:{port}/bot42:TOKENTOKENTOKENTOKEN/sendMessage?chat_id=-100&text=#{{message}}&l=#{{label}}&e=#{{expires}}");
+        let n = start(&[("NOTIFY_URL", &url), ("NOTIFY_EVENTS", "fail")]);
+        n.notify(sample(EventKind::Grant)); // not selected
+        n.notify(sample(EventKind::Fail).with_label(HOSTILE));
+        let req = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let line = req.head.lines().next().unwrap();
+        assert_eq!(
+            line,
+            "GET /bot42:TOKENTOKENTOKENTOKEN/sendMessage?chat_id=-100&text=knockd%3A%20knock%20from%20203.0.113.5%20%28ph%22one%5C%20%24%28x%29%20%C3%A9%29%20failed%3A%20wrong%20secret&l=ph%22one%5C%20%24%28x%29%20%C3%A9&e= HTTP/1.1"
+        );
+        assert!(req.body.is_empty());
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the unselected grant was sent"
+        );
+    }
+
+    #[test]
+    fn send_test_reports_status_and_answer() {
+        let (port, rx) = receiver(200, false);
+        let url = format!("http://127.0.0.1:{port}/hook/TOKENTOKENTOKENTOKEN?e=#{{event}}");
+        let n = start(&[("NOTIFY_URL", &url), ("NOTIFY_BODY", "#{message}")]);
+        let report = n.send_test().unwrap();
+        assert_eq!(
+            report,
+            format!("webhook http://127.0.0.1:{port}/****: HTTP 200, answer: {{\\\"errcode\\\":0,\\\"errmsg\\\":\\\"ok\\\"}}")
+        );
+        let req = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(
+            req.head
+                .starts_with("POST /hook/TOKENTOKENTOKENTOKEN?e=test "),
+            "{}",
+            req.head
+        );
+        assert!(String::from_utf8(req.body)
+            .unwrap()
+            .starts_with("knockd: test notification from "));
+        assert!(req
+            .head
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain; charset=utf-8"));
+
+        let (port, _rx) = receiver(403, false);
+        let url = format!("http://127.0.0.1:{port}/hook/TOKENTOKENTOKENTOKEN");
+        let e = start(&[("NOTIFY_URL", &url)])
+            .send_test()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("webhook answered HTTP 403: {\\\"errcode\\\""),
+            "{e}"
+        );
+        assert!(Notifier::disabled().send_test() == Err(NotifyError::NotConfigured));
+    }
+
+    #[test]
+    fn an_unreachable_receiver_error_never_shows_the_token() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url =
+            format!("http://127.0.0.1:{port}/bot123456:SECRETSECRETSECRETSECRET/send?t=#{{ip}}");
+        let e = start(&[("NOTIFY_URL", &url)])
+            .send_test()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "webhook http://127.0.0.1:{port}/****: webhook not reached: Connection Failed"
+            )),
+            "{e}"
+        );
+        assert!(!e.contains("SECRET") && !e.contains("bot123456"), "{e}");
+    }
+
+    #[test]
+    fn a_receiver_that_never_answers_does_not_slow_the_caller() {
+        let (port, rx) = receiver(200, true);
+        let url = format!("http://127.0.0.1:{port}/x");
+        let n = start(&[("NOTIFY_URL", &url), ("NOTIFY_MIN_INTERVAL", "0")]);
+        n.notify(sample(EventKind::Fail));
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(); // the thread is now stuck on it
+        let t = Instant::now();
+        for i in 0..1000 {
+            n.notify(Event::new(EventKind::Fail, format!("192.0.2.{}", i % 250)));
+        }
+        let took = t.elapsed();
+        assert!(took < Duration::from_millis(200), "{took:?}");
+        let dropped = n.stats().queue_full.load(Ordering::Relaxed);
+        assert_eq!(dropped, 1000 - QUEUE as u64);
+    }
+
+    #[test]
+    fn the_rate_limit_holds_during_a_lockout_flood() {
+        let (port, rx) = receiver(200, false);
+        let url = format!("http://127.0.0.1:{port}/x?ip=#{{ip}}");
+        let n = start(&[("NOTIFY_URL", &url), ("NOTIFY_MAX_PER_MINUTE", "5")]);
+        // Queue-sized bursts, so that every event reaches the limiter.
+        for round in 0..3 {
+            for i in 0..QUEUE / 2 {
+                n.notify(Event::new(
+                    EventKind::Lockout,
+                    format!("198.51.100.{}", i % 8),
+                ));
+            }
+            let t = Instant::now();
+            while n.stats().repeats.load(Ordering::Relaxed)
+                + n.stats().over_cap.load(Ordering::Relaxed)
+                + n.stats().sent.load(Ordering::Relaxed)
+                < ((round + 1) * QUEUE / 2) as u64
+            {
+                assert!(t.elapsed() < Duration::from_secs(10), "stuck");
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let mut got = Vec::new();
+        while let Ok(r) = rx.recv_timeout(Duration::from_millis(300)) {
+            got.push(r.head.lines().next().unwrap().to_string());
+        }
+        assert_eq!(got.len(), 5, "{got:?}");
+        let s = n.stats();
+        assert_eq!(s.sent.load(Ordering::Relaxed), 5);
+        // 8 distinct addresses: 3 of them were capped; everything else was a repeat.
+        assert_eq!(
+            s.over_cap.load(Ordering::Relaxed) + s.repeats.load(Ordering::Relaxed),
+            3 * 32 - 5
+        );
+        assert!(s.over_cap.load(Ordering::Relaxed) >= 3);
+    }
+
+    #[test]
+    fn the_command_hook_runs_from_the_notifier() {
+        let dir = command::tests::temp_dir("notifier");
+        let out = dir.join("env.out");
+        let hook = command::tests::script(&dir, "env > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"");
+        let n = start(&[
+            ("NOTIFY_COMMAND", &format!("{hook} {}", out.display())),
+            ("NOTIFY_EVENTS", "lockout"),
+        ]);
+        n.notify(sample(EventKind::Lockout));
+        let t = Instant::now();
+        while !out.exists() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "the hook did not run"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        let env = std::fs::read_to_string(&out).unwrap();
+        assert!(env.lines().any(|l| l == "KNOCKD_EVENT=lockout"), "{env}");
+        assert!(env.lines().any(|l| l == "KNOCKD_IP=198.51.100.7"), "{env}");
+        assert!(env.lines().any(|l| l == "KNOCKD_COUNT=10"), "{env}");
+        let report = n.send_test().unwrap();
+        assert_eq!(report, format!("command {hook}: exit status 0"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
