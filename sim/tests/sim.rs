@@ -216,7 +216,7 @@ fn host_or_scope_tampering_is_signature_failure() {
     assert_code(&v, "AuthFailure.SignatureFailure");
 }
 
-/// Section 2: extra signed headers are allowed when listed and consistent.
+/// Extra signed headers are allowed when listed and consistent.
 #[test]
 fn extra_signed_header_x_tc_action() {
     let sim = start();
@@ -1052,7 +1052,7 @@ fn rules_file_and_startup_errors() {
     .expect("write");
     let credential = format!("{SECRET_ID}:{SECRET_KEY}");
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_lighthouse-sim"))
+        std::process::Command::new(common::sim::binary())
             .args(["--credential", &credential])
             .args(args)
             .output()

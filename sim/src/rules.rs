@@ -1,4 +1,4 @@
-//! Firewall rule validation and normalisation (lighthouse-api.md sections 5 and 10a).
+//! Firewall rule validation and normalisation (docs/lighthouse-api.md, FirewallRule).
 //! Every rule is normalised before it is compared, so that `Port` absent and `ALL`, or `Action`
 //! absent and `ACCEPT`, name the same rule, as the cloud treats them.
 
@@ -6,15 +6,14 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::{Map, Value};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
-/// Section 9: "`FirewallRuleDescription` at most 64"; the reference leaves characters vs bytes
-/// open (section 11.9), so the simulator takes the stricter reading: bytes.
-pub const MAX_DESCRIPTION_BYTES: usize = 64;
-/// Section 9: at most 64 characters in `Port`.
+/// "`FirewallRuleDescription` at most 64"; the reference leaves characters vs bytes open, so the simulator takes the stricter reading: bytes.
+pub(crate) const MAX_DESCRIPTION_BYTES: usize = 64;
+/// At most 64 characters in `Port`.
 const MAX_PORT_CHARS: usize = 64;
-/// Section 9: the per-instance firewall quota.
-pub const MAX_RULES: usize = 100;
+/// The per-instance firewall quota.
+pub(crate) const MAX_RULES: usize = 100;
 
 const RULE_FIELDS: [&str; 6] = [
     "Protocol",
@@ -26,20 +25,20 @@ const RULE_FIELDS: [&str; 6] = [
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub protocol: String,
-    pub port: String,
-    pub cidr: Option<String>,
-    pub ipv6: Option<String>,
-    pub action: String,
-    pub description: String,
+pub(crate) struct Rule {
+    pub(crate) protocol: String,
+    pub(crate) port: String,
+    pub(crate) cidr: Option<String>,
+    pub(crate) ipv6: Option<String>,
+    pub(crate) action: String,
+    pub(crate) description: String,
 }
 
-/// Identity of a rule (section 10a): the description is not part of it.
-pub type RuleKey<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, &'a str);
+/// Identity of a rule: the description is not part of it.
+pub(crate) type RuleKey<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, &'a str);
 
 impl Rule {
-    pub fn key(&self) -> RuleKey<'_> {
+    pub(crate) fn key(&self) -> RuleKey<'_> {
         (
             &self.protocol,
             &self.port,
@@ -49,9 +48,9 @@ impl Rule {
         )
     }
 
-    /// The display label the console derives from protocol and port (section 5, FirewallRuleInfo;
+    /// The display label the console derives from protocol and port (FirewallRuleInfo;
     /// the doc example shows a created `TCP 80` rule coming back as `HTTP(80)`).
-    pub fn app_type(&self) -> &'static str {
+    pub(crate) fn app_type(&self) -> &'static str {
         match (self.protocol.as_str(), self.port.as_str()) {
             ("TCP", "22") => "Linux登录(22)",
             ("TCP", "80") => "HTTP(80)",
@@ -71,7 +70,7 @@ impl Rule {
 
     /// A FirewallRuleInfo as DescribeFirewallRules returns it: `Ipv6CidrBlock` only on IPv6
     /// rules, which then carry no `CidrBlock` (doc examples omit the field they do not use).
-    pub fn to_info(&self) -> Value {
+    pub(crate) fn to_info(&self) -> Value {
         let mut m = Map::new();
         m.insert("AppType".into(), self.app_type().into());
         m.insert("Protocol".into(), self.protocol.clone().into());
@@ -114,7 +113,7 @@ fn opt_str<'a>(
 
 /// Parses and normalises one request-side FirewallRule; `at` names it in messages
 /// (`FirewallRules.3`).
-pub fn parse_rule(v: &Value, at: &str) -> Result<Rule, ApiError> {
+pub(crate) fn parse_rule(v: &Value, at: &str) -> Result<Rule, ApiError> {
     let obj = v.as_object().ok_or_else(|| {
         ApiError::new(
             "InvalidParameter",
@@ -211,8 +210,8 @@ pub fn parse_rule(v: &Value, at: &str) -> Result<Rule, ApiError> {
     })
 }
 
-/// Section 5 Port grammar. Lists and ranges are not mixed: the doc's "a single port and a list
-/// cannot coexist" is read as strictly as possible (section 11.8).
+/// The Port grammar: ALL, one port, a comma list of single ports, or one range `low-high`. A list
+/// and a range are never mixed ("单独的端口与离散端口不能同时存在"; `22,8000-8100` takes two rules).
 fn check_port(p: &str) -> Result<(), String> {
     if p.len() > MAX_PORT_CHARS {
         return Err(format!("is longer than {MAX_PORT_CHARS} characters"));
@@ -277,7 +276,7 @@ fn check_v6(s: &str) -> Result<(), String> {
 
 /// `FirewallRules` as a list of normalised rules; `InvalidParameter.FirewallRulesDuplicated`
 /// when one rule appears twice (by identity).
-pub fn parse_rule_list(v: &Value) -> Result<Vec<Rule>, ApiError> {
+pub(crate) fn parse_rule_list(v: &Value) -> Result<Vec<Rule>, ApiError> {
     let items = v.as_array().ok_or_else(|| {
         ApiError::new(
             "InvalidParameter",
@@ -313,9 +312,9 @@ fn default_rule(port: &str, protocol: &str) -> Rule {
     }
 }
 
-/// What a freshly created Lighthouse instance shows in the console (section 11.13 leaves this
-/// open; these are the rules the console template creates).
-pub fn default_rules() -> Vec<Rule> {
+/// What a freshly created Lighthouse instance shows in the console (the API reference leaves
+/// this open; these are the rules the console template creates).
+pub(crate) fn default_rules() -> Vec<Rule> {
     vec![
         default_rule("22", "TCP"),
         default_rule("80", "TCP"),
@@ -326,7 +325,7 @@ pub fn default_rules() -> Vec<Rule> {
 }
 
 /// Rules someone else put there (an office SSH allowance): knockd must never touch them.
-pub fn foreign_rules(n: usize) -> Vec<Rule> {
+pub(crate) fn foreign_rules(n: usize) -> Vec<Rule> {
     (1..=n)
         .map(|i| Rule {
             protocol: "TCP".to_string(),

@@ -2,9 +2,9 @@
 
 use std::net::SocketAddr;
 
-use crate::api::{instance_id_ok, known_region};
+use crate::ids::{instance_id_ok, known_region};
 
-pub const USAGE: &str =
+pub(crate) const USAGE: &str =
     "usage: lighthouse-sim --credential ID:KEY --instance REGION:lhins-xxxxxxxx [options]
   --listen ADDR                 loopback address to bind (default 127.0.0.1:0)
   --credential ID:KEY           accepted SecretId and SecretKey (repeatable)
@@ -27,32 +27,32 @@ pub const USAGE: &str =
   --no-rate-limit               disable the per-action rate limits
   --seed N                      seed of the fault-injection PRNG";
 
-pub struct Config {
-    pub listen: SocketAddr,
+pub(crate) struct Config {
+    pub(crate) listen: SocketAddr,
     /// (SecretId, SecretKey). Config has no Debug impl so the key cannot be printed by accident.
-    pub credentials: Vec<(String, String)>,
-    pub token: Option<String>,
+    pub(crate) credentials: Vec<(String, String)>,
+    pub(crate) token: Option<String>,
     /// (Region, InstanceId)
-    pub instances: Vec<(String, String)>,
-    pub default_rules: bool,
-    pub foreign_rules: usize,
-    pub rules_file: Option<String>,
-    pub latency_ms: u64,
-    pub spike_ms: u64,
-    pub spike_rate: f64,
-    pub fail_rate: f64,
-    pub fail_codes: Vec<String>,
-    pub drop_rate: f64,
-    pub drop_after_apply_rate: f64,
-    pub clock_offset: i64,
-    pub date_header: bool,
-    pub conflict_after_describe: u64,
-    pub modify_description_keeps_version: bool,
-    pub rate_limit: bool,
-    pub seed: Option<u64>,
+    pub(crate) instances: Vec<(String, String)>,
+    pub(crate) default_rules: bool,
+    pub(crate) foreign_rules: usize,
+    pub(crate) rules_file: Option<String>,
+    pub(crate) latency_ms: u64,
+    pub(crate) spike_ms: u64,
+    pub(crate) spike_rate: f64,
+    pub(crate) fail_rate: f64,
+    pub(crate) fail_codes: Vec<String>,
+    pub(crate) drop_rate: f64,
+    pub(crate) drop_after_apply_rate: f64,
+    pub(crate) clock_offset: i64,
+    pub(crate) date_header: bool,
+    pub(crate) conflict_after_describe: u64,
+    pub(crate) modify_description_keeps_version: bool,
+    pub(crate) rate_limit: bool,
+    pub(crate) seed: Option<u64>,
 }
 
-pub enum Parsed {
+pub(crate) enum Parsed {
     Run(Box<Config>),
     Help,
 }
@@ -71,7 +71,7 @@ fn rate(flag: &str, v: &str) -> Result<f64, String> {
     }
 }
 
-pub fn parse(args: &[String]) -> Result<Parsed, String> {
+pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut cfg = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         credentials: Vec::new(),
