@@ -37,13 +37,25 @@ impl Action {
         }
     }
 
-    /// The default per-action limits (docs/lighthouse-api.md, quotas and rate limits).
+    /// The default limits in calls per second, each counted per (action, region, SecretId)
+    /// (docs/lighthouse-api.md, quotas and rate limits).
     pub(crate) fn rate_limit(self) -> usize {
         match self {
             Action::ModifyFirewallRules | Action::ModifyFirewallRuleDescription => 20,
             Action::DescribeInstances => 100,
             _ => 10,
         }
+    }
+
+    /// The four actions that change a firewall (and can answer `FirewallBusy`).
+    pub(crate) fn is_write(self) -> bool {
+        matches!(
+            self,
+            Action::CreateFirewallRules
+                | Action::DeleteFirewallRules
+                | Action::ModifyFirewallRules
+                | Action::ModifyFirewallRuleDescription
+        )
     }
 
     pub(crate) fn fields(self) -> &'static [&'static str] {

@@ -1,6 +1,8 @@
 //! The request checks in the cloud's order (docs/lighthouse-api.md: signing, and the fake-server
 //! behaviour), then the seven actions.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Map, Value};
 
 use crate::action::Action;
@@ -84,7 +86,8 @@ fn check_and_run(
             ));
         }
     }
-    if cfg.rate_limit && !st.admit(&secret_id, action) {
+    let rate_region = req.header("x-tc-region").unwrap_or("");
+    if cfg.rate_limit && !st.admit(action, rate_region, &secret_id) {
         return Err(err(
             "RequestLimitExceeded",
             format!(
@@ -143,17 +146,24 @@ fn check_and_run(
         Action::DescribeInstances => describe_instances(st, region, &body),
         _ => {
             let idx = find_instance(st, region, &body)?;
+            let inst = &mut st.instances[idx];
+            if action.is_write() && inst.busy_until.is_some_and(|t| Instant::now() < t) {
+                return Err(err(
+                    "UnsupportedOperation.FirewallBusy",
+                    "Another firewall operation is in progress (lighthouse-sim --busy-for-ms).",
+                ));
+            }
             let out = match action {
-                Action::DescribeFirewallRules => describe_rules(&st.instances[idx], &body),
-                Action::CreateFirewallRules => create_rules(&mut st.instances[idx], &body),
-                Action::DeleteFirewallRules => delete_rules(&mut st.instances[idx], &body),
-                Action::ModifyFirewallRules => modify_rules(&mut st.instances[idx], &body),
-                _ => modify_description(
-                    &mut st.instances[idx],
-                    &body,
-                    !cfg.modify_description_keeps_version,
-                ),
+                Action::DescribeFirewallRules => describe_rules(inst, &body),
+                Action::CreateFirewallRules => create_rules(inst, &body, cfg),
+                Action::DeleteFirewallRules => delete_rules(inst, &body, cfg),
+                Action::ModifyFirewallRules => modify_rules(inst, &body, cfg),
+                _ => modify_description(inst, &body, cfg),
             }?;
+            // `--busy-for-ms`: the cloud is still applying this write; the next ones must wait.
+            if action.is_write() && cfg.busy_for_ms > 0 {
+                inst.busy_until = Some(Instant::now() + Duration::from_millis(cfg.busy_for_ms));
+            }
             // `--conflict-after-describe`: another writer changes the firewall right after this
             // client read it, so its next write carries a stale FirewallVersion.
             if action == Action::DescribeFirewallRules && st.conflicts_left > 0 {
@@ -279,16 +289,36 @@ fn describe_rules(
     Ok(m)
 }
 
+/// `--ipv6-unsupported-regions`: IPv6 rules (an `Ipv6CidrBlock`, ICMPv6 included) cannot be
+/// created in the instance's region.
+fn check_ipv6_supported(inst: &Instance, new: &[Rule], cfg: &Config) -> Result<(), ApiError> {
+    if !cfg.ipv6_unsupported_regions.contains(&inst.region) {
+        return Ok(());
+    }
+    match new.iter().position(|r| r.ipv6.is_some()) {
+        None => Ok(()),
+        Some(i) => Err(err(
+            &cfg.ipv6_unsupported_code,
+            format!(
+                "`FirewallRules.{i}`: IPv6 firewall rules are not supported in region `{}`.",
+                inst.region
+            ),
+        )),
+    }
+}
+
 fn create_rules(
     inst: &mut Instance,
     body: &Map<String, Value>,
+    cfg: &Config,
 ) -> Result<Map<String, Value>, ApiError> {
-    let new = rules::parse_rule_list(required(body, "FirewallRules")?)?;
+    let new = rules::parse_rule_list(required(body, "FirewallRules")?, cfg.port_identity)?;
+    check_ipv6_supported(inst, &new, cfg)?;
     check_version(inst, body)?;
     if let Some((i, _)) = new
         .iter()
         .enumerate()
-        .find(|(_, r)| inst.rules.iter().any(|o| o.key() == r.key()))
+        .find(|(_, r)| inst.rules.iter().any(|o| o.same(r, cfg.port_identity)))
     {
         return Err(err(
             "InvalidParameter.FirewallRulesExist",
@@ -305,7 +335,12 @@ fn create_rules(
             ),
         ));
     }
-    inst.rules.extend(new);
+    // Where the real API puts new rules is not documented; the console lists them last.
+    if cfg.create_inserts_first {
+        inst.rules.splice(0..0, new);
+    } else {
+        inst.rules.extend(new);
+    }
     inst.version += 1;
     Ok(Map::new())
 }
@@ -313,13 +348,15 @@ fn create_rules(
 fn delete_rules(
     inst: &mut Instance,
     body: &Map<String, Value>,
+    cfg: &Config,
 ) -> Result<Map<String, Value>, ApiError> {
-    let gone = rules::parse_rule_list(required(body, "FirewallRules")?)?;
+    let ports = cfg.port_identity;
+    let gone = rules::parse_rule_list(required(body, "FirewallRules")?, ports)?;
     check_version(inst, body)?;
     if let Some((i, _)) = gone
         .iter()
         .enumerate()
-        .find(|(_, r)| !inst.rules.iter().any(|o| o.key() == r.key()))
+        .find(|(_, r)| !inst.rules.iter().any(|o| o.same(r, ports)))
     {
         return Err(err(
             "ResourceNotFound.FirewallRulesNotFound",
@@ -327,7 +364,7 @@ fn delete_rules(
         ));
     }
     inst.rules
-        .retain(|o| !gone.iter().any(|r| r.key() == o.key()));
+        .retain(|o| !gone.iter().any(|r| r.same(o, ports)));
     inst.version += 1;
     Ok(Map::new())
 }
@@ -335,6 +372,7 @@ fn delete_rules(
 fn modify_rules(
     inst: &mut Instance,
     body: &Map<String, Value>,
+    cfg: &Config,
 ) -> Result<Map<String, Value>, ApiError> {
     let list = required(body, "FirewallRules")?;
     if list.as_array().is_some_and(|a| a.len() > MAX_RULES) {
@@ -343,7 +381,8 @@ fn modify_rules(
             format!("`FirewallRules` holds more than {MAX_RULES} rules."),
         ));
     }
-    let new = rules::parse_rule_list(list)?;
+    let new = rules::parse_rule_list(list, cfg.port_identity)?;
+    check_ipv6_supported(inst, &new, cfg)?;
     check_version(inst, body)?;
     inst.rules = new;
     inst.version += 1;
@@ -353,14 +392,14 @@ fn modify_rules(
 fn modify_description(
     inst: &mut Instance,
     body: &Map<String, Value>,
-    bump: bool,
+    cfg: &Config,
 ) -> Result<Map<String, Value>, ApiError> {
     let wanted = rules::parse_rule(required(body, "FirewallRule")?, "FirewallRule")?;
     check_version(inst, body)?;
     let rule = inst
         .rules
         .iter_mut()
-        .find(|o| o.key() == wanted.key())
+        .find(|o| o.same(&wanted, cfg.port_identity))
         .ok_or_else(|| {
             err(
                 "ResourceNotFound.FirewallRulesNotFound",
@@ -368,7 +407,7 @@ fn modify_description(
             )
         })?;
     rule.description = wanted.description;
-    if bump {
+    if !cfg.modify_description_keeps_version {
         inst.version += 1;
     }
     Ok(Map::new())

@@ -3,6 +3,11 @@
 use std::net::SocketAddr;
 
 use crate::ids::{instance_id_ok, known_region};
+use crate::rules::PortIdentity;
+
+/// No IPv6-specific code appears in the Lighthouse SDK's error list; this one is the SDK's own
+/// spelling for the same refusal in other Tencent Cloud products (CLB, GAAP).
+pub(crate) const IPV6_UNSUPPORTED_CODE: &str = "UnsupportedOperation.Ipv6NotSupport";
 
 pub(crate) const USAGE: &str =
     "usage: lighthouse-sim --credential ID:KEY --instance REGION:lhins-xxxxxxxx [options]
@@ -24,8 +29,20 @@ pub(crate) const USAGE: &str =
   --conflict-after-describe N   the first N DescribeFirewallRules bump FirewallVersion afterwards
   --modify-description-keeps-version
                                 ModifyFirewallRuleDescription leaves FirewallVersion alone
-  --no-rate-limit               disable the per-action rate limits
-  --seed N                      seed of the fault-injection PRNG";
+  --no-rate-limit               disable the rate limits (per action, region and SecretId)
+  --port-identity-by-set        tell rules apart by the set of ports (`22,443` = `443,22`,
+                                `ALL` = `1-65535`) instead of the Port text as written
+  --create-inserts-first        CreateFirewallRules puts new rules first instead of last
+  --busy-for-ms N               after a successful write on an instance, its writes answer
+                                UnsupportedOperation.FirewallBusy for N ms
+  --ipv6-unsupported-regions R1,R2
+                                IPv6 rules cannot be created in these regions
+  --ipv6-unsupported-code CODE  the code they fail with (default
+                                UnsupportedOperation.Ipv6NotSupport)
+  --seed N                      seed of the fault-injection PRNG
+GET /__state dumps the instances and their rules, and the counters: calls (per action),
+calls_by_instance and calls_by_region (per instance or X-TC-Region, then action; every call
+routed, whatever its outcome) and errors (per code).";
 
 pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
@@ -49,6 +66,12 @@ pub(crate) struct Config {
     pub(crate) conflict_after_describe: u64,
     pub(crate) modify_description_keeps_version: bool,
     pub(crate) rate_limit: bool,
+    pub(crate) port_identity: PortIdentity,
+    pub(crate) create_inserts_first: bool,
+    /// 0: never busy.
+    pub(crate) busy_for_ms: u64,
+    pub(crate) ipv6_unsupported_regions: Vec<String>,
+    pub(crate) ipv6_unsupported_code: String,
     pub(crate) seed: Option<u64>,
 }
 
@@ -92,6 +115,11 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
         conflict_after_describe: 0,
         modify_description_keeps_version: false,
         rate_limit: true,
+        port_identity: PortIdentity::Text,
+        create_inserts_first: false,
+        busy_for_ms: 0,
+        ipv6_unsupported_regions: Vec::new(),
+        ipv6_unsupported_code: IPV6_UNSUPPORTED_CODE.to_string(),
         seed: None,
     };
     let mut it = args.iter();
@@ -103,6 +131,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
             "--no-date-header" => cfg.date_header = false,
             "--modify-description-keeps-version" => cfg.modify_description_keeps_version = true,
             "--no-rate-limit" => cfg.rate_limit = false,
+            "--port-identity-by-set" => cfg.port_identity = PortIdentity::Set,
+            "--create-inserts-first" => cfg.create_inserts_first = true,
             "--listen"
             | "--credential"
             | "--token"
@@ -118,6 +148,9 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
             | "--drop-after-apply-rate"
             | "--clock-offset"
             | "--conflict-after-describe"
+            | "--busy-for-ms"
+            | "--ipv6-unsupported-regions"
+            | "--ipv6-unsupported-code"
             | "--seed" => {
                 let v = it
                     .next()
@@ -176,6 +209,21 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
                     "--drop-after-apply-rate" => cfg.drop_after_apply_rate = rate(flag, v)?,
                     "--clock-offset" => cfg.clock_offset = number(flag, v)?,
                     "--conflict-after-describe" => cfg.conflict_after_describe = number(flag, v)?,
+                    "--busy-for-ms" => cfg.busy_for_ms = number(flag, v)?,
+                    "--ipv6-unsupported-regions" => {
+                        for region in v.split(',') {
+                            if !known_region(region) {
+                                return Err(format!("{flag}: unknown region `{region}`"));
+                            }
+                            cfg.ipv6_unsupported_regions.push(region.to_string());
+                        }
+                    }
+                    "--ipv6-unsupported-code" => {
+                        if v.is_empty() {
+                            return Err(format!("{flag} needs a code"));
+                        }
+                        cfg.ipv6_unsupported_code = v.to_string();
+                    }
                     _ => cfg.seed = Some(number(flag, v)?),
                 }
             }

@@ -90,6 +90,7 @@ fn build_instances(cfg: &Config) -> Result<Vec<Instance>, String> {
                 version: 1,
                 rules,
                 index,
+                busy_until: None,
             }
         })
         .collect();
@@ -112,7 +113,7 @@ fn build_instances(cfg: &Config) -> Result<Vec<Instance>, String> {
             for (i, item) in list.iter().enumerate() {
                 let rule = rules::parse_rule(item, &format!("{id}.{i}"))
                     .map_err(|e| format!("--rules: {}: {}", e.code, e.message))?;
-                if inst.rules.iter().any(|r| r.key() == rule.key()) {
+                if inst.rules.iter().any(|r| r.same(&rule, cfg.port_identity)) {
                     return Err(format!("--rules: `{id}.{i}` duplicates an existing rule"));
                 }
                 inst.rules.push(rule);
@@ -265,6 +266,19 @@ fn peek_instance(body: &[u8]) -> Option<String> {
     (id.len() <= 64 && !id.chars().any(char::is_control)).then(|| id.to_string())
 }
 
+/// The region a request names, for `calls_by_region`: a known region by name, `-` when the
+/// header is absent and `?` for anything else (so a hostile header cannot add keys).
+fn peek_region(req: &Request) -> &'static str {
+    match req.header("x-tc-region") {
+        None | Some("") => "-",
+        Some(r) => ids::REGIONS
+            .iter()
+            .map(|(id, ..)| *id)
+            .find(|id| *id == r)
+            .unwrap_or("?"),
+    }
+}
+
 /// One API call; `None` means close the connection without answering.
 fn api_call(shared: &Shared, req: &Request) -> Option<Vec<u8>> {
     let cfg = &shared.cfg;
@@ -279,7 +293,7 @@ fn api_call(shared: &Shared, req: &Request) -> Option<Vec<u8>> {
     let (dropped, delay_ms) = {
         let mut st = shared.lock();
         if let Some(a) = action {
-            st.count_call(a, instance.as_deref());
+            st.count_call(a, instance.as_deref(), peek_region(req));
         }
         let dropped = st.rng.chance(cfg.drop_rate);
         let spike = st.rng.chance(cfg.spike_rate);

@@ -16,6 +16,8 @@ pub(crate) struct Instance {
     pub(crate) version: u64,
     pub(crate) rules: Vec<Rule>,
     pub(crate) index: usize,
+    /// `--busy-for-ms`: writes answer `FirewallBusy` until then.
+    pub(crate) busy_until: Option<Instant>,
 }
 
 /// splitmix64: enough randomness for fault injection and request ids, reproducible by seed.
@@ -59,13 +61,18 @@ impl Rng {
     }
 }
 
+/// What one rate limit counts: (action, region, SecretId).
+type RateKey = (Action, String, String);
+
 pub(crate) struct State {
     pub(crate) instances: Vec<Instance>,
     pub(crate) calls: BTreeMap<String, u64>,
     pub(crate) calls_by_instance: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Region (`X-TC-Region` as sent, `-` when absent) → action → calls.
+    pub(crate) calls_by_region: BTreeMap<String, BTreeMap<String, u64>>,
     pub(crate) errors: BTreeMap<String, u64>,
     pub(crate) rng: Rng,
-    rate: HashMap<(String, Action), VecDeque<Instant>>,
+    rate: HashMap<RateKey, VecDeque<Instant>>,
     pub(crate) conflicts_left: u64,
 }
 
@@ -75,6 +82,7 @@ impl State {
             instances,
             calls: BTreeMap::new(),
             calls_by_instance: BTreeMap::new(),
+            calls_by_region: BTreeMap::new(),
             errors: BTreeMap::new(),
             rng: Rng::new(seed),
             rate: HashMap::new(),
@@ -82,9 +90,16 @@ impl State {
         }
     }
 
-    /// `calls`/`calls_by_instance` count a request as soon as it is routed, whatever happens next.
-    pub(crate) fn count_call(&mut self, action: Action, instance: Option<&str>) {
+    /// `calls`, `calls_by_instance` and `calls_by_region` count a request as soon as it is
+    /// routed, whatever happens next (a refusal, an injected fault, a dropped connection).
+    pub(crate) fn count_call(&mut self, action: Action, instance: Option<&str>, region: &str) {
         *self.calls.entry(action.name().to_string()).or_insert(0) += 1;
+        *self
+            .calls_by_region
+            .entry(region.to_string())
+            .or_default()
+            .entry(action.name().to_string())
+            .or_insert(0) += 1;
         if let Some(id) = instance {
             *self
                 .calls_by_instance
@@ -113,17 +128,20 @@ impl State {
             "instances": instances,
             "calls": self.calls,
             "calls_by_instance": self.calls_by_instance,
+            "calls_by_region": self.calls_by_region,
             "errors": self.errors,
         })
     }
 
-    /// A rolling one-second window per (SecretId, action), the limits of each action
-    /// (docs/lighthouse-api.md, quotas and rate limits).
-    pub(crate) fn admit(&mut self, secret_id: &str, action: Action) -> bool {
+    /// A rolling one-second window per (action, region, SecretId): Tencent documents the
+    /// rate-limit dimension as "API + access region + sub-account" (docs/lighthouse-api.md,
+    /// quotas and rate limits), each action with its own limit. The account-wide and per-IP
+    /// limits that also exist are not simulated.
+    pub(crate) fn admit(&mut self, action: Action, region: &str, secret_id: &str) -> bool {
         let now = Instant::now();
         let window = self
             .rate
-            .entry((secret_id.to_string(), action))
+            .entry((action, region.to_string(), secret_id.to_string()))
             .or_default();
         while window
             .front()

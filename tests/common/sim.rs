@@ -200,6 +200,13 @@ impl Sim {
         self.state()["calls"][action].as_u64().unwrap_or(0)
     }
 
+    /// Calls of `action` sent with `X-TC-Region: region` (`-` for none), whatever their outcome.
+    pub fn calls_in(&self, region: &str, action: &str) -> u64 {
+        self.state()["calls_by_region"][region][action]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
     pub fn errors(&self, code: &str) -> u64 {
         self.state()["errors"][code].as_u64().unwrap_or(0)
     }
