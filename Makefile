@@ -50,14 +50,15 @@ dist: release aarch64
 	cd dist && sha256sum knockd-x86_64-linux-musl knockd-aarch64-linux-musl > SHA256SUMS
 	@cat dist/SHA256SUMS
 
-# The whole suite: unit, integration (these spawn curl and wget), examples, benches, doc tests.
+# The whole suite of both workspace members (knockd and sim/, the Lighthouse simulator): unit,
+# integration (these spawn curl and wget), examples, benches, doc tests.
 test: setup
-	$(CARGO) test --all-targets
-	$(CARGO) test --doc
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
 
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean

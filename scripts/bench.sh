@@ -63,7 +63,7 @@ fi
 # Build: the simulator (host), the product binary (x86_64 musl), the aarch64 musl binary
 # ---------------------------------------------------------------------------------------------
 log "building lighthouse-sim (release, host)"
-cargo build --release --quiet --bin lighthouse-sim >&2
+cargo build --release --quiet -p lighthouse-sim >&2
 log "building knockd (release, $X86)"
 x86_env=()
 # ring compiles C for the target; without a musl gcc, clang targets musl just as for aarch64.

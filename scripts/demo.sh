@@ -25,7 +25,7 @@ fi
 command -v python3 >/dev/null || { echo "demo: python3 is needed to print the firewall table" >&2; exit 1; }
 
 section "Build (release): knockd and lighthouse-sim"
-cargo build --release --quiet --bin knockd --bin lighthouse-sim
+cargo build --release --quiet -p knockd -p lighthouse-sim
 note "target/release/knockd, target/release/lighthouse-sim"
 KNOCKD=$ROOT/target/release/knockd
 SIM=$ROOT/target/release/lighthouse-sim

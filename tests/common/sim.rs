@@ -1,9 +1,10 @@
 //! Fixture around the `lighthouse-sim` binary: start it on a free port, sign and send API calls,
-//! read its `/__state` dump.
+//! read its `/__state` dump. The simulator's own tests (`sim/tests/`) use this file too.
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
 
@@ -13,6 +14,106 @@ use serde_json::Value;
 use super::{SECRET_ID, SECRET_KEY};
 
 pub const VERSION: &str = "2020-03-24";
+
+/// The `lighthouse-sim` executable. Cargo names it to the simulator's own tests
+/// (`CARGO_BIN_EXE_lighthouse-sim`), but not to knockd's: the simulator is another package of
+/// the workspace. For those, the first call builds it, once per test binary, with the profile
+/// and target this test binary was built with and into the same target directory, and takes its
+/// path from Cargo's own report of the build.
+pub fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| match option_env!("CARGO_BIN_EXE_lighthouse-sim") {
+        Some(path) => PathBuf::from(path),
+        None => build_binary(),
+    })
+}
+
+fn build_binary() -> PathBuf {
+    // A test binary sits in `<target dir>[/<triple>]/<profile dir>/deps/`. This follows
+    // CARGO_TARGET_DIR, `--target-dir`, `--target` and `--release` without reading any of them.
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in <profile>/deps/", exe.display()));
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => panic!("{} has no profile directory", exe.display()),
+    };
+    let above = profile_dir.parent().expect("a target directory");
+    // Cargo marks the root of a target directory with CACHEDIR.TAG; a directory between it and
+    // the profile's is a `--target` triple.
+    let (target_dir, triple) = match above.parent() {
+        Some(root)
+            if !above.join("CACHEDIR.TAG").exists() && root.join("CACHEDIR.TAG").exists() =>
+        {
+            (root, above.file_name())
+        }
+        _ => (above, None),
+    };
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    // Cargo gives a test the variables it gives the crate being compiled, and those knockd's
+    // build.rs sets (KNOCKD_*). Build scripts watch some of them (ring's, knockd's), so a nested
+    // build that inherited them would rebuild here, and the next plain build would rebuild back.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                &*name,
+                "CARGO_CRATE_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+                    | "KNOCKD_COMMIT"
+                    | "KNOCKD_TARGET"
+            )
+        {
+            cmd.env_remove(&*name);
+        }
+    }
+    cmd.current_dir(workspace)
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .args([
+            "-p",
+            "lighthouse-sim",
+            "--bin",
+            "lighthouse-sim",
+            "--profile",
+            profile,
+        ])
+        .args(["--message-format", "json-render-diagnostics"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    if let Some(triple) = triple {
+        cmd.arg("--target").arg(triple);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo:?} to build lighthouse-sim: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let built = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "lighthouse-sim")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from));
+    match built {
+        Some(path) if out.status.success() => path,
+        _ => panic!(
+            "building lighthouse-sim failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
 
 pub struct Sim {
     child: Child,
@@ -25,7 +126,7 @@ impl Sim {
     /// `args`, and waits (10 s at most) for its startup line to learn the port.
     pub fn start(args: &[&str]) -> Sim {
         let credential = format!("{SECRET_ID}:{SECRET_KEY}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lighthouse-sim"))
+        let mut child = Command::new(binary())
             .args(["--listen", "127.0.0.1:0", "--credential", &credential])
             .args(args)
             .stdin(Stdio::null())
@@ -97,6 +198,13 @@ impl Sim {
 
     pub fn calls(&self, action: &str) -> u64 {
         self.state()["calls"][action].as_u64().unwrap_or(0)
+    }
+
+    /// Calls of `action` sent with `X-TC-Region: region` (`-` for none), whatever their outcome.
+    pub fn calls_in(&self, region: &str, action: &str) -> u64 {
+        self.state()["calls_by_region"][region][action]
+            .as_u64()
+            .unwrap_or(0)
     }
 
     pub fn errors(&self, code: &str) -> u64 {

@@ -75,7 +75,8 @@ fn correct_call_succeeds_with_the_cloud_envelope() {
     let set = resp["FirewallRuleSet"].as_array().expect("rule set");
     assert_eq!(set[0]["AppType"], "Linux登录(22)");
     assert_eq!(set[0]["FirewallRuleDescription"], "");
-    assert!(set[0].get("Ipv6CidrBlock").is_none());
+    // As the real API does: IPv4 rules carry an empty Ipv6CidrBlock.
+    assert_eq!(set[0]["Ipv6CidrBlock"], "");
     assert_eq!(set[4]["Protocol"], "ICMP");
     let rid = resp["RequestId"].as_str().expect("rid");
     let parts: Vec<usize> = rid.split('-').map(str::len).collect();
@@ -216,7 +217,7 @@ fn host_or_scope_tampering_is_signature_failure() {
     assert_code(&v, "AuthFailure.SignatureFailure");
 }
 
-/// Section 2: extra signed headers are allowed when listed and consistent.
+/// Extra signed headers are allowed when listed and consistent.
 #[test]
 fn extra_signed_header_x_tc_action() {
     let sim = start();
@@ -1052,7 +1053,7 @@ fn rules_file_and_startup_errors() {
     .expect("write");
     let credential = format!("{SECRET_ID}:{SECRET_KEY}");
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_lighthouse-sim"))
+        std::process::Command::new(common::sim::binary())
             .args(["--credential", &credential])
             .args(args)
             .output()

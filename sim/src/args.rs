@@ -2,9 +2,14 @@
 
 use std::net::SocketAddr;
 
-use crate::api::{instance_id_ok, known_region};
+use crate::ids::{instance_id_ok, known_region};
+use crate::rules::PortIdentity;
 
-pub const USAGE: &str =
+/// No IPv6-specific code appears in the Lighthouse SDK's error list; this one is the SDK's own
+/// spelling for the same refusal in other Tencent Cloud products (CLB, GAAP).
+pub(crate) const IPV6_UNSUPPORTED_CODE: &str = "UnsupportedOperation.Ipv6NotSupport";
+
+pub(crate) const USAGE: &str =
     "usage: lighthouse-sim --credential ID:KEY --instance REGION:lhins-xxxxxxxx [options]
   --listen ADDR                 loopback address to bind (default 127.0.0.1:0)
   --credential ID:KEY           accepted SecretId and SecretKey (repeatable)
@@ -24,35 +29,53 @@ pub const USAGE: &str =
   --conflict-after-describe N   the first N DescribeFirewallRules bump FirewallVersion afterwards
   --modify-description-keeps-version
                                 ModifyFirewallRuleDescription leaves FirewallVersion alone
-  --no-rate-limit               disable the per-action rate limits
-  --seed N                      seed of the fault-injection PRNG";
+  --no-rate-limit               disable the rate limits (per action, region and SecretId)
+  --port-identity-by-set        tell rules apart by the set of ports (`22,443` = `443,22`,
+                                `ALL` = `1-65535`) instead of the Port text as written
+  --create-inserts-first        CreateFirewallRules puts new rules first instead of last
+  --busy-for-ms N               after a successful write on an instance, its writes answer
+                                UnsupportedOperation.FirewallBusy for N ms
+  --ipv6-unsupported-regions R1,R2
+                                IPv6 rules cannot be created in these regions
+  --ipv6-unsupported-code CODE  the code they fail with (default
+                                UnsupportedOperation.Ipv6NotSupport)
+  --seed N                      seed of the fault-injection PRNG
+GET /__state dumps the instances and their rules, and the counters: calls (per action),
+calls_by_instance and calls_by_region (per instance or X-TC-Region, then action; every call
+routed, whatever its outcome) and errors (per code).";
 
-pub struct Config {
-    pub listen: SocketAddr,
+pub(crate) struct Config {
+    pub(crate) listen: SocketAddr,
     /// (SecretId, SecretKey). Config has no Debug impl so the key cannot be printed by accident.
-    pub credentials: Vec<(String, String)>,
-    pub token: Option<String>,
+    pub(crate) credentials: Vec<(String, String)>,
+    pub(crate) token: Option<String>,
     /// (Region, InstanceId)
-    pub instances: Vec<(String, String)>,
-    pub default_rules: bool,
-    pub foreign_rules: usize,
-    pub rules_file: Option<String>,
-    pub latency_ms: u64,
-    pub spike_ms: u64,
-    pub spike_rate: f64,
-    pub fail_rate: f64,
-    pub fail_codes: Vec<String>,
-    pub drop_rate: f64,
-    pub drop_after_apply_rate: f64,
-    pub clock_offset: i64,
-    pub date_header: bool,
-    pub conflict_after_describe: u64,
-    pub modify_description_keeps_version: bool,
-    pub rate_limit: bool,
-    pub seed: Option<u64>,
+    pub(crate) instances: Vec<(String, String)>,
+    pub(crate) default_rules: bool,
+    pub(crate) foreign_rules: usize,
+    pub(crate) rules_file: Option<String>,
+    pub(crate) latency_ms: u64,
+    pub(crate) spike_ms: u64,
+    pub(crate) spike_rate: f64,
+    pub(crate) fail_rate: f64,
+    pub(crate) fail_codes: Vec<String>,
+    pub(crate) drop_rate: f64,
+    pub(crate) drop_after_apply_rate: f64,
+    pub(crate) clock_offset: i64,
+    pub(crate) date_header: bool,
+    pub(crate) conflict_after_describe: u64,
+    pub(crate) modify_description_keeps_version: bool,
+    pub(crate) rate_limit: bool,
+    pub(crate) port_identity: PortIdentity,
+    pub(crate) create_inserts_first: bool,
+    /// 0: never busy.
+    pub(crate) busy_for_ms: u64,
+    pub(crate) ipv6_unsupported_regions: Vec<String>,
+    pub(crate) ipv6_unsupported_code: String,
+    pub(crate) seed: Option<u64>,
 }
 
-pub enum Parsed {
+pub(crate) enum Parsed {
     Run(Box<Config>),
     Help,
 }
@@ -71,7 +94,7 @@ fn rate(flag: &str, v: &str) -> Result<f64, String> {
     }
 }
 
-pub fn parse(args: &[String]) -> Result<Parsed, String> {
+pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut cfg = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         credentials: Vec::new(),
@@ -92,6 +115,11 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         conflict_after_describe: 0,
         modify_description_keeps_version: false,
         rate_limit: true,
+        port_identity: PortIdentity::Text,
+        create_inserts_first: false,
+        busy_for_ms: 0,
+        ipv6_unsupported_regions: Vec::new(),
+        ipv6_unsupported_code: IPV6_UNSUPPORTED_CODE.to_string(),
         seed: None,
     };
     let mut it = args.iter();
@@ -103,6 +131,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "--no-date-header" => cfg.date_header = false,
             "--modify-description-keeps-version" => cfg.modify_description_keeps_version = true,
             "--no-rate-limit" => cfg.rate_limit = false,
+            "--port-identity-by-set" => cfg.port_identity = PortIdentity::Set,
+            "--create-inserts-first" => cfg.create_inserts_first = true,
             "--listen"
             | "--credential"
             | "--token"
@@ -118,6 +148,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             | "--drop-after-apply-rate"
             | "--clock-offset"
             | "--conflict-after-describe"
+            | "--busy-for-ms"
+            | "--ipv6-unsupported-regions"
+            | "--ipv6-unsupported-code"
             | "--seed" => {
                 let v = it
                     .next()
@@ -176,6 +209,21 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                     "--drop-after-apply-rate" => cfg.drop_after_apply_rate = rate(flag, v)?,
                     "--clock-offset" => cfg.clock_offset = number(flag, v)?,
                     "--conflict-after-describe" => cfg.conflict_after_describe = number(flag, v)?,
+                    "--busy-for-ms" => cfg.busy_for_ms = number(flag, v)?,
+                    "--ipv6-unsupported-regions" => {
+                        for region in v.split(',') {
+                            if !known_region(region) {
+                                return Err(format!("{flag}: unknown region `{region}`"));
+                            }
+                            cfg.ipv6_unsupported_regions.push(region.to_string());
+                        }
+                    }
+                    "--ipv6-unsupported-code" => {
+                        if v.is_empty() {
+                            return Err(format!("{flag} needs a code"));
+                        }
+                        cfg.ipv6_unsupported_code = v.to_string();
+                    }
                     _ => cfg.seed = Some(number(flag, v)?),
                 }
             }

@@ -1,20 +1,21 @@
-//! Firewall rule validation and normalisation (lighthouse-api.md sections 5 and 10a).
+//! Firewall rule validation and normalisation (docs/lighthouse-api.md, FirewallRule).
 //! Every rule is normalised before it is compared, so that `Port` absent and `ALL`, or `Action`
 //! absent and `ACCEPT`, name the same rule, as the cloud treats them.
 
+use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::{Map, Value};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 
-/// Section 9: "`FirewallRuleDescription` at most 64"; the reference leaves characters vs bytes
-/// open (section 11.9), so the simulator takes the stricter reading: bytes.
-pub const MAX_DESCRIPTION_BYTES: usize = 64;
-/// Section 9: at most 64 characters in `Port`.
+/// "`FirewallRuleDescription` at most 64"; the reference leaves characters vs bytes open, so
+/// the simulator takes the stricter reading: bytes.
+pub(crate) const MAX_DESCRIPTION_BYTES: usize = 64;
+/// At most 64 characters in `Port`.
 const MAX_PORT_CHARS: usize = 64;
-/// Section 9: the per-instance firewall quota.
-pub const MAX_RULES: usize = 100;
+/// The per-instance firewall quota.
+pub(crate) const MAX_RULES: usize = 100;
 
 const RULE_FIELDS: [&str; 6] = [
     "Protocol",
@@ -26,32 +27,61 @@ const RULE_FIELDS: [&str; 6] = [
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub protocol: String,
-    pub port: String,
-    pub cidr: Option<String>,
-    pub ipv6: Option<String>,
-    pub action: String,
-    pub description: String,
+pub(crate) struct Rule {
+    pub(crate) protocol: String,
+    pub(crate) port: String,
+    pub(crate) cidr: Option<String>,
+    pub(crate) ipv6: Option<String>,
+    pub(crate) action: String,
+    pub(crate) description: String,
 }
 
-/// Identity of a rule (section 10a): the description is not part of it.
-pub type RuleKey<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, &'a str);
+/// How `Port` takes part in a rule's identity. Whether the real API normalises it is unknown
+/// (docs/lighthouse-api.md, open questions); comparing the text as written is the default
+/// because it is the stricter test of a client: a client that reorders a port list must not
+/// count on the cloud recognising the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortIdentity {
+    /// `22,443` and `443,22` are two rules.
+    Text,
+    /// `--port-identity-by-set`: ports compare as the sets they denote, so `22,443` = `443,22`,
+    /// `22,23` = `22-23` and (for TCP and UDP) `ALL` = `1-65535`.
+    Set,
+}
+
+/// Identity of a rule: (Protocol, Port, CidrBlock, Ipv6CidrBlock, Action), normalised. The
+/// description is not part of it; an IPv6 rule is named by its `Ipv6CidrBlock`.
+pub(crate) type RuleKey<'a> = (
+    &'a str,
+    Cow<'a, str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a str,
+);
 
 impl Rule {
-    pub fn key(&self) -> RuleKey<'_> {
+    pub(crate) fn key(&self, ports: PortIdentity) -> RuleKey<'_> {
+        let port = match ports {
+            PortIdentity::Text => Cow::Borrowed(self.port.as_str()),
+            PortIdentity::Set => Cow::Owned(port_set(&self.port)),
+        };
         (
             &self.protocol,
-            &self.port,
+            port,
             self.cidr.as_deref(),
             self.ipv6.as_deref(),
             &self.action,
         )
     }
 
-    /// The display label the console derives from protocol and port (section 5, FirewallRuleInfo;
+    /// Whether `self` and `other` are the same rule.
+    pub(crate) fn same(&self, other: &Rule, ports: PortIdentity) -> bool {
+        self.key(ports) == other.key(ports)
+    }
+
+    /// The display label the console derives from protocol and port (FirewallRuleInfo;
     /// the doc example shows a created `TCP 80` rule coming back as `HTTP(80)`).
-    pub fn app_type(&self) -> &'static str {
+    pub(crate) fn app_type(&self) -> &'static str {
         match (self.protocol.as_str(), self.port.as_str()) {
             ("TCP", "22") => "Linux登录(22)",
             ("TCP", "80") => "HTTP(80)",
@@ -69,16 +99,20 @@ impl Rule {
         }
     }
 
-    /// A FirewallRuleInfo as DescribeFirewallRules returns it: `Ipv6CidrBlock` only on IPv6
-    /// rules, which then carry no `CidrBlock` (doc examples omit the field they do not use).
-    pub fn to_info(&self) -> Value {
+    /// A FirewallRuleInfo as DescribeFirewallRules returns it. The real API returns
+    /// `"Ipv6CidrBlock": ""` on IPv4 rules (docs/lighthouse-api.md, IPv6 rules); what IPv6 rules
+    /// carry as `CidrBlock` is unknown, so they have none.
+    pub(crate) fn to_info(&self) -> Value {
         let mut m = Map::new();
         m.insert("AppType".into(), self.app_type().into());
         m.insert("Protocol".into(), self.protocol.clone().into());
         m.insert("Port".into(), self.port.clone().into());
         match (&self.cidr, &self.ipv6) {
             (_, Some(v6)) => m.insert("Ipv6CidrBlock".into(), v6.clone().into()),
-            (Some(v4), None) => m.insert("CidrBlock".into(), v4.clone().into()),
+            (Some(v4), None) => {
+                m.insert("CidrBlock".into(), v4.clone().into());
+                m.insert("Ipv6CidrBlock".into(), "".into())
+            }
             (None, None) => None,
         };
         m.insert("Action".into(), self.action.clone().into());
@@ -114,7 +148,7 @@ fn opt_str<'a>(
 
 /// Parses and normalises one request-side FirewallRule; `at` names it in messages
 /// (`FirewallRules.3`).
-pub fn parse_rule(v: &Value, at: &str) -> Result<Rule, ApiError> {
+pub(crate) fn parse_rule(v: &Value, at: &str) -> Result<Rule, ApiError> {
     let obj = v.as_object().ok_or_else(|| {
         ApiError::new(
             "InvalidParameter",
@@ -211,8 +245,8 @@ pub fn parse_rule(v: &Value, at: &str) -> Result<Rule, ApiError> {
     })
 }
 
-/// Section 5 Port grammar. Lists and ranges are not mixed: the doc's "a single port and a list
-/// cannot coexist" is read as strictly as possible (section 11.8).
+/// The Port grammar: ALL, one port, a comma list of single ports, or one range `low-high`. A list
+/// and a range are never mixed ("单独的端口与离散端口不能同时存在"; `22,8000-8100` takes two rules).
 fn check_port(p: &str) -> Result<(), String> {
     if p.len() > MAX_PORT_CHARS {
         return Err(format!("is longer than {MAX_PORT_CHARS} characters"));
@@ -233,6 +267,34 @@ fn check_port(p: &str) -> Result<(), String> {
         seen.push(n);
     }
     Ok(())
+}
+
+/// The set of ports a valid `Port` denotes, as sorted, merged `low-high` ranges: `443,22,23`
+/// gives `22-23,443-443`; `ALL` gives `1-65535`.
+fn port_set(port: &str) -> String {
+    let mut ranges: Vec<(u32, u32)> = if port == "ALL" {
+        vec![(1, 65535)]
+    } else if let Some((lo, hi)) = port.split_once('-') {
+        vec![(lo.parse().unwrap_or(0), hi.parse().unwrap_or(0))]
+    } else {
+        port.split(',')
+            .map(|p| p.parse().unwrap_or(0))
+            .map(|n| (n, n))
+            .collect()
+    };
+    ranges.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match merged.last_mut() {
+            Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
+            _ => merged.push((lo, hi)),
+        }
+    }
+    merged
+        .iter()
+        .map(|(lo, hi)| format!("{lo}-{hi}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn port_number(s: &str) -> Result<u32, String> {
@@ -277,7 +339,7 @@ fn check_v6(s: &str) -> Result<(), String> {
 
 /// `FirewallRules` as a list of normalised rules; `InvalidParameter.FirewallRulesDuplicated`
 /// when one rule appears twice (by identity).
-pub fn parse_rule_list(v: &Value) -> Result<Vec<Rule>, ApiError> {
+pub(crate) fn parse_rule_list(v: &Value, ports: PortIdentity) -> Result<Vec<Rule>, ApiError> {
     let items = v.as_array().ok_or_else(|| {
         ApiError::new(
             "InvalidParameter",
@@ -292,7 +354,7 @@ pub fn parse_rule_list(v: &Value) -> Result<Vec<Rule>, ApiError> {
         rules.push(parse_rule(item, &format!("FirewallRules.{i}"))?);
     }
     for (i, r) in rules.iter().enumerate() {
-        if rules[..i].iter().any(|o| o.key() == r.key()) {
+        if rules[..i].iter().any(|o| o.same(r, ports)) {
             return Err(ApiError::new(
                 "InvalidParameter.FirewallRulesDuplicated",
                 format!("`FirewallRules.{i}` repeats an earlier rule of the same request."),
@@ -313,9 +375,9 @@ fn default_rule(port: &str, protocol: &str) -> Rule {
     }
 }
 
-/// What a freshly created Lighthouse instance shows in the console (section 11.13 leaves this
-/// open; these are the rules the console template creates).
-pub fn default_rules() -> Vec<Rule> {
+/// What a freshly created Lighthouse instance shows in the console (the API reference leaves
+/// this open; these are the rules the console template creates).
+pub(crate) fn default_rules() -> Vec<Rule> {
     vec![
         default_rule("22", "TCP"),
         default_rule("80", "TCP"),
@@ -326,7 +388,7 @@ pub fn default_rules() -> Vec<Rule> {
 }
 
 /// Rules someone else put there (an office SSH allowance): knockd must never touch them.
-pub fn foreign_rules(n: usize) -> Vec<Rule> {
+pub(crate) fn foreign_rules(n: usize) -> Vec<Rule> {
     (1..=n)
         .map(|i| Rule {
             protocol: "TCP".to_string(),
@@ -371,6 +433,25 @@ mod tests {
             );
         }
         assert!(parse_rule(&json!({"Protocol": "ICMP", "Port": "22"}), "r").is_err());
+    }
+
+    #[test]
+    fn port_sets() {
+        assert_eq!(port_set("443,22,23"), "22-23,443-443");
+        assert_eq!(port_set("22-23"), "22-23");
+        assert_eq!(port_set("ALL"), port_set("1-65535"));
+        assert_eq!(port_set("80"), "80-80");
+        let rule = |port: &str| {
+            parse_rule(
+                &json!({"Protocol": "TCP", "Port": port, "CidrBlock": "192.0.2.1"}),
+                "r",
+            )
+            .expect("valid")
+        };
+        assert!(!rule("22,443").same(&rule("443,22"), PortIdentity::Text));
+        assert!(rule("22,443").same(&rule("443,22"), PortIdentity::Set));
+        assert!(rule("ALL").same(&rule("1-65535"), PortIdentity::Set));
+        assert!(!rule("22,443").same(&rule("22"), PortIdentity::Set));
     }
 
     #[test]

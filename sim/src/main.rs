@@ -1,12 +1,32 @@
 //! lighthouse-sim: a strict local stand-in for the Tencent Cloud Lighthouse firewall API
-//! (lighthouse-api.md), with fault injection, for knockd's integration tests.
+//! (docs/lighthouse-api.md), with fault injection, for knockd's integration tests.
 //!
 //! One thread per connection, all state behind one mutex; injected latency is slept outside it.
+//!
+//! Modules, each using only those listed after it:
+//! - `api`: the request checks in the cloud's order, then the seven actions;
+//! - `auth`: the server side of TC3-HMAC-SHA256;
+//! - `state`: instances, counters, rate-limit windows, the fault-injection PRNG;
+//! - `args`: the command line (`Config`);
+//! - `rules`: the firewall rule model, its validation and identity;
+//! - `action`: the actions, their rate limits and fields;
+//! - `ids`: regions and instance IDs;
+//! - `error`: `ApiError`, the code and message of an error answer;
+//! - `http`: just enough HTTP/1.1;
+//! - `knockd_api`: the only door to the knockd library (signing and clock).
 
+#![forbid(unsafe_code)]
+
+mod action;
 mod api;
 mod args;
+mod auth;
+mod error;
 mod http;
+mod ids;
+mod knockd_api;
 mod rules;
+mod state;
 
 use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -16,9 +36,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use api::{Action, Instance, State};
+use action::Action;
 use args::{Config, Parsed};
 use http::{ReadError, Request};
+use knockd_api::clock;
+use state::{Instance, State};
 
 struct Shared {
     cfg: Config,
@@ -34,7 +56,7 @@ impl Shared {
 
 /// The simulated clock: real time plus `--clock-offset`.
 fn sim_now(cfg: &Config) -> i64 {
-    knockd::clock::now() + cfg.clock_offset
+    clock::now() + cfg.clock_offset
 }
 
 fn date_header(cfg: &Config) -> Option<String> {
@@ -64,10 +86,11 @@ fn build_instances(cfg: &Config) -> Result<Vec<Instance>, String> {
             Instance {
                 id: id.clone(),
                 region: region.clone(),
-                // Section 7: the doc examples show version 1 on a fresh firewall.
+                // The doc examples show FirewallVersion 1 on a fresh firewall.
                 version: 1,
                 rules,
                 index,
+                busy_until: None,
             }
         })
         .collect();
@@ -90,7 +113,7 @@ fn build_instances(cfg: &Config) -> Result<Vec<Instance>, String> {
             for (i, item) in list.iter().enumerate() {
                 let rule = rules::parse_rule(item, &format!("{id}.{i}"))
                     .map_err(|e| format!("--rules: {}: {}", e.code, e.message))?;
-                if inst.rules.iter().any(|r| r.key() == rule.key()) {
+                if inst.rules.iter().any(|r| r.same(&rule, cfg.port_identity)) {
                     return Err(format!("--rules: `{id}.{i}` duplicates an existing rule"));
                 }
                 inst.rules.push(rule);
@@ -243,6 +266,19 @@ fn peek_instance(body: &[u8]) -> Option<String> {
     (id.len() <= 64 && !id.chars().any(char::is_control)).then(|| id.to_string())
 }
 
+/// The region a request names, for `calls_by_region`: a known region by name, `-` when the
+/// header is absent and `?` for anything else (so a hostile header cannot add keys).
+fn peek_region(req: &Request) -> &'static str {
+    match req.header("x-tc-region") {
+        None | Some("") => "-",
+        Some(r) => ids::REGIONS
+            .iter()
+            .map(|(id, ..)| *id)
+            .find(|id| *id == r)
+            .unwrap_or("?"),
+    }
+}
+
 /// One API call; `None` means close the connection without answering.
 fn api_call(shared: &Shared, req: &Request) -> Option<Vec<u8>> {
     let cfg = &shared.cfg;
@@ -257,7 +293,7 @@ fn api_call(shared: &Shared, req: &Request) -> Option<Vec<u8>> {
     let (dropped, delay_ms) = {
         let mut st = shared.lock();
         if let Some(a) = action {
-            st.count_call(a, instance.as_deref());
+            st.count_call(a, instance.as_deref(), peek_region(req));
         }
         let dropped = st.rng.chance(cfg.drop_rate);
         let spike = st.rng.chance(cfg.spike_rate);

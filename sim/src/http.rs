@@ -4,23 +4,23 @@
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
-/// The API takes up to 10 MB (section 1); no knockd request comes anywhere near 1 MiB.
-pub const MAX_BODY: usize = 1 << 20;
+/// The API takes up to 10 MB (docs/lighthouse-api.md, transport); no knockd request comes anywhere near 1 MiB.
+pub(crate) const MAX_BODY: usize = 1 << 20;
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 
-pub struct Request {
-    pub method: String,
-    pub path: String,
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) path: String,
     /// Lowercased names, values as received (lossy UTF-8).
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub keep_alive: bool,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) keep_alive: bool,
 }
 
 impl Request {
     /// The first header of that (lowercase) name.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
@@ -28,7 +28,7 @@ impl Request {
     }
 }
 
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// Clean end of stream between requests (or an idle timeout).
     Closed,
     /// The stream failed or ended mid-request; nothing sensible can be sent.
@@ -40,7 +40,10 @@ pub enum ReadError {
 }
 
 /// Reads one request; `buf` carries bytes already received past the previous request.
-pub fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Request, ReadError> {
+pub(crate) fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> Result<Request, ReadError> {
     let mut chunk = [0u8; 8192];
     let (head_len, method, path, headers, minor) = loop {
         if !buf.is_empty() {
@@ -128,7 +131,7 @@ pub fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Request
     })
 }
 
-pub fn write_response(
+pub(crate) fn write_response(
     stream: &mut TcpStream,
     status: u16,
     reason: &str,

@@ -1,333 +1,30 @@
-//! The simulated cloud: shared state, the request checks of sections 2 and 10a in their order,
-//! and the seven actions.
+//! The request checks in the cloud's order (docs/lighthouse-api.md: signing, and the fake-server
+//! behaviour), then the seven actions.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use knockd::cloud::sign;
 use serde_json::{json, Map, Value};
 
+use crate::action::Action;
 use crate::args::Config;
+use crate::auth::authenticate;
+use crate::error::{err, ApiError};
 use crate::http::Request;
+use crate::ids::{instance_id_ok, known_region, REGIONS};
 use crate::rules::{self, Rule, MAX_RULES};
+use crate::state::{Instance, State};
 
-pub const API_VERSION: &str = "2020-03-24";
-const SERVICE: &str = "lighthouse";
-/// Section 2: a timestamp more than five minutes from server time is refused.
-const MAX_SKEW_SECS: i64 = 300;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub code: String,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(code: &str, message: String) -> ApiError {
-        ApiError {
-            code: code.to_string(),
-            message,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    DescribeFirewallRules,
-    CreateFirewallRules,
-    DeleteFirewallRules,
-    ModifyFirewallRuleDescription,
-    ModifyFirewallRules,
-    DescribeRegions,
-    DescribeInstances,
-}
-
-impl Action {
-    pub fn parse(s: &str) -> Option<Action> {
-        Some(match s {
-            "DescribeFirewallRules" => Action::DescribeFirewallRules,
-            "CreateFirewallRules" => Action::CreateFirewallRules,
-            "DeleteFirewallRules" => Action::DeleteFirewallRules,
-            "ModifyFirewallRuleDescription" => Action::ModifyFirewallRuleDescription,
-            "ModifyFirewallRules" => Action::ModifyFirewallRules,
-            "DescribeRegions" => Action::DescribeRegions,
-            "DescribeInstances" => Action::DescribeInstances,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::DescribeFirewallRules => "DescribeFirewallRules",
-            Action::CreateFirewallRules => "CreateFirewallRules",
-            Action::DeleteFirewallRules => "DeleteFirewallRules",
-            Action::ModifyFirewallRuleDescription => "ModifyFirewallRuleDescription",
-            Action::ModifyFirewallRules => "ModifyFirewallRules",
-            Action::DescribeRegions => "DescribeRegions",
-            Action::DescribeInstances => "DescribeInstances",
-        }
-    }
-
-    /// Section 9, default per-action limits.
-    fn rate_limit(self) -> usize {
-        match self {
-            Action::ModifyFirewallRules | Action::ModifyFirewallRuleDescription => 20,
-            Action::DescribeInstances => 100,
-            _ => 10,
-        }
-    }
-
-    fn fields(self) -> &'static [&'static str] {
-        match self {
-            Action::DescribeFirewallRules => &["InstanceId", "Offset", "Limit"],
-            Action::CreateFirewallRules
-            | Action::DeleteFirewallRules
-            | Action::ModifyFirewallRules => &["InstanceId", "FirewallRules", "FirewallVersion"],
-            Action::ModifyFirewallRuleDescription => {
-                &["InstanceId", "FirewallRule", "FirewallVersion"]
-            }
-            Action::DescribeRegions => &[],
-            Action::DescribeInstances => &[
-                "InstanceIds",
-                "Filters",
-                "Offset",
-                "Limit",
-                "OrderField",
-                "Order",
-            ],
-        }
-    }
-}
-
-/// Section 10: (Region, zh-CN name, en-US name, IsChinaMainland).
-pub const REGIONS: [(&str, &str, &str, bool); 15] = [
-    (
-        "ap-bangkok",
-        "亚太东南(曼谷)",
-        "Southeast Asia(Bangkok)",
-        false,
-    ),
-    ("ap-beijing", "华北地区(北京)", "North China(Beijing)", true),
-    (
-        "ap-chengdu",
-        "西南地区(成都)",
-        "Southwest China(Chengdu)",
-        true,
-    ),
-    (
-        "ap-guangzhou",
-        "华南地区(广州)",
-        "South China(Guangzhou)",
-        true,
-    ),
-    (
-        "ap-hongkong",
-        "港澳台地区(中国香港)",
-        "Hong Kong, Macau and Taiwan (China)(Hong Kong, China)",
-        false,
-    ),
-    (
-        "ap-jakarta",
-        "亚太东南(雅加达)",
-        "Southeast Asia(Jakarta)",
-        false,
-    ),
-    ("ap-nanjing", "华东地区(南京)", "East China(Nanjing)", true),
-    ("ap-seoul", "亚太东北(首尔)", "Northeast Asia(Seoul)", false),
-    (
-        "ap-shanghai",
-        "华东地区(上海)",
-        "East China(Shanghai)",
-        true,
-    ),
-    (
-        "ap-singapore",
-        "亚太东南(新加坡)",
-        "Southeast Asia(Singapore)",
-        false,
-    ),
-    ("ap-tokyo", "亚太东北(东京)", "Northeast Asia(Tokyo)", false),
-    (
-        "eu-frankfurt",
-        "欧洲地区(法兰克福)",
-        "Europe(Frankfurt)",
-        false,
-    ),
-    (
-        "na-ashburn",
-        "美国东部(弗吉尼亚)",
-        "US East(Virginia)",
-        false,
-    ),
-    (
-        "na-siliconvalley",
-        "美国西部(硅谷)",
-        "US West(Silicon Valley)",
-        false,
-    ),
-    (
-        "sa-saopaulo",
-        "南美地区(圣保罗)",
-        "South America(São Paulo)",
-        false,
-    ),
-];
-
-pub fn known_region(r: &str) -> bool {
-    REGIONS.iter().any(|(id, ..)| *id == r)
-}
-
-/// Section 10a inference: `lhins-` plus 8 lowercase alphanumerics.
-pub fn instance_id_ok(id: &str) -> bool {
-    id.strip_prefix("lhins-").is_some_and(|s| {
-        s.len() == 8
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    })
-}
-
-pub struct Instance {
-    pub id: String,
-    pub region: String,
-    pub version: u64,
-    pub rules: Vec<Rule>,
-    pub index: usize,
-}
-
-/// splitmix64: enough randomness for fault injection and request ids, reproducible by seed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// True with probability `p`; never for 0, always for 1.
-    pub fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-
-    /// A fresh uuid-v4-looking RequestId, as every cloud response carries.
-    pub fn request_id(&mut self) -> String {
-        let (a, b) = (self.next_u64(), self.next_u64());
-        let h = format!("{a:016x}{b:016x}");
-        format!(
-            "{}-{}-4{}-{:x}{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[13..16],
-            8 + (b >> 62),
-            &h[17..20],
-            &h[20..32]
-        )
-    }
-}
-
-pub struct State {
-    pub instances: Vec<Instance>,
-    pub calls: BTreeMap<String, u64>,
-    pub calls_by_instance: BTreeMap<String, BTreeMap<String, u64>>,
-    pub errors: BTreeMap<String, u64>,
-    pub rng: Rng,
-    rate: HashMap<(String, Action), VecDeque<Instant>>,
-    conflicts_left: u64,
-}
-
-impl State {
-    pub fn new(cfg: &Config, instances: Vec<Instance>, seed: u64) -> State {
-        State {
-            instances,
-            calls: BTreeMap::new(),
-            calls_by_instance: BTreeMap::new(),
-            errors: BTreeMap::new(),
-            rng: Rng::new(seed),
-            rate: HashMap::new(),
-            conflicts_left: cfg.conflict_after_describe,
-        }
-    }
-
-    /// `calls`/`calls_by_instance` count a request as soon as it is routed, whatever happens next.
-    pub fn count_call(&mut self, action: Action, instance: Option<&str>) {
-        *self.calls.entry(action.name().to_string()).or_insert(0) += 1;
-        if let Some(id) = instance {
-            *self
-                .calls_by_instance
-                .entry(id.to_string())
-                .or_default()
-                .entry(action.name().to_string())
-                .or_insert(0) += 1;
-        }
-    }
-
-    pub fn dump(&self, now: i64) -> Value {
-        let instances: Vec<Value> = self
-            .instances
-            .iter()
-            .map(|i| {
-                json!({
-                    "InstanceId": i.id,
-                    "Region": i.region,
-                    "FirewallVersion": i.version,
-                    "Rules": i.rules.iter().map(Rule::to_info).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        json!({
-            "now": now,
-            "instances": instances,
-            "calls": self.calls,
-            "calls_by_instance": self.calls_by_instance,
-            "errors": self.errors,
-        })
-    }
-
-    /// A rolling one-second window per (SecretId, action): section 9 gives the limits per
-    /// action; the scope is unstated (section 11.11), per key is the strictest plausible one.
-    fn admit(&mut self, secret_id: &str, action: Action) -> bool {
-        let now = Instant::now();
-        let window = self
-            .rate
-            .entry((secret_id.to_string(), action))
-            .or_default();
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-        {
-            window.pop_front();
-        }
-        if window.len() >= action.rate_limit() {
-            return false;
-        }
-        window.push_back(now);
-        true
-    }
-}
+pub(crate) const API_VERSION: &str = "2020-03-24";
 
 /// What the connection handler does after the checks.
-pub struct Processed {
-    pub result: Result<Map<String, Value>, ApiError>,
+pub(crate) struct Processed {
+    pub(crate) result: Result<Map<String, Value>, ApiError>,
     /// `--drop-after-apply-rate` fired: the call was applied, the answer must not be sent.
-    pub drop_after_apply: bool,
+    pub(crate) drop_after_apply: bool,
 }
 
-fn err(code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(code, message.into())
-}
-
-/// All of section 2 and 10a, in order, ending in the action itself. `now` is the simulated clock.
-pub fn process(
+/// Every check, in order, ending in the action itself. `now` is the simulated clock.
+pub(crate) fn process(
     st: &mut State,
     cfg: &Config,
     req: &Request,
@@ -389,7 +86,8 @@ fn check_and_run(
             ));
         }
     }
-    if cfg.rate_limit && !st.admit(&secret_id, action) {
+    let rate_region = req.header("x-tc-region").unwrap_or("");
+    if cfg.rate_limit && !st.admit(action, rate_region, &secret_id) {
         return Err(err(
             "RequestLimitExceeded",
             format!(
@@ -448,19 +146,26 @@ fn check_and_run(
         Action::DescribeInstances => describe_instances(st, region, &body),
         _ => {
             let idx = find_instance(st, region, &body)?;
+            let inst = &mut st.instances[idx];
+            if action.is_write() && inst.busy_until.is_some_and(|t| Instant::now() < t) {
+                return Err(err(
+                    "UnsupportedOperation.FirewallBusy",
+                    "Another firewall operation is in progress (lighthouse-sim --busy-for-ms).",
+                ));
+            }
             let out = match action {
-                Action::DescribeFirewallRules => describe_rules(&st.instances[idx], &body),
-                Action::CreateFirewallRules => create_rules(&mut st.instances[idx], &body),
-                Action::DeleteFirewallRules => delete_rules(&mut st.instances[idx], &body),
-                Action::ModifyFirewallRules => modify_rules(&mut st.instances[idx], &body),
-                _ => modify_description(
-                    &mut st.instances[idx],
-                    &body,
-                    !cfg.modify_description_keeps_version,
-                ),
+                Action::DescribeFirewallRules => describe_rules(inst, &body),
+                Action::CreateFirewallRules => create_rules(inst, &body, cfg),
+                Action::DeleteFirewallRules => delete_rules(inst, &body, cfg),
+                Action::ModifyFirewallRules => modify_rules(inst, &body, cfg),
+                _ => modify_description(inst, &body, cfg),
             }?;
+            // `--busy-for-ms`: the cloud is still applying this write; the next ones must wait.
+            if action.is_write() && cfg.busy_for_ms > 0 {
+                inst.busy_until = Some(Instant::now() + Duration::from_millis(cfg.busy_for_ms));
+            }
             // `--conflict-after-describe`: another writer changes the firewall right after this
-            // client read it, so its next write carries a stale FirewallVersion (section 7).
+            // client read it, so its next write carries a stale FirewallVersion.
             if action == Action::DescribeFirewallRules && st.conflicts_left > 0 {
                 st.conflicts_left -= 1;
                 st.instances[idx].version += 1;
@@ -468,96 +173,6 @@ fn check_and_run(
             Ok(out)
         }
     }
-}
-
-/// Section 2 server-side check; returns the SecretId.
-fn authenticate(cfg: &Config, req: &Request, now: i64) -> Result<String, ApiError> {
-    let auth = req
-        .header("authorization")
-        .and_then(sign::parse_authorization)
-        .ok_or_else(|| {
-            err(
-                "AuthFailure.InvalidAuthorization",
-                "The Authorization header is missing or malformed.",
-            )
-        })?;
-    let key = cfg
-        .credentials
-        .iter()
-        .find(|(id, _)| id == auth.secret_id)
-        .map(|(_, k)| k.as_str())
-        .ok_or_else(|| err("AuthFailure.SecretIdNotFound", "The SecretId is not found."))?;
-    let ts_text = req.header("x-tc-timestamp").ok_or_else(|| {
-        err(
-            "MissingParameter",
-            "The request is missing a required parameter `X-TC-Timestamp`.",
-        )
-    })?;
-    let ts: i64 = ts_text.parse().map_err(|_| {
-        err(
-            "InvalidParameterValue",
-            format!("`X-TC-Timestamp` `{ts_text}` is not a Unix time."),
-        )
-    })?;
-    if (now - ts).abs() > MAX_SKEW_SECS {
-        return Err(err(
-            "AuthFailure.SignatureExpire",
-            format!(
-                "Request timestamp {ts} is more than {MAX_SKEW_SECS} s from server time {now}."
-            ),
-        ));
-    }
-    let failure = |why: &str| {
-        err(
-            "AuthFailure.SignatureFailure",
-            format!("The provided credentials could not be validated: {why}."),
-        )
-    };
-    if auth.service != SERVICE {
-        return Err(failure("the credential scope service is not lighthouse"));
-    }
-    if auth.date != knockd::clock::utc_date(ts) {
-        return Err(failure(
-            "the credential scope date is not the UTC date of X-TC-Timestamp",
-        ));
-    }
-    // Canonical headers are rebuilt from the client's own SignedHeaders list (section 2: extra
-    // signed headers are allowed, in ascending order, lowercase).
-    let names: Vec<&str> = auth.signed_headers.split(';').collect();
-    let sorted = names.windows(2).all(|w| w[0] < w[1]);
-    let lower = names
-        .iter()
-        .all(|n| !n.is_empty() && !n.bytes().any(|b| b.is_ascii_uppercase()));
-    if !sorted || !lower || !names.contains(&"content-type") || !names.contains(&"host") {
-        return Err(failure(
-            "SignedHeaders must be lowercase, ascending and include content-type and host",
-        ));
-    }
-    let mut canonical = String::new();
-    for name in &names {
-        let value = req
-            .header(name)
-            .ok_or_else(|| failure("a signed header is absent from the request"))?;
-        canonical.push_str(name);
-        canonical.push(':');
-        canonical.push_str(value.trim());
-        canonical.push('\n');
-    }
-    let cr = sign::canonical_request(
-        &canonical,
-        auth.signed_headers,
-        &sign::sha256_hex(&req.body),
-    );
-    let sts = sign::string_to_sign(ts, auth.date, SERVICE, &cr);
-    let expected = sign::signature(key, auth.date, SERVICE, &sts);
-    if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-        return Err(failure("signature mismatch"));
-    }
-    Ok(auth.secret_id.to_string())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn find_instance(st: &State, region: &str, body: &Map<String, Value>) -> Result<usize, ApiError> {
@@ -625,7 +240,7 @@ fn offset_limit(body: &Map<String, Value>) -> Result<(usize, usize), ApiError> {
     Ok((offset as usize, limit as usize))
 }
 
-/// Section 7: an optional FirewallVersion that, when given, must equal the current one.
+/// FirewallVersion (optimistic concurrency): an optional version that, when given, must equal the current one.
 fn check_version(inst: &Instance, body: &Map<String, Value>) -> Result<(), ApiError> {
     match body.get("FirewallVersion") {
         None | Some(Value::Null) => Ok(()),
@@ -674,16 +289,36 @@ fn describe_rules(
     Ok(m)
 }
 
+/// `--ipv6-unsupported-regions`: IPv6 rules (an `Ipv6CidrBlock`, ICMPv6 included) cannot be
+/// created in the instance's region.
+fn check_ipv6_supported(inst: &Instance, new: &[Rule], cfg: &Config) -> Result<(), ApiError> {
+    if !cfg.ipv6_unsupported_regions.contains(&inst.region) {
+        return Ok(());
+    }
+    match new.iter().position(|r| r.ipv6.is_some()) {
+        None => Ok(()),
+        Some(i) => Err(err(
+            &cfg.ipv6_unsupported_code,
+            format!(
+                "`FirewallRules.{i}`: IPv6 firewall rules are not supported in region `{}`.",
+                inst.region
+            ),
+        )),
+    }
+}
+
 fn create_rules(
     inst: &mut Instance,
     body: &Map<String, Value>,
+    cfg: &Config,
 ) -> Result<Map<String, Value>, ApiError> {
-    let new = rules::parse_rule_list(required(body, "FirewallRules")?)?;
+    let new = rules::parse_rule_list(required(body, "FirewallRules")?, cfg.port_identity)?;
+    check_ipv6_supported(inst, &new, cfg)?;
     check_version(inst, body)?;
     if let Some((i, _)) = new
         .iter()
         .enumerate()
-        .find(|(_, r)| inst.rules.iter().any(|o| o.key() == r.key()))
+        .find(|(_, r)| inst.rules.iter().any(|o| o.same(r, cfg.port_identity)))
     {
         return Err(err(
             "InvalidParameter.FirewallRulesExist",
@@ -700,7 +335,12 @@ fn create_rules(
             ),
         ));
     }
-    inst.rules.extend(new);
+    // Where the real API puts new rules is not documented; the console lists them last.
+    if cfg.create_inserts_first {
+        inst.rules.splice(0..0, new);
+    } else {
+        inst.rules.extend(new);
+    }
     inst.version += 1;
     Ok(Map::new())
 }
@@ -708,13 +348,15 @@ fn create_rules(
 fn delete_rules(
     inst: &mut Instance,
     body: &Map<String, Value>,
+    cfg: &Config,
 ) -> Result<Map<String, Value>, ApiError> {
-    let gone = rules::parse_rule_list(required(body, "FirewallRules")?)?;
+    let ports = cfg.port_identity;
+    let gone = rules::parse_rule_list(required(body, "FirewallRules")?, ports)?;
     check_version(inst, body)?;
     if let Some((i, _)) = gone
         .iter()
         .enumerate()
-        .find(|(_, r)| !inst.rules.iter().any(|o| o.key() == r.key()))
+        .find(|(_, r)| !inst.rules.iter().any(|o| o.same(r, ports)))
     {
         return Err(err(
             "ResourceNotFound.FirewallRulesNotFound",
@@ -722,7 +364,7 @@ fn delete_rules(
         ));
     }
     inst.rules
-        .retain(|o| !gone.iter().any(|r| r.key() == o.key()));
+        .retain(|o| !gone.iter().any(|r| r.same(o, ports)));
     inst.version += 1;
     Ok(Map::new())
 }
@@ -730,6 +372,7 @@ fn delete_rules(
 fn modify_rules(
     inst: &mut Instance,
     body: &Map<String, Value>,
+    cfg: &Config,
 ) -> Result<Map<String, Value>, ApiError> {
     let list = required(body, "FirewallRules")?;
     if list.as_array().is_some_and(|a| a.len() > MAX_RULES) {
@@ -738,7 +381,8 @@ fn modify_rules(
             format!("`FirewallRules` holds more than {MAX_RULES} rules."),
         ));
     }
-    let new = rules::parse_rule_list(list)?;
+    let new = rules::parse_rule_list(list, cfg.port_identity)?;
+    check_ipv6_supported(inst, &new, cfg)?;
     check_version(inst, body)?;
     inst.rules = new;
     inst.version += 1;
@@ -748,14 +392,14 @@ fn modify_rules(
 fn modify_description(
     inst: &mut Instance,
     body: &Map<String, Value>,
-    bump: bool,
+    cfg: &Config,
 ) -> Result<Map<String, Value>, ApiError> {
     let wanted = rules::parse_rule(required(body, "FirewallRule")?, "FirewallRule")?;
     check_version(inst, body)?;
     let rule = inst
         .rules
         .iter_mut()
-        .find(|o| o.key() == wanted.key())
+        .find(|o| o.same(&wanted, cfg.port_identity))
         .ok_or_else(|| {
             err(
                 "ResourceNotFound.FirewallRulesNotFound",
@@ -763,7 +407,7 @@ fn modify_description(
             )
         })?;
     rule.description = wanted.description;
-    if bump {
+    if !cfg.modify_description_keeps_version {
         inst.version += 1;
     }
     Ok(Map::new())
@@ -863,7 +507,7 @@ fn describe_instances(
 
 type Filter = (String, Vec<String>);
 
-/// The filters a firewall tool might use to find its own instance (section 6.6).
+/// The filters a firewall tool might use to find its own instance (docs/lighthouse-api.md, DescribeInstances).
 fn parse_filters(body: &Map<String, Value>) -> Result<Vec<Filter>, ApiError> {
     let Some(list) = body.get("Filters") else {
         return Ok(Vec::new());
