@@ -281,12 +281,46 @@ pub fn load(
     }
 }
 
+/// Largest config file read (a real one is a few KiB).
+pub const MAX_FILE: u64 = 1024 * 1024;
+
+/// The config file as text: a regular file (not a FIFO, which would block the start, nor a
+/// device, which may never end) of at most MAX_FILE bytes, checked again while reading in case
+/// it grows.
 fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the config file: {e}"))?;
     if meta.is_dir() {
         return Err("cannot read the config file: it is a directory".into());
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the config file: {e}"))?;
+    if !meta.is_file() {
+        return Err("cannot read the config file: not a regular file (a FIFO or a device?)".into());
+    }
+    if meta.len() > MAX_FILE {
+        return Err(format!(
+            "the config file is {} bytes; at most 1 MiB is read",
+            meta.len()
+        ));
+    }
+    // O_NONBLOCK (0o4000 on Linux): a path swapped for a FIFO after the check above must not
+    // block the open; for a regular file the flag changes nothing. The open file is checked too.
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, 0o4000);
+    let file = options
+        .open(path)
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err("cannot read the config file: not a regular file (a FIFO or a device?)".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err("the config file is larger than 1 MiB".into());
+    }
     String::from_utf8(bytes).map_err(|e| {
         let bad = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count() + 1;

@@ -13,7 +13,7 @@ const SKEW_FAIL_SECS: i64 = 60;
 const SKEW_WARN_SECS: i64 = 5;
 
 pub fn check(config: &Config) -> i32 {
-    println!(
+    outln!(
         "ok    configuration {}",
         config
             .file
@@ -25,7 +25,7 @@ pub fn check(config: &Config) -> i32 {
     let mut failed = false;
     let mut fail = |what: &str, why: String| {
         failed = true;
-        println!("FAIL  {what}: {why}");
+        outln!("FAIL  {what}: {why}");
     };
     // config.warnings already covers METHOD 3, a plain-http endpoint and a readable key file.
     let mut warnings: Vec<String> = config.warnings.clone();
@@ -35,7 +35,7 @@ pub fn check(config: &Config) -> i32 {
     // Credentials and clock: DescribeRegions needs no region and touches nothing.
     let regions = match client.call("DescribeRegions", None, &serde_json::json!({})) {
         Ok(reply) => {
-            println!(
+            outln!(
                 "ok    credentials accepted (SecretId {}, RequestId {})",
                 mask_id(&config.cloud.secret_id),
                 reply.request_id
@@ -61,7 +61,7 @@ pub fn check(config: &Config) -> i32 {
             } else if skew.abs() >= SKEW_WARN_SECS {
                 warnings.push(format!("clock skew of {skew:+}s against the API"));
             } else {
-                println!("ok    clock within {}s of the API", skew.abs().max(1));
+                outln!("ok    clock within {}s of the API", skew.abs().max(1));
             }
             reply
                 .body
@@ -79,9 +79,9 @@ pub fn check(config: &Config) -> i32 {
         Err(e) => {
             fail("credentials", explain(&e));
             for w in &warnings {
-                println!("warn  {w}");
+                outln!("warn  {w}");
             }
-            println!("check failed");
+            outln!("check failed");
             return 1;
         }
     };
@@ -113,7 +113,7 @@ pub fn check(config: &Config) -> i32 {
                 if foreign + needed > limit {
                     fail(&what, format!("{foreign} foreign rules leave no room for a knock's {needed} rule(s) under the quota of {limit}"));
                 } else {
-                    println!(
+                    outln!(
                         "ok    {what}: {} of {QUOTA} rules used ({owned} by knockd), room for {} more addresses, FirewallVersion {version}",
                         rules.len(),
                         (limit - foreign) / needed.max(1),
@@ -125,12 +125,12 @@ pub fn check(config: &Config) -> i32 {
         }
     }
     for w in &warnings {
-        println!("warn  {w}");
+        outln!("warn  {w}");
     }
     if failed {
-        println!("check failed");
+        outln!("check failed");
     } else {
-        println!("check passed");
+        outln!("check passed");
     }
     i32::from(failed)
 }
