@@ -138,6 +138,8 @@ pub struct RulesConfig {
     pub ttl: Duration,
     /// QUOTA_RESERVE: rule slots of the 100 that knockd leaves for the operator.
     pub quota_reserve: usize,
+    /// MAX_ADDRESSES_PER_V6_64: addresses of one IPv6 /64 with knockd rules at once (0: no cap).
+    pub per_v6_64: usize,
 }
 
 /// Bounds on connections, time and failed knocks.
@@ -166,6 +168,7 @@ impl Config {
             ports: &self.rules.ports,
             ttl_secs: self.rules.ttl.as_secs() as i64,
             limit: QUOTA.saturating_sub(self.rules.quota_reserve),
+            per_v6_64: self.rules.per_v6_64,
         }
     }
 }
@@ -454,6 +457,7 @@ mod tests {
         assert_eq!(c.knock.bind, "0.0.0.0:8080".parse().expect("addr"));
         assert_eq!(c.knock.trusted_proxies.len(), 2);
         assert_eq!(c.rules.quota_reserve, 0);
+        assert_eq!(c.rules.per_v6_64, 4);
         assert_eq!(c.limits.max_connections, 256);
         assert_eq!(c.limits.connection_timeout.as_secs(), 10);
         assert_eq!(c.limits.knock_timeout.as_secs(), 20);

@@ -35,6 +35,8 @@ use crate::sync::lock;
 const CONNECTION_STACK: usize = 128 * 1024;
 /// Reject lines logged per second at most, so a flood cannot turn into a disk-filling log.
 const REJECT_LOGS_PER_SEC: u32 = 20;
+/// Lockout lines logged per second at most.
+const LOCKOUT_LOGS_PER_SEC: u32 = 5;
 
 /// What an open connection's thread is doing, for the choice of whom to evict at the cap.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,6 +75,9 @@ pub(crate) struct Shared {
     /// Signalled when a connection thread ends.
     conn_ended: Condvar,
     pub(crate) rejects: RateLimited,
+    /// `lockout` lines: rate-limited like rejects, on their own budget so that a reject flood
+    /// cannot hide them (and a spray of lockouts cannot flood the log either).
+    lockouts: RateLimited,
     pub(crate) answers: Answers,
 }
 
@@ -138,6 +143,7 @@ pub fn serve(config: &Config) -> i32 {
         conn_ended: Condvar::new(),
         answers: Answers::new(&config.knock),
         rejects: RateLimited::new(REJECT_LOGS_PER_SEC),
+        lockouts: RateLimited::new(LOCKOUT_LOGS_PER_SEC),
         config: Arc::clone(&config),
     });
     let ports: Vec<String> = config
@@ -458,7 +464,7 @@ pub(crate) fn answered(shared: &Shared, conn: u64, verdict: Verdict, head: &Requ
                 .rejects
                 .event(|| format!("reject addr={who} reason={}", reason.as_str()));
             if locked {
-                shared.rejects.event(|| {
+                shared.lockouts.event(|| {
                     format!(
                         "lockout addr={who} for={}s after {} failed knocks",
                         config.limits.lockout_duration.as_secs(),
