@@ -135,6 +135,16 @@ impl Drop for Proc {
     }
 }
 
+/// Kills the child when the test ends, passed or not.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn wait_for(log: &Arc<Mutex<String>>, needle: &str, limit: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -375,8 +385,10 @@ fn answers_do_not_wait_for_a_blocked_stderr() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn knockd");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut child = Reap(child);
     // Read up to the start line, then never again: the pipe (64 KiB) fills up.
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut stderr = BufReader::new(stderr);
     let mut line = String::new();
     while !line.contains("listening on") {
         line.clear();
@@ -406,8 +418,8 @@ fn answers_do_not_wait_for_a_blocked_stderr() {
     let t = Instant::now();
     let body = k.knock("203.0.113.70");
     let knock_ms = t.elapsed().as_millis();
-    let _ = child.kill();
-    let _ = child.wait();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
     drop(stderr);
     assert_eq!(answered, 3000, "answers stopped when stderr filled up");
     assert_eq!(body, SUCCESS);
