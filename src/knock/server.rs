@@ -473,12 +473,12 @@ pub(crate) fn answered(shared: &Shared, conn: u64, verdict: Verdict, head: &Requ
                 });
             }
         }
-        Note::Refused { peer, refusal } => {
+        // Through the reject rate limit too: logging every refusal would make a right secret
+        // refused for its address cost more than a wrong one under a flood, which times it.
+        Note::Refused { peer, refusal } => shared.rejects.event(|| {
             let label = crate::rules::desc::sanitize_label(head.header("location").unwrap_or(b""));
-            log::event(&format!(
-                "knock peer={peer} label={label} result=refused reason=\"{refusal}\""
-            ));
-        }
+            format!("knock peer={peer} label={label} result=refused reason=\"{refusal}\"")
+        }),
         Note::Knock {
             ip,
             label,
