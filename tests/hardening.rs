@@ -690,25 +690,32 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// One request at a time on one connection: the time to each answer.
-fn timed(port: u16, reqs: &[String]) -> Vec<Duration> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_nodelay(true).expect("nodelay");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut buf = Vec::new();
-    reqs.iter()
-        .map(|r| {
-            let t = Instant::now();
-            s.write_all(r.as_bytes()).expect("write");
-            read_answer(&mut s, &mut buf).expect("answer");
-            t.elapsed()
-        })
-        .collect()
+/// A keep-alive connection for timing one request at a time.
+struct Timer {
+    s: TcpStream,
+    buf: Vec<u8>,
 }
 
-/// Item 2: medians of wrong secret / right secret refused / locked out, 2,000 requests each
-/// on one keep-alive connection. A measurement: run it in release mode, see the module doc.
+impl Timer {
+    fn new(port: u16) -> Timer {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        Timer { s, buf: Vec::new() }
+    }
+
+    /// The time from sending `req` to having its whole answer.
+    fn time(&mut self, req: &str) -> Duration {
+        let t = Instant::now();
+        self.s.write_all(req.as_bytes()).expect("write");
+        read_answer(&mut self.s, &mut self.buf).expect("answer");
+        t.elapsed()
+    }
+}
+
+/// Item 2: medians of wrong secret / right secret refused / locked out, 2,000 requests each,
+/// interleaved on keep-alive connections. A measurement: run it in release mode, see the module doc.
 #[test]
 #[ignore]
 fn timing_medians() {
@@ -763,14 +770,23 @@ fn timing_medians() {
             )
         })
         .collect();
-    // Warm up, then interleave the three series in rounds so drift hits each alike.
-    timed(port, &wrong[..100]);
+    // The three series interleaved request by request on the same keep-alive connection, so
+    // that the connection's thread and load on the machine hit them alike: 333 of each per
+    // connection (1,000 requests per connection at most), six connections.
     let (mut w, mut r, mut l) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..4 {
-        let part = round * 500..(round + 1) * 500;
-        w.extend(timed(port, &wrong[part.clone()]));
-        r.extend(timed(port, &refused[part.clone()]));
-        l.extend(timed(port, &locked[part]));
+    let mut i = 0;
+    while i < 2000 {
+        let mut t = Timer::new(port);
+        t.time(&wrong[0]);
+        for _ in 0..333 {
+            if i == 2000 {
+                break;
+            }
+            w.push(t.time(&wrong[i]));
+            r.push(t.time(&refused[i]));
+            l.push(t.time(&locked[i]));
+            i += 1;
+        }
     }
     eprintln!(
         "FIGURES item 2 ({bin}): medians wrong={:?} right-refused={:?} locked-out={:?}",
