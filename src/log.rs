@@ -1,20 +1,108 @@
 //! One line per event on stderr, each with a UTC timestamp. Callers never pass secrets: the
 //! config types print them as `****`, and request signatures are never formatted into events.
+//!
+//! While knockd serves, lines go through a bounded queue to one logging thread, so a stderr
+//! that blocks (a pipe nobody reads, a stalled journal) never holds up an answer: when the
+//! queue is full, lines are dropped and counted, and the count is logged once stderr moves
+//! again. Before `start` (and for the CLI commands) lines are written directly.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::clock;
 
+/// Lines queued for the logging thread at most (about 200 bytes each).
+const QUEUE: usize = 4096;
+
+enum Msg {
+    Line(String),
+    Flush(mpsc::Sender<()>),
+}
+
+static QUEUE_TX: OnceLock<SyncSender<Msg>> = OnceLock::new();
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Starts the logging thread; later `event` calls queue instead of writing. Idempotent.
+pub fn start() {
+    if QUEUE_TX.get().is_some() {
+        return;
+    }
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    let spawned = std::thread::Builder::new()
+        .name("log".into())
+        .stack_size(64 * 1024)
+        .spawn(move || run(&rx));
+    if spawned.is_ok() {
+        let _ = QUEUE_TX.set(tx);
+    }
+}
+
+fn run(rx: &Receiver<Msg>) {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Line(line) => {
+                let dropped = DROPPED.swap(0, Ordering::Relaxed);
+                let mut err = std::io::stderr().lock();
+                if dropped > 0 {
+                    let _ = writeln!(
+                        err,
+                        "{} log-dropped lines={dropped} (stderr was not being read)",
+                        clock::utc_rfc3339(clock::now())
+                    );
+                }
+                let _ = err.write_all(line.as_bytes());
+            }
+            Msg::Flush(ack) => {
+                let _ = std::io::stderr().flush();
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+/// Waits (at most `limit`) until every line queued so far is written: before the process exits.
+pub fn flush(limit: Duration) {
+    let Some(tx) = QUEUE_TX.get() else {
+        return;
+    };
+    let until = Instant::now() + limit;
+    let (ack_tx, ack_rx) = mpsc::channel();
+    let mut msg = Msg::Flush(ack_tx);
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => break,
+            Err(TrySendError::Full(m)) if Instant::now() < until => {
+                msg = m;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = ack_rx.recv_timeout(until.saturating_duration_since(Instant::now()));
+}
+
 /// Never panics: `eprintln!` does when stderr is a closed pipe or a full disk, and with
 /// panic=abort that would let any stranger's request kill the daemon. A lost log line is the
-/// lesser harm.
+/// lesser harm. Never blocks once `start` has run.
 pub fn event(line: &str) {
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "{} {line}",
-        clock::utc_rfc3339(clock::now())
-    );
+    let text = format!("{} {line}\n", clock::utc_rfc3339(clock::now()));
+    let Some(tx) = QUEUE_TX.get() else {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        return;
+    };
+    match tx.try_send(Msg::Line(text)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(TrySendError::Disconnected(Msg::Line(text))) => {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        }
+        Err(TrySendError::Disconnected(_)) => {}
+    }
 }
 
 /// A start-up error, printed as `knockd: …`, with the same never-panic rule.

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use knockd::cli::{self, Command};
+use knockd::knock::hygiene;
 use knockd::{config, ops};
 
 fn main() -> ExitCode {
@@ -12,50 +13,94 @@ fn main() -> ExitCode {
 }
 
 fn run() -> i32 {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `args()` would panic on an argument that is not UTF-8; that is a usage error.
+    let mut args = Vec::new();
+    for (i, a) in std::env::args_os().skip(1).enumerate() {
+        match a.into_string() {
+            Ok(a) => args.push(a),
+            Err(a) => {
+                eprintln_safe(&format!(
+                    "knockd: argument {} ({}) is not valid UTF-8 (see --help)",
+                    i + 1,
+                    a.to_string_lossy()
+                ));
+                return 2;
+            }
+        }
+    }
     let args = match cli::parse_args(&args) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("knockd: {e}");
+            eprintln_safe(&format!("knockd: {e}"));
             return 2;
         }
     };
     match args.command {
         Command::Version => {
-            println!("{}", cli::version_line());
+            ops::print(&cli::version_line());
             return 0;
         }
         Command::Help => {
-            println!("{}", cli::USAGE);
+            ops::print(cli::USAGE);
             return 0;
         }
         _ => {}
     }
+    // Every command below reads the SecretKey: no core file may ever hold it.
+    if let Err(e) = hygiene::no_core_dumps() {
+        eprintln_safe(&format!("knockd: warning: {e}"));
+    }
 
-    // Non-UTF-8 variables are not ours (ours are all text) and are skipped, not fatal.
-    let env: HashMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    // knockd's own variables must be text: one that is not is an error naming it, never
+    // silently replaced by the file's value. Other non-UTF-8 variables are not ours: skipped.
+    let mut env: HashMap<String, String> = HashMap::new();
+    let mut bad = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        let Ok(k) = k.into_string() else { continue };
+        match v.into_string() {
+            Ok(v) => {
+                env.insert(k, v);
+            }
+            Err(_) if k == "KNOCKD_CONFIG" || config::variables().any(|n| n == k) => bad.push(k),
+            Err(_) => {}
+        }
+    }
+    if !bad.is_empty() {
+        bad.sort();
+        eprintln_safe("knockd: configuration error");
+        for k in bad {
+            eprintln_safe(&format!(
+                "  {k}: the environment value is not valid UTF-8 (value not shown)"
+            ));
+        }
+        return 2;
+    }
     let exe = std::env::current_exe().ok();
     let exe_dir = exe.as_deref().and_then(|p| p.parent());
     let config = match config::load(args.config.as_deref(), &env, exe_dir) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!("knockd: configuration error");
+            eprintln_safe("knockd: configuration error");
             for e in &errors.0 {
-                eprintln!("  {e}");
+                eprintln_safe(&format!("  {e}"));
             }
             return 2;
         }
     };
 
     if args.command == Command::CheckConfig {
-        print!("{}", config.report());
+        ops::print(config.report().trim_end_matches('\n'));
         return 0;
     }
     // Printed here once so that no command has to remember to.
     for w in &config.warnings {
-        eprintln!("knockd: warning: {w}");
+        eprintln_safe(&format!("knockd: warning: {w}"));
     }
     ops::run(&args.command, &config)
+}
+
+/// `eprintln!` without its panic on a closed stderr.
+fn eprintln_safe(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

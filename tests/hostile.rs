@@ -654,15 +654,17 @@ fn lockout_after_ten_failures_costs_no_api_call_and_spares_others() {
         calls,
         "a locked-out knock makes no API call"
     );
+    // Log lines follow the answer (on the logging thread): wait for them.
     assert!(
-        case.k.log().contains("lockout addr=203.0.113.202"),
+        case.k
+            .wait_log("lockout addr=203.0.113.202", Duration::from_secs(2)),
         "{}",
         case.k.log()
     );
-    assert!(case
-        .k
-        .log()
-        .contains("reject addr=203.0.113.202 reason=locked-out"));
+    assert!(case.k.wait_log(
+        "reject addr=203.0.113.202 reason=locked-out",
+        Duration::from_secs(2)
+    ));
     // Another address is unaffected.
     assert_eq!(knock_curl(&case.k, "203.0.113.203", "x"), SUCCESS);
     // A spray of 20,000 addresses each failing once: the table stays bounded.

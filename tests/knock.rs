@@ -87,9 +87,11 @@ fn curl_knock_opens_tcp_and_udp_on_two_instances_in_two_regions() {
         assert_eq!(by[inst]["DescribeFirewallRules"], 1, "{by}");
         assert_eq!(by[inst]["CreateFirewallRules"], 1, "{by}");
     }
-    assert!(k
-        .log()
-        .contains("knock addr=203.0.113.7 label=Office_01 result=ok"));
+    // The log line follows the answer.
+    assert!(k.wait_log(
+        "knock addr=203.0.113.7 label=Office_01 result=ok",
+        Duration::from_secs(2)
+    ));
 }
 
 /// A simulator whose instance A starts with the default rules plus `rules` (JSON array).

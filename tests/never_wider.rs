@@ -182,5 +182,9 @@ fn method_1_ignores_forged_forwarding_headers() {
         .rules(INSTANCE)
         .iter()
         .any(|r| r["CidrBlock"] == "203.0.113.5"));
-    assert!(k.log().contains("may never be opened"), "{}", k.log());
+    assert!(
+        k.wait_log("may never be opened", std::time::Duration::from_secs(2)),
+        "{}",
+        k.log()
+    );
 }

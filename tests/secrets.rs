@@ -104,5 +104,5 @@ fn no_log_line_of_knockd_or_the_simulator_holds_a_secret() {
         "FIGURES secrets: {lines} log lines from {} sources grepped, none holds a secret; {ok}/12 knocks ok through sim errors {errors}",
         logs.len()
     );
-    assert!(k.log().contains("reason=locked-out"));
+    assert!(k.wait_log("reason=locked-out", std::time::Duration::from_secs(2)));
 }

@@ -12,6 +12,12 @@
 use std::collections::HashMap;
 use std::fmt;
 
+/// Longest value once `${…}` references are expanded: a `${A}${A}` doubling chain must stop
+/// with an error, not take gigabytes.
+pub const MAX_VALUE: usize = 64 * 1024;
+/// All expanded values of one file together, at most.
+pub const MAX_TOTAL: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvFileError {
     /// 1-based line number.
@@ -40,24 +46,39 @@ pub fn parse_with_env(
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut errors = Vec::new();
+    let mut total = 0usize;
     for (i, line) in text.lines().enumerate() {
         match parse_line(line) {
             Ok(None) => {}
             Ok(Some((key, raw, expand))) => {
                 let value = if expand {
                     expand_vars(&raw, |name| {
-                        env.get(name).cloned().or_else(|| {
+                        env.get(name).map(String::as_str).or_else(|| {
                             pairs
                                 .iter()
                                 .rev()
                                 .find(|(k, _)| k == name)
-                                .map(|(_, v)| v.clone())
+                                .map(|(_, v)| v.as_str())
                         })
                     })
                 } else {
-                    raw
+                    Ok(raw)
                 };
-                pairs.push((key, value));
+                let value = value.and_then(|v| {
+                    total += v.len();
+                    if total > MAX_TOTAL {
+                        Err("the file's values add up to more than 4 MiB once expanded")
+                    } else {
+                        Ok(v)
+                    }
+                });
+                match value {
+                    Ok(v) => pairs.push((key, v)),
+                    Err(message) => errors.push(EnvFileError {
+                        line: i + 1,
+                        message: message.to_string(),
+                    }),
+                }
             }
             Err(message) => errors.push(EnvFileError {
                 line: i + 1,
@@ -159,8 +180,20 @@ fn unescape_double(body: &str) -> Result<(String, &str), &'static str> {
 }
 
 /// `${NAME}` and `${NAME:-default}`; a bare `$` or `$NAME` stays literal, as in python-dotenv.
-fn expand_vars(value: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+/// Fails when the result would be longer than MAX_VALUE.
+fn expand_vars<'v>(
+    value: &str,
+    lookup: impl Fn(&str) -> Option<&'v str>,
+) -> Result<String, &'static str> {
+    const TOO_LONG: &str = "the value is longer than 64 KiB once ${...} references are expanded";
     let mut out = String::new();
+    let push = |out: &mut String, s: &str| {
+        if out.len() + s.len() > MAX_VALUE {
+            return Err(TOO_LONG);
+        }
+        out.push_str(s);
+        Ok(())
+    };
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         let Some(len) = rest[start + 2..].find('}') else {
@@ -173,17 +206,17 @@ fn expand_vars(value: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
         };
         if name.contains(':') {
             // Not a form we know (`${A:=b}` etc.): keep it literally rather than guess.
-            out.push_str(&rest[..start + 3 + len]);
+            push(&mut out, &rest[..start + 3 + len])?;
         } else {
-            out.push_str(&rest[..start]);
+            push(&mut out, &rest[..start])?;
             // python-dotenv treats an empty value like a missing one for `:-`.
             let found = lookup(name).filter(|v| default.is_none() || !v.is_empty());
-            out.push_str(&found.or(default.map(str::to_string)).unwrap_or_default());
+            push(&mut out, found.or(default).unwrap_or_default())?;
         }
         rest = &rest[start + 3 + len..];
     }
-    out.push_str(rest);
-    out
+    push(&mut out, rest)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -290,5 +323,35 @@ mod tests {
     fn later_keys_are_kept_in_order() {
         let p = pairs("A=1\nA=2");
         assert_eq!(p, vec![("A".into(), "1".into()), ("A".into(), "2".into())]);
+    }
+
+    /// Issue 11, item 11: a doubling chain stops with an error naming the line, at once.
+    #[test]
+    fn expansion_is_bounded() {
+        let mut text = String::from("A0=xxxxxxxxxxxxxxxx\n");
+        for i in 1..=40 {
+            text.push_str(&format!("A{i}=${{A{}}}${{A{}}}\n", i - 1, i - 1));
+        }
+        let started = std::time::Instant::now();
+        let (p, e) = parse(&text);
+        assert!(started.elapsed().as_secs() < 2);
+        // 16 << 12 = 64 KiB is the last that fits; A13 fails and is left unset, so the rest
+        // of the chain expands an empty value, as python-dotenv does with an unset one.
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].line, 14);
+        assert!(e[0].message.contains("64 KiB"), "{}", e[0].message);
+        assert!(p.iter().all(|(_, v)| v.len() <= MAX_VALUE));
+        assert_eq!(
+            p.iter().find(|(k, _)| k == "A12").map(|(_, v)| v.len()),
+            Some(64 * 1024)
+        );
+        // Many values of the largest size run into the total cap.
+        let big = "y".repeat(MAX_VALUE);
+        let mut text = format!("B='{big}'\n");
+        for i in 0..100 {
+            text.push_str(&format!("C{i}=${{B}}\n"));
+        }
+        let (_, e) = parse(&text);
+        assert!(e.iter().any(|e| e.message.contains("4 MiB")), "{e:?}");
     }
 }

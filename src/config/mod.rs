@@ -141,6 +141,8 @@ pub struct RulesConfig {
     pub ttl: Duration,
     /// QUOTA_RESERVE: rule slots of the 100 that knockd leaves for the operator.
     pub quota_reserve: usize,
+    /// MAX_ADDRESSES_PER_V6_64: addresses of one IPv6 /64 with knockd rules at once (0: no cap).
+    pub per_v6_64: usize,
 }
 
 /// Bounds on connections, time and failed knocks.
@@ -169,6 +171,7 @@ impl Config {
             ports: &self.rules.ports,
             ttl_secs: self.rules.ttl.as_secs() as i64,
             limit: QUOTA.saturating_sub(self.rules.quota_reserve),
+            per_v6_64: self.rules.per_v6_64,
         }
     }
 }
@@ -284,12 +287,46 @@ pub fn load(
     }
 }
 
+/// Largest config file read (a real one is a few KiB).
+pub const MAX_FILE: u64 = 1024 * 1024;
+
+/// The config file as text: a regular file (not a FIFO, which would block the start, nor a
+/// device, which may never end) of at most MAX_FILE bytes, checked again while reading in case
+/// it grows.
 fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the config file: {e}"))?;
     if meta.is_dir() {
         return Err("cannot read the config file: it is a directory".into());
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read the config file: {e}"))?;
+    if !meta.is_file() {
+        return Err("cannot read the config file: not a regular file (a FIFO or a device?)".into());
+    }
+    if meta.len() > MAX_FILE {
+        return Err(format!(
+            "the config file is {} bytes; at most 1 MiB is read",
+            meta.len()
+        ));
+    }
+    // O_NONBLOCK (0o4000 on Linux): a path swapped for a FIFO after the check above must not
+    // block the open; for a regular file the flag changes nothing. The open file is checked too.
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, 0o4000);
+    let file = options
+        .open(path)
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err("cannot read the config file: not a regular file (a FIFO or a device?)".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err("the config file is larger than 1 MiB".into());
+    }
     String::from_utf8(bytes).map_err(|e| {
         let bad = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count() + 1;
@@ -425,6 +462,7 @@ mod tests {
         assert_eq!(c.knock.bind, "0.0.0.0:8080".parse().expect("addr"));
         assert_eq!(c.knock.trusted_proxies.len(), 2);
         assert_eq!(c.rules.quota_reserve, 0);
+        assert_eq!(c.rules.per_v6_64, 4);
         assert_eq!(c.limits.max_connections, 256);
         assert_eq!(c.limits.connection_timeout.as_secs(), 10);
         assert_eq!(c.limits.knock_timeout.as_secs(), 20);

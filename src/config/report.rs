@@ -106,6 +106,7 @@ impl Config {
             .collect();
         lines.push(("TRUSTED_PROXIES", proxies.join(",")));
         lines.push(("QUOTA_RESERVE", self.rules.quota_reserve.to_string()));
+        lines.push(("MAX_ADDRESSES_PER_V6_64", self.rules.per_v6_64.to_string()));
         lines.push(("MAX_CONNECTIONS", self.limits.max_connections.to_string()));
         lines.push((
             "CONNECTION_TIMEOUT",

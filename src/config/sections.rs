@@ -53,11 +53,18 @@ pub(crate) fn rules(vars: &Vars, c: &mut Checker) -> RulesConfig {
         }
     }
     let quota_reserve = c.number("QUOTA_RESERVE", vars.value("QUOTA_RESERVE"), 0, 99) as usize;
+    let per_v6_64 = c.number(
+        "MAX_ADDRESSES_PER_V6_64",
+        vars.value("MAX_ADDRESSES_PER_V6_64"),
+        0,
+        100,
+    ) as usize;
     RulesConfig {
         ports,
         prefix,
         ttl: Duration::from_secs(ttl),
         quota_reserve,
+        per_v6_64,
     }
 }
 

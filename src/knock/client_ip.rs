@@ -5,7 +5,7 @@
 //! item, nothing skipped) and never echoed into logs.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::ClientIpMethod;
 use crate::knock::http::RequestHead;
@@ -39,18 +39,33 @@ impl fmt::Display for Refusal {
 /// Whether a firewall rule may ever be written for `ip`. Unspecified addresses are the dangerous
 /// ones (a `CidrBlock` of `0.0.0.0` or `::` risks reading as "everyone"); loopback, multicast,
 /// link-local and broadcast can never be a remote client, so a knock naming them is forged.
+/// The same goes for the odd single addresses that can never be a packet's source on the
+/// internet: "this network" 0.0.0.0/8, reserved 240.0.0.0/4, IPv4-compatible `::a.b.c.d`,
+/// NAT64 (64:ff9b::/96) and 6to4 (2002::/16) addresses that carry a loopback, private or
+/// otherwise never-source IPv4, deprecated site-local fec0::/10, and the subnet-router anycast
+/// address of a /64 (interface identifier zero).
 /// Private and documentation ranges stay grantable: VPN users and tests rely on them.
 pub fn is_grantable(ip: IpAddr) -> bool {
     match canonical(ip) {
-        IpAddr::V4(v4) => {
-            !(v4.is_unspecified()
-                || v4.is_loopback()
-                || v4.is_multicast()
-                || v4.is_link_local()
-                || v4.is_broadcast())
-        }
+        IpAddr::V4(v4) => is_grantable_v4(v4),
         IpAddr::V6(v6) => {
-            !(v6.is_unspecified() || v6.is_loopback() || v6.is_multicast() || is_v6_link_local(v6))
+            let bits = u128::from(v6);
+            let seg = v6.segments();
+            let embedded = |shift: u32| Ipv4Addr::from((bits >> shift) as u32);
+            !(v6.is_unspecified()
+                || v6.is_loopback()
+                || v6.is_multicast()
+                || is_v6_link_local(v6)
+                // fec0::/10, site-local (deprecated by RFC 3879)
+                || seg[0] & 0xffc0 == 0xfec0
+                // ::a.b.c.d, IPv4-compatible (deprecated by RFC 4291)
+                || bits >> 32 == 0
+                // 64:ff9b::/96 NAT64 carrying an address no internet host has
+                || (bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 && !is_public_v4(embedded(0)))
+                // 2002::/16 6to4 carrying one
+                || (seg[0] == 0x2002 && !is_public_v4(embedded(80)))
+                // subnet-router anycast of the /64
+                || bits & 0xffff_ffff_ffff_ffff == 0)
         }
     }
 }
@@ -59,13 +74,29 @@ fn is_v6_link_local(v6: Ipv6Addr) -> bool {
     v6.segments()[0] & 0xffc0 == 0xfe80
 }
 
+fn is_grantable_v4(v4: Ipv4Addr) -> bool {
+    let first = v4.octets()[0];
+    !(first == 0 // 0.0.0.0/8, "this network" (covers unspecified)
+        || first >= 240 // 240.0.0.0/4 reserved (covers broadcast)
+        || v4.is_loopback()
+        || v4.is_multicast()
+        || v4.is_link_local())
+}
+
+/// An IPv4 address a NAT64 or 6to4 address may embed: grantable, and not private or shared.
+fn is_public_v4(v4: Ipv4Addr) -> bool {
+    let o = v4.octets();
+    is_grantable_v4(v4) && !v4.is_private() && !(o[0] == 100 && o[1] & 0xc0 == 64)
+}
+
 /// The address a knock is from, canonical (IPv4-mapped IPv6 as IPv4) and grantable.
 ///
 /// - `Peer`: the TCP peer; headers are ignored, so forged X-Forwarded-For changes nothing.
-/// - `Forwarded`: headers count only when the peer itself is in `trusted`. Then the right-most
-///   X-Forwarded-For address not in `trusted` (the one our own proxies saw connect; everything
-///   left of it may be client-forged); if every listed address is trusted, the left-most one
-///   (as nginx's `real_ip_recursive` does); without X-Forwarded-For, X-Real-IP; without either,
+/// - `Forwarded`: headers count only when the peer itself is in `trusted`. Then X-Real-IP when
+///   present (a proxy sets it whole, so a client cannot add to it; the proxy must overwrite it,
+///   see README); else the right-most X-Forwarded-For address not in `trusted` (the one our own
+///   proxies saw connect; everything left of it may be client-forged); if every listed address
+///   is trusted, the left-most one (as nginx's `real_ip_recursive` does); without either header,
 ///   the peer. Any X-Forwarded-For item that is not one plain address makes the whole header
 ///   Malformed rather than being skipped, since skipping lets a forged item decide the result.
 /// - `Declared`: the `ip` header, exactly one address.
@@ -95,9 +126,14 @@ fn is_trusted(ip: IpAddr, trusted: &[Cidr]) -> bool {
 }
 
 fn forwarded(peer: IpAddr, head: &RequestHead, trusted: &[Cidr]) -> Result<IpAddr, Refusal> {
+    // X-Real-IP first: when both are present and disagree, the client-extensible
+    // X-Forwarded-For must not win.
+    if let Some(ip) = single(head, "x-real-ip", true)? {
+        return Ok(ip);
+    }
     let mut lines = head.headers_all("x-forwarded-for").peekable();
     if lines.peek().is_none() {
-        return Ok(single(head, "x-real-ip", true)?.unwrap_or(peer));
+        return Ok(peer);
     }
     // Header lines of one name form one list, in order (RFC 9110 §5.3). One pass, no buffer:
     // the last untrusted item seen is the right-most one.
@@ -113,6 +149,31 @@ fn forwarded(peer: IpAddr, head: &RequestHead, trusted: &[Cidr]) -> Result<IpAdd
         }
     }
     rightmost_untrusted.or(first).ok_or(Refusal::Malformed)
+}
+
+/// Whom a knock through a trusted proxy claims to be for, read leniently, for the lockout
+/// only: the last X-Real-IP that parses, else the X-Forwarded-For address `resolve` would pick
+/// among the items that parse (junk items skipped). None when nothing parses: the caller then
+/// counts the failure against one shared bucket, so junk cannot switch the lockout off.
+pub fn forwarded_claim(head: &RequestHead, trusted: &[Cidr]) -> Option<IpAddr> {
+    if let Some(ip) = head
+        .headers_all("x-real-ip")
+        .filter_map(|v| parse_ip(v, true))
+        .last()
+    {
+        return Some(ip);
+    }
+    let mut first = None;
+    let mut rightmost_untrusted = None;
+    for line in head.headers_all("x-forwarded-for") {
+        for ip in line.split(|&b| b == b',').filter_map(|i| parse_ip(i, true)) {
+            first.get_or_insert(ip);
+            if !is_trusted(ip, trusted) {
+                rightmost_untrusted = Some(ip);
+            }
+        }
+    }
+    rightmost_untrusted.or(first)
 }
 
 /// The one header `name` as one address: `Ok(None)` when absent, Malformed when repeated or
@@ -315,12 +376,29 @@ mod tests {
                 &[("X-Forwarded-For", "10.8.0.2, 10.0.0.3")],
                 Ok("10.8.0.2"),
             ),
-            // X-Forwarded-For wins over X-Real-IP.
+            // X-Real-IP wins over X-Forwarded-For (a proxy sets it whole; a client can only
+            // prepend to X-Forwarded-For), whatever the order of the lines.
             (
                 Forwarded,
                 PROXY,
-                &[("X-Real-IP", "8.8.8.8"), ("X-Forwarded-For", CLIENT)],
+                &[("X-Real-IP", CLIENT), ("X-Forwarded-For", "8.8.8.8")],
                 Ok(CLIENT),
+            ),
+            (
+                Forwarded,
+                PROXY,
+                &[
+                    ("X-Forwarded-For", "8.8.8.8, 8.8.4.4"),
+                    ("X-Real-IP", CLIENT),
+                ],
+                Ok(CLIENT),
+            ),
+            // A malformed X-Real-IP is not passed over for X-Forwarded-For.
+            (
+                Forwarded,
+                PROXY,
+                &[("X-Real-IP", "junk"), ("X-Forwarded-For", CLIENT)],
+                Err(Malformed),
             ),
             (Forwarded, PROXY, &[("X-Real-IP", CLIENT)], Ok(CLIENT)),
             (
@@ -516,9 +594,14 @@ mod tests {
             "198.51.100.1",
             "2001:db8::1",
             "fd00::1",
-            "fec0::1",
             "::ffff:8.8.8.8",
-            "255.255.255.254",
+            "223.255.255.254",
+            "1.0.0.1",
+            "223.255.255.255",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:db8:1:2::1",
+            "2001:db8::1:0:0:0",
         ] {
             assert!(is_grantable(ip(s)), "{s}");
         }
@@ -537,6 +620,27 @@ mod tests {
             "::ffff:169.254.1.1",
             "::ffff:224.0.0.1",
             "::ffff:255.255.255.255",
+            // Never a packet's source on the internet (issue 11, item 13).
+            "0.1.2.3",
+            "0.255.255.255",
+            "240.0.0.1",
+            "255.255.255.254",
+            "::ffff:240.0.0.1",
+            "::203.0.113.9",
+            "::0.0.0.2",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::10.1.2.3",
+            "64:ff9b::192.168.0.1",
+            "64:ff9b::100.64.0.1",
+            "64:ff9b::0.0.0.0",
+            "2002:7f00:1::1",
+            "2002:a01:203::1",
+            "2002:c0a8:1::1",
+            "2002::1",
+            "fec0::1",
+            "feff::1",
+            "2001:db8:1:2::",
+            "2001:db8::",
         ] {
             assert!(!is_grantable(ip(s)), "{s}");
         }

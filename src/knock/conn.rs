@@ -3,16 +3,18 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::http::{self, HeadReader, ReadResult};
 use super::server::{self, Shared};
+use super::signals;
 use crate::config::KnockConfig;
 
 /// Requests served on one keep-alive connection at most.
 const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
 /// Write budget of an answer whose knock outlasted the connection deadline.
-const ANSWER_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const ANSWER_GRACE: Duration = Duration::from_secs(2);
 
 /// The connection's overall deadline as the socket timeout, so a client that trickles bytes
 /// cannot hold a thread much past CONNECTION_TIMEOUT. The timeout is re-set at most every
@@ -64,7 +66,7 @@ impl Read for Deadline<'_> {
     }
 }
 
-pub(crate) fn handle(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u64) {
+pub(crate) fn handle(shared: &Shared, stream: Arc<TcpStream>, peer: SocketAddr, id: u64) {
     let deadline = Instant::now() + shared.config.limits.connection_timeout;
     let _ = stream.set_nodelay(true);
     let mut reader = HeadReader::new();
@@ -74,24 +76,35 @@ pub(crate) fn handle(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u
         read_set: None,
         write_set: None,
     };
-    for _ in 0..MAX_REQUESTS_PER_CONNECTION {
-        let (ok, keep_alive, head_only) = match reader.next_request(&mut io) {
-            ReadResult::Request(head) => {
-                let ok = server::knock(shared, &head, peer.ip(), id);
-                (ok, head.keep_alive(), head.method == "HEAD")
+    for n in 1..=MAX_REQUESTS_PER_CONNECTION {
+        let head = match reader.next_request(&mut io) {
+            ReadResult::Request(head) => head,
+            ReadResult::Bad => {
+                let _ = io.arm_write();
+                let _ = (&*stream).write_all(shared.answers.get(false, false, false));
+                let _ = stream.shutdown(Shutdown::Write);
+                return;
             }
-            ReadResult::Bad => (false, false, false),
             ReadResult::Closed | ReadResult::Io(_) => return,
         };
-        // Past the deadline the answer is still written (see arm_write), then the connection
-        // closes.
-        let keep_alive = keep_alive && Instant::now() < deadline;
-        if io.arm_write().is_err()
-            || (&stream)
-                .write_all(shared.answers.get(ok, keep_alive, head_only))
-                .is_err()
-            || !keep_alive
-        {
+        let verdict = server::knock(shared, &head, peer.ip(), id);
+        // Past the deadline, at the last request allowed, or when knockd is stopping, the
+        // answer is still written (see arm_write) and says `Connection: close`.
+        let keep_alive = head.keep_alive()
+            && n < MAX_REQUESTS_PER_CONNECTION
+            && Instant::now() < deadline
+            && !signals::stop_requested();
+        let written = io.arm_write().is_ok()
+            && (&*stream)
+                .write_all(
+                    shared
+                        .answers
+                        .get(verdict.ok, keep_alive, head.method == "HEAD"),
+                )
+                .is_ok();
+        // The answer first, then the log line and the end of the knock's protection.
+        server::answered(shared, id, verdict, &head);
+        if !written || !keep_alive {
             let _ = stream.shutdown(Shutdown::Write);
             return;
         }

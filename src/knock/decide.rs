@@ -35,25 +35,26 @@ impl Reject {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
-    /// Failure answer. `key` is the lockout bucket the failure counts against (None: a
-    /// trusted proxy that vouched for nobody readable, never locked out); a locked-out
-    /// request does not count again.
-    Reject { reason: Reject, key: Option<IpAddr> },
-    /// The right secret, but no address the firewall may be opened for.
-    Refuse {
-        peer: IpAddr,
-        label: String,
-        refusal: Refusal,
-    },
+    /// Failure answer. `key` is the lockout bucket the failure counts against (a locked-out
+    /// request does not count again).
+    Reject { reason: Reject, key: IpAddr },
+    /// The right secret, but no address the firewall may be opened for. The label is not
+    /// read here: the caller reads it for the log line once the answer is written.
+    Refuse { peer: IpAddr, refusal: Refusal },
     /// Open the firewall for `ip`.
     Grant {
         ip: IpAddr,
         label: String,
-        key: Option<IpAddr>,
+        key: IpAddr,
     },
 }
 
 /// Judges one request. `is_locked` answers for a lockout bucket.
+///
+/// Every request costs the same up to the decision, whatever the outcome: the client address
+/// is resolved and the secret hashed before the lockout is consulted, and nothing else (the
+/// label, a log line) is read or written until the decision is final. A wrong secret, a right
+/// one that is refused, and a locked-out client are thus not told apart by timing.
 pub(crate) fn decide(
     head: &RequestHead,
     peer: IpAddr,
@@ -62,28 +63,18 @@ pub(crate) fn decide(
 ) -> Decision {
     let peer = cidr::canonical(peer);
     let resolved = client_ip::resolve(knock.client_ip_method, peer, head, &knock.trusted_proxies);
-    // Behind a trusted proxy the peer is the proxy: lock out the client it vouches for, and
-    // never the proxy itself (that would lock everyone out). A self-declared address
-    // (METHOD 3) is the attacker's choice, so there the peer counts.
-    let key = match (knock.client_ip_method, &resolved) {
-        (ClientIpMethod::Forwarded, Ok(ip)) => Some(lockout::key(*ip)),
-        (ClientIpMethod::Forwarded, Err(_))
-            if knock.trusted_proxies.iter().any(|c| c.contains(peer)) =>
-        {
-            None
-        }
-        _ => Some(lockout::key(peer)),
-    };
-    if key.is_some_and(&is_locked) {
+    let key = lockout_key(head, peer, knock);
+    let secret_ok = secret_matches(
+        head.header("referer").unwrap_or(b""),
+        knock.referer.expose(),
+    );
+    if is_locked(key) {
         return Decision::Reject {
             reason: Reject::LockedOut,
             key,
         };
     }
     let is_get = head.method == "GET" || head.method == "HEAD";
-    let secret_ok = head
-        .header("referer")
-        .is_some_and(|r| secret_matches(r, knock.referer.expose()));
     if !is_get || head.path != knock.path.as_bytes() || !secret_ok {
         let reason = if !is_get {
             Reject::Method
@@ -94,14 +85,31 @@ pub(crate) fn decide(
         };
         return Decision::Reject { reason, key };
     }
-    let label = desc::sanitize_label(head.header("location").unwrap_or(b""));
     match resolved {
-        Ok(ip) => Decision::Grant { ip, label, key },
-        Err(refusal) => Decision::Refuse {
-            peer,
-            label,
-            refusal,
+        Ok(ip) => Decision::Grant {
+            ip,
+            label: desc::sanitize_label(head.header("location").unwrap_or(b"")),
+            key,
         },
+        Err(refusal) => Decision::Refuse { peer, refusal },
+    }
+}
+
+/// The lockout bucket of a request. Behind a trusted proxy the peer is the proxy: the failure
+/// counts against the client it vouches for, read leniently (a junk item in X-Forwarded-For
+/// must not switch the lockout off), else against one shared bucket for unreadable forwarded
+/// headers; never against the proxy itself, which would lock everyone out. A self-declared
+/// address (METHOD 3) is the attacker's choice, so there the peer counts.
+fn lockout_key(head: &RequestHead, peer: IpAddr, knock: &KnockConfig) -> IpAddr {
+    let trusted = &knock.trusted_proxies;
+    if knock.client_ip_method != ClientIpMethod::Forwarded
+        || !trusted.iter().any(|c| c.contains(peer))
+    {
+        return lockout::key(peer);
+    }
+    match client_ip::forwarded_claim(head, trusted) {
+        Some(ip) if ip != peer => lockout::key(ip),
+        _ => lockout::UNREADABLE,
     }
 }
 
@@ -160,7 +168,7 @@ mod tests {
             format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nLocation: Office_01\r\n\r\n");
         let never = |_: IpAddr| false;
         let peer = ip("203.0.113.5");
-        let key = Some(peer);
+        let key = peer;
         let cases: Vec<(&str, String, ClientIpMethod, &str, Decision)> = vec![
             (
                 "right secret",
@@ -211,7 +219,6 @@ mod tests {
                 "127.0.0.1",
                 Decision::Refuse {
                     peer: ip("127.0.0.1"),
-                    label: "Office_01".into(),
                     refusal: Refusal::NotAllowed(ip("127.0.0.1")),
                 },
             ),
@@ -220,7 +227,7 @@ mod tests {
                 format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n"),
                 ClientIpMethod::Forwarded,
                 "127.0.0.1",
-                Decision::Grant { ip: ip("198.51.100.7"), label: desc::sanitize_label(b""), key: Some(ip("198.51.100.7")) },
+                Decision::Grant { ip: ip("198.51.100.7"), label: desc::sanitize_label(b""), key: ip("198.51.100.7") },
             ),
             (
                 "untrusted peer: forwarded headers are ignored",
@@ -244,7 +251,7 @@ mod tests {
                 Decision::Grant {
                     ip: ip("2001:db8:1:2:3:4:5:6"),
                     label: "Office_01".into(),
-                    key: Some(ip("2001:db8:1:2::")),
+                    key: ip("2001:db8:1:2::"),
                 },
             ),
         ];
@@ -270,7 +277,7 @@ mod tests {
             ),
             Decision::Reject {
                 reason: Reject::LockedOut,
-                key: Some(ip("203.0.113.5"))
+                key: ip("203.0.113.5")
             }
         );
         assert!(matches!(
@@ -282,5 +289,115 @@ mod tests {
             ),
             Decision::Grant { .. }
         ));
+    }
+
+    /// Issue 11, item 1: with a trusted peer, junk in the forwarded headers still counts
+    /// against the right-most address that parses, else against one shared bucket; the proxy
+    /// itself is never the key.
+    #[test]
+    fn lockout_keys_behind_a_trusted_proxy() {
+        let never = |_: IpAddr| false;
+        let wrong =
+            |extra: &str| format!("GET /favico.ico HTTP/1.1\r\nReferer: nope\r\n{extra}\r\n");
+        let key_of = |text: String, from: &str, method: ClientIpMethod| match decide(
+            &head(&text),
+            ip(from),
+            &knock(method),
+            never,
+        ) {
+            Decision::Reject { key, .. } => key,
+            other => panic!("{other:?}"),
+        };
+        let f = ClientIpMethod::Forwarded;
+        let cases: Vec<(&str, String, &str, IpAddr)> = vec![
+            (
+                "nginx junk item",
+                wrong("X-Forwarded-For: junk, 198.51.100.5\r\n"),
+                "127.0.0.1",
+                ip("198.51.100.5"),
+            ),
+            (
+                "empty first item",
+                wrong("X-Forwarded-For: , 198.51.100.5\r\n"),
+                "127.0.0.1",
+                ip("198.51.100.5"),
+            ),
+            (
+                "HAProxy second line",
+                wrong("X-Forwarded-For: junk\r\nX-Forwarded-For: 198.51.100.5\r\n"),
+                "127.0.0.1",
+                ip("198.51.100.5"),
+            ),
+            (
+                "junk after the address",
+                wrong("X-Forwarded-For: 198.51.100.5, junk\r\n"),
+                "127.0.0.1",
+                ip("198.51.100.5"),
+            ),
+            (
+                "nothing readable",
+                wrong("X-Forwarded-For: junk, also junk\r\n"),
+                "127.0.0.1",
+                lockout::UNREADABLE,
+            ),
+            (
+                "no header at all",
+                wrong(""),
+                "127.0.0.1",
+                lockout::UNREADABLE,
+            ),
+            (
+                "the proxy names itself",
+                wrong("X-Forwarded-For: 127.0.0.1\r\n"),
+                "127.0.0.1",
+                lockout::UNREADABLE,
+            ),
+            (
+                "X-Real-IP preferred",
+                wrong("X-Real-IP: 198.51.100.9\r\nX-Forwarded-For: 198.51.100.5\r\n"),
+                "127.0.0.1",
+                ip("198.51.100.9"),
+            ),
+            (
+                "junk X-Real-IP",
+                wrong("X-Real-IP: junk\r\nX-Forwarded-For: 198.51.100.5\r\n"),
+                "127.0.0.1",
+                ip("198.51.100.5"),
+            ),
+            (
+                "IPv6 by /64",
+                wrong("X-Forwarded-For: x, 2001:db8:5:6::7\r\n"),
+                "127.0.0.1",
+                ip("2001:db8:5:6::"),
+            ),
+            (
+                "untrusted peer: the peer",
+                wrong("X-Forwarded-For: junk\r\n"),
+                "203.0.113.5",
+                ip("203.0.113.5"),
+            ),
+        ];
+        for (name, text, from, want) in cases {
+            assert_eq!(key_of(text, from, f), want, "{name}");
+        }
+    }
+
+    /// Issue 11, item 2: the secret is hashed even when the client is locked out, and the label
+    /// is not read for a refusal.
+    #[test]
+    fn locked_out_and_refused_decisions_carry_nothing_extra() {
+        let ok = format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nLocation: x\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n");
+        assert_eq!(
+            decide(
+                &head(&ok),
+                ip("127.0.0.1"),
+                &knock(ClientIpMethod::Forwarded),
+                |_| false
+            ),
+            Decision::Refuse {
+                peer: ip("127.0.0.1"),
+                refusal: Refusal::NotAllowed(ip("127.0.0.1"))
+            }
+        );
     }
 }

@@ -1,12 +1,24 @@
 //! Brute-force lockout: an address that fails too many knocks within a window is refused for
-//! a while, without a secret check or an API call. Pure: the caller passes the time in.
-//! The table is bounded whatever the number of attacking addresses.
+//! a while, without a secret check or an API call. Pure: the caller passes the time in (seconds
+//! of a monotonic clock, so a wall-clock step neither unlocks nor extends anything).
+//!
+//! The table is bounded whatever the number of attacking addresses, and a locked entry is never
+//! dropped before its lockout ends. When the table is full of live entries, a new address is
+//! counted in its aggregate (IPv4 /24, IPv6 /48) in a second bounded table; when that is full
+//! too, an address that has no entry is refused outright (`is_locked` says so) until entries
+//! expire. Spraying addresses can therefore cost strangers their knocks for a while, but can
+//! never unlock anyone or buy unlimited guesses.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Addresses tracked at most (about 100 bytes each: ~1.6 MB at the bound).
 pub const MAX_TRACKED: usize = 16_384;
+
+/// The one bucket of knocks that came through a trusted proxy without a forwarded address
+/// that could be read: they all count against it, so junk forwarded headers cannot buy
+/// unlimited guesses. `::` is never a client's address.
+pub const UNREADABLE: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 
 /// The address a failure is counted against: IPv6 clients by their /64, since one subscriber
 /// usually holds a whole /64 and could otherwise rotate through it for unlimited guesses.
@@ -14,6 +26,14 @@ pub fn key(ip: IpAddr) -> IpAddr {
     match crate::rules::cidr::canonical(ip) {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
         v4 => v4,
+    }
+}
+
+/// The aggregate a key falls into when the table is full: its IPv4 /24 or IPv6 /48.
+pub fn aggregate(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
     }
 }
 
@@ -25,13 +45,54 @@ struct Entry {
     locked_until: u64,
 }
 
+impl Entry {
+    fn live(&self, now: u64, window: u64) -> bool {
+        self.locked_until > now || now.saturating_sub(self.window_start) < window
+    }
+}
+
+#[derive(Debug)]
+struct Table {
+    capacity: usize,
+    map: HashMap<IpAddr, Entry>,
+    /// The `now` of the last sweep of stale entries (at most one sweep a second).
+    swept: Option<u64>,
+}
+
+impl Table {
+    fn new(capacity: usize) -> Table {
+        Table {
+            capacity: capacity.max(1),
+            map: HashMap::new(),
+            swept: None,
+        }
+    }
+
+    fn locked(&self, ip: IpAddr, now: u64) -> bool {
+        self.map.get(&ip).is_some_and(|e| e.locked_until > now)
+    }
+
+    /// Whether `ip` has an entry or one can be made, after dropping stale entries if full.
+    fn has_room_for(&mut self, ip: IpAddr, now: u64, window: u64) -> bool {
+        if self.map.len() < self.capacity || self.map.contains_key(&ip) {
+            return true;
+        }
+        if self.swept != Some(now) {
+            self.swept = Some(now);
+            self.map.retain(|_, e| e.live(now, window));
+        }
+        self.map.len() < self.capacity
+    }
+}
+
 #[derive(Debug)]
 pub struct Lockout {
     max_failures: u32,
     window: u64,
     duration: u64,
-    capacity: usize,
-    table: HashMap<IpAddr, Entry>,
+    table: Table,
+    /// Aggregates of addresses that found `table` full of live entries.
+    aggregates: Table,
 }
 
 impl Lockout {
@@ -50,35 +111,51 @@ impl Lockout {
             max_failures,
             window,
             duration,
-            capacity: capacity.max(1),
-            table: HashMap::new(),
+            table: Table::new(capacity),
+            aggregates: Table::new(capacity / 4),
         }
     }
 
-    pub fn is_locked(&self, ip: IpAddr, now: u64) -> bool {
-        self.table.get(&ip).is_some_and(|e| e.locked_until > now)
+    /// Whether a knock for `ip` is refused without a look at its secret: its entry or its
+    /// aggregate is locked, or both tables are full of live entries and it has neither.
+    pub fn is_locked(&mut self, ip: IpAddr, now: u64) -> bool {
+        if self.max_failures == 0 {
+            return false;
+        }
+        let agg = aggregate(ip);
+        if self.table.locked(ip, now) || self.aggregates.locked(agg, now) {
+            return true;
+        }
+        !self.table.has_room_for(ip, now, self.window)
+            && !self.aggregates.has_room_for(agg, now, self.window)
     }
 
-    /// Records a failed knock; true when this failure locks the address out.
+    /// Records a failed knock; true when this failure locks the address (or, with the table
+    /// full, its aggregate) out.
     pub fn fail(&mut self, ip: IpAddr, now: u64) -> bool {
         if self.max_failures == 0 {
             return false;
         }
-        if !self.table.contains_key(&ip) && self.table.len() >= self.capacity {
-            self.make_room(now);
-        }
-        let e = self.table.entry(ip).or_insert(Entry {
+        let (window, duration, max) = (self.window, self.duration, self.max_failures);
+        let (table, ip) = if self.table.has_room_for(ip, now, window) {
+            (&mut self.table, ip)
+        } else if self.aggregates.has_room_for(aggregate(ip), now, window) {
+            (&mut self.aggregates, aggregate(ip))
+        } else {
+            return false;
+        };
+        let e = table.map.entry(ip).or_insert(Entry {
             failures: 0,
             window_start: now,
             locked_until: 0,
         });
-        if now.saturating_sub(e.window_start) >= self.window {
+        if now.saturating_sub(e.window_start) >= window {
             e.failures = 0;
             e.window_start = now;
         }
         e.failures = e.failures.saturating_add(1);
-        if e.failures >= self.max_failures && e.locked_until <= now {
-            e.locked_until = now + self.duration;
+        if e.failures >= max && e.locked_until <= now {
+            e.locked_until = now + duration;
             e.failures = 0;
             e.window_start = now;
             return true;
@@ -86,39 +163,19 @@ impl Lockout {
         false
     }
 
-    /// A good knock clears the address's record.
+    /// A good knock clears the address's own record (not its aggregate's).
     pub fn succeed(&mut self, ip: IpAddr) {
-        self.table.remove(&ip);
+        self.table.map.remove(&ip);
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.table.map.len() + self.aggregates.map.len()
     }
 
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
-    }
-
-    /// Drops stale entries; if all are live, the half least worth keeping (unlocked first,
-    /// then the oldest windows). Amortised: runs once per `capacity / 2` new addresses.
-    fn make_room(&mut self, now: u64) {
-        let (window, before) = (self.window, self.table.len());
-        self.table
-            .retain(|_, e| e.locked_until > now || now.saturating_sub(e.window_start) < window);
-        if self.table.len() < before.max(1) * 3 / 4 && self.table.len() < self.capacity {
-            return;
-        }
-        let mut keys: Vec<(bool, u64, IpAddr)> = self
-            .table
-            .iter()
-            .map(|(ip, e)| (e.locked_until > now, e.window_start, *ip))
-            .collect();
-        keys.sort_unstable();
-        for (_, _, ip) in keys.iter().take(self.table.len() / 2 + 1) {
-            self.table.remove(ip);
-        }
+        self.len() == 0
     }
 }
 
@@ -190,8 +247,62 @@ mod tests {
         l.fail(ip(7), 0);
         for n in 100..200_000u32 {
             l.fail(ip(n), 1);
-            assert!(l.len() <= 1000);
+            assert!(l.len() <= 1000 + 250);
         }
         assert!(l.is_locked(ip(7), 2), "a locked address survives eviction");
+    }
+
+    #[test]
+    fn a_spray_of_locked_addresses_never_unlocks_anyone() {
+        // Every sprayed address locks at once: the old half-eviction dropped the oldest
+        // locked entries, the target first.
+        let mut l = Lockout::with_capacity(1, 600, 1800, 1000);
+        let target = key("2001:db8:1:1::1".parse().expect("ip"));
+        assert!(l.fail(target, 0));
+        for n in 0..20_000u128 {
+            let v6 = (0x2001_0db8_0001_0000u128 + 2 + n) << 64 | 1;
+            let k = key(IpAddr::V6(v6.into()));
+            if !l.is_locked(k, 1) {
+                l.fail(k, 1);
+            }
+            assert!(l.len() <= 1000 + 250);
+        }
+        for t in [2, 100, 1799] {
+            assert!(l.is_locked(target, t), "unlocked at {t}");
+        }
+        // The sprayed /48 ended up counted, and locked, as one aggregate.
+        let other: IpAddr = key("2001:db8:1:ffff::9".parse().expect("ip"));
+        assert!(l.is_locked(other, 2));
+        // Another /48 still has room in the aggregate table: not refused.
+        let elsewhere: IpAddr = key("2001:db8:2:1::9".parse().expect("ip"));
+        assert!(!l.is_locked(elsewhere, 2));
+        // Both lockouts end on time (the target's own at 1800, its /48's at 1801).
+        assert!(!l.is_locked(target, 1802));
+    }
+
+    #[test]
+    fn both_tables_full_refuses_new_addresses_until_entries_expire() {
+        let mut l = Lockout::with_capacity(1, 600, 60, 8);
+        for n in 0..8u32 {
+            l.fail(ip(n << 8 | 1), 0); // 8 different /24s fill the table
+        }
+        for n in 8..10u32 {
+            l.fail(ip(n << 8 | 1), 0); // two aggregates fill the aggregate table (8/4)
+        }
+        let stranger = ip(200 << 8 | 1);
+        assert!(l.is_locked(stranger, 1), "no room anywhere: refused");
+        assert!(!l.fail(stranger, 1));
+        // Lockouts end at 60, windows at 600: only then is there room again.
+        assert!(l.is_locked(stranger, 599));
+        assert!(!l.is_locked(stranger, 600));
+    }
+
+    #[test]
+    fn aggregates() {
+        assert_eq!(aggregate(ip(0xCB00_7109)), ip(0xCB00_7100));
+        assert_eq!(
+            aggregate("2001:db8:1:2::".parse().expect("ip")),
+            "2001:db8:1::".parse::<IpAddr>().expect("ip")
+        );
     }
 }

@@ -4,7 +4,9 @@ pub mod client_ip;
 mod conn;
 mod decide;
 pub mod http;
+pub mod hygiene;
 mod lockout;
 mod server;
+pub mod signals;
 
 pub(crate) use server::serve;

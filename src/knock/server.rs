@@ -1,23 +1,29 @@
-//! The knock port's front door: a blocking accept loop and admission. One small thread per
-//! open connection up to MAX_CONNECTIONS (past it the oldest connection still reading a request
-//! is closed, so slow clients cannot starve new ones, and the new one waits until that thread
-//! has ended). What a connection does is in `conn`, what a request means in `decide`; the
-//! firewall writes happen on the cloud layer's per-instance writers.
+//! The knock port's front door: the accept loop and admission. One small thread per open
+//! connection up to MAX_CONNECTIONS (past it, or when the process runs out of descriptors, the
+//! oldest connection still reading a request is closed, so slow clients cannot starve new
+//! ones, and the new one waits until that thread has ended). Each connection is one descriptor,
+//! shared by its thread and the table (for eviction). The loop polls the listener so that
+//! SIGTERM/SIGINT stop it: then in-flight knocks finish (bounded by KNOCK_TIMEOUT), are answered
+//! and logged, and `serve` returns 0. What a connection does is in `conn`, what a request means
+//! in `decide`; the firewall writes happen on the cloud layer's per-instance writers.
 //!
 //! Why not tiny_http: measured on a static musl build, one `Content-Length: 100000000000000`
 //! request aborts it, it has no read timeout, no head-size limit and no connection cap, and an
 //! accept error ends its loop for good. See README, "Design notes".
 
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::client_ip::Refusal;
 use super::conn::{self, Answers};
 use super::decide::{self, Decision, Reject};
 use super::http::RequestHead;
-use super::lockout::Lockout;
+use super::lockout::{self, Lockout};
+use super::{hygiene, signals};
 use crate::cloud::client::Client;
 use crate::cloud::writer::{self, Writers};
 use crate::config::Config;
@@ -30,6 +36,8 @@ use crate::sync::lock;
 const CONNECTION_STACK: usize = 128 * 1024;
 /// Reject lines logged per second at most, so a flood cannot turn into a disk-filling log.
 const REJECT_LOGS_PER_SEC: u32 = 20;
+/// Lockout lines logged per second at most.
+const LOCKOUT_LOGS_PER_SEC: u32 = 5;
 
 /// What an open connection's thread is doing, for the choice of whom to evict at the cap.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -44,7 +52,8 @@ pub(crate) enum ConnState {
 
 struct Conn {
     since: Instant,
-    stream: TcpStream,
+    /// The connection's one descriptor, shared with its thread.
+    stream: Arc<TcpStream>,
     state: ConnState,
 }
 
@@ -57,12 +66,19 @@ struct Conns {
 
 pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
+    /// MAX_CONNECTIONS, or less when the descriptor limit cannot be raised to fit it.
+    max_connections: usize,
+    /// The lockout's clock: seconds since start-up, monotonic.
+    started: Instant,
     writers: Writers,
     lockout: Mutex<Lockout>,
     conns: Mutex<Conns>,
     /// Signalled when a connection thread ends.
     conn_ended: Condvar,
     pub(crate) rejects: RateLimited,
+    /// `lockout` lines: rate-limited like rejects, on their own budget so that a reject flood
+    /// cannot hide them (and a spray of lockouts cannot flood the log either).
+    lockouts: RateLimited,
     pub(crate) answers: Answers,
     pub(crate) notifier: Arc<Notifier>,
 }
@@ -76,8 +92,29 @@ pub fn serve(config: &Config) -> i32 {
             return 2;
         }
     };
+    log::start();
+    if let Err(e) = signals::install() {
+        log::fatal(&format!("cannot install signal handlers: {e}"));
+        return 1;
+    }
+    let instances = config.cloud.instances.len();
+    let want = config.limits.max_connections as u64 + hygiene::reserved_fds(instances);
+    let nofile = hygiene::raise_nofile(want);
+    let max_connections =
+        hygiene::connections_within(nofile, config.limits.max_connections, instances);
+    if max_connections < config.limits.max_connections {
+        log::event(&format!(
+            "warning: MAX_CONNECTIONS={} lowered to {max_connections}: the descriptor limit \
+             (RLIMIT_NOFILE) is {} and cannot be raised to {want}",
+            config.limits.max_connections,
+            nofile.unwrap_or(0)
+        ));
+    }
     let bind = config.knock.bind;
-    let listener = match TcpListener::bind(bind) {
+    let listener = match TcpListener::bind(bind).and_then(|l| {
+        l.set_nonblocking(true)?;
+        Ok(l)
+    }) {
         Ok(l) => l,
         Err(e) => {
             log::fatal(&format!("cannot listen on {bind}: {e}"));
@@ -94,6 +131,8 @@ pub fn serve(config: &Config) -> i32 {
     };
     let limits = &config.limits;
     let shared = Arc::new(Shared {
+        max_connections,
+        started: Instant::now(),
         writers,
         lockout: Mutex::new(Lockout::new(
             limits.lockout_failures,
@@ -107,6 +146,7 @@ pub fn serve(config: &Config) -> i32 {
         conn_ended: Condvar::new(),
         answers: Answers::new(&config.knock),
         rejects: RateLimited::new(REJECT_LOGS_PER_SEC),
+        lockouts: RateLimited::new(LOCKOUT_LOGS_PER_SEC),
         config: Arc::clone(&config),
         notifier,
     });
@@ -131,14 +171,26 @@ pub fn serve(config: &Config) -> i32 {
         ports.join(","),
         config.cloud.endpoint.url(),
     ));
-    accept_loop(&listener, &shared)
+    accept_loop(listener, &shared)
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> i32 {
-    loop {
+/// How often the accept loop looks at the stop flag while no connection arrives.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) -> i32 {
+    while !signals::stop_requested() {
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(&listener, STOP_POLL);
+                continue;
+            }
             Err(e) => {
+                // Out of descriptors: make room as at the cap, else the queued connections
+                // (a knock among them) would wait for idle ones to time out.
+                if matches!(e.raw_os_error(), Some(23 | 24)) {
+                    evict_oldest_reading(&mut lock(&shared.conns));
+                }
                 // EMFILE, ECONNABORTED and friends are transient: never stop accepting.
                 shared
                     .rejects
@@ -147,6 +199,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> i32 {
                 continue;
             }
         };
+        // Accepted sockets do not inherit O_NONBLOCK on Linux; say so explicitly anyway.
+        if stream.set_nonblocking(false).is_err() {
+            continue;
+        }
+        let stream = Arc::new(stream);
         let Some(id) = admit(shared, &stream) else {
             shared
                 .rejects
@@ -167,6 +224,59 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) -> i32 {
                 .event(|| format!("thread-error error=\"{e}\""));
         }
     }
+    drop(listener);
+    stop(shared)
+}
+
+/// Blocks until `listener` has a connection to accept or `limit` has passed.
+fn wait_readable(listener: &TcpListener, limit: Duration) {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let timeout = Timespec {
+        tv_sec: limit.as_secs() as _,
+        tv_nsec: limit.subsec_nanos() as _,
+    };
+    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+    if poll(&mut fds, Some(&timeout)).is_err() {
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The graceful stop, after SIGTERM or SIGINT: the listener is closed already; connections
+/// waiting for a request are closed, knocks in flight finish (bounded by KNOCK_TIMEOUT plus the
+/// answer's write budget), are answered and logged; then the log is flushed.
+fn stop(shared: &Shared) -> i32 {
+    let limit = shared.config.limits.knock_timeout + conn::ANSWER_GRACE + Duration::from_secs(1);
+    let give_up = Instant::now() + limit;
+    let mut conns = lock(&shared.conns);
+    let knocking = conns
+        .open
+        .values()
+        .filter(|c| c.state == ConnState::Knocking)
+        .count();
+    log::event(&format!(
+        "stopping: no new connections; {knocking} knocks in flight"
+    ));
+    loop {
+        for c in conns.open.values_mut() {
+            if c.state == ConnState::Reading {
+                c.state = ConnState::Evicted;
+                let _ = c.stream.shutdown(Shutdown::Both);
+            }
+        }
+        let left = give_up.saturating_duration_since(Instant::now());
+        if conns.open.is_empty() || left.is_zero() {
+            break;
+        }
+        conns = shared
+            .conn_ended
+            .wait_timeout(conns, left.min(Duration::from_millis(100)))
+            .map_or_else(|p| p.into_inner().0, |r| r.0);
+    }
+    let left = conns.open.len();
+    drop(conns);
+    log::event(&format!("stopped ({left} connections cut off)"));
+    log::flush(Duration::from_secs(2));
+    0
 }
 
 /// How long the accept loop waits for an evicted connection's thread to end before it drops
@@ -186,31 +296,38 @@ pub(crate) fn set_state(shared: &Shared, id: u64, state: ConnState) {
     }
 }
 
+/// Shuts down the oldest connection still waiting for or reading a request, if any: its thread
+/// ends soon and frees the slot and the descriptor.
+fn evict_oldest_reading(conns: &mut Conns) {
+    let oldest = conns
+        .open
+        .values_mut()
+        .filter(|c| c.state == ConnState::Reading)
+        .min_by_key(|c| c.since);
+    if let Some(c) = oldest {
+        c.state = ConnState::Evicted;
+        let _ = c.stream.shutdown(Shutdown::Both);
+    }
+}
+
 /// Registers a connection. At the cap the oldest connection still reading a request is shut
 /// down, and the new one waits until that thread has ended, so that connection threads never
-/// outnumber MAX_CONNECTIONS however fast clients connect. Knocks waiting on the firewall are
-/// not evicted; if they fill every slot for ADMIT_WAIT, the new connection is dropped.
-fn admit(shared: &Shared, stream: &TcpStream) -> Option<u64> {
-    let clone = stream.try_clone().ok()?;
+/// outnumber the cap however fast clients connect. Knocks waiting on the firewall or writing
+/// their answer are not evicted; if they fill every slot for ADMIT_WAIT, the new connection is
+/// dropped.
+fn admit(shared: &Shared, stream: &Arc<TcpStream>) -> Option<u64> {
     let give_up = Instant::now() + ADMIT_WAIT;
+    let cap = shared.max_connections;
     let mut conns = lock(&shared.conns);
-    while conns.open.len() >= shared.config.limits.max_connections {
+    while conns.open.len() >= cap {
         let evicting = conns
             .open
             .values()
             .filter(|c| c.state == ConnState::Evicted)
             .count();
         // One eviction in flight per connection over the cap is enough.
-        if evicting < conns.open.len() + 1 - shared.config.limits.max_connections {
-            let oldest = conns
-                .open
-                .iter_mut()
-                .filter(|(_, c)| c.state == ConnState::Reading)
-                .min_by_key(|(_, c)| c.since);
-            if let Some((_, c)) = oldest {
-                c.state = ConnState::Evicted;
-                let _ = c.stream.shutdown(Shutdown::Both);
-            }
+        if evicting < conns.open.len() + 1 - cap {
+            evict_oldest_reading(&mut conns);
         }
         let left = give_up.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -227,18 +344,49 @@ fn admit(shared: &Shared, stream: &TcpStream) -> Option<u64> {
         id,
         Conn {
             since: Instant::now(),
-            stream: clone,
+            stream: Arc::clone(stream),
             state: ConnState::Reading,
         },
     );
     Some(id)
 }
 
-/// One request: true only when every instance confirmed the grant.
-pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64) -> bool {
+/// What a request came to: the answer, and what to log once the answer is written.
+pub(crate) struct Verdict {
+    pub(crate) ok: bool,
+    note: Note,
+}
+
+enum Note {
+    Reject {
+        who: IpAddr,
+        reason: Reject,
+        /// This failure locked `who` out.
+        locked: bool,
+    },
+    Refused {
+        peer: IpAddr,
+        refusal: Refusal,
+    },
+    Knock {
+        ip: IpAddr,
+        label: String,
+        ms: u128,
+        per_instance: Vec<String>,
+    },
+}
+
+fn lockout_now(shared: &Shared) -> u64 {
+    shared.started.elapsed().as_secs()
+}
+
+/// One request, decided and (for a grant) carried out: `ok` only when every instance confirmed
+/// the grant. A grant leaves the connection in the Knocking state, which `answered` ends once
+/// the answer is written.
+pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64) -> Verdict {
     let config = &shared.config;
     let started = Instant::now();
-    let now = crate::clock::now() as u64;
+    let now = lockout_now(shared);
     let decision = decide::decide(head, peer, &config.knock, |k| {
         lock(&shared.lockout).is_locked(k, now)
     });
@@ -247,46 +395,32 @@ pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64
             reason: Reject::LockedOut,
             key,
         } => {
-            let who = key.unwrap_or(peer);
-            shared
-                .rejects
-                .event(|| format!("reject addr={who} reason=locked-out"));
-            return false;
+            let note = Note::Reject {
+                who: key,
+                reason: Reject::LockedOut,
+                locked: false,
+            };
+            return Verdict { ok: false, note };
         }
         Decision::Reject { reason, key } => {
-            let locked = key.is_some_and(|k| lock(&shared.lockout).fail(k, now));
-            let who = key.unwrap_or(crate::rules::cidr::canonical(peer));
-            shared
-                .rejects
-                .event(|| format!("reject addr={who} reason={}", reason.as_str()));
-            if reason == Reject::Secret {
-                hooks::wrong_secret(&shared.notifier, who);
-            }
-            if locked {
-                log::event(&format!(
-                    "lockout addr={who} for={}s after {} failed knocks",
-                    config.limits.lockout_duration.as_secs(),
-                    config.limits.lockout_failures
-                ));
-                hooks::locked_out(&shared.notifier, who, &config.limits);
-            }
-            return false;
+            let locked = lock(&shared.lockout).fail(key, now);
+            let note = Note::Reject {
+                who: key,
+                reason,
+                locked,
+            };
+            return Verdict { ok: false, note };
         }
-        Decision::Refuse {
-            peer,
-            label,
-            refusal,
-        } => {
-            log::event(&format!(
-                "knock peer={peer} label={label} result=refused reason=\"{refusal}\""
-            ));
-            hooks::refused(&shared.notifier, peer, &label, &refusal.to_string());
-            return false;
+        Decision::Refuse { peer, refusal } => {
+            return Verdict {
+                ok: false,
+                note: Note::Refused { peer, refusal },
+            }
         }
         Decision::Grant { ip, label, key } => (ip, label, key),
     };
-    // Only a knock that waits on the firewall is shielded from eviction at the connection cap;
-    // everything else answers at once and costs no shared lock here.
+    // A knock that waits on the firewall is shielded from eviction at the connection cap until
+    // its answer is written; everything else answers at once and costs no shared lock here.
     set_state(shared, conn, ConnState::Knocking);
     let rx = shared.writers.submit(&Grant {
         ip,
@@ -294,7 +428,6 @@ pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64
     });
     let deadline = started + config.limits.knock_timeout;
     let outcomes = writer::collect(&rx, shared.writers.len(), deadline);
-    set_state(shared, conn, ConnState::Reading);
     let ok = outcomes.len() == shared.writers.len() && outcomes.iter().all(|o| o.ok);
     let mut per_instance: Vec<String> = outcomes
         .iter()
@@ -305,12 +438,10 @@ pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64
             per_instance.push(format!("{id}=timeout"));
         }
     }
-    log::event(&format!(
-        "knock addr={ip} label={label} result={} ms={} {}",
-        if ok { "ok" } else { "failed" },
-        started.elapsed().as_millis(),
-        per_instance.join(" ")
-    ));
+    if ok {
+        lock(&shared.lockout).succeed(key);
+    }
+    // Non-blocking (a bounded queue), so it costs the answer nothing.
     hooks::knocked(
         &shared.notifier,
         config,
@@ -320,8 +451,78 @@ pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64
         ok,
         &per_instance,
     );
-    if let Some(key) = key.filter(|_| ok) {
-        lock(&shared.lockout).succeed(key);
+    Verdict {
+        ok,
+        note: Note::Knock {
+            ip,
+            label,
+            ms: started.elapsed().as_millis(),
+            per_instance,
+        },
     }
-    ok
+}
+
+/// After the answer to `verdict` is written (or could not be): the connection may be evicted
+/// again, and the request is logged. `head` is read here, not before, for the label of a
+/// refused knock.
+pub(crate) fn answered(shared: &Shared, conn: u64, verdict: Verdict, head: &RequestHead) {
+    let config = &shared.config;
+    match verdict.note {
+        Note::Reject {
+            who,
+            reason,
+            locked,
+        } => {
+            if reason == Reject::Secret && who != lockout::UNREADABLE {
+                hooks::wrong_secret(&shared.notifier, who);
+            }
+            if locked && who != lockout::UNREADABLE {
+                hooks::locked_out(&shared.notifier, who, &config.limits);
+            }
+            let who = shown(who);
+            shared
+                .rejects
+                .event(|| format!("reject addr={who} reason={}", reason.as_str()));
+            if locked {
+                shared.lockouts.event(|| {
+                    format!(
+                        "lockout addr={who} for={}s after {} failed knocks",
+                        config.limits.lockout_duration.as_secs(),
+                        config.limits.lockout_failures
+                    )
+                });
+            }
+        }
+        // Through the reject rate limit too: logging every refusal would make a right secret
+        // refused for its address cost more than a wrong one under a flood, which times it.
+        Note::Refused { peer, refusal } => {
+            let label = crate::rules::desc::sanitize_label(head.header("location").unwrap_or(b""));
+            hooks::refused(&shared.notifier, peer, &label, &refusal.to_string());
+            shared.rejects.event(|| {
+                format!("knock peer={peer} label={label} result=refused reason=\"{refusal}\"")
+            })
+        }
+        Note::Knock {
+            ip,
+            label,
+            ms,
+            per_instance,
+        } => {
+            set_state(shared, conn, ConnState::Reading);
+            log::event(&format!(
+                "knock addr={ip} label={label} result={} ms={ms} {}",
+                if verdict.ok { "ok" } else { "failed" },
+                per_instance.join(" ")
+            ));
+        }
+    }
+}
+
+/// A lockout bucket as the log shows it.
+fn shown(key: IpAddr) -> String {
+    if key == lockout::UNREADABLE {
+        "unreadable-forwarded-header".to_string()
+    } else {
+        key.to_string()
+    }
 }

@@ -262,23 +262,23 @@ pub(crate) fn revoked(config: &Config, target: &str, removed: &[(&str, Vec<Firew
 /// notifications are off.
 pub fn notify_test(config: &Config) -> i32 {
     let Some(notify) = &config.notify else {
-        eprintln!("knockd: {}", super::NotifyError::NotConfigured);
+        crate::log::fatal(&super::NotifyError::NotConfigured.to_string());
         return 2;
     };
     let n = match start_notifier(config, notify) {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("knockd: {e}");
+            crate::log::fatal(&e.to_string());
             return 1;
         }
     };
     match n.send_test() {
         Ok(report) => {
-            println!("{report}");
+            crate::ops::print(&report);
             0
         }
         Err(e) => {
-            println!("{e}");
+            crate::ops::print(&e.to_string());
             1
         }
     }

@@ -59,17 +59,17 @@ pub fn policy(config: &Config, uin: Option<&str>) -> String {
 }
 
 pub fn print_policy(config: &Config, uin: Option<&str>) -> i32 {
-    print!("{}", policy(config, uin));
+    outln!("{}", policy(config, uin).trim_end());
     // CAM policies take no comments: the explanation goes to stderr, the JSON alone to stdout.
-    eprintln!(
-        "knockd: statement 1 is what knockd needs, on its {} instance(s) only. Statement 2 (resource \"*\") is OPTIONAL: only --check uses {} and CAM cannot grant them on an instance; delete it for the strictest policy.",
+    crate::log::fatal(&format!(
+        "statement 1 is what knockd needs, on its {} instance(s) only. Statement 2 (resource \"*\") is OPTIONAL: only --check uses {} and CAM cannot grant them on an instance; delete it for the strictest policy.",
         config.cloud.instances.len(),
         CHECK_ACTIONS.join(" and ")
-    );
+    ));
     if uin.is_none() {
-        eprintln!(
-            "knockd: replace {ACCOUNT_PLACEHOLDER} with your root account ID (UIN), or pass --uin ACCOUNT"
-        );
+        crate::log::fatal(&format!(
+            "replace {ACCOUNT_PLACEHOLDER} with your root account ID (UIN), or pass --uin ACCOUNT"
+        ));
     }
     0
 }

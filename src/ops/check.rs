@@ -107,7 +107,7 @@ pub(crate) fn denial(action: &str, resource: &str, e: &ApiError) -> String {
 }
 
 pub fn check(config: &Config) -> i32 {
-    println!(
+    outln!(
         "ok    configuration {}",
         config
             .file
@@ -119,7 +119,7 @@ pub fn check(config: &Config) -> i32 {
     let mut failed = false;
     let mut fail = |what: &str, why: String| {
         failed = true;
-        println!("FAIL  {what}: {why}");
+        outln!("FAIL  {what}: {why}");
     };
     // config.warnings already covers METHOD 3, a plain-http endpoint and a readable key file.
     let mut warnings: Vec<String> = config.warnings.clone();
@@ -146,7 +146,7 @@ pub fn check(config: &Config) -> i32 {
             };
             fail(what, explain(e));
             finish(&warnings, &notes);
-            println!("check failed");
+            outln!("check failed");
             return 1;
         }
     }
@@ -173,7 +173,7 @@ pub fn check(config: &Config) -> i32 {
         Err(_) => None,
     });
     if let Some(request) = proved {
-        println!(
+        outln!(
             "ok    credentials accepted (SecretId {}{request})",
             mask_id(&config.cloud.secret_id),
         );
@@ -199,7 +199,7 @@ pub fn check(config: &Config) -> i32 {
         Some(skew) if skew.abs() >= SKEW_WARN_SECS => {
             warnings.push(format!("clock skew of {skew:+}s against the API"))
         }
-        Some(skew) => println!("ok    clock within {}s of the API", skew.abs().max(1)),
+        Some(skew) => outln!("ok    clock within {}s of the API", skew.abs().max(1)),
         None => notes.push(
             "clock not compared: no answer carried a Date header (a wrong clock would show as AuthFailure.SignatureExpire)".into(),
         ),
@@ -263,7 +263,7 @@ pub fn check(config: &Config) -> i32 {
         if foreign + needed > limit {
             fail(&what, format!("{foreign} foreign rules leave no room for a knock's {needed} rule(s) under the quota of {limit}"));
         } else {
-            println!(
+            outln!(
                 "ok    {what}: {} of {QUOTA} rules used ({owned} by knockd), room for {} more addresses, FirewallVersion {}",
                 rules.len(),
                 (limit - foreign) / needed.max(1),
@@ -291,9 +291,9 @@ pub fn check(config: &Config) -> i32 {
     }
     finish(&warnings, &notes);
     if failed {
-        println!("check failed");
+        outln!("check failed");
     } else {
-        println!("check passed");
+        outln!("check passed");
     }
     i32::from(failed)
 }
@@ -302,10 +302,10 @@ const TOKEN_NOTE: &str = "TENCENT_CLOUD_TOKEN is set: temporary credentials expi
 
 fn finish(warnings: &[String], notes: &[String]) {
     for w in warnings {
-        println!("warn  {w}");
+        outln!("warn  {w}");
     }
     for n in notes {
-        println!("note  {n}");
+        outln!("note  {n}");
     }
 }
 

@@ -3,11 +3,41 @@
 //! shells around the planner and the executor, one instance per thread, printing to stdout.
 //! Exit codes: 0 success, 1 an instance or check failed.
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+/// Set once a write to stdout failed (a closed pipe: `knockd --list | head -1`): later output
+/// is skipped, and the command finishes with its own exit status, as ripgrep does.
+static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Prints one line to stdout. Never panics (`println!` does on a closed pipe, and the release
+/// build aborts on panic).
+pub fn print(line: &str) {
+    say(format_args!("{line}"));
+}
+
+#[doc(hidden)]
+pub fn say(args: std::fmt::Arguments) {
+    if STDOUT_GONE.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
+        STDOUT_GONE.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `println!` for the commands, through `say`.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::ops::say(format_args!($($t)*))
+    };
+}
+
 mod cam;
 mod check;
 mod rules;
-
-use std::thread;
 
 use crate::cli::Command;
 use crate::cloud::client::Client;
@@ -33,7 +63,7 @@ pub(crate) fn client(config: &Config) -> Option<Client> {
     match Client::new(config) {
         Ok(c) => Some(c),
         Err(e) => {
-            eprintln!("knockd: {e}");
+            let _ = writeln!(std::io::stderr().lock(), "knockd: {e}");
             None
         }
     }

@@ -24,17 +24,17 @@ pub fn prune(config: &Config, dry_run: bool) -> i32 {
                 if !dry_run {
                     removed.push((inst.id.as_str(), applied.plan.delete.clone()));
                 }
-                println!(
+                outln!(
                     "{} ({}): {verb} {} expired rule(s)",
                     inst.id,
                     inst.region,
                     applied.plan.delete.len()
                 );
                 for r in &applied.plan.delete {
-                    println!("  - {}", rule_line(r));
+                    outln!("  - {}", rule_line(r));
                 }
                 for r in &applied.plan.unparseable {
-                    println!(
+                    outln!(
                         "  ? left alone, description not understood: {}",
                         rule_line(r)
                     );
@@ -42,7 +42,7 @@ pub fn prune(config: &Config, dry_run: bool) -> i32 {
             }
             Err(e) => {
                 failed = true;
-                println!("{} ({}): FAILED: {e}", inst.id, inst.region);
+                outln!("{} ({}): FAILED: {e}", inst.id, inst.region);
             }
         }
     }
@@ -62,7 +62,7 @@ pub fn list(config: &Config) -> i32 {
             Ok((rules, _)) => rules,
             Err(e) => {
                 failed = true;
-                println!("{} ({}): FAILED: {e}", inst.id, inst.region);
+                outln!("{} ({}): FAILED: {e}", inst.id, inst.region);
                 continue;
             }
         };
@@ -71,7 +71,7 @@ pub fn list(config: &Config) -> i32 {
             .map(|r| (r, desc::parse(&config.rules.prefix, &r.description)))
             .filter(|(_, d)| *d != Desc::Foreign)
             .collect();
-        println!(
+        outln!(
             "{} ({}): {} of {QUOTA} rules used, {} owned by knockd",
             inst.id,
             inst.region,
@@ -81,9 +81,12 @@ pub fn list(config: &Config) -> i32 {
         if owned.is_empty() {
             continue;
         }
-        println!(
+        outln!(
             "  {:<24} {:<40} {:<5} {:<20} EXPIRES IN",
-            "LABEL", "ADDRESS", "PROTO", "PORTS"
+            "LABEL",
+            "ADDRESS",
+            "PROTO",
+            "PORTS"
         );
         for (r, d) in &owned {
             let (label, left) = match (d, desc::expiry(d, config.rules.ttl.as_secs() as i64)) {
@@ -92,7 +95,7 @@ pub fn list(config: &Config) -> i32 {
                 }
                 _ => ("?", "unreadable description".to_string()),
             };
-            println!(
+            outln!(
                 "  {:<24} {:<40} {:<5} {:<20} {left}",
                 label,
                 r.address(),
@@ -128,24 +131,24 @@ pub fn revoke(config: &Config, target: &str, dry_run: bool) -> i32 {
                 if !dry_run {
                     removed.push((inst.id.as_str(), gone.clone()));
                 }
-                println!(
+                outln!(
                     "{} ({}): {verb} {} rule(s)",
                     inst.id,
                     inst.region,
                     gone.len()
                 );
                 for r in &gone {
-                    println!("  - {}", rule_line(r));
+                    outln!("  - {}", rule_line(r));
                 }
             }
             Err(e) => {
                 failed = true;
-                println!("{} ({}): FAILED: {e}", inst.id, inst.region);
+                outln!("{} ({}): FAILED: {e}", inst.id, inst.region);
             }
         }
     }
     if total == 0 && !failed {
-        println!("no rule owned by knockd matches {target:?}");
+        outln!("no rule owned by knockd matches {target:?}");
     }
     crate::notify::hooks::revoked(config, target, &removed);
     i32::from(failed)

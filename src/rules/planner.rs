@@ -27,6 +27,9 @@ pub struct Policy<'a> {
     pub ttl_secs: i64,
     /// Rules knockd may fill up to (QUOTA minus QUOTA_RESERVE).
     pub limit: usize,
+    /// Addresses of one IPv6 /64 (one subscriber) that may hold knockd's rules at once
+    /// (MAX_ADDRESSES_PER_V6_64; 0: no cap). See `v6_crowding`.
+    pub per_v6_64: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,6 +276,42 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
         }
     }
 
+    // One /64 cannot take over the quota: a new address from a /64 at its cap replaces that
+    // /64's own oldest address (issue 11, item 4).
+    let mut batch: Vec<IpAddr> = Vec::new();
+    for ((g, status), need) in grants
+        .iter()
+        .zip(out.grants.iter_mut())
+        .zip(missing.iter_mut())
+    {
+        if need.is_empty() || !g.ip.is_ipv6() || policy.per_v6_64 == 0 {
+            continue;
+        }
+        let owned: Vec<(usize, IpAddr, i64, bool)> = (0..rules.len())
+            .filter(|&i| !deleted[i])
+            .filter_map(|i| {
+                let block = rule_block(&rules[i]).filter(|b| b.prefix() == 128)?;
+                Some((i, block.addr(), expiry(i)?, keep[i]))
+            })
+            .collect();
+        let table: Vec<(IpAddr, i64, bool)> = owned.iter().map(|o| (o.1, o.2, o.3)).collect();
+        match v6_crowding(&table, &batch, g.ip, policy.per_v6_64) {
+            Some(evict) => {
+                for j in evict {
+                    let i = owned[j].0;
+                    deleted[i] = true;
+                    out.delete.push(rules[i].clone());
+                    out.evicted += 1;
+                }
+                batch.push(g.ip);
+            }
+            None => {
+                *status = GrantStatus::NoRoom;
+                need.clear();
+            }
+        }
+    }
+
     // Eviction candidates: unexpired owned rules not claimed now, closest to expiry first.
     let mut candidates: Vec<usize> = (0..rules.len())
         .filter(|&i| !keep[i] && !deleted[i] && expiry(i).is_some())
@@ -304,6 +343,59 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
         out.create.extend(need);
     }
     out
+}
+
+/// The per-/64 cap of IPv6 grants: which of `owned` (host address, expiry, claimed by this
+/// plan) to delete so that a new grant of `ip` leaves its /64 with at most `cap` addresses,
+/// counting `batch` (addresses of the same plan already granted). Only that /64's own rules
+/// go, all rules of its addresses closest to expiry first; never another client's. None when
+/// rules claimed by this plan fill the /64, so the grant cannot be made.
+pub fn v6_crowding(
+    owned: &[(IpAddr, i64, bool)],
+    batch: &[IpAddr],
+    ip: IpAddr,
+    cap: usize,
+) -> Option<Vec<usize>> {
+    let net = |a: IpAddr| match cidr::canonical(a) {
+        IpAddr::V6(v6) => Some(u128::from(v6) >> 64),
+        IpAddr::V4(_) => None,
+    };
+    let ip = cidr::canonical(ip);
+    let Some(mine) = net(ip) else {
+        return Some(Vec::new());
+    };
+    // Other addresses of the /64: (address, latest expiry, claimed).
+    let mut others: Vec<(IpAddr, i64, bool)> = Vec::new();
+    for &(a, e, claimed) in owned {
+        let a = cidr::canonical(a);
+        if a == ip || net(a) != Some(mine) {
+            continue;
+        }
+        match others.iter_mut().find(|o| o.0 == a) {
+            Some(o) => {
+                o.1 = o.1.max(e);
+                o.2 |= claimed;
+            }
+            None => others.push((a, e, claimed)),
+        }
+    }
+    for &b in batch {
+        let b = cidr::canonical(b);
+        if b != ip && net(b) == Some(mine) && !others.iter().any(|o| o.0 == b) {
+            others.push((b, i64::MAX, true));
+        }
+    }
+    let mut gone: Vec<IpAddr> = Vec::new();
+    others.sort_by_key(|o| o.1);
+    let mut free = others.iter().filter(|o| !o.2);
+    while others.len() - gone.len() >= cap.max(1) {
+        gone.push(free.next()?.0);
+    }
+    Some(
+        (0..owned.len())
+            .filter(|&j| gone.contains(&cidr::canonical(owned[j].0)))
+            .collect(),
+    )
 }
 
 /// Owned rules for an address or a label: what `--revoke` deletes.
@@ -346,6 +438,7 @@ mod tests {
             ports,
             ttl_secs: TTL,
             limit: QUOTA,
+            per_v6_64: 0,
         }
     }
 
@@ -840,5 +933,142 @@ mod tests {
         assert_eq!(revoke(&rules, "Knockd-", "phone").len(), 1);
         assert_eq!(revoke(&rules, "Knockd-", "legacy").len(), 1);
         assert_eq!(revoke(&rules, "Knockd-", "office").len(), 0);
+    }
+
+    #[test]
+    fn v6_crowding_table() {
+        let a = |s: &str| -> IpAddr { s.parse().expect("ip") };
+        let (x1, x2, x3) = (
+            a("2001:db8:1:1::1"),
+            a("2001:db8:1:1::2"),
+            a("2001:db8:1:1::3"),
+        );
+        let other = a("2001:db8:1:2::1");
+        let v4 = a("203.0.113.9");
+        type Case<'a> = (
+            &'a str,
+            Vec<(IpAddr, i64, bool)>,
+            Vec<IpAddr>,
+            IpAddr,
+            usize,
+            Option<Vec<usize>>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "room left",
+                vec![(x1, 10, false)],
+                vec![],
+                x3,
+                2,
+                Some(vec![]),
+            ),
+            (
+                "at the cap: the oldest address goes, every rule of it",
+                vec![
+                    (x1, 10, false),
+                    (x2, 5, false),
+                    (x2, 5, false),
+                    (other, 1, false),
+                ],
+                vec![],
+                x3,
+                2,
+                Some(vec![1, 2]),
+            ),
+            (
+                "another /64 is never touched",
+                vec![(other, 1, false), (other, 2, false)],
+                vec![],
+                x3,
+                1,
+                Some(vec![]),
+            ),
+            (
+                "the address itself does not count",
+                vec![(x3, 1, false), (x1, 2, false)],
+                vec![],
+                x3,
+                2,
+                Some(vec![]),
+            ),
+            (
+                "claimed rules are kept; the next oldest goes",
+                vec![(x1, 1, true), (x2, 5, false)],
+                vec![],
+                x3,
+                2,
+                Some(vec![1]),
+            ),
+            (
+                "all claimed: no room",
+                vec![(x1, 1, true)],
+                vec![],
+                x3,
+                1,
+                None,
+            ),
+            (
+                "earlier grants of the batch count",
+                vec![(x1, 10, false)],
+                vec![x2],
+                x3,
+                2,
+                Some(vec![0]),
+            ),
+            (
+                "the batch alone fills it",
+                vec![],
+                vec![x1, x2],
+                x3,
+                2,
+                None,
+            ),
+            (
+                "IPv4 is not capped",
+                vec![(v4, 1, false)],
+                vec![],
+                v4,
+                1,
+                Some(vec![]),
+            ),
+        ];
+        for (name, owned, batch, ip, cap, want) in cases {
+            assert_eq!(v6_crowding(&owned, &batch, ip, cap), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn one_64_cannot_take_over_the_quota() {
+        let p = ports();
+        let mut pol = policy(&p);
+        pol.per_v6_64 = 2;
+        let mut rules = defaults();
+        rules.push(owned("TCP", "22,443", "203.0.113.7", "alice", NOW + DAY));
+        rules.push(owned(
+            "TCP",
+            "22,443",
+            "2001:db8:1:1::1",
+            "m1",
+            NOW + 2 * DAY,
+        ));
+        rules.push(owned(
+            "UDP",
+            "51820",
+            "2001:db8:1:1::1",
+            "m1",
+            NOW + 2 * DAY,
+        ));
+        rules.push(owned(
+            "TCP",
+            "22,443",
+            "2001:db8:1:1::2",
+            "m2",
+            NOW + 3 * DAY,
+        ));
+        let plan = plan(&rules, &pol, &[grant("2001:db8:1:1::3", "m3")], NOW);
+        assert_eq!(plan.grants, vec![GrantStatus::Writes]);
+        let gone: Vec<&str> = plan.delete.iter().map(|r| r.address()).collect();
+        assert_eq!(gone, vec!["2001:db8:1:1::1", "2001:db8:1:1::1"]);
+        assert_eq!(plan.create.len(), 2);
     }
 }
