@@ -34,7 +34,13 @@ pub(crate) const DEFAULT_TTL_SECS: u64 = 60;
 const FUTURE_SLACK: i64 = 1;
 
 /// The challenge (step-1 answer) `T.N.G` for this label and address.
-pub(crate) fn issue(secret: &[u8], label: &str, addr_text: &str, now: i64, nonce: [u8; 8]) -> String {
+pub(crate) fn issue(
+    secret: &[u8],
+    label: &str,
+    addr_text: &str,
+    now: i64,
+    nonce: [u8; 8],
+) -> String {
     let n = hex::encode(nonce);
     let g = hex::encode(tag(secret, label, &now.to_string(), &n, addr_text));
     format!("{now}.{n}.{g}")
@@ -255,7 +261,9 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self {
             Reason::Stale => "the challenge is older than KNOCK_CHALLENGE_TTL (or from the future)",
-            Reason::Challenge => "the challenge was not issued by knockd for this label and address",
+            Reason::Challenge => {
+                "the challenge was not issued by knockd for this label and address"
+            }
             Reason::Unknown => "no client has this label",
             Reason::Expired => "the client's key has expired",
             Reason::Signature => "the response does not match the client's key",
@@ -299,12 +307,22 @@ const DUMMY_KEY: &str = "knockd-dummy-key-never-valid-0000000000000";
 /// a label exists or which check failed (the label lookup is a scan of a small list and the
 /// only remaining difference; the response body is the same in every case anyway). The
 /// replay cache is touched only once H is verified, so unauthenticated traffic cannot fill it.
-pub(crate) fn verify(knock: &Knock, check: &Check<'_>, replay: &mut ReplayCache) -> Result<Grant, Reason> {
+pub(crate) fn verify(
+    knock: &Knock,
+    check: &Check<'_>,
+    replay: &mut ReplayCache,
+) -> Result<Grant, Reason> {
     let t = i128::from(knock.t);
     let now = i128::from(check.now);
     let fresh = now - i128::from(check.ttl_secs) <= t && t <= now + i128::from(FUTURE_SLACK);
 
-    let g = tag(check.secret, &knock.label, &knock.t.to_string(), &knock.n, check.addr_text);
+    let g = tag(
+        check.secret,
+        &knock.label,
+        &knock.t.to_string(),
+        &knock.n,
+        check.addr_text,
+    );
     let g_ok = super::ct_eq(&g, &knock.g);
 
     let client = check.clients.get(&knock.label);
@@ -328,7 +346,9 @@ pub(crate) fn verify(knock: &Knock, check: &Check<'_>, replay: &mut ReplayCache)
     if !h_ok {
         return Err(Reason::Signature);
     }
-    let until = knock.t.saturating_add(check.ttl_secs.min(i64::MAX as u64) as i64);
+    let until = knock
+        .t
+        .saturating_add(check.ttl_secs.min(i64::MAX as u64) as i64);
     match replay.insert(knock.g, until, check.now) {
         Replay::Fresh => Ok(Grant {
             label: client.label.clone(),
@@ -406,15 +426,28 @@ mod tests {
     fn targets() {
         let p = "/favico.ico";
         let h64 = "a".repeat(64);
-        let ok_k = format!("office.1760000000.0102030405060708.{}.{h64}", "b".repeat(32));
+        let ok_k = format!(
+            "office.1760000000.0102030405060708.{}.{h64}",
+            "b".repeat(32)
+        );
         for (target, want) in [
             ("/favico.ico", Some(Target::Plain)),
             ("/other?c=office", Some(Target::OtherPath)),
             ("/favico.icox?c=a", Some(Target::OtherPath)),
             ("/favico.ico?", Some(Target::Plain)),
             ("/favico.ico?t=123", Some(Target::Plain)),
-            ("/favico.ico?c=office", Some(Target::Challenge { label: "office".into() })),
-            ("/favico.ico?c=a-b_C9", Some(Target::Challenge { label: "a-b_C9".into() })),
+            (
+                "/favico.ico?c=office",
+                Some(Target::Challenge {
+                    label: "office".into(),
+                }),
+            ),
+            (
+                "/favico.ico?c=a-b_C9",
+                Some(Target::Challenge {
+                    label: "a-b_C9".into(),
+                }),
+            ),
             ("/favico.ico?c=", Some(Target::Malformed)),
             ("/favico.ico?c=a.b", Some(Target::Malformed)),
             ("/favico.ico?c=a%20b", Some(Target::Malformed)),
@@ -422,17 +455,59 @@ mod tests {
             ("/favico.ico?x=1&c=a", Some(Target::Malformed)),
             ("/favico.ico?c=a&c=a", Some(Target::Malformed)),
             ("/favico.ico?c=a#f", Some(Target::Malformed)),
-            (&format!("/favico.ico?c={}", "x".repeat(25)), Some(Target::Malformed)),
+            (
+                &format!("/favico.ico?c={}", "x".repeat(25)),
+                Some(Target::Malformed),
+            ),
             (&format!("/favico.ico?k={ok_k}"), None),
-            (&format!("/favico.ico?k={}", ok_k.to_uppercase().replacen("OFFICE", "office", 1)), None),
+            (
+                &format!(
+                    "/favico.ico?k={}",
+                    ok_k.to_uppercase().replacen("OFFICE", "office", 1)
+                ),
+                None,
+            ),
             (&format!("/favico.ico?k={ok_k}.x"), Some(Target::Malformed)),
-            (&format!("/favico.ico?k={ok_k}&c=x"), Some(Target::Malformed)),
-            (&format!("/favico.ico?k={}", &ok_k[..ok_k.len() - 1]), Some(Target::Malformed)),
-            (&format!("/favico.ico?k={}", ok_k.replace(".1760000000.", ".01760000000.")), Some(Target::Malformed)),
-            (&format!("/favico.ico?k={}", ok_k.replace(".1760000000.", ".-1760000000.")), Some(Target::Malformed)),
-            (&format!("/favico.ico?k={}", ok_k.replace(".1760000000.", ".99999999999999999999.")), Some(Target::Malformed)),
-            (&format!("/favico.ico?k={}", ok_k.replace("0102030405060708", "010203040506070g")), Some(Target::Malformed)),
-            (&format!("/favico.ico?k={}", ok_k.replace("office.", "of fice.")), Some(Target::Malformed)),
+            (
+                &format!("/favico.ico?k={ok_k}&c=x"),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!("/favico.ico?k={}", &ok_k[..ok_k.len() - 1]),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!(
+                    "/favico.ico?k={}",
+                    ok_k.replace(".1760000000.", ".01760000000.")
+                ),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!(
+                    "/favico.ico?k={}",
+                    ok_k.replace(".1760000000.", ".-1760000000.")
+                ),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!(
+                    "/favico.ico?k={}",
+                    ok_k.replace(".1760000000.", ".99999999999999999999.")
+                ),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!(
+                    "/favico.ico?k={}",
+                    ok_k.replace("0102030405060708", "010203040506070g")
+                ),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!("/favico.ico?k={}", ok_k.replace("office.", "of fice.")),
+                Some(Target::Malformed),
+            ),
             ("/favico.ico?k=office.1.2.3.4", Some(Target::Malformed)),
         ] {
             let got = parse_target(target.as_bytes(), p);
@@ -444,12 +519,21 @@ mod tests {
         assert_eq!(parse_target(b"/favico.ico?c=\xff", p), Target::Malformed);
         // Hex in either case is normalised: T.N.G as issued.
         let upper = parse(&ok_k.to_uppercase().replacen("OFFICE", "office", 1));
-        assert_eq!(upper.challenge(), format!("1760000000.0102030405060708.{}", "b".repeat(32)));
+        assert_eq!(
+            upper.challenge(),
+            format!("1760000000.0102030405060708.{}", "b".repeat(32))
+        );
     }
 
     fn run(knock: &str, now: i64, addr: &str, replay: &mut ReplayCache) -> Result<Grant, Reason> {
         let clients = clients();
-        let check = Check { secret: S, ttl_secs: 60, addr_text: addr, now, clients: &clients };
+        let check = Check {
+            secret: S,
+            ttl_secs: 60,
+            addr_text: addr,
+            now,
+            clients: &clients,
+        };
         verify(&parse(knock), &check, replay)
     }
 
@@ -458,7 +542,10 @@ mod tests {
         let a = "203.0.113.7";
         let good = knock_text("office", KEY, NOW, a);
         let mut r = ReplayCache::new(16);
-        let granted = Grant { label: "office".into(), rule_ttl_secs: Some(12 * 3600) };
+        let granted = Grant {
+            label: "office".into(),
+            rule_ttl_secs: Some(12 * 3600),
+        };
         assert_eq!(run(&good, NOW + 60, a, &mut r), Ok(granted));
         assert_eq!(run(&good, NOW + 60, a, &mut r), Err(Reason::Replay));
         // Upper-case hex is the same knock, so also a replay.
@@ -471,7 +558,10 @@ mod tests {
         assert_eq!(run(&fresh(NOW + 2), NOW, a, &mut r), Err(Reason::Stale));
         assert!(run(&fresh(NOW + 1), NOW, a, &mut r).is_ok());
         // Another address within the window: G does not match.
-        assert_eq!(run(&fresh(NOW), NOW, "203.0.113.8", &mut r), Err(Reason::Challenge));
+        assert_eq!(
+            run(&fresh(NOW), NOW, "203.0.113.8", &mut r),
+            Err(Reason::Challenge)
+        );
         // Tampered T, N or G (a T change keeps the text fresh).
         let parts: Vec<&str> = good.split('.').collect();
         let with = |i: usize, v: &str| {
@@ -479,17 +569,40 @@ mod tests {
             p[i] = v;
             p.join(".")
         };
-        assert_eq!(run(&with(1, &(NOW - 1).to_string()), NOW, a, &mut r), Err(Reason::Challenge));
-        assert_eq!(run(&with(2, "0102030405060709"), NOW, a, &mut r), Err(Reason::Challenge));
-        assert_eq!(run(&with(3, &"0".repeat(32)), NOW, a, &mut r), Err(Reason::Challenge));
+        assert_eq!(
+            run(&with(1, &(NOW - 1).to_string()), NOW, a, &mut r),
+            Err(Reason::Challenge)
+        );
+        assert_eq!(
+            run(&with(2, "0102030405060709"), NOW, a, &mut r),
+            Err(Reason::Challenge)
+        );
+        assert_eq!(
+            run(&with(3, &"0".repeat(32)), NOW, a, &mut r),
+            Err(Reason::Challenge)
+        );
         // Stale is reported before a bad G.
-        assert_eq!(run(&with(3, &"0".repeat(32)), NOW + 100, a, &mut r), Err(Reason::Stale));
+        assert_eq!(
+            run(&with(3, &"0".repeat(32)), NOW + 100, a, &mut r),
+            Err(Reason::Stale)
+        );
         // Unknown and expired labels get valid challenges but fail after G.
-        assert_eq!(run(&knock_text("nobody", KEY, NOW, a), NOW, a, &mut r), Err(Reason::Unknown));
+        assert_eq!(
+            run(&knock_text("nobody", KEY, NOW, a), NOW, a, &mut r),
+            Err(Reason::Unknown)
+        );
         let old = knock_text("old", &format!("{KEY}x"), NOW, a);
         assert_eq!(run(&old, NOW, a, &mut r), Err(Reason::Expired));
         // Wrong key; the label is bound into both G and H.
-        assert_eq!(run(&knock_text("office", "wrong-key-wrong-key-wrong", NOW, a), NOW, a, &mut r), Err(Reason::Signature));
+        assert_eq!(
+            run(
+                &knock_text("office", "wrong-key-wrong-key-wrong", NOW, a),
+                NOW,
+                a,
+                &mut r
+            ),
+            Err(Reason::Signature)
+        );
         // Failures before H never enter the replay cache: the good knock still works once.
         assert!(run(&fresh(NOW - 5), NOW, a, &mut r).is_ok());
         assert_eq!(r.len(), 2);
@@ -520,7 +633,18 @@ mod tests {
         .iter()
         .map(|r| r.as_str())
         .collect();
-        assert_eq!(names, ["stale", "challenge", "unknown", "expired", "signature", "replay", "replay-full"]);
+        assert_eq!(
+            names,
+            [
+                "stale",
+                "challenge",
+                "unknown",
+                "expired",
+                "signature",
+                "replay",
+                "replay-full"
+            ]
+        );
         let text = knock_text("office", KEY, NOW, "203.0.113.7");
         let dbg = format!("{:?}", parse(&text));
         let h = text.rsplit('.').next().unwrap();

@@ -27,17 +27,32 @@ const MAX_BODY: u64 = 4096;
 /// Everything that can go wrong with a client knock. Never contains the key or H.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ClientError {
-    Url { problem: &'static str },
+    Url {
+        problem: &'static str,
+    },
     Label,
-    KeyFile { path: PathBuf, problem: String },
+    KeyFile {
+        path: PathBuf,
+        problem: String,
+    },
     /// The key file holds clients-file lines, none for this label.
-    KeyFileLabel { path: PathBuf, label: String },
+    KeyFileLabel {
+        path: PathBuf,
+        label: String,
+    },
     /// No answer at all (DNS, connect, TLS, timeout); `what` is ureq's kind and message.
-    Transport { step: &'static str, what: String },
+    Transport {
+        step: &'static str,
+        what: String,
+    },
     /// Step 1's body is not `T.N.G`.
-    NoChallenge { body: String },
+    NoChallenge {
+        body: String,
+    },
     /// Step 2's body is not the expected success text.
-    Refused { body: String },
+    Refused {
+        body: String,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -198,22 +213,26 @@ pub(crate) fn is_challenge(body: &str) -> bool {
             !p.is_empty()
                 && len.is_none_or(|n| p.len() == n)
                 && p.len() <= 20
-                && p.bytes().all(|b| {
-                    b.is_ascii_digit() || (!digits_only && (b'a'..=b'f').contains(&b))
-                })
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || (!digits_only && (b'a'..=b'f').contains(&b)))
         })
     };
     ok(parts.next(), None, true)
         && ok(parts.next(), Some(16), false)
         && parts.next().is_some_and(|g| {
-            g.len() == 32 && g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            g.len() == 32
+                && g.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         })
         && parts.next().is_none()
 }
 
 /// The key for `label` from a key file (see the module's decisions), and a warning when the
 /// file is readable by group or others.
-pub(crate) fn read_key_file(path: &Path, label: &str) -> Result<(Key, Option<String>), ClientError> {
+pub(crate) fn read_key_file(
+    path: &Path,
+    label: &str,
+) -> Result<(Key, Option<String>), ClientError> {
     use std::os::unix::fs::MetadataExt;
     let bad = |problem: String| ClientError::KeyFile {
         path: path.to_path_buf(),
@@ -246,7 +265,10 @@ pub(crate) fn read_key_file(path: &Path, label: &str) -> Result<(Key, Option<Str
     }
     let all = Clients::parse(text).map_err(|problems| {
         let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        bad(format!("is neither one key nor a valid clients file: {}", list.join("; ")))
+        bad(format!(
+            "is neither one key nor a valid clients file: {}",
+            list.join("; ")
+        ))
     })?;
     match all.get(label) {
         Some(c) => Ok((c.key.clone(), warning)),
@@ -303,10 +325,7 @@ fn get(agent: &ureq::Agent, url: &str, step: &'static str) -> Result<String, Cli
         }
     };
     let mut body = Vec::new();
-    let read = response
-        .into_reader()
-        .take(MAX_BODY)
-        .read_to_end(&mut body);
+    let read = response.into_reader().take(MAX_BODY).read_to_end(&mut body);
     read.map_err(|e| ClientError::Transport {
         step,
         what: format!("reading the answer: {}", e.kind()),
@@ -339,18 +358,36 @@ mod tests {
             url.knock_url("office", c, &Key::parse(KEY).unwrap()),
             format!("http://h:8080/favico.ico?k=office.{c}.{H_VECTOR}")
         );
-        assert_eq!(url.challenge_url("office"), "http://h:8080/favico.ico?c=office");
+        assert_eq!(
+            url.challenge_url("office"),
+            "http://h:8080/favico.ico?c=office"
+        );
     }
     const H_VECTOR: &str = "265adca404e988c77998cd1647f363e61e0916dfe7bf503cea01624ad9f9e8b8";
 
     #[test]
     fn urls() {
         for (text, ok) in [
-            ("http://h:8080/favico.ico", Some((Scheme::Http, "h", 8080, "/favico.ico"))),
-            ("https://knock.example.com/k", Some((Scheme::Https, "knock.example.com", 443, "/k"))),
-            ("http://203.0.113.7/", Some((Scheme::Http, "203.0.113.7", 80, "/"))),
-            ("http://[2001:db8::1]:81/x", Some((Scheme::Http, "[2001:db8::1]", 81, "/x"))),
-            ("http://[2001:db8::1]/x", Some((Scheme::Http, "[2001:db8::1]", 80, "/x"))),
+            (
+                "http://h:8080/favico.ico",
+                Some((Scheme::Http, "h", 8080, "/favico.ico")),
+            ),
+            (
+                "https://knock.example.com/k",
+                Some((Scheme::Https, "knock.example.com", 443, "/k")),
+            ),
+            (
+                "http://203.0.113.7/",
+                Some((Scheme::Http, "203.0.113.7", 80, "/")),
+            ),
+            (
+                "http://[2001:db8::1]:81/x",
+                Some((Scheme::Http, "[2001:db8::1]", 81, "/x")),
+            ),
+            (
+                "http://[2001:db8::1]/x",
+                Some((Scheme::Http, "[2001:db8::1]", 80, "/x")),
+            ),
             ("ftp://h/x", None),
             ("http://h:8080", None),
             ("http://h/x?c=a", None),
@@ -369,7 +406,10 @@ mod tests {
         ] {
             match (KnockUrl::parse(text), ok) {
                 (Ok(u), Some((s, h, p, path))) => {
-                    assert_eq!((u.scheme, u.host.as_str(), u.port, u.path.as_str()), (s, h, p, path));
+                    assert_eq!(
+                        (u.scheme, u.host.as_str(), u.port, u.path.as_str()),
+                        (s, h, p, path)
+                    );
                     assert_eq!(u.as_str(), text);
                 }
                 (Err(e), None) => assert!(e.to_string().starts_with("the URL "), "{e}"),
@@ -383,7 +423,10 @@ mod tests {
         let g = "d7cdcd4b037f0d64a50783fceedfa74f";
         assert!(is_challenge(&format!("1760000000.0102030405060708.{g}")));
         assert!(!is_challenge(&format!("1760000000.0102030405060708.{g}\n")));
-        assert!(!is_challenge(&format!("1760000000.0102030405060708.{}", g.to_uppercase())));
+        assert!(!is_challenge(&format!(
+            "1760000000.0102030405060708.{}",
+            g.to_uppercase()
+        )));
         assert!(!is_challenge(&format!("1760000000.010203040506070.{g}")));
         assert!(!is_challenge(&format!(".0102030405060708.{g}")));
         assert!(!is_challenge(&format!("1760000000.0102030405060708.{g}.x")));
@@ -405,19 +448,32 @@ mod tests {
         let (k, w) = read_key_file(&bare, "office").unwrap();
         assert_eq!((k.expose(), w), (KEY, None));
         let other = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
-        let lines = temp_file("lines", &format!("phone {other}\noffice {KEY} ttl=1h\n"), 0o644);
+        let lines = temp_file(
+            "lines",
+            &format!("phone {other}\noffice {KEY} ttl=1h\n"),
+            0o644,
+        );
         let (k, w) = read_key_file(&lines, "office").unwrap();
         assert_eq!(k.expose(), KEY);
         assert!(w.unwrap().contains("chmod 600"));
         assert_eq!(read_key_file(&lines, "phone").unwrap().0.expose(), other);
-        assert!(matches!(read_key_file(&lines, "nobody"), Err(ClientError::KeyFileLabel { .. })));
+        assert!(matches!(
+            read_key_file(&lines, "nobody"),
+            Err(ClientError::KeyFileLabel { .. })
+        ));
         let bad = temp_file("bad", "not+a+key+not+a+key+not+a+key\n", 0o600);
         let e = read_key_file(&bad, "office").unwrap_err().to_string();
         assert!(e.contains("base64url") && !e.contains("not+a+key"), "{e}");
         let empty = temp_file("empty", "# nothing\n", 0o600);
-        assert!(read_key_file(&empty, "office").unwrap_err().to_string().contains("holds no key"));
+        assert!(read_key_file(&empty, "office")
+            .unwrap_err()
+            .to_string()
+            .contains("holds no key"));
         let missing = std::env::temp_dir().join("knockd-keyfile-does-not-exist");
-        assert!(matches!(read_key_file(&missing, "x"), Err(ClientError::KeyFile { .. })));
+        assert!(matches!(
+            read_key_file(&missing, "x"),
+            Err(ClientError::KeyFile { .. })
+        ));
         for p in [bare, lines, bad, empty] {
             std::fs::remove_file(p).unwrap();
         }
@@ -454,17 +510,38 @@ mod tests {
         let ok = "500 Internal Server Error.";
         let (url, h) = serve(vec![c.into(), ok.into()]);
         let url = KnockUrl::parse(&url).unwrap();
-        assert_eq!(knock(&url, "office", &key, ok, Duration::from_secs(5)), Ok(()));
+        assert_eq!(
+            knock(&url, "office", &key, ok, Duration::from_secs(5)),
+            Ok(())
+        );
         let targets = h.join().unwrap();
-        assert_eq!(targets, ["/favico.ico?c=office".to_string(), format!("/favico.ico?k=office.{c}.{H_VECTOR}")]);
+        assert_eq!(
+            targets,
+            [
+                "/favico.ico?c=office".to_string(),
+                format!("/favico.ico?k=office.{c}.{H_VECTOR}")
+            ]
+        );
 
         let (u, h) = serve(vec![c.into(), "500 Internal Server Error".into()]);
-        let r = knock(&KnockUrl::parse(&u).unwrap(), "office", &key, ok, Duration::from_secs(5));
+        let r = knock(
+            &KnockUrl::parse(&u).unwrap(),
+            "office",
+            &key,
+            ok,
+            Duration::from_secs(5),
+        );
         assert!(matches!(r, Err(ClientError::Refused { .. })), "{r:?}");
         h.join().unwrap();
 
         let (u, h) = serve(vec!["500 Internal Server Error".into()]);
-        let r = knock(&KnockUrl::parse(&u).unwrap(), "office", &key, ok, Duration::from_secs(5));
+        let r = knock(
+            &KnockUrl::parse(&u).unwrap(),
+            "office",
+            &key,
+            ok,
+            Duration::from_secs(5),
+        );
         assert!(matches!(r, Err(ClientError::NoChallenge { .. })), "{r:?}");
         h.join().unwrap();
 
@@ -472,11 +549,22 @@ mod tests {
         let dead = TcpListener::bind("127.0.0.1:0").unwrap();
         let u = format!("http://{}/favico.ico", dead.local_addr().unwrap());
         drop(dead);
-        let r = knock(&KnockUrl::parse(&u).unwrap(), "office", &key, ok, Duration::from_secs(5));
+        let r = knock(
+            &KnockUrl::parse(&u).unwrap(),
+            "office",
+            &key,
+            ok,
+            Duration::from_secs(5),
+        );
         match r {
-            Err(e @ ClientError::Transport { .. }) => assert!(!e.to_string().contains("favico"), "{e}"),
+            Err(e @ ClientError::Transport { .. }) => {
+                assert!(!e.to_string().contains("favico"), "{e}")
+            }
             other => panic!("{other:?}"),
         }
-        assert_eq!(knock(&url, "bad label", &key, ok, Duration::from_secs(1)), Err(ClientError::Label));
+        assert_eq!(
+            knock(&url, "bad label", &key, ok, Duration::from_secs(1)),
+            Err(ClientError::Label)
+        );
     }
 }

@@ -47,26 +47,61 @@ pub(crate) const NEW_FILE_MODE: u32 = 0o600;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ClientsError {
     /// The label field (or a `--add-client` argument when `line` is 0) is not a label.
-    Label { line: usize },
-    MissingKey { line: usize },
+    Label {
+        line: usize,
+    },
+    MissingKey {
+        line: usize,
+    },
     /// `len` is the length of the key field in characters, never the field itself.
-    Key { line: usize, len: usize },
-    Ttl { line: usize, problem: &'static str },
-    Expires { line: usize },
+    Key {
+        line: usize,
+        len: usize,
+    },
+    Ttl {
+        line: usize,
+        problem: &'static str,
+    },
+    Expires {
+        line: usize,
+    },
     /// A field after the key that is neither `ttl=` nor `expires=` (1-based field number).
-    Field { line: usize, field: usize },
-    DuplicateOption { line: usize, name: &'static str },
-    DuplicateLabel { line: usize, first: usize, label: String },
+    Field {
+        line: usize,
+        field: usize,
+    },
+    DuplicateOption {
+        line: usize,
+        name: &'static str,
+    },
+    DuplicateLabel {
+        line: usize,
+        first: usize,
+        label: String,
+    },
     NotUtf8,
     TooLarge,
     /// Reading, writing or renaming failed; `what` is the OS's message.
-    Io { path: PathBuf, action: &'static str, what: String },
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        what: String,
+    },
     /// The file has invalid lines; an operation that rewrites it refuses to go on.
-    Invalid { path: PathBuf, problems: Vec<ClientsError> },
-    LabelExists { label: String },
-    NoSuchClient { label: String },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<ClientsError>,
+    },
+    LabelExists {
+        label: String,
+    },
+    NoSuchClient {
+        label: String,
+    },
     /// The temporary file of an atomic rewrite already exists.
-    TempExists { path: PathBuf },
+    TempExists {
+        path: PathBuf,
+    },
     Random(RandomUnavailable),
 }
 
@@ -200,7 +235,9 @@ impl Day {
         }
         let num = |r: std::ops::Range<usize>| -> Option<i64> {
             let s = &text[r];
-            s.bytes().all(|c| c.is_ascii_digit()).then(|| s.parse().ok())?
+            s.bytes()
+                .all(|c| c.is_ascii_digit())
+                .then(|| s.parse().ok())?
         };
         let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
@@ -250,7 +287,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// RULE_TTL's grammar (src/config.rs `parse_duration` without bare numbers): digits then `s`,
@@ -290,7 +335,8 @@ pub(crate) fn format_ttl(secs: u64) -> String {
 
 pub(crate) fn is_label(s: &str) -> bool {
     (1..=MAX_LABEL).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// One line of the clients file.
@@ -309,7 +355,8 @@ pub(crate) struct Client {
 impl Client {
     /// Whether the key no longer works at this Unix time: after the end (UTC) of its last day.
     pub(crate) fn is_expired(&self, now_unix: i64) -> bool {
-        self.expires.is_some_and(|last| Day::of_unix(now_unix) > last)
+        self.expires
+            .is_some_and(|last| Day::of_unix(now_unix) > last)
     }
 }
 
@@ -333,9 +380,8 @@ impl Clients {
             match parse_line(line, raw) {
                 Ok(None) => {}
                 Ok(Some(c)) => {
-                    if let Some(first) = list
-                        .iter()
-                        .find(|o| o.label.eq_ignore_ascii_case(&c.label))
+                    if let Some(first) =
+                        list.iter().find(|o| o.label.eq_ignore_ascii_case(&c.label))
                     {
                         problems.push(ClientsError::DuplicateLabel {
                             line,
@@ -491,7 +537,10 @@ pub(crate) enum Reload {
     /// Not looked at (checked less than a second ago) or not changed.
     Unchanged,
     /// Read and now in use; `warnings` are worth a log line each.
-    Loaded { clients: usize, warnings: Vec<String> },
+    Loaded {
+        clients: usize,
+        warnings: Vec<String>,
+    },
     /// The file is gone: no clients any more.
     Missing,
     /// The file changed but cannot be used; the previous set stays in use.
@@ -719,7 +768,11 @@ pub(crate) fn remove_client(path: &Path, label: &str) -> Result<(), ClientsError
 /// Writes `text` to a temporary file beside `path` (created exclusively, so two concurrent
 /// writers cannot both proceed), fsyncs it, renames it over `path` and fsyncs the directory.
 /// The mode (and, when permitted, the owner) of the old file is kept; a new file gets 0600.
-fn write_atomically(path: &Path, text: &str, old: Option<&fs::Metadata>) -> Result<(), ClientsError> {
+fn write_atomically(
+    path: &Path,
+    text: &str,
+    old: Option<&fs::Metadata>,
+) -> Result<(), ClientsError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -825,19 +878,19 @@ mod tests {
     fn every_problem_with_its_line_and_never_the_key() {
         let secretish = "SeCrEtSeCrEtSeCrEtSeCrEt+";
         let text = [
-            format!("bad.label {K1}"),                 // 1
-            "lonely".to_string(),                      // 2
-            format!("short {secretish}"),              // 3
-            format!("t1 {K1} ttl=12"),                 // 4
-            format!("t2 {K2} ttl=0h"),                 // 5
-            format!("t3 {K2} expires=2027-02-30"),     // 6
-            format!("t4 {K2} {secretish}"),            // 7
-            format!("t5 {K2} ttl=1h ttl=2h"),          // 8
-            format!("ok {K1}"),                        // 9
-            format!("OK {K2}"),                        // 10
-            format!("{} {K1}", "x".repeat(25)),        // 11
-            format!("t6 {K1} ttl=1w"),                 // 12
-            format!("t7 {} ", "A".repeat(129)),        // 13
+            format!("bad.label {K1}"),             // 1
+            "lonely".to_string(),                  // 2
+            format!("short {secretish}"),          // 3
+            format!("t1 {K1} ttl=12"),             // 4
+            format!("t2 {K2} ttl=0h"),             // 5
+            format!("t3 {K2} expires=2027-02-30"), // 6
+            format!("t4 {K2} {secretish}"),        // 7
+            format!("t5 {K2} ttl=1h ttl=2h"),      // 8
+            format!("ok {K1}"),                    // 9
+            format!("OK {K2}"),                    // 10
+            format!("{} {K1}", "x".repeat(25)),    // 11
+            format!("t6 {K1} ttl=1w"),             // 12
+            format!("t7 {} ", "A".repeat(129)),    // 13
         ]
         .join("\n");
         let errs = Clients::parse(&text).expect_err("invalid");
@@ -845,20 +898,39 @@ mod tests {
             ClientsError::Label { line: 1 },
             ClientsError::MissingKey { line: 2 },
             ClientsError::Key { line: 3, len: 25 },
-            ClientsError::Ttl { line: 4, problem: "needs a unit (s, m, h or d)" },
-            ClientsError::Ttl { line: 5, problem: "must be positive" },
+            ClientsError::Ttl {
+                line: 4,
+                problem: "needs a unit (s, m, h or d)",
+            },
+            ClientsError::Ttl {
+                line: 5,
+                problem: "must be positive",
+            },
             ClientsError::Expires { line: 6 },
             ClientsError::Field { line: 7, field: 3 },
-            ClientsError::DuplicateOption { line: 8, name: "ttl" },
-            ClientsError::DuplicateLabel { line: 10, first: 9, label: "OK".into() },
+            ClientsError::DuplicateOption {
+                line: 8,
+                name: "ttl",
+            },
+            ClientsError::DuplicateLabel {
+                line: 10,
+                first: 9,
+                label: "OK".into(),
+            },
             ClientsError::Label { line: 11 },
-            ClientsError::Ttl { line: 12, problem: "has a unit other than s, m, h or d" },
+            ClientsError::Ttl {
+                line: 12,
+                problem: "has a unit other than s, m, h or d",
+            },
             ClientsError::Key { line: 13, len: 129 },
         ];
         assert_eq!(errs, want);
         for e in &errs {
             let s = e.to_string();
-            assert!(!s.contains(secretish) && !s.contains(K1) && !s.contains(K2), "{s}");
+            assert!(
+                !s.contains(secretish) && !s.contains(K1) && !s.contains(K2),
+                "{s}"
+            );
             assert!(s.starts_with("line "), "{s}");
         }
     }
@@ -915,7 +987,11 @@ mod tests {
         }
         let c = Clients::parse(&format!("a {K1} expires=2027-06-30\nb {K2}")).unwrap();
         let end = Day::parse("2027-07-01").unwrap().0 * 86_400; // 2027-07-01T00:00:00Z
-        assert_eq!(c.is_expired("a", end - 1), Some(false), "works all of its last day");
+        assert_eq!(
+            c.is_expired("a", end - 1),
+            Some(false),
+            "works all of its last day"
+        );
         assert_eq!(c.is_expired("a", end), Some(true));
         assert_eq!(c.is_expired("b", i64::MAX / 2), Some(false));
         assert_eq!(c.is_expired("nobody", 0), None);
@@ -957,11 +1033,19 @@ mod tests {
         let k2 = add_client(&path, "phone", None, None).unwrap();
         assert_eq!(
             add_client(&path, "OFFICE", None, None),
-            Err(ClientsError::LabelExists { label: "OFFICE".into() })
+            Err(ClientsError::LabelExists {
+                label: "OFFICE".into()
+            })
         );
-        assert_eq!(add_client(&path, "no good", None, None), Err(ClientsError::Label { line: 0 }));
+        assert_eq!(
+            add_client(&path, "no good", None, None),
+            Err(ClientsError::Label { line: 0 })
+        );
         let text = fs::read_to_string(&path).unwrap();
-        assert!(text.contains(&format!("office {} ttl=12h expires=2027-06-30\n", k1.expose())));
+        assert!(text.contains(&format!(
+            "office {} ttl=12h expires=2027-06-30\n",
+            k1.expose()
+        )));
         assert!(text.ends_with(&format!("phone {}\n", k2.expose())));
         let c = Clients::parse(&text).unwrap();
         let listed = list_text(&c, Day::parse("2028-01-01").unwrap().0 * 86_400);
@@ -973,15 +1057,26 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         remove_client(&path, "office").unwrap();
         let after = fs::read_to_string(&path).unwrap();
-        assert_eq!(after, text.replace(&format!("office {} ttl=12h expires=2027-06-30\n", k1.expose()), ""));
+        assert_eq!(
+            after,
+            text.replace(
+                &format!("office {} ttl=12h expires=2027-06-30\n", k1.expose()),
+                ""
+            )
+        );
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
         assert_eq!(
             remove_client(&path, "office"),
-            Err(ClientsError::NoSuchClient { label: "office".into() })
+            Err(ClientsError::NoSuchClient {
+                label: "office".into()
+            })
         );
         // A stale temp file blocks writers instead of being overwritten.
         fs::write(dir.join(".knockd.clients.tmp"), "").unwrap();
-        assert!(matches!(remove_client(&path, "phone"), Err(ClientsError::TempExists { .. })));
+        assert!(matches!(
+            remove_client(&path, "phone"),
+            Err(ClientsError::TempExists { .. })
+        ));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -990,7 +1085,10 @@ mod tests {
         let dir = tmpdir("rm");
         let path = dir.join("c");
         fs::write(&path, format!("gone {K1}\nbroken line here\n")).unwrap();
-        assert!(matches!(add_client(&path, "x", None, None), Err(ClientsError::Invalid { .. })));
+        assert!(matches!(
+            add_client(&path, "x", None, None),
+            Err(ClientsError::Invalid { .. })
+        ));
         remove_client(&path, "gone").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "broken line here\n");
         fs::remove_dir_all(&dir).unwrap();
@@ -1010,7 +1108,13 @@ mod tests {
         // Checked at most once a second: a first look happened in open().
         assert_eq!(f.refresh(t0), Reload::Unchanged);
         let t1 = t0 + CHECK_INTERVAL * 2;
-        assert_eq!(f.refresh(t1), Reload::Loaded { clients: 1, warnings: vec![] });
+        assert_eq!(
+            f.refresh(t1),
+            Reload::Loaded {
+                clients: 1,
+                warnings: vec![]
+            }
+        );
         assert_eq!(f.refresh(t1 + CHECK_INTERVAL * 2), Reload::Unchanged);
 
         // Invalid: the previous set stays, the problem is reported once.
@@ -1018,7 +1122,9 @@ mod tests {
         let t2 = t1 + CHECK_INTERVAL * 4;
         assert_eq!(
             f.refresh(t2),
-            Reload::Kept { problems: vec![ClientsError::MissingKey { line: 2 }] }
+            Reload::Kept {
+                problems: vec![ClientsError::MissingKey { line: 2 }]
+            }
         );
         assert_eq!(f.clients().len(), 1);
         assert_eq!(f.refresh(t2 + CHECK_INTERVAL * 2), Reload::Unchanged);
@@ -1027,7 +1133,10 @@ mod tests {
         fs::write(&path, format!("a {K1}\nb {K2}\n")).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         match f.force_reload() {
-            Reload::Loaded { clients: 2, warnings } => {
+            Reload::Loaded {
+                clients: 2,
+                warnings,
+            } => {
                 assert_eq!(warnings.len(), 1);
                 assert!(warnings[0].contains("chmod 600"));
             }
@@ -1037,14 +1146,23 @@ mod tests {
 
         // Deleting the file revokes everyone.
         fs::remove_file(&path).unwrap();
-        assert_eq!(f.refresh(Instant::now() + CHECK_INTERVAL * 10), Reload::Missing);
+        assert_eq!(
+            f.refresh(Instant::now() + CHECK_INTERVAL * 10),
+            Reload::Missing
+        );
         assert!(f.clients().is_empty());
 
         // At start-up an invalid file is an error.
         fs::write(&path, "x\ny\n").unwrap();
-        assert!(matches!(ClientsFile::open(&path), Err(ClientsError::Invalid { .. })));
+        assert!(matches!(
+            ClientsFile::open(&path),
+            Err(ClientsError::Invalid { .. })
+        ));
         fs::write(&path, "x\n").unwrap();
-        assert_eq!(ClientsFile::open(&path).unwrap_err(), ClientsError::MissingKey { line: 1 });
+        assert_eq!(
+            ClientsFile::open(&path).unwrap_err(),
+            ClientsError::MissingKey { line: 1 }
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }
