@@ -52,6 +52,11 @@ pub(crate) const VARS: &[Var] = &[
     var("LOCKOUT_FAILURES", Some("10")),
     var("LOCKOUT_WINDOW", Some("10m")),
     var("LOCKOUT_DURATION", Some("30m")),
+    var("KNOCK_CLIENTS_FILE", None),
+    var("KNOCK_CHALLENGE_SECRET", None),
+    var("KNOCK_CHALLENGE_TTL", Some("60s")),
+    var("KNOCK_REPLAY_CACHE", Some("4096")),
+    var("KNOCK_PUBLIC_URL", None),
 ];
 
 pub(crate) fn is_known(name: &str) -> bool {

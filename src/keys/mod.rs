@@ -28,6 +28,10 @@ pub(crate) mod replay;
 
 use std::fmt;
 
+/// The clients file's name beside the config file (or the binary) when KNOCK_CLIENTS_FILE is
+/// not set.
+pub(crate) const DEFAULT_CLIENTS_FILE: &str = "knockd.clients";
+
 /// The OS random generator failed (getrandom(2) and /dev/urandom both unavailable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RandomUnavailable;

@@ -1,12 +1,14 @@
 //! One connection: requests read under a deadline, each answered with one of eight fixed
-//! byte strings, keep-alive up to a bound.
+//! byte strings (or a challenge body built by the same `http::response`: same status, same
+//! header names in the same order), keep-alive up to a bound.
 
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::http::{self, HeadReader, ReadResult};
-use super::server::{self, Shared};
+use super::server::{self, Answer, Shared};
 use crate::config::KnockConfig;
 
 /// Requests served on one keep-alive connection at most.
@@ -75,23 +77,22 @@ pub(crate) fn handle(shared: &Shared, stream: TcpStream, peer: SocketAddr, id: u
         write_set: None,
     };
     for _ in 0..MAX_REQUESTS_PER_CONNECTION {
-        let (ok, keep_alive, head_only) = match reader.next_request(&mut io) {
+        let (answer, keep_alive, head_only) = match reader.next_request(&mut io) {
             ReadResult::Request(head) => {
-                let ok = server::knock(shared, &head, peer.ip(), id);
-                (ok, head.keep_alive(), head.method == "HEAD")
+                let answer = server::answer(shared, &head, peer.ip(), id);
+                (answer, head.keep_alive(), head.method == "HEAD")
             }
-            ReadResult::Bad => (false, false, false),
+            ReadResult::Bad => (Answer::Fixed(false), false, false),
             ReadResult::Closed | ReadResult::Io(_) => return,
         };
         // Past the deadline the answer is still written (see arm_write), then the connection
         // closes.
         let keep_alive = keep_alive && Instant::now() < deadline;
-        if io.arm_write().is_err()
-            || (&stream)
-                .write_all(shared.answers.get(ok, keep_alive, head_only))
-                .is_err()
-            || !keep_alive
-        {
+        let bytes: Cow<'_, [u8]> = match &answer {
+            Answer::Fixed(ok) => Cow::Borrowed(shared.answers.get(*ok, keep_alive, head_only)),
+            Answer::Body(body) => Cow::Owned(http::response(body, keep_alive, head_only)),
+        };
+        if io.arm_write().is_err() || (&stream).write_all(&bytes).is_err() || !keep_alive {
             let _ = stream.shutdown(Shutdown::Write);
             return;
         }

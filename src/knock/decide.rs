@@ -19,6 +19,10 @@ pub(crate) enum Reject {
     Method,
     Path,
     Secret,
+    /// A `?c=` or `?k=` request that breaks the key knocks' grammar.
+    Malformed,
+    /// A key knock that failed verification.
+    Key(crate::keys::challenge::Reason),
 }
 
 impl Reject {
@@ -29,6 +33,8 @@ impl Reject {
             Reject::Method => "method",
             Reject::Path => "path",
             Reject::Secret => "secret",
+            Reject::Malformed => "malformed",
+            Reject::Key(reason) => reason.as_str(),
         }
     }
 }
@@ -60,20 +66,7 @@ pub(crate) fn decide(
     knock: &KnockConfig,
     is_locked: impl Fn(IpAddr) -> bool,
 ) -> Decision {
-    let peer = cidr::canonical(peer);
-    let resolved = client_ip::resolve(knock.client_ip_method, peer, head, &knock.trusted_proxies);
-    // Behind a trusted proxy the peer is the proxy: lock out the client it vouches for, and
-    // never the proxy itself (that would lock everyone out). A self-declared address
-    // (METHOD 3) is the attacker's choice, so there the peer counts.
-    let key = match (knock.client_ip_method, &resolved) {
-        (ClientIpMethod::Forwarded, Ok(ip)) => Some(lockout::key(*ip)),
-        (ClientIpMethod::Forwarded, Err(_))
-            if knock.trusted_proxies.iter().any(|c| c.contains(peer)) =>
-        {
-            None
-        }
-        _ => Some(lockout::key(peer)),
-    };
+    let (peer, resolved, key) = whose(head, peer, knock);
     if key.is_some_and(&is_locked) {
         return Decision::Reject {
             reason: Reject::LockedOut,
@@ -81,9 +74,11 @@ pub(crate) fn decide(
         };
     }
     let is_get = head.method == "GET" || head.method == "HEAD";
-    let secret_ok = head
-        .header("referer")
-        .is_some_and(|r| secret_matches(r, knock.referer.expose()));
+    // Without KNOCK_REFERER (clients file only) the Referer knock is off.
+    let secret_ok = !knock.referer.expose().is_empty()
+        && head
+            .header("referer")
+            .is_some_and(|r| secret_matches(r, knock.referer.expose()));
     if !is_get || head.path != knock.path.as_bytes() || !secret_ok {
         let reason = if !is_get {
             Reject::Method
@@ -103,6 +98,30 @@ pub(crate) fn decide(
             refusal,
         },
     }
+}
+
+/// The canonical peer, the address a knock would open, and the lockout bucket it counts
+/// against. Shared with the key knocks (`key_knock`).
+pub(crate) fn whose(
+    head: &RequestHead,
+    peer: IpAddr,
+    knock: &KnockConfig,
+) -> (IpAddr, Result<IpAddr, Refusal>, Option<IpAddr>) {
+    let peer = cidr::canonical(peer);
+    let resolved = client_ip::resolve(knock.client_ip_method, peer, head, &knock.trusted_proxies);
+    // Behind a trusted proxy the peer is the proxy: lock out the client it vouches for, and
+    // never the proxy itself (that would lock everyone out). A self-declared address
+    // (METHOD 3) is the attacker's choice, so there the peer counts.
+    let key = match (knock.client_ip_method, &resolved) {
+        (ClientIpMethod::Forwarded, Ok(ip)) => Some(lockout::key(*ip)),
+        (ClientIpMethod::Forwarded, Err(_))
+            if knock.trusted_proxies.iter().any(|c| c.contains(peer)) =>
+        {
+            None
+        }
+        _ => Some(lockout::key(peer)),
+    };
+    (peer, resolved, key)
 }
 
 /// Compares through SHA-256 so that neither the content nor the length of the secret leaks
@@ -253,6 +272,25 @@ mod tests {
                 decide(&head(&text), ip(from), &knock(method), never),
                 want,
                 "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_knock_referer_the_referer_knock_is_off() {
+        let mut k = knock(ClientIpMethod::Peer);
+        k.referer = Secret::new("");
+        for text in [
+            "GET /favico.ico HTTP/1.1\r\nReferer: \r\n\r\n",
+            "GET /favico.ico HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                decide(&head(text), ip("203.0.113.5"), &k, |_| false),
+                Decision::Reject {
+                    reason: Reject::Secret,
+                    key: Some(ip("203.0.113.5"))
+                },
+                "{text:?}"
             );
         }
     }

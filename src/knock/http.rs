@@ -22,6 +22,9 @@ pub struct RequestHead {
     pub method: String,
     /// The request target up to but excluding the first `?` or `#`; not percent-decoded.
     pub path: Vec<u8>,
+    /// The whole request target as on the request line (path and query), not
+    /// percent-decoded: the key knocks' `?c=` and `?k=` live in the query.
+    pub target: Vec<u8>,
     /// `0` for HTTP/1.0, `1` for HTTP/1.1 (httparse accepts no other version).
     pub minor_version: u8,
     /// Lowercased name, value with surrounding spaces and tabs removed; values stay bytes
@@ -140,6 +143,7 @@ pub fn parse_head(buf: &[u8]) -> Parsed {
     let head = RequestHead {
         method: method.to_string(),
         path: target[..path_end].to_vec(),
+        target: target.to_vec(),
         minor_version,
         headers: req
             .headers

@@ -4,6 +4,7 @@ pub mod client_ip;
 mod conn;
 mod decide;
 pub mod http;
+mod key_knock;
 mod lockout;
 mod server;
 

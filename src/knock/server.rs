@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use super::conn::{self, Answers};
 use super::decide::{self, Decision, Reject};
 use super::http::RequestHead;
+use super::key_knock::{self, KeyDecision, Keys};
 use super::lockout::Lockout;
 use crate::cloud::client::Client;
 use crate::cloud::writer::{self, Writers};
@@ -63,6 +64,24 @@ pub(crate) struct Shared {
     conn_ended: Condvar,
     pub(crate) rejects: RateLimited,
     pub(crate) answers: Answers,
+    /// Client keys, the challenge secret and the replay cache (issue 12).
+    keys: Keys,
+}
+
+/// What a request is answered with.
+pub(crate) enum Answer {
+    /// MESSAGE_SUCCESS (true) or MESSAGE_FAILURE.
+    Fixed(bool),
+    /// A challenge `T.N.G`: the one other body, with the same status and headers.
+    Body(String),
+}
+
+impl Shared {
+    /// Re-reads the clients file now: what SIGHUP should call.
+    #[allow(dead_code)] // until the signals facility lands (merge)
+    pub(crate) fn reload_clients(&self) {
+        self.keys.reload_clients();
+    }
 }
 
 pub fn serve(config: &Config) -> i32 {
@@ -89,8 +108,16 @@ pub fn serve(config: &Config) -> i32 {
             return 1;
         }
     };
+    let keys = match Keys::open(&config) {
+        Ok(k) => k,
+        Err(e) => {
+            log::fatal(&e);
+            return 2;
+        }
+    };
     let limits = &config.limits;
     let shared = Arc::new(Shared {
+        keys,
         writers,
         lockout: Mutex::new(Lockout::new(
             limits.lockout_failures,
@@ -119,13 +146,20 @@ pub fn serve(config: &Config) -> i32 {
         .map(|i| format!("{}:{}", i.region, i.id))
         .collect();
     log::event(&format!(
-        "knockd {} listening on {} path={} instances={} ports={} endpoint={}",
+        "knockd {} listening on {} path={} instances={} ports={} endpoint={} clients={} \
+         referer-knock={}",
         env!("CARGO_PKG_VERSION"),
         listener.local_addr().unwrap_or(bind),
         config.knock.path,
         instances.join(","),
         ports.join(","),
         config.cloud.endpoint.url(),
+        shared.keys.client_count(),
+        if config.knock.referer.expose().is_empty() {
+            "off"
+        } else {
+            "on"
+        },
     ));
     accept_loop(&listener, &shared)
 }
@@ -230,13 +264,46 @@ fn admit(shared: &Shared, stream: &TcpStream) -> Option<u64> {
     Some(id)
 }
 
-/// One request: true only when every instance confirmed the grant.
-pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64) -> bool {
+/// One request: a challenge body, or success only when every instance confirmed the grant.
+pub(crate) fn answer(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64) -> Answer {
+    let config = &shared.config;
+    let now = crate::clock::now();
+    let is_locked = |k| lock(&shared.lockout).is_locked(k, now as u64);
+    let new_nonce = crate::keys::challenge::new_nonce;
+    match key_knock::judge(
+        head,
+        peer,
+        &config.knock,
+        &shared.keys,
+        now,
+        is_locked,
+        new_nonce,
+    ) {
+        KeyDecision::NotKey => Answer::Fixed(knock(shared, head, peer, conn, None)),
+        KeyDecision::Challenge(body) => Answer::Body(body),
+        KeyDecision::Decided(d, ttl) => {
+            Answer::Fixed(knock(shared, head, peer, conn, Some((d, ttl))))
+        }
+    }
+}
+
+/// One knock: true only when every instance confirmed the grant. `decided` is a key knock's
+/// decision and rule lifetime; `None` decides the Referer knock here.
+fn knock(
+    shared: &Shared,
+    head: &RequestHead,
+    peer: IpAddr,
+    conn: u64,
+    decided: Option<(Decision, Option<u64>)>,
+) -> bool {
     let config = &shared.config;
     let started = Instant::now();
     let now = crate::clock::now() as u64;
-    let decision = decide::decide(head, peer, &config.knock, |k| {
-        lock(&shared.lockout).is_locked(k, now)
+    let (decision, ttl_secs) = decided.unwrap_or_else(|| {
+        let d = decide::decide(head, peer, &config.knock, |k| {
+            lock(&shared.lockout).is_locked(k, now)
+        });
+        (d, None)
     });
     let (ip, label, key) = match decision {
         Decision::Reject {
@@ -282,6 +349,7 @@ pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64
     let rx = shared.writers.submit(&Grant {
         ip,
         label: label.clone(),
+        ttl_secs: ttl_secs.map(|s| s.min(i64::MAX as u64) as i64),
     });
     let deadline = started + config.limits.knock_timeout;
     let outcomes = writer::collect(&rx, shared.writers.len(), deadline);
