@@ -20,7 +20,7 @@ fn run() -> i32 {
             return 2;
         }
     };
-    match args.command {
+    match &args.command {
         Command::Version => {
             println!("{}", cli::version_line());
             return 0;
@@ -29,6 +29,14 @@ fn run() -> i32 {
             println!("{}", cli::USAGE);
             return 0;
         }
+        // The client runs where there is no configuration (a router, a laptop).
+        Command::Knock {
+            url,
+            label,
+            key_file,
+            every_secs,
+            expect,
+        } => return ops::knock_client(url, label, key_file, *every_secs, expect.as_deref()),
         _ => {}
     }
 
@@ -38,7 +46,12 @@ fn run() -> i32 {
         .collect();
     let exe = std::env::current_exe().ok();
     let exe_dir = exe.as_deref().and_then(|p| p.parent());
-    let config = match config::load(args.config.as_deref(), &env, exe_dir) {
+    // The commands that manage the clients file must work while it is missing or broken.
+    let read_clients = !matches!(
+        args.command,
+        Command::AddClient { .. } | Command::RemoveClient { .. } | Command::ListClients
+    );
+    let config = match config::load_with(args.config.as_deref(), &env, exe_dir, read_clients) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("knockd: configuration error");

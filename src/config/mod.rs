@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use report::mask_id;
 pub use values::{format_duration, parse_duration};
+pub(crate) use vars::DEFAULT_MESSAGE_SUCCESS;
 use vars::{Checker, Vars};
 
 use crate::rules::cidr::Cidr;
@@ -715,6 +716,21 @@ mod tests {
             );
         }
         assert!(!text.contains(secret), "{text}");
+    }
+
+    #[test]
+    fn key_defaults_agree_with_the_keys_module() {
+        let c = with(&[]).expect("valid");
+        assert_eq!(
+            c.keys.challenge_ttl.as_secs(),
+            crate::keys::challenge::DEFAULT_TTL_SECS
+        );
+        assert_eq!(c.keys.replay_cache, crate::keys::replay::DEFAULT_CAPACITY);
+        assert_eq!(
+            c.keys.clients_file,
+            PathBuf::from(crate::keys::DEFAULT_CLIENTS_FILE)
+        );
+        assert!(c.keys.challenge_secret.is_none() && c.keys.public_url.is_none());
     }
 
     #[test]

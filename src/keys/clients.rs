@@ -416,6 +416,7 @@ impl Clients {
     }
 
     /// `None` when there is no such client.
+    #[cfg(test)]
     pub(crate) fn is_expired(&self, label: &str, now_unix: i64) -> Option<bool> {
         self.get(label).map(|c| c.is_expired(now_unix))
     }
@@ -432,6 +433,7 @@ impl Clients {
         self.list.is_empty()
     }
 
+    #[cfg(test)]
     pub(crate) fn warnings(&self) -> &[String] {
         &self.warnings
     }

@@ -16,10 +16,6 @@
 //! - [`client`]: the `knockd --knock` client (both steps over ureq) and its key file.
 //! - [`recipes`]: the ready-to-run client lines printed by `--add-client`.
 
-// Until the knock path, the commands and the configuration use this module (the next phase),
-// most of its API has no caller outside the tests. Remove this when wiring it in.
-#![allow(dead_code)]
-
 pub(crate) mod challenge;
 pub(crate) mod client;
 pub(crate) mod clients;

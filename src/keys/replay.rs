@@ -61,10 +61,12 @@ impl ReplayCache {
     }
 
     /// Entries held, live or not yet swept.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.live_until.len()
     }
 
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
