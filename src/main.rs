@@ -46,10 +46,12 @@ fn run() -> i32 {
         .collect();
     let exe = std::env::current_exe().ok();
     let exe_dir = exe.as_deref().and_then(|p| p.parent());
-    // The commands that manage the clients file must work while it is missing or broken.
-    let read_clients = !matches!(
+    // The clients file (and with it whether KNOCK_REFERER is required) matters to serving and
+    // to the checks; the commands that manage the file must work while it is missing or broken,
+    // and --prune/--list/--revoke must never be stopped by it.
+    let read_clients = matches!(
         args.command,
-        Command::AddClient { .. } | Command::RemoveClient { .. } | Command::ListClients
+        Command::Serve | Command::CheckConfig | Command::Check
     );
     let config = match config::load_with(args.config.as_deref(), &env, exe_dir, read_clients) {
         Ok(c) => c,

@@ -691,6 +691,12 @@ fn without_clients_and_without_knock_referer_knockd_refuses_to_start() {
         err.contains("KNOCK_REFERER: required while the clients file"),
         "{err}"
     );
+    // The commands that do not serve are not stopped by it.
+    for args in [&["--list"][..], &["--list-clients"][..]] {
+        let out = run(&path, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
     // --add-client works there (it creates the file, 0600), and then the configuration is
     // valid without KNOCK_REFERER.
     let out = run(&path, &["--add-client", "first"]);

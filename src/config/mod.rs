@@ -233,9 +233,9 @@ pub fn load(
     load_with(explicit, env, exe_dir, true)
 }
 
-/// [`load`] for the commands that manage the clients file (`--add-client`, `--remove-client`,
-/// `--list-clients`): with `read_clients` false the clients file is not read, so neither a
-/// missing or broken file nor an unset KNOCK_REFERER stops them.
+/// [`load`] for the commands that do not serve (`--add-client`, `--remove-client`,
+/// `--list-clients`, `--prune`, …): with `read_clients` false the clients file is not read, so
+/// neither a missing or broken file nor an unset KNOCK_REFERER stops them.
 pub fn load_with(
     explicit: Option<&Path>,
     env: &HashMap<String, String>,

@@ -445,6 +445,8 @@ mod tests {
             req.extend_from_slice(target);
             req.extend_from_slice(b" HTTP/1.1\r\n\r\n");
             assert_eq!(head(&req).path, path, "{target:?}");
+            // The raw target is kept whole, query included (key knocks read it).
+            assert_eq!(head(&req).target, target, "{target:?}");
         }
     }
 
