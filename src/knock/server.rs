@@ -86,6 +86,13 @@ impl Shared {
 
 pub fn serve(config: &Config) -> i32 {
     let config = Arc::new(config.clone());
+    let keys = match Keys::open(&config) {
+        Ok(k) => k,
+        Err(e) => {
+            log::fatal(&e);
+            return 2;
+        }
+    };
     let client = match Client::new(&config) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -106,13 +113,6 @@ pub fn serve(config: &Config) -> i32 {
         Err(e) => {
             log::fatal(&e);
             return 1;
-        }
-    };
-    let keys = match Keys::open(&config) {
-        Ok(k) => k,
-        Err(e) => {
-            log::fatal(&e);
-            return 2;
         }
     };
     let limits = &config.limits;
