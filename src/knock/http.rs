@@ -994,8 +994,20 @@ mod tests {
                 .collect()
         };
         let expected = vec!["Content-Type", "Content-Length", "Connection"];
-        for (body, ka, ho) in [("ok", true, false), ("a much longer failure", false, true)] {
+        // The third is a challenge (issue 12): the one other body, same status and headers.
+        for (body, ka, ho) in [
+            ("ok", true, false),
+            ("a much longer failure", false, true),
+            (
+                "1760000000.0102030405060708.d7cdcd4b037f0d64a50783fceedfa74f",
+                true,
+                false,
+            ),
+        ] {
             assert_eq!(names(response(body, ka, ho)), expected);
+            let text = String::from_utf8(response(body, ka, ho)).unwrap_or_default();
+            assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
+            assert!(text.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
         }
     }
 }
