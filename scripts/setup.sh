@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing knockd needs on a Debian machine that already has rustup:
-# the two musl targets, rustfmt/clippy, clang + lld (ring's C code for aarch64), curl and wget
-# (integration tests), file (CI's static-link check). Idempotent; without anything missing it
-# makes no network or apt call, so every make target can run it.
+# the two musl targets, rustfmt/clippy, clang + lld (ring's C code for aarch64), curl, wget and
+# busybox (integration tests run the client lines knockd --add-client prints), file (CI's
+# static-link check). Idempotent; without anything missing it makes no network or apt call, so
+# every make target can run it.
 set -euo pipefail
 
 if command -v rustup >/dev/null 2>&1; then
@@ -20,7 +21,7 @@ fi
 
 # command -> Debian package
 missing=()
-for pair in cc:gcc clang:clang ld.lld:lld llvm-ar:llvm curl:curl wget:wget file:file; do
+for pair in cc:gcc clang:clang ld.lld:lld llvm-ar:llvm curl:curl wget:wget busybox:busybox file:file; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if ((${#missing[@]})); then

@@ -21,6 +21,28 @@ pub enum Command {
     PrintCamPolicy {
         uin: Option<String>,
     },
+    /// `--add-client LABEL [--ttl 12h] [--expires 2027-06-30]`.
+    AddClient {
+        label: String,
+        ttl_secs: Option<u64>,
+        /// `YYYY-MM-DD`, checked.
+        expires: Option<String>,
+    },
+    /// `--remove-client LABEL [--keep-rules]`.
+    RemoveClient {
+        label: String,
+        keep_rules: bool,
+    },
+    ListClients,
+    /// `--knock URL --label LABEL --key-file FILE [--every DURATION] [--expect TEXT]`: the
+    /// client; needs no configuration.
+    Knock {
+        url: String,
+        label: String,
+        key_file: PathBuf,
+        every_secs: Option<u64>,
+        expect: Option<String>,
+    },
     Version,
     Help,
 }
@@ -46,6 +68,13 @@ Commands (at most one; without one, knockd serves knocks):
   --print-cam-policy [--uin ACCOUNT]
                         print the least-privilege CAM policy for the configured instances
   --notify-test         send one test notification (NOTIFY_URL, NOTIFY_COMMAND) and report
+  --add-client LABEL [--ttl 12h] [--expires 2027-06-30]
+                        add a client key to the clients file and print ready-to-run clients
+  --remove-client LABEL [--keep-rules]
+                        remove a client's key and (unless --keep-rules) its firewall rules
+  --list-clients        list the clients: label, rule lifetime, expiry, key fingerprint
+  --knock URL --label LABEL --key-file FILE [--every DURATION] [--expect TEXT]
+                        knock as a client (challenge-response); no configuration needed
   --version, -V         print the version
   --help, -h            print this help
 
@@ -71,6 +100,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
     let mut command: Option<Command> = None;
     let mut dry_run = false;
     let mut uin: Option<String> = None;
+    let mut opts = KeyOpts::default();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -119,6 +149,67 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
                 uin = Some(v);
                 continue;
             }
+            "--ttl" => {
+                let v = value("a duration like 12h")?;
+                let secs =
+                    crate::keys::clients::parse_ttl(&v).map_err(|e| format!("--ttl: '{v}' {e}"))?;
+                once(&mut opts.ttl_secs, secs, flag)?;
+                continue;
+            }
+            "--expires" => {
+                let v = value("a day like 2027-06-30")?;
+                if crate::keys::clients::Day::parse(&v).is_none() {
+                    return Err(format!("--expires: '{v}' is not a day like 2027-06-30"));
+                }
+                once(&mut opts.expires, v, flag)?;
+                continue;
+            }
+            "--keep-rules" => {
+                if inline.is_some() {
+                    return Err("--keep-rules takes no value".into());
+                }
+                opts.keep_rules = true;
+                continue;
+            }
+            "--label" => {
+                let v = label(value("a label")?, flag)?;
+                once(&mut opts.label, v, flag)?;
+                continue;
+            }
+            "--key-file" => {
+                let v = value("a file")?;
+                once(&mut opts.key_file, PathBuf::from(v), flag)?;
+                continue;
+            }
+            "--every" => {
+                let v = value("a duration like 10m")?;
+                let secs = crate::keys::clients::parse_ttl(&v)
+                    .map_err(|e| format!("--every: '{v}' {e}"))?;
+                once(&mut opts.every_secs, secs, flag)?;
+                continue;
+            }
+            "--expect" => {
+                let v = value("the success text")?;
+                once(&mut opts.expect, v, flag)?;
+                continue;
+            }
+            "--add-client" => Command::AddClient {
+                label: label(value("a label")?, flag)?,
+                ttl_secs: None,
+                expires: None,
+            },
+            "--remove-client" => Command::RemoveClient {
+                label: label(value("a label")?, flag)?,
+                keep_rules: false,
+            },
+            "--list-clients" => Command::ListClients,
+            "--knock" => Command::Knock {
+                url: value("the knock URL")?,
+                label: String::new(),
+                key_file: PathBuf::new(),
+                every_secs: None,
+                expect: None,
+            },
             "--print-cam-policy" => Command::PrintCamPolicy { uin: None },
             "--check-config" => Command::CheckConfig,
             "--check" => Command::Check,
@@ -136,7 +227,14 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             _ => return Err(format!("unexpected argument '{arg}' (see --help)")),
         };
-        if inline.is_some() && !matches!(next, Command::Revoke { .. }) {
+        let takes_value = matches!(
+            next,
+            Command::Revoke { .. }
+                | Command::AddClient { .. }
+                | Command::RemoveClient { .. }
+                | Command::Knock { .. }
+        );
+        if inline.is_some() && !takes_value {
             return Err(format!("{flag} takes no value"));
         }
         if let Some(prev) = &command {
@@ -159,7 +257,80 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
         (_, true) => return Err("--dry-run only goes with --prune or --revoke".into()),
         (c, false) => c,
     };
+    let command = with_key_opts(command, opts)?;
     Ok(Args { config, command })
+}
+
+/// The options of the client commands, collected in any order.
+#[derive(Default)]
+struct KeyOpts {
+    ttl_secs: Option<u64>,
+    expires: Option<String>,
+    keep_rules: bool,
+    label: Option<String>,
+    key_file: Option<PathBuf>,
+    every_secs: Option<u64>,
+    expect: Option<String>,
+}
+
+fn once<T>(slot: &mut Option<T>, v: T, flag: &str) -> Result<(), String> {
+    if slot.replace(v).is_some() {
+        return Err(format!("{flag} given twice"));
+    }
+    Ok(())
+}
+
+fn label(v: String, flag: &str) -> Result<String, String> {
+    if crate::keys::clients::is_label(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{flag}: '{v}' is not a label: 1 to {} characters of A-Z a-z 0-9 _ -",
+            crate::keys::clients::MAX_LABEL
+        ))
+    }
+}
+
+/// Puts the client options into their command; an option without its command is an error.
+fn with_key_opts(command: Command, o: KeyOpts) -> Result<Command, String> {
+    let command = match command {
+        Command::AddClient { label, .. } => Command::AddClient {
+            label,
+            ttl_secs: o.ttl_secs,
+            expires: o.expires.clone(),
+        },
+        Command::RemoveClient { label, .. } => Command::RemoveClient {
+            label,
+            keep_rules: o.keep_rules,
+        },
+        Command::Knock { url, .. } => Command::Knock {
+            url,
+            label: o.label.clone().ok_or("--knock needs --label LABEL")?,
+            key_file: o.key_file.clone().ok_or("--knock needs --key-file FILE")?,
+            every_secs: o.every_secs,
+            expect: o.expect.clone(),
+        },
+        c => c,
+    };
+    let (add, remove, knock) = (
+        matches!(command, Command::AddClient { .. }),
+        matches!(command, Command::RemoveClient { .. }),
+        matches!(command, Command::Knock { .. }),
+    );
+    for (given, flag, ok, with) in [
+        (o.ttl_secs.is_some(), "--ttl", add, "--add-client"),
+        (o.expires.is_some(), "--expires", add, "--add-client"),
+        (o.keep_rules, "--keep-rules", remove, "--remove-client"),
+        (o.label.is_some(), "--label", knock, "--knock"),
+        (o.key_file.is_some(), "--key-file", knock, "--knock"),
+        (o.every_secs.is_some(), "--every", knock, "--knock"),
+        (o.expect.is_some(), "--expect", knock, "--knock"),
+    ] {
+        if given && !ok {
+            return Err(format!("{flag} only goes with {with}"));
+        }
+    }
+    Ok(command)
 }
 
 fn flag_of(c: &Command) -> &'static str {
@@ -172,6 +343,10 @@ fn flag_of(c: &Command) -> &'static str {
         Command::Revoke { .. } => "--revoke",
         Command::PrintCamPolicy { .. } => "--print-cam-policy",
         Command::NotifyTest => "--notify-test",
+        Command::AddClient { .. } => "--add-client",
+        Command::RemoveClient { .. } => "--remove-client",
+        Command::ListClients => "--list-clients",
+        Command::Knock { .. } => "--knock",
         Command::Version => "--version",
         Command::Help => "--help",
     }
@@ -288,6 +463,79 @@ mod tests {
             &["--print-cam-policy", "--dry-run"][..],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn client_commands() {
+        assert_eq!(
+            cmd(&[
+                "--add-client",
+                "office",
+                "--ttl",
+                "12h",
+                "--expires=2027-06-30"
+            ]),
+            Command::AddClient {
+                label: "office".into(),
+                ttl_secs: Some(12 * 3600),
+                expires: Some("2027-06-30".into())
+            }
+        );
+        assert_eq!(
+            cmd(&["--keep-rules", "--remove-client=office"]),
+            Command::RemoveClient {
+                label: "office".into(),
+                keep_rules: true
+            }
+        );
+        assert_eq!(cmd(&["--list-clients"]), Command::ListClients);
+        assert_eq!(
+            cmd(&[
+                "--knock",
+                "http://h:8080/favico.ico",
+                "--label",
+                "office",
+                "--key-file",
+                "office.key",
+                "--every",
+                "10m",
+                "--expect",
+                "ok"
+            ]),
+            Command::Knock {
+                url: "http://h:8080/favico.ico".into(),
+                label: "office".into(),
+                key_file: "office.key".into(),
+                every_secs: Some(600),
+                expect: Some("ok".into())
+            }
+        );
+        for bad in [
+            &["--add-client"][..],
+            &["--add-client", "a b"][..],
+            &["--add-client", "x", "--ttl", "12"][..],
+            &["--add-client", "x", "--expires", "2027-02-30"][..],
+            &["--add-client", "x", "--keep-rules"][..],
+            &["--remove-client", "x", "--ttl", "1h"][..],
+            &["--list-clients", "--label", "x"][..],
+            &["--knock", "http://h/k", "--label", "x"][..],
+            &["--knock", "http://h/k", "--key-file", "f"][..],
+            &[
+                "--knock",
+                "http://h/k",
+                "--label",
+                "x",
+                "--label",
+                "y",
+                "--key-file",
+                "f",
+            ][..],
+            &["--check", "--every", "1m"][..],
+            &["--list-clients=1"][..],
+        ] {
+            let e = parse(bad).expect_err(&format!("{bad:?}"));
+            assert!(!e.contains('\n'), "{e}");
         }
     }
 

@@ -14,6 +14,8 @@
 //!   clock skew), `pacer` (rate limits), `error` (the one error type and its policy), `wire`
 //!   (JSON shapes), `executor` (applies a plan under FirewallVersion, re-planning on conflict)
 //!   and `writer` (one thread per instance that batches knocks).
+//! - `keys/`: per-client keys and the challenge–response knock (clients file, challenge,
+//!   replay cache, the `--knock` client and the recipes `--add-client` prints).
 //! - `config/`: the `.env` file and environment into a validated `Config` of sections.
 //! - `ops/`: the operator commands (`--check`, `--prune`, `--list`, `--revoke`).
 //! - `notify/`: webhooks and a command hook on grants, failures and lockouts, never in a
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod clock;
 pub mod cloud;
 pub mod config;
+pub(crate) mod keys;
 pub mod knock;
 pub(crate) mod log;
 pub mod notify;

@@ -105,6 +105,11 @@ pub fn event(line: &str) {
     }
 }
 
+/// One line to stderr as given, with the same never-panic rule.
+pub fn stderr_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// A start-up error, printed as `knockd: …`, with the same never-panic rule.
 pub fn fatal(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "knockd: {line}");

@@ -35,7 +35,7 @@ fn run() -> i32 {
             return 2;
         }
     };
-    match args.command {
+    match &args.command {
         Command::Version => {
             ops::print(&cli::version_line());
             return 0;
@@ -44,6 +44,14 @@ fn run() -> i32 {
             ops::print(cli::USAGE);
             return 0;
         }
+        // The client runs where there is no configuration (a router, a laptop).
+        Command::Knock {
+            url,
+            label,
+            key_file,
+            every_secs,
+            expect,
+        } => return ops::knock_client(url, label, key_file, *every_secs, expect.as_deref()),
         _ => {}
     }
     // Every command below reads the SecretKey: no core file may ever hold it.
@@ -77,7 +85,14 @@ fn run() -> i32 {
     }
     let exe = std::env::current_exe().ok();
     let exe_dir = exe.as_deref().and_then(|p| p.parent());
-    let config = match config::load(args.config.as_deref(), &env, exe_dir) {
+    // The clients file (and with it whether KNOCK_REFERER is required) matters to serving and
+    // to the checks; the commands that manage the file must work while it is missing or broken,
+    // and --prune/--list/--revoke must never be stopped by it.
+    let read_clients = matches!(
+        args.command,
+        Command::Serve | Command::CheckConfig | Command::Check
+    );
+    let config = match config::load_with(args.config.as_deref(), &env, exe_dir, read_clients) {
         Ok(c) => c,
         Err(errors) => {
             eprintln_safe("knockd: configuration error");

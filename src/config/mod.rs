@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use report::mask_id;
 pub use values::{format_duration, parse_duration};
+pub(crate) use vars::DEFAULT_MESSAGE_SUCCESS;
 use vars::{Checker, Vars};
 
 use crate::notify::NotifyConfig;
@@ -101,6 +102,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// NOTIFY_*: None when neither NOTIFY_URL nor NOTIFY_COMMAND is set.
     pub notify: Option<NotifyConfig>,
+    pub keys: KeysConfig,
     /// Things that work but an operator should know (METHOD 3, plain-HTTP endpoint, …).
     pub warnings: Vec<String>,
 }
@@ -143,6 +145,23 @@ pub struct RulesConfig {
     pub quota_reserve: usize,
     /// MAX_ADDRESSES_PER_V6_64: addresses of one IPv6 /64 with knockd rules at once (0: no cap).
     pub per_v6_64: usize,
+}
+
+/// Per-client keys and the challenge–response knock (issue 12).
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    /// KNOCK_CLIENTS_FILE, else `knockd.clients` beside the config file (beside the binary
+    /// when there is none).
+    pub clients_file: PathBuf,
+    /// KNOCK_CHALLENGE_SECRET; `None`: a random secret per process.
+    pub challenge_secret: Option<Secret>,
+    /// KNOCK_CHALLENGE_TTL: how long a challenge can be answered.
+    pub challenge_ttl: Duration,
+    /// KNOCK_REPLAY_CACHE: used challenges remembered at most.
+    pub replay_cache: usize,
+    /// KNOCK_PUBLIC_URL: the knock URL as clients reach it, for the recipes `--add-client`
+    /// prints.
+    pub public_url: Option<String>,
 }
 
 /// Bounds on connections, time and failed knocks.
@@ -217,6 +236,18 @@ pub fn load(
     env: &HashMap<String, String>,
     exe_dir: Option<&Path>,
 ) -> Result<Config, ConfigErrors> {
+    load_with(explicit, env, exe_dir, true)
+}
+
+/// [`load`] for the commands that do not serve (`--add-client`, `--remove-client`,
+/// `--list-clients`, `--prune`, …): with `read_clients` false the clients file is not read, so
+/// neither a missing or broken file nor an unset KNOCK_REFERER stops them.
+pub fn load_with(
+    explicit: Option<&Path>,
+    env: &HashMap<String, String>,
+    exe_dir: Option<&Path>,
+    read_clients: bool,
+) -> Result<Config, ConfigErrors> {
     let named = explicit.map(Path::to_path_buf).or_else(|| {
         env.get("KNOCKD_CONFIG")
             .filter(|p| !p.trim().is_empty())
@@ -272,7 +303,17 @@ pub fn load(
         }
     }
 
-    match from_pairs(&pairs, env) {
+    // The clients file's default home: beside the config file, else beside the binary.
+    let default_dir = match &path {
+        Some(p) => Some(
+            std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.clone())
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        ),
+        None => exe_dir.map(Path::to_path_buf),
+    };
+    match from_pairs_in(&pairs, env, default_dir.as_deref(), read_clients) {
         Ok(mut config) if errors.is_empty() => {
             config.file = path.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
             warnings.append(&mut config.warnings);
@@ -357,6 +398,16 @@ pub fn from_pairs(
     pairs: &[(String, String)],
     env: &HashMap<String, String>,
 ) -> Result<Config, ConfigErrors> {
+    from_pairs_in(pairs, env, None, true)
+}
+
+/// [`from_pairs`] with the clients file's default directory and whether to read it.
+fn from_pairs_in(
+    pairs: &[(String, String)],
+    env: &HashMap<String, String>,
+    clients_dir: Option<&Path>,
+    read_clients: bool,
+) -> Result<Config, ConfigErrors> {
     let mut file: HashMap<&str, &str> = HashMap::new();
     for (k, v) in pairs {
         file.insert(k.as_str(), v.as_str());
@@ -381,6 +432,13 @@ pub fn from_pairs(
     let cloud = sections::cloud(&vars, &mut c);
     let limits = sections::limits(&vars, &mut c);
     let notify = sections::notify(&vars, &mut c);
+    let keys = sections::keys(
+        &vars,
+        &mut c,
+        knock.referer.expose(),
+        clients_dir,
+        read_clients,
+    );
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
     }
@@ -391,6 +449,7 @@ pub fn from_pairs(
         rules,
         limits,
         notify,
+        keys,
         warnings: c.warnings,
     })
 }
@@ -700,6 +759,21 @@ mod tests {
             );
         }
         assert!(!text.contains(secret), "{text}");
+    }
+
+    #[test]
+    fn key_defaults_agree_with_the_keys_module() {
+        let c = with(&[]).expect("valid");
+        assert_eq!(
+            c.keys.challenge_ttl.as_secs(),
+            crate::keys::challenge::DEFAULT_TTL_SECS
+        );
+        assert_eq!(c.keys.replay_cache, crate::keys::replay::DEFAULT_CAPACITY);
+        assert_eq!(
+            c.keys.clients_file,
+            PathBuf::from(crate::keys::DEFAULT_CLIENTS_FILE)
+        );
+        assert!(c.keys.challenge_secret.is_none() && c.keys.public_url.is_none());
     }
 
     #[test]

@@ -15,6 +15,12 @@ pub fn mask_id(id: &str) -> String {
     format!("{head}****{tail}")
 }
 
+/// `--check-config`'s warning while the Referer knock is on.
+pub(crate) const REFERER_REPLAYABLE: &str = "KNOCK_REFERER is set, so the Referer knock is on: \
+    it is replayable (anyone who sees one knock, e.g. on public Wi-Fi or in a proxy's log, can \
+    open the firewall for their own address, forever). Prefer per-client keys (knockd \
+    --add-client LABEL) and unset KNOCK_REFERER once every client uses them";
+
 /// A secret is only ever shown as set: not even its length.
 fn mask_secret(_: &Secret) -> String {
     "**** (set)".to_string()
@@ -142,6 +148,29 @@ impl Config {
             Some(n) => lines.extend(n.describe()),
             None => lines.push(("NOTIFY_URL", "(not set: notifications off)".to_string())),
         }
+        lines.push((
+            "KNOCK_CLIENTS_FILE",
+            self.keys.clients_file.display().to_string(),
+        ));
+        lines.push((
+            "KNOCK_CHALLENGE_SECRET",
+            self.keys
+                .challenge_secret
+                .as_ref()
+                .map_or_else(|| "(random per process)".to_string(), mask_secret),
+        ));
+        lines.push((
+            "KNOCK_CHALLENGE_TTL",
+            format_duration(self.keys.challenge_ttl.as_secs()),
+        ));
+        lines.push(("KNOCK_REPLAY_CACHE", self.keys.replay_cache.to_string()));
+        lines.push((
+            "KNOCK_PUBLIC_URL",
+            self.keys
+                .public_url
+                .clone()
+                .unwrap_or_else(|| "(not set: --add-client prints a placeholder)".to_string()),
+        ));
 
         let mut out = match &self.file {
             Some(p) => format!("# config file: {}\n", p.display()),
@@ -156,6 +185,9 @@ impl Config {
         }
         for w in &self.warnings {
             out.push_str(&format!("warning: {w}\n"));
+        }
+        if !self.knock.referer.expose().is_empty() {
+            out.push_str(&format!("warning: {REFERER_REPLAYABLE}\n"));
         }
         out
     }

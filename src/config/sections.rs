@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::vars::{Checker, Vars, DEFAULT_ACCESS_POINT};
 use super::{
-    values, ClientIpMethod, CloudConfig, Endpoint, KnockConfig, LimitsConfig, RulesConfig, Scheme,
-    Secret,
+    values, ClientIpMethod, CloudConfig, Endpoint, KeysConfig, KnockConfig, LimitsConfig,
+    RulesConfig, Scheme, Secret,
 };
 use crate::rules::cidr::Cidr;
 use crate::rules::Protocol;
@@ -167,18 +167,14 @@ pub(crate) fn knock(vars: &Vars, c: &mut Checker) -> KnockConfig {
         c.warn("MESSAGE_SUCCESS and MESSAGE_FAILURE are identical: a client cannot tell whether its knock worked".into());
     }
 
+    // Whether an empty KNOCK_REFERER is an error depends on the clients file: see `keys`.
     let referer = vars.value("KNOCK_REFERER").to_string();
-    if referer.is_empty() {
-        c.err(
-            "KNOCK_REFERER",
-            "required: the shared secret that clients send as their Referer header",
-        );
-    } else if referer.chars().any(char::is_control) {
+    if referer.chars().any(char::is_control) {
         c.err(
             "KNOCK_REFERER",
             "must not contain control characters: it is sent as an HTTP header (value not shown)",
         );
-    } else if referer.chars().count() < 16 {
+    } else if !referer.is_empty() && referer.chars().count() < 16 {
         c.warn(format!(
             "KNOCK_REFERER is only {} characters long: anyone who guesses it can open the firewall; 16 or more random characters are better",
             referer.chars().count()
@@ -292,5 +288,96 @@ pub(crate) fn notify(vars: &Vars, c: &mut Checker) -> Option<crate::notify::Noti
             }
             None
         }
+    }
+}
+
+/// Per-client keys and the challenge–response knock (issue 12). `default_dir` is where the
+/// clients file is by default (beside the config file, else beside the binary; `None`: the
+/// working directory). With `read_clients` the clients file is read: an invalid one is an
+/// error, and KNOCK_REFERER is required only when it has no client. The commands that manage
+/// the file pass false (they must work on a missing or broken file).
+pub(crate) fn keys(
+    vars: &Vars,
+    c: &mut Checker,
+    referer: &str,
+    default_dir: Option<&std::path::Path>,
+    read_clients: bool,
+) -> KeysConfig {
+    let clients_file = match vars.get("KNOCK_CLIENTS_FILE") {
+        Some(p) => PathBuf::from(p),
+        None => default_dir.map_or_else(
+            || PathBuf::from(crate::keys::DEFAULT_CLIENTS_FILE),
+            |d| d.join(crate::keys::DEFAULT_CLIENTS_FILE),
+        ),
+    };
+    let challenge_secret = vars.get("KNOCK_CHALLENGE_SECRET").map(str::to_string);
+    if let Some(s) = &challenge_secret {
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            c.err(
+                "KNOCK_CHALLENGE_SECRET",
+                "must be printable ASCII without spaces (value not shown)",
+            );
+        } else if s.len() < 16 {
+            c.err(
+                "KNOCK_CHALLENGE_SECRET",
+                format!(
+                    "is only {} characters long: use 32 or more random characters, the same on \
+                     every knockd behind one name (value not shown)",
+                    s.len()
+                ),
+            );
+        }
+    }
+    let challenge_ttl = c.duration(
+        "KNOCK_CHALLENGE_TTL",
+        vars.value("KNOCK_CHALLENGE_TTL"),
+        false,
+    );
+    if challenge_ttl.as_secs() > 3600 {
+        c.err(
+            "KNOCK_CHALLENGE_TTL",
+            "is longer than 1h: a challenge only has to live for the two requests of one knock",
+        );
+    }
+    let replay_cache = c.number(
+        "KNOCK_REPLAY_CACHE",
+        vars.value("KNOCK_REPLAY_CACHE"),
+        1,
+        1_000_000,
+    ) as usize;
+    let public_url = vars.get("KNOCK_PUBLIC_URL").map(str::to_string);
+    if let Some(u) = &public_url {
+        if let Err(e) = crate::keys::client::KnockUrl::parse(u) {
+            c.err("KNOCK_PUBLIC_URL", e.to_string());
+        }
+    }
+
+    if read_clients {
+        let shown = clients_file.display();
+        match crate::keys::clients::ClientsFile::open(&clients_file) {
+            Err(e) => c.err("KNOCK_CLIENTS_FILE", format!("{shown}: {e}")),
+            Ok((file, reload)) => {
+                if let crate::keys::clients::Reload::Loaded { warnings, .. } = reload {
+                    warnings.into_iter().for_each(|w| c.warn(w));
+                }
+                if referer.is_empty() && file.clients().is_empty() {
+                    c.err(
+                        "KNOCK_REFERER",
+                        format!(
+                            "required while the clients file {shown} has no client: add a \
+                             client (knockd --add-client LABEL) or set the shared secret that \
+                             clients send as their Referer header"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    KeysConfig {
+        clients_file,
+        challenge_secret: challenge_secret.map(Secret::new),
+        challenge_ttl,
+        replay_cache,
+        public_url,
     }
 }

@@ -1,13 +1,15 @@
 //! One connection: requests read under a deadline, each answered with one of eight fixed
-//! byte strings, keep-alive up to a bound.
+//! byte strings (or a challenge body built by the same `http::response`: same status, same
+//! header names in the same order), keep-alive up to a bound.
 
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::http::{self, HeadReader, ReadResult};
-use super::server::{self, Shared};
+use super::server::{self, Answer, Shared};
 use super::signals;
 use crate::config::KnockConfig;
 
@@ -87,23 +89,23 @@ pub(crate) fn handle(shared: &Shared, stream: Arc<TcpStream>, peer: SocketAddr, 
             }
             ReadResult::Closed | ReadResult::Io(_) => return,
         };
-        let verdict = server::knock(shared, &head, peer.ip(), id);
+        let answer = server::answer(shared, &head, peer.ip(), id);
         // Past the deadline, at the last request allowed, or when knockd is stopping, the
         // answer is still written (see arm_write) and says `Connection: close`.
         let keep_alive = head.keep_alive()
             && n < MAX_REQUESTS_PER_CONNECTION
             && Instant::now() < deadline
             && !signals::stop_requested();
-        let written = io.arm_write().is_ok()
-            && (&*stream)
-                .write_all(
-                    shared
-                        .answers
-                        .get(verdict.ok, keep_alive, head.method == "HEAD"),
-                )
-                .is_ok();
+        let head_only = head.method == "HEAD";
+        let bytes: Cow<'_, [u8]> = match &answer {
+            Answer::Fixed(v) => Cow::Borrowed(shared.answers.get(v.ok, keep_alive, head_only)),
+            Answer::Body(body) => Cow::Owned(http::response(body, keep_alive, head_only)),
+        };
+        let written = io.arm_write().is_ok() && (&*stream).write_all(&bytes).is_ok();
         // The answer first, then the log line and the end of the knock's protection.
-        server::answered(shared, id, verdict, &head);
+        if let Answer::Fixed(verdict) = answer {
+            server::answered(shared, id, verdict, &head);
+        }
         if !written || !keep_alive {
             let _ = stream.shutdown(Shutdown::Write);
             return;

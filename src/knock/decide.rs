@@ -19,6 +19,10 @@ pub(crate) enum Reject {
     Method,
     Path,
     Secret,
+    /// A `?c=` or `?k=` request that breaks the key knocks' grammar.
+    Malformed,
+    /// A key knock that failed verification.
+    Key(crate::keys::challenge::Reason),
 }
 
 impl Reject {
@@ -29,6 +33,8 @@ impl Reject {
             Reject::Method => "method",
             Reject::Path => "path",
             Reject::Secret => "secret",
+            Reject::Malformed => "malformed",
+            Reject::Key(reason) => reason.as_str(),
         }
     }
 }
@@ -61,13 +67,13 @@ pub(crate) fn decide(
     knock: &KnockConfig,
     is_locked: impl Fn(IpAddr) -> bool,
 ) -> Decision {
-    let peer = cidr::canonical(peer);
-    let resolved = client_ip::resolve(knock.client_ip_method, peer, head, &knock.trusted_proxies);
-    let key = lockout_key(head, peer, knock);
+    let (peer, resolved, key) = whose(head, peer, knock);
+    // Without KNOCK_REFERER (clients file only) the Referer knock is off. The hash is computed
+    // either way, so the cost does not depend on the outcome.
     let secret_ok = secret_matches(
         head.header("referer").unwrap_or(b""),
         knock.referer.expose(),
-    );
+    ) && !knock.referer.expose().is_empty();
     if is_locked(key) {
         return Decision::Reject {
             reason: Reject::LockedOut,
@@ -93,6 +99,18 @@ pub(crate) fn decide(
         },
         Err(refusal) => Decision::Refuse { peer, refusal },
     }
+}
+
+/// The canonical peer, the address a knock would open, and the lockout bucket it counts
+/// against. Shared with the key knocks (`key_knock`).
+pub(crate) fn whose(
+    head: &RequestHead,
+    peer: IpAddr,
+    knock: &KnockConfig,
+) -> (IpAddr, Result<IpAddr, Refusal>, IpAddr) {
+    let peer = cidr::canonical(peer);
+    let resolved = client_ip::resolve(knock.client_ip_method, peer, head, &knock.trusted_proxies);
+    (peer, resolved, lockout_key(head, peer, knock))
 }
 
 /// The lockout bucket of a request. Behind a trusted proxy the peer is the proxy: the failure
@@ -289,6 +307,25 @@ mod tests {
             ),
             Decision::Grant { .. }
         ));
+    }
+
+    #[test]
+    fn without_knock_referer_the_referer_knock_is_off() {
+        let mut k = knock(ClientIpMethod::Peer);
+        k.referer = Secret::new("");
+        for text in [
+            "GET /favico.ico HTTP/1.1\r\nReferer: \r\n\r\n",
+            "GET /favico.ico HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(
+                decide(&head(text), ip("203.0.113.5"), &k, |_| false),
+                Decision::Reject {
+                    reason: Reject::Secret,
+                    key: ip("203.0.113.5")
+                },
+                "{text:?}"
+            );
+        }
     }
 
     /// Issue 11, item 1: with a trusted peer, junk in the forwarded headers still counts

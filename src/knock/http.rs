@@ -22,6 +22,9 @@ pub struct RequestHead {
     pub method: String,
     /// The request target up to but excluding the first `?` or `#`; not percent-decoded.
     pub path: Vec<u8>,
+    /// The whole request target as on the request line (path and query), not
+    /// percent-decoded: the key knocks' `?c=` and `?k=` live in the query.
+    pub target: Vec<u8>,
     /// `0` for HTTP/1.0, `1` for HTTP/1.1 (httparse accepts no other version).
     pub minor_version: u8,
     /// Lowercased name, value with surrounding spaces and tabs removed; values stay bytes
@@ -140,6 +143,7 @@ pub fn parse_head(buf: &[u8]) -> Parsed {
     let head = RequestHead {
         method: method.to_string(),
         path: target[..path_end].to_vec(),
+        target: target.to_vec(),
         minor_version,
         headers: req
             .headers
@@ -441,6 +445,8 @@ mod tests {
             req.extend_from_slice(target);
             req.extend_from_slice(b" HTTP/1.1\r\n\r\n");
             assert_eq!(head(&req).path, path, "{target:?}");
+            // The raw target is kept whole, query included (key knocks read it).
+            assert_eq!(head(&req).target, target, "{target:?}");
         }
     }
 
@@ -988,8 +994,20 @@ mod tests {
                 .collect()
         };
         let expected = vec!["Content-Type", "Content-Length", "Connection"];
-        for (body, ka, ho) in [("ok", true, false), ("a much longer failure", false, true)] {
+        // The third is a challenge (issue 12): the one other body, same status and headers.
+        for (body, ka, ho) in [
+            ("ok", true, false),
+            ("a much longer failure", false, true),
+            (
+                "1760000000.0102030405060708.d7cdcd4b037f0d64a50783fceedfa74f",
+                true,
+                false,
+            ),
+        ] {
             assert_eq!(names(response(body, ka, ho)), expected);
+            let text = String::from_utf8(response(body, ka, ho)).unwrap_or_default();
+            assert!(text.starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
+            assert!(text.contains(&format!("\r\nContent-Length: {}\r\n", body.len())));
         }
     }
 }

@@ -5,6 +5,7 @@ mod conn;
 mod decide;
 pub mod http;
 pub mod hygiene;
+mod key_knock;
 mod lockout;
 mod server;
 pub mod signals;

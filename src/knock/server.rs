@@ -22,6 +22,7 @@ use super::client_ip::Refusal;
 use super::conn::{self, Answers};
 use super::decide::{self, Decision, Reject};
 use super::http::RequestHead;
+use super::key_knock::{self, KeyDecision, Keys};
 use super::lockout::{self, Lockout};
 use super::{hygiene, signals};
 use crate::cloud::client::Client;
@@ -81,10 +82,27 @@ pub(crate) struct Shared {
     lockouts: RateLimited,
     pub(crate) answers: Answers,
     pub(crate) notifier: Arc<Notifier>,
+    /// Client keys, the challenge secret and the replay cache (issue 12).
+    keys: Keys,
+}
+
+/// What a request is answered with.
+pub(crate) enum Answer {
+    /// MESSAGE_SUCCESS or MESSAGE_FAILURE, as the verdict says.
+    Fixed(Verdict),
+    /// A challenge `T.N.G`: the one other body, with the same status and headers.
+    Body(String),
 }
 
 pub fn serve(config: &Config) -> i32 {
     let config = Arc::new(config.clone());
+    let keys = match Keys::open(&config) {
+        Ok(k) => k,
+        Err(e) => {
+            log::fatal(&e);
+            return 2;
+        }
+    };
     let client = match Client::new(&config) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -149,6 +167,7 @@ pub fn serve(config: &Config) -> i32 {
         lockouts: RateLimited::new(LOCKOUT_LOGS_PER_SEC),
         config: Arc::clone(&config),
         notifier,
+        keys,
     });
     let ports: Vec<String> = config
         .rules
@@ -163,13 +182,20 @@ pub fn serve(config: &Config) -> i32 {
         .map(|i| format!("{}:{}", i.region, i.id))
         .collect();
     log::event(&format!(
-        "knockd {} listening on {} path={} instances={} ports={} endpoint={}",
+        "knockd {} listening on {} path={} instances={} ports={} endpoint={} clients={} \
+         referer-knock={}",
         env!("CARGO_PKG_VERSION"),
         listener.local_addr().unwrap_or(bind),
         config.knock.path,
         instances.join(","),
         ports.join(","),
         config.cloud.endpoint.url(),
+        shared.keys.client_count(),
+        if config.knock.referer.expose().is_empty() {
+            "off"
+        } else {
+            "on"
+        },
     ));
     accept_loop(listener, &shared)
 }
@@ -179,6 +205,10 @@ const STOP_POLL: Duration = Duration::from_millis(200);
 
 fn accept_loop(listener: TcpListener, shared: &Arc<Shared>) -> i32 {
     while !signals::stop_requested() {
+        if signals::take_hup() {
+            // SIGHUP re-reads the clients file at once (it is also re-read when it changes).
+            shared.keys.reload_clients();
+        }
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -383,12 +413,46 @@ fn lockout_now(shared: &Shared) -> u64 {
 /// One request, decided and (for a grant) carried out: `ok` only when every instance confirmed
 /// the grant. A grant leaves the connection in the Knocking state, which `answered` ends once
 /// the answer is written.
-pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64) -> Verdict {
+/// One request: a challenge body, or a verdict (success only when every instance confirmed
+/// the grant).
+pub(crate) fn answer(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64) -> Answer {
+    let config = &shared.config;
+    let now = lockout_now(shared);
+    let is_locked = |k| lock(&shared.lockout).is_locked(k, now);
+    match key_knock::judge(
+        head,
+        peer,
+        &config.knock,
+        &shared.keys,
+        crate::clock::now(),
+        is_locked,
+        crate::keys::challenge::new_nonce,
+    ) {
+        KeyDecision::NotKey => Answer::Fixed(knock(shared, head, peer, conn, None)),
+        KeyDecision::Challenge(body) => Answer::Body(body),
+        KeyDecision::Decided(d, ttl) => {
+            Answer::Fixed(knock(shared, head, peer, conn, Some((d, ttl))))
+        }
+    }
+}
+
+/// One knock. `decided` is a key knock's decision and rule lifetime; `None` decides the
+/// Referer knock here.
+fn knock(
+    shared: &Shared,
+    head: &RequestHead,
+    peer: IpAddr,
+    conn: u64,
+    decided: Option<(Decision, Option<u64>)>,
+) -> Verdict {
     let config = &shared.config;
     let started = Instant::now();
     let now = lockout_now(shared);
-    let decision = decide::decide(head, peer, &config.knock, |k| {
-        lock(&shared.lockout).is_locked(k, now)
+    let (decision, ttl_secs) = decided.unwrap_or_else(|| {
+        let d = decide::decide(head, peer, &config.knock, |k| {
+            lock(&shared.lockout).is_locked(k, now)
+        });
+        (d, None)
     });
     let (ip, label, key) = match decision {
         Decision::Reject {
@@ -425,6 +489,7 @@ pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64
     let rx = shared.writers.submit(&Grant {
         ip,
         label: label.clone(),
+        ttl_secs: ttl_secs.map(|s| s.min(i64::MAX as u64) as i64),
     });
     let deadline = started + config.limits.knock_timeout;
     let outcomes = writer::collect(&rx, shared.writers.len(), deadline);

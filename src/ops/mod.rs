@@ -1,5 +1,5 @@
 //! The operator commands: `--prune`, `--list`, `--revoke` (in `rules`), `--check` (in
-//! `check`), and the dispatch of every command that needs a validated configuration. Thin
+//! `check`), the clients file and the `--knock` client (in `clients`), and the dispatch of every command that needs a validated configuration. Thin
 //! shells around the planner and the executor, one instance per thread, printing to stdout.
 //! Exit codes: 0 success, 1 an instance or check failed.
 
@@ -37,6 +37,7 @@ macro_rules! outln {
 
 mod cam;
 mod check;
+mod clients;
 mod rules;
 
 use crate::cli::Command;
@@ -54,9 +55,37 @@ pub fn run(command: &Command, config: &Config) -> i32 {
         Command::Revoke { target, dry_run } => rules::revoke(config, target, *dry_run),
         Command::PrintCamPolicy { uin } => cam::print_policy(config, uin.as_deref()),
         Command::NotifyTest => crate::notify::hooks::notify_test(config),
+        Command::AddClient {
+            label,
+            ttl_secs,
+            expires,
+        } => clients::add_client(config, label, *ttl_secs, expires.as_deref()),
+        Command::RemoveClient { label, keep_rules } => {
+            clients::remove_client(config, label, *keep_rules)
+        }
+        Command::ListClients => clients::list_clients(config),
+        // Needs no configuration: main runs it before loading one.
+        Command::Knock {
+            url,
+            label,
+            key_file,
+            every_secs,
+            expect,
+        } => knock_client(url, label, key_file, *every_secs, expect.as_deref()),
         // Handled in main before a configuration is loaded or printed there.
         Command::CheckConfig | Command::Version | Command::Help => 0,
     }
+}
+
+/// `--knock`, the client: needs no configuration.
+pub fn knock_client(
+    url: &str,
+    label: &str,
+    key_file: &std::path::Path,
+    every_secs: Option<u64>,
+    expect: Option<&str>,
+) -> i32 {
+    clients::knock(url, label, key_file, every_secs, expect)
 }
 
 pub(crate) fn client(config: &Config) -> Option<Client> {

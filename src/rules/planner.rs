@@ -17,6 +17,9 @@ pub struct Grant {
     pub ip: IpAddr,
     /// Already sanitised (`desc::sanitize_label`).
     pub label: String,
+    /// This grant's rule lifetime (a client's `ttl=`), instead of the policy's; `None` = the
+    /// policy's.
+    pub ttl_secs: Option<i64>,
 }
 
 /// What the planner needs to know besides the rules.
@@ -190,9 +193,11 @@ pub fn plan(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64)
             Some(j) => index.push(j),
             None => {
                 index.push(unique.len());
+                // The first grant for an address decides its label and lifetime.
                 unique.push(Grant {
                     ip,
                     label: g.label.clone(),
+                    ttl_secs: g.ttl_secs,
                 });
             }
         }
@@ -209,7 +214,6 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
         .map(|r| desc::parse(policy.prefix, &r.description))
         .collect();
     let expiry = |i: usize| desc::expiry(&descs[i], policy.ttl_secs);
-    let new_expiry = now + policy.ttl_secs;
     let mut out = Plan {
         unparseable: (0..rules.len())
             .filter(|&i| descs[i] == Desc::Unparseable)
@@ -223,6 +227,8 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
     // Per grant, the rules it must create.
     let mut missing: Vec<Vec<FirewallRule>> = Vec::new();
     for grant in grants {
+        let ttl_secs = grant.ttl_secs.unwrap_or(policy.ttl_secs);
+        let new_expiry = now + ttl_secs;
         let mut need = Vec::new();
         let mut writes = false;
         for (protocol, port) in policy.ports {
@@ -234,8 +240,9 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
                     keep[i] = true;
                     let stale = match &descs[i] {
                         Desc::Legacy { .. } => true,
-                        Desc::Owned { .. } => expiry(i)
-                            .is_some_and(|e| new_expiry - e >= refresh_step(policy.ttl_secs)),
+                        Desc::Owned { .. } => {
+                            expiry(i).is_some_and(|e| new_expiry - e >= refresh_step(ttl_secs))
+                        }
                         Desc::Foreign | Desc::Unparseable => false,
                     };
                     if stale {
@@ -446,7 +453,25 @@ mod tests {
         Grant {
             ip: ip.parse().expect("ip"),
             label: label.to_string(),
+            ttl_secs: None,
         }
+    }
+
+    #[test]
+    fn a_grant_with_its_own_ttl_uses_it_for_its_rules() {
+        let ports = [(Protocol::Tcp, "22".to_string())];
+        let p = policy(&ports);
+        let now = 1_760_000_040; // a whole minute: descriptions carry minutes
+        let mut g = grant("203.0.113.9", "office");
+        g.ttl_secs = Some(3600);
+        let plan = plan(&[], &p, &[g.clone(), grant("203.0.113.10", "other")], now);
+        assert_eq!(plan.create.len(), 2);
+        let expiries: Vec<Option<i64>> = plan
+            .create
+            .iter()
+            .map(|r| desc::expiry(&desc::parse("Knockd-", &r.description), TTL))
+            .collect();
+        assert_eq!(expiries, [Some(now + 3600), Some(now + TTL)]);
     }
 
     fn rule(proto: &str, port: &str, cidr: &str, desc: &str) -> FirewallRule {

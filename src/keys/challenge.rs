@@ -1,0 +1,655 @@
+//! Issuing and verifying challenges (pure: time, nonce, address and secret are arguments).
+//!
+//! The knock path is expected to do, per request on KNOCK_REQUEST_PATH:
+//!
+//! ```text
+//! match challenge::parse_target(target, knock_path) {
+//!     Target::OtherPath | Target::Plain => today's handling (Referer knock or failure),
+//!     Target::Malformed => failure, counts toward the lockout,          log reason=malformed
+//!     Target::Challenge { label } => lockout? failure : body = issue(S, label, A, now, nonce)
+//!     Target::Knock(k) => lockout? failure : verify(&k, ...) → Ok(grant) or Err(reason),
+//!                         each Err counting toward the lockout,         log reason=<reason>
+//! }
+//! ```
+//!
+//! with A = [`grant_address_text`] of the address the knock would open. Grammar comes first,
+//! then the caller's lockout check, then [`verify`] runs the remaining checks in the issue's
+//! order.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+use super::clients::{Clients, Key, MAX_LABEL};
+use super::replay::{Replay, ReplayCache};
+
+/// Domain separation of G: a tag for another purpose can never be mistaken for a challenge.
+const G_CONTEXT: &str = "knockd-c1";
+/// Default KNOCK_CHALLENGE_TTL in seconds (the configuration's table says `60s`; its test
+/// checks they agree).
+#[cfg(test)]
+pub(crate) const DEFAULT_TTL_SECS: u64 = 60;
+/// A challenge from up to this many seconds in the future is accepted (`T <= now + 1`), for
+/// several knockd behind one name whose clocks differ slightly.
+const FUTURE_SLACK: i64 = 1;
+
+/// The challenge (step-1 answer) `T.N.G` for this label and address.
+pub(crate) fn issue(
+    secret: &[u8],
+    label: &str,
+    addr_text: &str,
+    now: i64,
+    nonce: [u8; 8],
+) -> String {
+    let n = hex::encode(nonce);
+    let g = hex::encode(tag(secret, label, &now.to_string(), &n, addr_text));
+    format!("{now}.{n}.{g}")
+}
+
+/// A fresh nonce N for [`issue`].
+pub(crate) fn new_nonce() -> Result<[u8; 8], super::RandomUnavailable> {
+    super::random()
+}
+
+/// A per-process secret S, when KNOCK_CHALLENGE_SECRET is not set. A set secret is used as its
+/// UTF-8 bytes.
+pub(crate) fn new_secret() -> Result<[u8; 32], super::RandomUnavailable> {
+    super::random()
+}
+
+/// First 16 bytes of HMAC-SHA256(S, `knockd-c1|LABEL|T|N|A`); `t` and `n` in canonical form.
+fn tag(secret: &[u8], label: &str, t: &str, n: &str, addr_text: &str) -> [u8; 16] {
+    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(secret) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    mac.update(format!("{G_CONTEXT}|{label}|{t}|{n}|{addr_text}").as_bytes());
+    let full = mac.finalize().into_bytes();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// A: the address text bound into G. IPv4 (also IPv4-mapped IPv6) as dotted text; IPv6 as its
+/// /64 in canonical form (`2001:db8:1:2::/64`, std's RFC 5952 Display of the masked address),
+/// so that a client whose IPv6 privacy address changes between the two steps still succeeds.
+pub(crate) fn grant_address_text(ip: IpAddr) -> String {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let masked = std::net::Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128));
+            format!("{masked}/64")
+        }
+    }
+}
+
+/// H: lowercase hex SHA-256 of `KEY:LABEL:T.N.G:KEY`. Also what a client computes.
+pub(crate) fn response_hash(key: &str, label: &str, challenge: &str) -> String {
+    hex::encode(response_digest(key, label, challenge))
+}
+
+fn response_digest(key: &str, label: &str, challenge: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [key, ":", label, ":", challenge, ":", key] {
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// A step-2 knock after its grammar was checked. T, N, G are kept in canonical (lowercase)
+/// form; H as bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Knock {
+    pub(crate) label: String,
+    pub(crate) t: i64,
+    n: String,
+    g: [u8; 16],
+    h: [u8; 32],
+}
+
+impl Knock {
+    /// The challenge text `T.N.G` as knockd issued it (lowercase hex).
+    pub(crate) fn challenge(&self) -> String {
+        format!("{}.{}.{}", self.t, self.n, hex::encode(self.g))
+    }
+}
+
+/// Debug shows neither H nor G.
+impl fmt::Debug for Knock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Knock {{ label: {:?}, t: {} }}", self.label, self.t)
+    }
+}
+
+/// What a request target on the knock port is, as far as key knocks are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The path is not KNOCK_REQUEST_PATH.
+    OtherPath,
+    /// The knock path without `c=` or `k=` (no query, or a query of other parameters, e.g. a
+    /// cache-buster): not a key knock; the Referer knock decides, as before keys existed.
+    Plain,
+    /// `?c=LABEL`.
+    Challenge { label: String },
+    /// `?k=LABEL.T.N.G.H`.
+    Knock(Knock),
+    /// A `c=` or `k=` parameter that breaks the grammar, or comes with other parameters.
+    /// Counts toward the lockout; log `reason=malformed`.
+    Malformed,
+}
+
+/// Splits a request target (as on the request line, not percent-decoded) at the first `?`,
+/// compares the path with `knock_path` byte for byte, and parses the query.
+///
+/// Decisions: the query must be exactly one parameter `c=…` or `k=…` (`c=a&x=1`, `c=a&k=…`,
+/// `c=a&c=a`, a `#fragment` or any percent-encoding are malformed: labels and hex never need
+/// encoding, and one spelling per knock leaves nothing for a proxy to read differently).
+pub(crate) fn parse_target(target: &[u8], knock_path: &str) -> Target {
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(i) => (&target[..i], Some(&target[i + 1..])),
+        None => (target, None),
+    };
+    if path != knock_path.as_bytes() {
+        return Target::OtherPath;
+    }
+    let Some(query) = query else {
+        return Target::Plain;
+    };
+    let is_key_param = |p: &[u8]| p.starts_with(b"c=") || p.starts_with(b"k=");
+    let params: Vec<&[u8]> = query.split(|&b| b == b'&').collect();
+    if !params.iter().any(|p| is_key_param(p)) {
+        return Target::Plain;
+    }
+    let [param] = params[..] else {
+        return Target::Malformed;
+    };
+    let Ok(param) = std::str::from_utf8(param) else {
+        return Target::Malformed;
+    };
+    if let Some(label) = param.strip_prefix("c=") {
+        return match is_label(label) {
+            true => Target::Challenge {
+                label: label.to_string(),
+            },
+            false => Target::Malformed,
+        };
+    }
+    match param.strip_prefix("k=").and_then(parse_knock) {
+        Some(k) => Target::Knock(k),
+        None => Target::Malformed,
+    }
+}
+
+fn is_label(s: &str) -> bool {
+    super::clients::is_label(s) && s.len() <= MAX_LABEL
+}
+
+/// `LABEL.T.N.G.H`: T canonical decimal (no sign, no leading zero) within i64; N 16 hex, G 32
+/// hex, H 64 hex, each in either case.
+fn parse_knock(text: &str) -> Option<Knock> {
+    let mut parts = text.split('.');
+    let (label, t, n, g, h) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if parts.next().is_some() || !is_label(label) {
+        return None;
+    }
+    let t_ok = !t.is_empty()
+        && t.len() <= 19
+        && t.bytes().all(|b| b.is_ascii_digit())
+        && (t == "0" || !t.starts_with('0'));
+    let t: i64 = if t_ok { t.parse().ok()? } else { return None };
+    let n_bytes: [u8; 8] = hex_exact(n)?;
+    Some(Knock {
+        label: label.to_string(),
+        t,
+        n: hex::encode(n_bytes),
+        g: hex_exact(g)?,
+        h: hex_exact(h)?,
+    })
+}
+
+fn hex_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    (s.len() == 2 * N).then_some(())?;
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+/// Why a step-2 knock was refused; `as_str` is the log's `reason=` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// T outside `now - ttl ..= now + 1`.
+    Stale,
+    /// G is not ours for this label, T, N and address (forged, tampered, or another address).
+    Challenge,
+    /// No client has this label.
+    Unknown,
+    /// The client's `expires=` day has passed.
+    Expired,
+    /// H does not match the client's key.
+    Signature,
+    /// This G was already used.
+    Replay,
+    /// The replay cache is full of live entries: refused rather than forgetting one.
+    ReplayFull,
+}
+
+impl Reason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::Stale => "stale",
+            Reason::Challenge => "challenge",
+            Reason::Unknown => "unknown",
+            Reason::Expired => "expired",
+            Reason::Signature => "signature",
+            Reason::Replay => "replay",
+            Reason::ReplayFull => "replay-full",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self {
+            Reason::Stale => "the challenge is older than KNOCK_CHALLENGE_TTL (or from the future)",
+            Reason::Challenge => {
+                "the challenge was not issued by knockd for this label and address"
+            }
+            Reason::Unknown => "no client has this label",
+            Reason::Expired => "the client's key has expired",
+            Reason::Signature => "the response does not match the client's key",
+            Reason::Replay => "this challenge was already used",
+            Reason::ReplayFull => "the replay cache is full (raise KNOCK_REPLAY_CACHE)",
+        };
+        write!(f, "reason={}: {what}", self.as_str())
+    }
+}
+
+/// A verified knock: open the firewall for this request's address with this label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Grant {
+    pub(crate) label: String,
+    /// The client's `ttl=`; `None` = the configured rule lifetime.
+    pub(crate) rule_ttl_secs: Option<u64>,
+}
+
+/// Everything [`verify`] needs besides the knock and the replay cache.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Check<'a> {
+    /// S.
+    pub(crate) secret: &'a [u8],
+    /// KNOCK_CHALLENGE_TTL in seconds.
+    pub(crate) ttl_secs: u64,
+    /// [`grant_address_text`] of the address this request would open.
+    pub(crate) addr_text: &'a str,
+    pub(crate) now: i64,
+    pub(crate) clients: &'a Clients,
+}
+
+/// Key hashed for labels without a (live) client, so that every refusal costs the same work.
+const DUMMY_KEY: &str = "knockd-dummy-key-never-valid-0000000000000";
+
+/// The checks after grammar and lockout, in the issue's order: freshness, G, client exists,
+/// not expired, H, replay; on success G is recorded in `replay`.
+///
+/// Timing: every call computes one HMAC (G) and one SHA-256 (H, with a fixed dummy key when
+/// there is no client) whatever fails first, and compares both in constant time; the first
+/// failing check is chosen only afterwards. So the answer time does not tell a prober whether
+/// a label exists or which check failed (the label lookup is a scan of a small list and the
+/// only remaining difference; the response body is the same in every case anyway). The
+/// replay cache is touched only once H is verified, so unauthenticated traffic cannot fill it.
+pub(crate) fn verify(
+    knock: &Knock,
+    check: &Check<'_>,
+    replay: &mut ReplayCache,
+) -> Result<Grant, Reason> {
+    let t = i128::from(knock.t);
+    let now = i128::from(check.now);
+    let fresh = now - i128::from(check.ttl_secs) <= t && t <= now + i128::from(FUTURE_SLACK);
+
+    let g = tag(
+        check.secret,
+        &knock.label,
+        &knock.t.to_string(),
+        &knock.n,
+        check.addr_text,
+    );
+    let g_ok = super::ct_eq(&g, &knock.g);
+
+    let client = check.clients.get(&knock.label);
+    let expired = client.is_some_and(|c| c.is_expired(check.now));
+    let key: &str = client.map_or(DUMMY_KEY, |c: &super::clients::Client| Key::expose(&c.key));
+    let h = response_digest(key, &knock.label, &knock.challenge());
+    let h_ok = super::ct_eq(&h, &knock.h);
+
+    if !fresh {
+        return Err(Reason::Stale);
+    }
+    if !g_ok {
+        return Err(Reason::Challenge);
+    }
+    let Some(client) = client else {
+        return Err(Reason::Unknown);
+    };
+    if expired {
+        return Err(Reason::Expired);
+    }
+    if !h_ok {
+        return Err(Reason::Signature);
+    }
+    let until = knock
+        .t
+        .saturating_add(check.ttl_secs.min(i64::MAX as u64) as i64);
+    match replay.insert(knock.g, until, check.now) {
+        Replay::Fresh => Ok(Grant {
+            label: client.label.clone(),
+            rule_ttl_secs: client.ttl_secs,
+        }),
+        Replay::Seen => Err(Reason::Replay),
+        Replay::Full => Err(Reason::ReplayFull),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: &[u8] = b"test secret";
+    const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    const NOW: i64 = 1_760_000_000;
+
+    fn clients() -> Clients {
+        Clients::parse(&format!(
+            "office {KEY} ttl=12h\nold {KEY}x expires=2020-01-01\n"
+        ))
+        .unwrap()
+    }
+
+    /// A correct step-2 query value for `label` issued at `t` to `addr`.
+    fn knock_text(label: &str, key: &str, t: i64, addr: &str) -> String {
+        let c = issue(S, label, addr, t, [1, 2, 3, 4, 5, 6, 7, 8]);
+        format!("{label}.{c}.{}", response_hash(key, label, &c))
+    }
+
+    fn parse(k: &str) -> Knock {
+        match parse_target(format!("/favico.ico?k={k}").as_bytes(), "/favico.ico") {
+            Target::Knock(k) => k,
+            other => panic!("{k}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn issue_matches_independent_hmac() {
+        // python3 -c 'import hmac,hashlib;print(hmac.new(b"test secret",
+        //   b"knockd-c1|office|1760000000|0102030405060708|203.0.113.7",
+        //   hashlib.sha256).hexdigest()[:32])'
+        assert_eq!(
+            issue(S, "office", "203.0.113.7", NOW, [1, 2, 3, 4, 5, 6, 7, 8]),
+            "1760000000.0102030405060708.".to_string() + G_VECTOR
+        );
+    }
+    const G_VECTOR: &str = "d7cdcd4b037f0d64a50783fceedfa74f";
+
+    #[test]
+    fn response_hash_matches_sha256sum() {
+        // printf '%s' 'KEY:label:T.N.G:KEY' | sha256sum
+        assert_eq!(
+            response_hash("KEY", "label", "T.N.G"),
+            "d2f6a6c303e1d18f85f463460d3dc555a2f81b2ab90218212e76fca590a9b1e9"
+        );
+    }
+
+    #[test]
+    fn grant_address_texts() {
+        for (ip, want) in [
+            ("203.0.113.7", "203.0.113.7"),
+            ("::ffff:203.0.113.7", "203.0.113.7"),
+            ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+            ("2001:0db8:0000:0000:0000:0000:0000:0001", "2001:db8::/64"),
+            ("2001:db8:0:0:1::1", "2001:db8::/64"),
+            ("::1", "::/64"),
+        ] {
+            assert_eq!(grant_address_text(ip.parse().unwrap()), want, "{ip}");
+        }
+    }
+
+    #[test]
+    fn targets() {
+        let p = "/favico.ico";
+        let h64 = "a".repeat(64);
+        let ok_k = format!(
+            "office.1760000000.0102030405060708.{}.{h64}",
+            "b".repeat(32)
+        );
+        for (target, want) in [
+            ("/favico.ico", Some(Target::Plain)),
+            ("/other?c=office", Some(Target::OtherPath)),
+            ("/favico.icox?c=a", Some(Target::OtherPath)),
+            ("/favico.ico?", Some(Target::Plain)),
+            ("/favico.ico?t=123", Some(Target::Plain)),
+            (
+                "/favico.ico?c=office",
+                Some(Target::Challenge {
+                    label: "office".into(),
+                }),
+            ),
+            (
+                "/favico.ico?c=a-b_C9",
+                Some(Target::Challenge {
+                    label: "a-b_C9".into(),
+                }),
+            ),
+            ("/favico.ico?c=", Some(Target::Malformed)),
+            ("/favico.ico?c=a.b", Some(Target::Malformed)),
+            ("/favico.ico?c=a%20b", Some(Target::Malformed)),
+            ("/favico.ico?c=a&x=1", Some(Target::Malformed)),
+            ("/favico.ico?x=1&c=a", Some(Target::Malformed)),
+            ("/favico.ico?c=a&c=a", Some(Target::Malformed)),
+            ("/favico.ico?c=a#f", Some(Target::Malformed)),
+            (
+                &format!("/favico.ico?c={}", "x".repeat(25)),
+                Some(Target::Malformed),
+            ),
+            (&format!("/favico.ico?k={ok_k}"), None),
+            (
+                &format!(
+                    "/favico.ico?k={}",
+                    ok_k.to_uppercase().replacen("OFFICE", "office", 1)
+                ),
+                None,
+            ),
+            (&format!("/favico.ico?k={ok_k}.x"), Some(Target::Malformed)),
+            (
+                &format!("/favico.ico?k={ok_k}&c=x"),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!("/favico.ico?k={}", &ok_k[..ok_k.len() - 1]),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!(
+                    "/favico.ico?k={}",
+                    ok_k.replace(".1760000000.", ".01760000000.")
+                ),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!(
+                    "/favico.ico?k={}",
+                    ok_k.replace(".1760000000.", ".-1760000000.")
+                ),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!(
+                    "/favico.ico?k={}",
+                    ok_k.replace(".1760000000.", ".99999999999999999999.")
+                ),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!(
+                    "/favico.ico?k={}",
+                    ok_k.replace("0102030405060708", "010203040506070g")
+                ),
+                Some(Target::Malformed),
+            ),
+            (
+                &format!("/favico.ico?k={}", ok_k.replace("office.", "of fice.")),
+                Some(Target::Malformed),
+            ),
+            ("/favico.ico?k=office.1.2.3.4", Some(Target::Malformed)),
+        ] {
+            let got = parse_target(target.as_bytes(), p);
+            match want {
+                Some(w) => assert_eq!(got, w, "{target}"),
+                None => assert!(matches!(got, Target::Knock(_)), "{target}: {got:?}"),
+            }
+        }
+        assert_eq!(parse_target(b"/favico.ico?c=\xff", p), Target::Malformed);
+        // Hex in either case is normalised: T.N.G as issued.
+        let upper = parse(&ok_k.to_uppercase().replacen("OFFICE", "office", 1));
+        assert_eq!(
+            upper.challenge(),
+            format!("1760000000.0102030405060708.{}", "b".repeat(32))
+        );
+    }
+
+    fn run(knock: &str, now: i64, addr: &str, replay: &mut ReplayCache) -> Result<Grant, Reason> {
+        let clients = clients();
+        let check = Check {
+            secret: S,
+            ttl_secs: 60,
+            addr_text: addr,
+            now,
+            clients: &clients,
+        };
+        verify(&parse(knock), &check, replay)
+    }
+
+    #[test]
+    fn verify_in_the_issues_order() {
+        let a = "203.0.113.7";
+        let good = knock_text("office", KEY, NOW, a);
+        let mut r = ReplayCache::new(16);
+        let granted = Grant {
+            label: "office".into(),
+            rule_ttl_secs: Some(12 * 3600),
+        };
+        assert_eq!(run(&good, NOW + 60, a, &mut r), Ok(granted));
+        assert_eq!(run(&good, NOW + 60, a, &mut r), Err(Reason::Replay));
+        // Upper-case hex is the same knock, so also a replay.
+        let upper = good.to_uppercase().replacen("OFFICE", "office", 1);
+        assert_eq!(run(&upper, NOW + 1, a, &mut r), Err(Reason::Replay));
+
+        let mut r = ReplayCache::new(16);
+        let fresh = |t| knock_text("office", KEY, t, a);
+        assert_eq!(run(&fresh(NOW), NOW + 61, a, &mut r), Err(Reason::Stale));
+        assert_eq!(run(&fresh(NOW + 2), NOW, a, &mut r), Err(Reason::Stale));
+        assert!(run(&fresh(NOW + 1), NOW, a, &mut r).is_ok());
+        // Another address within the window: G does not match.
+        assert_eq!(
+            run(&fresh(NOW), NOW, "203.0.113.8", &mut r),
+            Err(Reason::Challenge)
+        );
+        // Tampered T, N or G (a T change keeps the text fresh).
+        let parts: Vec<&str> = good.split('.').collect();
+        let with = |i: usize, v: &str| {
+            let mut p = parts.clone();
+            p[i] = v;
+            p.join(".")
+        };
+        assert_eq!(
+            run(&with(1, &(NOW - 1).to_string()), NOW, a, &mut r),
+            Err(Reason::Challenge)
+        );
+        assert_eq!(
+            run(&with(2, "0102030405060709"), NOW, a, &mut r),
+            Err(Reason::Challenge)
+        );
+        assert_eq!(
+            run(&with(3, &"0".repeat(32)), NOW, a, &mut r),
+            Err(Reason::Challenge)
+        );
+        // Stale is reported before a bad G.
+        assert_eq!(
+            run(&with(3, &"0".repeat(32)), NOW + 100, a, &mut r),
+            Err(Reason::Stale)
+        );
+        // Unknown and expired labels get valid challenges but fail after G.
+        assert_eq!(
+            run(&knock_text("nobody", KEY, NOW, a), NOW, a, &mut r),
+            Err(Reason::Unknown)
+        );
+        let old = knock_text("old", &format!("{KEY}x"), NOW, a);
+        assert_eq!(run(&old, NOW, a, &mut r), Err(Reason::Expired));
+        // Wrong key; the label is bound into both G and H.
+        assert_eq!(
+            run(
+                &knock_text("office", "wrong-key-wrong-key-wrong", NOW, a),
+                NOW,
+                a,
+                &mut r
+            ),
+            Err(Reason::Signature)
+        );
+        // Failures before H never enter the replay cache: the good knock still works once.
+        assert!(run(&fresh(NOW - 5), NOW, a, &mut r).is_ok());
+        assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn replay_full_fails_closed() {
+        let a = "2001:db8:1:2::/64";
+        let mut r = ReplayCache::new(1);
+        assert!(run(&knock_text("office", KEY, NOW, a), NOW, a, &mut r).is_ok());
+        let second = knock_text("office", KEY, NOW + 1, a);
+        assert_eq!(run(&second, NOW + 1, a, &mut r), Err(Reason::ReplayFull));
+        // Once the first entry's T + TTL has passed, there is room again.
+        assert!(run(&second, NOW + 61, a, &mut r).is_ok());
+    }
+
+    #[test]
+    fn reasons_and_no_secrets_in_debug() {
+        let names: Vec<&str> = [
+            Reason::Stale,
+            Reason::Challenge,
+            Reason::Unknown,
+            Reason::Expired,
+            Reason::Signature,
+            Reason::Replay,
+            Reason::ReplayFull,
+        ]
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "stale",
+                "challenge",
+                "unknown",
+                "expired",
+                "signature",
+                "replay",
+                "replay-full"
+            ]
+        );
+        let text = knock_text("office", KEY, NOW, "203.0.113.7");
+        let dbg = format!("{:?}", parse(&text));
+        let h = text.rsplit('.').next().unwrap();
+        assert!(!dbg.contains(h) && !dbg.contains(KEY), "{dbg}");
+    }
+}

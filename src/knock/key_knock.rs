@@ -1,0 +1,510 @@
+//! The knock port's side of the challenge–response knock (issue 12; wire format in
+//! `keys/mod.rs`): which requests are key knocks, and what each comes to.
+//!
+//! Order, as the issue fixes it: grammar (`challenge::parse_target` on the raw request
+//! target), then the lockout, then `challenge::verify`. A step-1 request answers a challenge
+//! body; a step-2 request becomes an ordinary [`Decision`] (reject, refuse or grant), which the
+//! server applies exactly like a Referer knock's, plus the client's own rule lifetime. Every
+//! malformed request and every failed step 2 is a `Reject` and so counts toward the lockout.
+//!
+//! [`judge`] is pure apart from the two pieces of state it is handed ([`Keys`]: the clients
+//! file with its reload cache, and the replay cache), so every branch is table-tested here.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::client_ip::Refusal;
+use super::decide::{self, Decision, Reject};
+use super::http::RequestHead;
+use crate::config::{Config, KnockConfig};
+use crate::keys::challenge::{self, Check, Target};
+use crate::keys::clients::{Clients, ClientsFile, Reload};
+use crate::keys::replay::ReplayCache;
+use crate::keys::RandomUnavailable;
+use crate::log;
+use crate::sync::lock;
+
+/// The serving knockd's key state: the challenge secret, the clients file (re-read when it
+/// changes, at most one `stat` a second, and on [`Keys::reload_clients`]) and the replay cache.
+pub(crate) struct Keys {
+    secret: Vec<u8>,
+    ttl_secs: u64,
+    clients: Mutex<ClientsFile>,
+    replay: Mutex<ReplayCache>,
+}
+
+/// What a request is as far as key knocks go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyDecision {
+    /// Not a key knock (another path, no `c=`/`k=`, or not GET/HEAD): the Referer decision
+    /// applies, as before keys existed.
+    NotKey,
+    /// Step 1: answer this body (`T.N.G`).
+    Challenge(String),
+    /// Decided; a grant carries the client's `ttl=` (None: RULE_TTL).
+    Decided(Decision, Option<u64>),
+}
+
+impl Keys {
+    /// At start-up: the clients file is read (a broken one was already refused by the
+    /// configuration) and its warnings logged.
+    pub(crate) fn open(config: &Config) -> Result<Keys, String> {
+        let secret = match &config.keys.challenge_secret {
+            Some(s) => s.expose().as_bytes().to_vec(),
+            None => challenge::new_secret()
+                .map_err(|e: RandomUnavailable| e.to_string())?
+                .to_vec(),
+        };
+        let path = &config.keys.clients_file;
+        let (file, reload) =
+            ClientsFile::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        log_reload(&file, &reload);
+        Ok(Keys {
+            secret,
+            ttl_secs: config.keys.challenge_ttl.as_secs(),
+            clients: Mutex::new(file),
+            replay: Mutex::new(ReplayCache::new(config.keys.replay_cache)),
+        })
+    }
+
+    #[cfg(test)]
+    fn for_test(file: ClientsFile, secret: &[u8], ttl_secs: u64, replay: usize) -> Keys {
+        Keys {
+            secret: secret.to_vec(),
+            ttl_secs,
+            clients: Mutex::new(file),
+            replay: Mutex::new(ReplayCache::new(replay)),
+        }
+    }
+
+    /// Re-reads the clients file now, whatever its metadata says: for SIGHUP.
+    pub(crate) fn reload_clients(&self) {
+        let mut file = lock(&self.clients);
+        let reload = file.force_reload();
+        log_reload(&file, &reload);
+    }
+
+    /// How many clients are in use.
+    pub(crate) fn client_count(&self) -> usize {
+        lock(&self.clients).clients().len()
+    }
+
+    /// The clients in use, after a look at the file if the last was a second ago or more.
+    fn clients(&self) -> Arc<Clients> {
+        let mut file = lock(&self.clients);
+        let reload = file.refresh(Instant::now());
+        log_reload(&file, &reload);
+        file.clients()
+    }
+}
+
+fn log_reload(file: &ClientsFile, reload: &Reload) {
+    let path = file.path().display();
+    match reload {
+        Reload::Unchanged => {}
+        Reload::Loaded { clients, warnings } => {
+            log::event(&format!("clients file={path} clients={clients}"));
+            for w in warnings {
+                log::event(&format!("clients warning=\"{w}\""));
+            }
+        }
+        Reload::Missing => log::event(&format!("clients file={path} clients=0 (no file)")),
+        Reload::Kept { problems } => {
+            let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            log::event(&format!(
+                "clients file={path} result=kept-previous problems=\"{}\"",
+                list.join("; ")
+            ));
+        }
+    }
+}
+
+/// Judges one request as a key knock. `now` is Unix seconds; `nonce` is called only for a
+/// challenge that is issued.
+pub(crate) fn judge(
+    head: &RequestHead,
+    peer: IpAddr,
+    knock: &KnockConfig,
+    keys: &Keys,
+    now: i64,
+    is_locked: impl Fn(IpAddr) -> bool,
+    nonce: impl FnOnce() -> Result<[u8; 8], RandomUnavailable>,
+) -> KeyDecision {
+    if head.method != "GET" && head.method != "HEAD" {
+        return KeyDecision::NotKey;
+    }
+    let target = challenge::parse_target(&head.target, &knock.path);
+    if matches!(target, Target::OtherPath | Target::Plain) {
+        return KeyDecision::NotKey;
+    }
+    let (peer, resolved, key) = decide::whose(head, peer, knock);
+    let reject = |reason| KeyDecision::Decided(Decision::Reject { reason, key }, None);
+    if is_locked(key) {
+        return reject(Reject::LockedOut);
+    }
+    // The label is not kept: a refusal's log line reads it after the answer is written.
+    let refuse = |_label: &str, refusal: Refusal| {
+        KeyDecision::Decided(Decision::Refuse { peer, refusal }, None)
+    };
+    match target {
+        Target::OtherPath | Target::Plain => KeyDecision::NotKey,
+        Target::Malformed => reject(Reject::Malformed),
+        Target::Challenge { label } => match resolved {
+            Err(refusal) => refuse(&label, refusal),
+            Ok(ip) => match nonce() {
+                Ok(n) => KeyDecision::Challenge(challenge::issue(
+                    &keys.secret,
+                    &label,
+                    &challenge::grant_address_text(ip),
+                    now,
+                    n,
+                )),
+                Err(e) => {
+                    // getrandom failing is next to impossible on Linux; answer failure without
+                    // counting it against the client (a locked-out answer counts nothing).
+                    log::event(&format!("challenge result=failed error=\"{e}\""));
+                    KeyDecision::Decided(
+                        Decision::Reject {
+                            reason: Reject::LockedOut,
+                            key,
+                        },
+                        None,
+                    )
+                }
+            },
+        },
+        Target::Knock(k) => {
+            let ip = match resolved {
+                Ok(ip) => ip,
+                Err(refusal) => return refuse(&k.label, refusal),
+            };
+            let clients = keys.clients();
+            let addr_text = challenge::grant_address_text(ip);
+            let check = Check {
+                secret: &keys.secret,
+                ttl_secs: keys.ttl_secs,
+                addr_text: &addr_text,
+                now,
+                clients: &clients,
+            };
+            match challenge::verify(&k, &check, &mut lock(&keys.replay)) {
+                Ok(grant) => KeyDecision::Decided(
+                    Decision::Grant {
+                        ip,
+                        label: grant.label,
+                        key,
+                    },
+                    grant.rule_ttl_secs,
+                ),
+                Err(reason) => reject(Reject::Key(reason)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClientIpMethod, Secret};
+    use crate::keys::challenge::{response_hash, Reason};
+    use crate::knock::http::{parse_head, Parsed};
+    use crate::rules::cidr::Cidr;
+
+    const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    const S: &[u8] = b"key knock test secret";
+    const NOW: i64 = 1_760_000_000;
+
+    fn knock_config(method: ClientIpMethod) -> KnockConfig {
+        KnockConfig {
+            message_success: "ok".into(),
+            message_failure: "no".into(),
+            referer: Secret::new(""),
+            path: "/favico.ico".into(),
+            client_ip_method: method,
+            bind: "0.0.0.0:8080".parse().unwrap(),
+            trusted_proxies: vec![Cidr::parse("127.0.0.0/8").unwrap()],
+        }
+    }
+
+    fn keys(replay: usize) -> Keys {
+        let dir = std::env::temp_dir().join(format!(
+            "knockd-key-knock-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("clients");
+        std::fs::write(
+            &path,
+            format!("office {KEY} ttl=2h\nold {KEY}x expires=2020-01-01\nplain {KEY}y\n"),
+        )
+        .unwrap();
+        let (file, _) = ClientsFile::open(&path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        Keys::for_test(file, S, 60, replay)
+    }
+
+    fn rand_suffix() -> String {
+        hex::encode(crate::keys::random::<4>().unwrap())
+    }
+
+    fn head(target: &str, extra: &str) -> RequestHead {
+        let text = format!("GET {target} HTTP/1.1\r\n{extra}\r\n");
+        match parse_head(text.as_bytes()) {
+            Parsed::Complete(h, _) => h,
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    const NONCE: [u8; 8] = [9, 8, 7, 6, 5, 4, 3, 2];
+
+    fn run(
+        keys: &Keys,
+        method: ClientIpMethod,
+        target: &str,
+        extra: &str,
+        peer: &str,
+    ) -> KeyDecision {
+        judge(
+            &head(target, extra),
+            ip(peer),
+            &knock_config(method),
+            keys,
+            NOW,
+            |k| k == ip("203.0.113.66"),
+            || Ok(NONCE),
+        )
+    }
+
+    /// Step 1 then the step-2 target for `label` with `key`, as a client at `peer` sends it.
+    fn step2(keys: &Keys, label: &str, key: &str, peer: &str) -> String {
+        let KeyDecision::Challenge(c) = run(
+            keys,
+            ClientIpMethod::Peer,
+            &format!("/favico.ico?c={label}"),
+            "",
+            peer,
+        ) else {
+            panic!("no challenge")
+        };
+        format!(
+            "/favico.ico?k={label}.{c}.{}",
+            response_hash(key, label, &c)
+        )
+    }
+
+    fn rejected(reason: Reject, key: &str) -> KeyDecision {
+        KeyDecision::Decided(
+            Decision::Reject {
+                reason,
+                key: ip(key),
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn table() {
+        let k = keys(16);
+        let a = "203.0.113.7";
+        let peer = ClientIpMethod::Peer;
+        let want_challenge = challenge::issue(S, "office", a, NOW, NONCE);
+        let good = step2(&k, "office", KEY, a);
+        let cases: Vec<(&str, String, &str, &str, KeyDecision)> = vec![
+            (
+                "other path",
+                "/index.html?c=office".into(),
+                "",
+                a,
+                KeyDecision::NotKey,
+            ),
+            (
+                "plain knock path",
+                "/favico.ico".into(),
+                "",
+                a,
+                KeyDecision::NotKey,
+            ),
+            (
+                "other query",
+                "/favico.ico?t=1".into(),
+                "",
+                a,
+                KeyDecision::NotKey,
+            ),
+            (
+                "challenge",
+                "/favico.ico?c=office".into(),
+                "",
+                a,
+                KeyDecision::Challenge(want_challenge),
+            ),
+            (
+                "unknown labels get challenges too",
+                "/favico.ico?c=nobody".into(),
+                "",
+                a,
+                KeyDecision::Challenge(challenge::issue(S, "nobody", a, NOW, NONCE)),
+            ),
+            (
+                "malformed",
+                "/favico.ico?c=a.b".into(),
+                "",
+                a,
+                rejected(Reject::Malformed, a),
+            ),
+            (
+                "malformed while locked out",
+                "/favico.ico?c=a.b".into(),
+                "",
+                "203.0.113.66",
+                rejected(Reject::LockedOut, "203.0.113.66"),
+            ),
+            (
+                "challenge while locked out",
+                "/favico.ico?c=office".into(),
+                "",
+                "203.0.113.66",
+                rejected(Reject::LockedOut, "203.0.113.66"),
+            ),
+            (
+                "loopback is refused, not challenged",
+                "/favico.ico?c=office".into(),
+                "",
+                "127.0.0.1",
+                KeyDecision::Decided(
+                    Decision::Refuse {
+                        peer: ip("127.0.0.1"),
+                        refusal: Refusal::NotAllowed(ip("127.0.0.1")),
+                    },
+                    None,
+                ),
+            ),
+            (
+                "the right knock",
+                good.clone(),
+                "",
+                a,
+                KeyDecision::Decided(
+                    Decision::Grant {
+                        ip: ip(a),
+                        label: "office".into(),
+                        key: ip(a),
+                    },
+                    Some(7200),
+                ),
+            ),
+            (
+                "the same knock again",
+                good.clone(),
+                "",
+                a,
+                rejected(Reject::Key(Reason::Replay), a),
+            ),
+            (
+                "from another address",
+                step2(&k, "office", KEY, a),
+                "",
+                "203.0.113.8",
+                rejected(Reject::Key(Reason::Challenge), "203.0.113.8"),
+            ),
+            (
+                "unknown label",
+                step2(&k, "nobody", KEY, a),
+                "",
+                a,
+                rejected(Reject::Key(Reason::Unknown), a),
+            ),
+            (
+                "expired client",
+                step2(&k, "old", &format!("{KEY}x"), a),
+                "",
+                a,
+                rejected(Reject::Key(Reason::Expired), a),
+            ),
+            (
+                "wrong key",
+                step2(&k, "office", &format!("{KEY}y"), a),
+                "",
+                a,
+                rejected(Reject::Key(Reason::Signature), a),
+            ),
+        ];
+        for (name, target, extra, from, want) in cases {
+            assert_eq!(run(&k, peer, &target, extra, from), want, "{name}");
+        }
+        // A POST is not a key knock: the Referer decision rejects it by method.
+        let mut post = head("/favico.ico?c=office", "");
+        post.method = "POST".into();
+        assert_eq!(
+            judge(
+                &post,
+                ip(a),
+                &knock_config(peer),
+                &k,
+                NOW,
+                |_| false,
+                || Ok(NONCE)
+            ),
+            KeyDecision::NotKey
+        );
+        // The client without ttl= gets RULE_TTL (None).
+        assert_eq!(
+            run(&k, peer, &step2(&k, "plain", &format!("{KEY}y"), a), "", a),
+            KeyDecision::Decided(
+                Decision::Grant {
+                    ip: ip(a),
+                    label: "plain".into(),
+                    key: ip(a),
+                },
+                None
+            )
+        );
+    }
+
+    #[test]
+    fn forwarded_clients_are_bound_to_the_forwarded_address() {
+        let k = keys(16);
+        let fwd = ClientIpMethod::Forwarded;
+        let xff = "X-Forwarded-For: 198.51.100.7\r\n";
+        let KeyDecision::Challenge(c) = run(&k, fwd, "/favico.ico?c=office", xff, "127.0.0.1")
+        else {
+            panic!("no challenge")
+        };
+        assert_eq!(c, challenge::issue(S, "office", "198.51.100.7", NOW, NONCE));
+        let t = format!(
+            "/favico.ico?k=office.{c}.{}",
+            response_hash(KEY, "office", &c)
+        );
+        let other = "X-Forwarded-For: 198.51.100.8\r\n";
+        assert_eq!(
+            run(&k, fwd, &t, other, "127.0.0.1"),
+            rejected(Reject::Key(Reason::Challenge), "198.51.100.8")
+        );
+        assert!(matches!(
+            run(&k, fwd, &t, xff, "127.0.0.1"),
+            KeyDecision::Decided(Decision::Grant { .. }, Some(7200))
+        ));
+    }
+
+    #[test]
+    fn a_full_replay_cache_fails_closed() {
+        let k = keys(1);
+        let a = "203.0.113.7";
+        let first = step2(&k, "office", KEY, a);
+        assert!(matches!(
+            run(&k, ClientIpMethod::Peer, &first, "", a),
+            KeyDecision::Decided(Decision::Grant { .. }, _)
+        ));
+        let second = step2(&k, "plain", &format!("{KEY}y"), a);
+        assert_eq!(
+            run(&k, ClientIpMethod::Peer, &second, "", a),
+            rejected(Reject::Key(Reason::ReplayFull), a)
+        );
+    }
+}
