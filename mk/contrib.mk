@@ -1,0 +1,14 @@
+# Issue 15: installing knockd as a service, router builds, emulated runs.
+# `make test-contrib`: shellcheck, systemd-analyze verify/security on contrib/systemd, and the
+#   OpenWrt init script's start_service against stubbed procd functions (a few seconds).
+# `make test-cross`: builds the aarch64 and armv7 release binaries and the native simulator,
+#   then runs each binary under qemu-user: --version, --check-config, one knock end to end.
+# `make armv7` and `make dist` live in the Makefile, beside `make aarch64`.
+
+.PHONY: test-contrib test-cross
+
+test-contrib:
+	scripts/test-contrib.sh
+
+test-cross:
+	scripts/test-cross.sh
