@@ -29,7 +29,7 @@ done
 if command -v rustup >/dev/null 2>&1; then
     installed_targets=$(rustup target list --installed)
     for t in "${rust_targets[@]}"; do
-        grep -qx "$t" <<<"$installed_targets" || rustup target add "$t" || {
+        grep -qx "$t" <<<"$installed_targets" || RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0 rustup target add "$t" || {
             echo "setup: rustup could not install the Rust standard library for $t" >&2
             exit 1
         }
