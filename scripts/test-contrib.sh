@@ -40,7 +40,7 @@ mapfile -t scripts < <(
 )
 for s in "${scripts[@]}"; do
     [ -f "$s" ] || continue
-    if out=$(shellcheck "$s" 2>&1); then ok "shellcheck $s"; else
+    if out=$(shellcheck -x "$s" 2>&1); then ok "shellcheck $s"; else
         fail "shellcheck $s"
         printf '%s\n' "$out"
     fi
