@@ -221,5 +221,27 @@ done
 echo "procd calls recorded for the enabled UCI file:"
 sed 's/^/    /' "$TMP/rec.enabled"
 
+# --- 6. the CAM policy examples of the README section: valid JSON, least privilege ----------
+cat >"$TMP/policy.py" <<'EOF'
+import json, re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+want = {"lighthouse:DescribeFirewallRules", "lighthouse:CreateFirewallRules",
+        "lighthouse:DeleteFirewallRules", "lighthouse:ModifyFirewallRuleDescription"}
+policies = [json.loads(b) for b in re.findall(r"```json\n(\{.*?)\n```", text, re.S)]
+assert len(policies) >= 2, "expected the English and the Chinese policy"
+for p in policies:
+    assert p["version"] == "2.0", p
+    (st,) = p["statement"]
+    assert st["effect"] == "allow" and set(st["action"]) == want, st["action"]
+    for r in st["resource"]:
+        assert re.fullmatch(r"qcs::lighthouse:ap-[a-z]+:uin/<ACCOUNT>:instance/lhins-[a-z0-9]{8}", r), r
+print(len(policies))
+EOF
+if out=$(python3 "$TMP/policy.py" contrib/README-section.md 2>&1); then
+    ok "README section: $out CAM policies parse, exactly the 4 actions on one instance"
+else
+    fail "README section: CAM policy examples: $out"
+fi
+
 echo "test-contrib: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
