@@ -5,7 +5,7 @@
 # makes no network or apt call, so every make target can run it.
 #
 # Optional profiles add what one group of targets needs on top:
-#   scripts/setup.sh contrib   systemd-analyze, shellcheck and dash (make test-contrib)
+#   scripts/setup.sh contrib   systemd-analyze, shellcheck, dash, busybox, strace (make test-contrib)
 #   scripts/setup.sh cross     qemu-user-static, busybox and python3 (make test-cross)
 #   scripts/setup.sh armv7     the armv7-unknown-linux-musleabihf rustup target (make armv7);
 #                              fails if rustup cannot install it
@@ -16,7 +16,7 @@ pairs=(cc:gcc clang:clang ld.lld:lld llvm-ar:llvm curl:curl wget:wget file:file)
 rust_targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 for profile in "$@"; do
     case "$profile" in
-        contrib) pairs+=(systemd-analyze:systemd shellcheck:shellcheck dash:dash) ;;
+        contrib) pairs+=(systemd-analyze:systemd shellcheck:shellcheck dash:dash busybox:busybox strace:strace python3:python3) ;;
         cross) pairs+=(qemu-aarch64-static:qemu-user-static qemu-arm-static:qemu-user-static busybox:busybox python3:python3) ;;
         armv7) rust_targets+=(armv7-unknown-linux-musleabihf) ;;
         *)

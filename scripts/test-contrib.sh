@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Tests of contrib/ (make test-contrib), no build needed:
+# Tests of contrib/ (make test-contrib):
 #   1. shellcheck on the scripts of issue 15 (contrib/ and scripts/);
 #   2. systemd-analyze verify on the three units, in a scratch root holding a stand-in
-#      /usr/local/bin/knockd (verify refuses a missing ExecStart binary); any message fails;
+#      /usr/local/bin/knockd (verify refuses a missing ExecStart binary); any message fails,
+#      and two deliberately broken copies must fail;
 #   3. the unit's resource limits against knockd's defaults (TasksMax, LimitNOFILE) and the
 #      settings issue 15 requires (and the one it forbids: SocketBindDeny);
 #   4. systemd-analyze security --offline=yes: the exposure level must be OK or better;
 #   5. the OpenWrt procd init script's start_service, sourced by dash and by busybox sh
 #      against stubs of OpenWrt's config_* and procd_* functions: the exact command line,
-#      respawn, file triggers, log and stop settings it records, for several UCI files.
+#      respawn, file triggers, log and stop settings it records, for several UCI files;
+#   6. the CAM policy examples in contrib/README-section.md;
+#   7. the sandbox against reality: the static x86_64 binary (make release) under strace,
+#      serving a knock from lighthouse-sim, pruning and resolving a host name, may use only
+#      system calls inside the unit's SystemCallFilter and only AF_INET/AF_INET6 sockets
+#      (CONTRIB_SKIP_STRACE=1 skips this part and its two builds).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,7 +22,15 @@ cd "$ROOT"
 "$ROOT/scripts/setup.sh" contrib
 
 TMP=$(mktemp -d -t knockd-contrib.XXXXXX)
-trap 'rm -rf "$TMP"' EXIT
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 passed=0 failed=0
 ok() {
@@ -241,6 +255,86 @@ if out=$(python3 "$TMP/policy.py" contrib/README-section.md 2>&1); then
     ok "README section: $out CAM policies parse, exactly the 4 actions on one instance"
 else
     fail "README section: CAM policy examples: $out"
+fi
+
+# --- 7. the sandbox against what knockd really does ----------------------------------------
+# The static x86_64 binary under strace: serving, one knock, a --prune, and a --list that has
+# to resolve a host name (musl's resolver). Every system call must be inside the unit's
+# SystemCallFilter (@system-service minus @privileged and @resources), every socket AF_INET
+# or AF_INET6 (RestrictAddressFamilies).
+if [ "${CONTRIB_SKIP_STRACE:-0}" = 1 ]; then
+    echo "skip syscall check (CONTRIB_SKIP_STRACE=1)"
+else
+    make --no-print-directory release >"$TMP/build.out" 2>&1 || {
+        cat "$TMP/build.out"
+        fail "make release"
+    }
+    if cargo pkgid lighthouse-sim >/dev/null 2>&1; then
+        cargo build --release --quiet -p lighthouse-sim
+    else
+        cargo build --release --quiet --bin lighthouse-sim
+    fi
+    # shellcheck source=scripts/lib.sh
+    . "$ROOT/scripts/lib.sh"
+    KNOCKD=$ROOT/target/x86_64-unknown-linux-musl/release/knockd
+    "$ROOT/target/release/lighthouse-sim" --listen 127.0.0.1:0 --credential AKIDcontribSTRACE0001:contribStraceKey01 \
+        --instance ap-guangzhou:lhins-strace01 >"$TMP/sim.out" 2>"$TMP/sim.log" &
+    PIDS+=($!)
+    wait_for "$TMP/sim.out" 'listening on' 10
+    sim_url=$(sed -n 's/^lighthouse-sim listening on //p' "$TMP/sim.out")
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    cat >"$TMP/k.env" <<EOF
+TENCENT_CLOUD_ACCESS_POINT='$sim_url'
+TENCENT_CLOUD_SECRET_ID='AKIDcontribSTRACE0001'
+TENCENT_CLOUD_SECRET_KEY='contribStraceKey01'
+TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS='ap-guangzhou:lhins-strace01'
+KNOCK_REFERER='https://example.com/contrib-strace-secret'
+MESSAGE_SUCCESS='strace ok'
+FW_PERMIT_PORTS_TCP='22'
+BIND_IP='127.0.0.1'
+BIND_PORT='$port'
+METHOD_TO_GET_CLIENT_IP='2'
+PRUNE_INTERVAL='1s'
+EOF
+    chmod 600 "$TMP/k.env"
+    strace -f -qq -o "$TMP/trace.serve" "$KNOCKD" --config "$TMP/k.env" </dev/null >/dev/null 2>"$TMP/knockd.log" &
+    strace_pid=$!
+    wait_for "$TMP/knockd.log" 'listening on' 20
+    # A TERM to strace leaves its tracee running: stop knockd itself first, then strace.
+    PIDS+=("$(pgrep -P "$strace_pid" -x knockd)" "$strace_pid")
+    body=$(curl -sS --max-time 20 -H 'Referer: https://example.com/contrib-strace-secret' \
+        -H 'X-Forwarded-For: 203.0.113.5' "http://127.0.0.1:$port/favico.ico" || true)
+    [ "$body" = 'strace ok' ] || fail "knock under strace answered '$body'"
+    sleep 1.5 # one PRUNE_INTERVAL tick
+    strace -f -qq -o "$TMP/trace.prune" "$KNOCKD" --prune --config "$TMP/k.env" </dev/null >/dev/null 2>&1 ||
+        fail "knockd --prune under strace"
+    sed -i "s|^TENCENT_CLOUD_ACCESS_POINT=.*|TENCENT_CLOUD_ACCESS_POINT='knockd-test.invalid'|" "$TMP/k.env"
+    timeout 30 strace -f -qq -o "$TMP/trace.dns" "$KNOCKD" --list --config "$TMP/k.env" </dev/null >/dev/null 2>&1 || true
+    grep -q 'sin_port=htons(53)' "$TMP/trace.dns" || fail "the --list with a host name made no DNS query"
+
+    expand_set() { # @GROUP -> its system calls, nested groups expanded
+        systemd-analyze syscall-filter "$1" 2>/dev/null | awk '/^    [a-z_0-9@]/ { print $1 }' |
+            while read -r s; do case "$s" in @*) expand_set "$s" ;; *) echo "$s" ;; esac; done
+    }
+    expand_set @system-service | sort -u >"$TMP/allow"
+    { expand_set @privileged; expand_set @resources; } | sort -u >"$TMP/deny"
+    cat "$TMP"/trace.* | awk '{ l = $0; sub(/^[0-9]+ +/, "", l); if (match(l, /^[a-z_0-9]+\(/)) print substr(l, 1, RLENGTH - 1) }' |
+        sort -u >"$TMP/used"
+    outside=$(comm -23 "$TMP/used" "$TMP/allow" | tr '\n' ' ')
+    denied=$(comm -12 "$TMP/used" "$TMP/deny" | tr '\n' ' ')
+    if [ "$(grep -c . "$TMP/used")" -ge 20 ] && [ -z "$outside" ] && [ -z "$denied" ]; then
+        ok "all $(grep -c . "$TMP/used") system calls knockd made are inside SystemCallFilter"
+    else
+        fail "system calls outside the filter: '${outside}', denied: '${denied}'"
+    fi
+    mapfile -t families < <(grep -ohE 'socket\(AF_[A-Z0-9]+' "$TMP"/trace.* | sed 's/socket(//' | sort -u)
+    others=()
+    for f in "${families[@]}"; do [ "$f" = AF_INET ] || [ "$f" = AF_INET6 ] || others+=("$f"); done
+    if ((${#families[@]})) && ((${#others[@]} == 0)); then
+        ok "socket families used: ${families[*]} (RestrictAddressFamilies=AF_INET AF_INET6)"
+    else
+        fail "socket families outside RestrictAddressFamilies: ${others[*]:-none seen}"
+    fi
 fi
 
 echo "test-contrib: $passed passed, $failed failed"
