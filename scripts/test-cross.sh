@@ -236,5 +236,5 @@ for arch in "${built[@]}"; do
     echo "$arch: idle RSS of the qemu-user process running knockd (qemu's RSS, not knockd's alone): ${R_RSS[$arch]} kB"
     echo "$arch: knock (${R_MS[$arch]} ms under emulation): ${R_KNOCK[$arch]}"
 done
-total=$((${#built[@]} + ${#skipped[@]}))
-echo "test-cross: ${#built[@]} passed, 0 failed, ${#skipped[@]} skipped (of $total targets) in $((SECONDS - started)) s"
+echo "test-cross: ${#built[@]} of $((${#built[@]} + ${#skipped[@]})) targets run under qemu in $((SECONDS - started)) s"
+echo "test-cross: ${#built[@]} passed, 0 failed, ${#skipped[@]} skipped"
