@@ -36,19 +36,34 @@ release: setup
 aarch64: setup
 	$(AARCH64_ENV) $(CARGO) build --release --target $(ARM) --bin knockd
 
-# The release profile already strips (Cargo.toml: strip = true); `file` proves it.
-dist: release aarch64
-	mkdir -p dist
-	cp $(BIN_X86) dist/knockd-x86_64-linux-musl
-	cp $(BIN_ARM) dist/knockd-aarch64-linux-musl
-	@for f in dist/knockd-x86_64-linux-musl dist/knockd-aarch64-linux-musl; do \
-		out=$$(file -b $$f); echo "$$f: $$out"; \
-		case "$$out" in *"not stripped"*) echo "$$f is not stripped" >&2; exit 1;; esac; \
-		case "$$out" in *"statically linked"*|*"static-pie linked"*) ;; \
-			*) echo "$$f is not statically linked" >&2; exit 1;; esac; \
-	done
-	cd dist && sha256sum knockd-x86_64-linux-musl knockd-aarch64-linux-musl > SHA256SUMS
-	@cat dist/SHA256SUMS
+# armv7 (most routers): tier 2, same recipe as aarch64. `scripts/setup.sh armv7` installs the
+# target's Rust standard library with rustup, and fails when rustup cannot have it.
+ARMV7 := armv7-unknown-linux-musleabihf
+BIN_ARMV7 := target/$(ARMV7)/release/knockd
+ARMV7_ENV := \
+	CC_armv7_unknown_linux_musleabihf=clang \
+	AR_armv7_unknown_linux_musleabihf=llvm-ar \
+	CFLAGS_armv7_unknown_linux_musleabihf=--target=armv7-unknown-linux-musleabihf \
+	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=rust-lld
+
+.PHONY: armv7
+armv7: setup
+	@scripts/setup.sh armv7
+	$(ARMV7_ENV) $(CARGO) build --release --target $(ARMV7) --bin knockd
+
+# `make dist`: per target a tarball dist/knockd-VERSION-TRIPLE.tar.gz (the binary, contrib/,
+# .env.sample, README.md), the bare binaries, and dist/SHA256SUMS over all of them.
+# scripts/dist.sh checks that every binary is static and stripped (the release profile strips:
+# Cargo.toml, strip = true). DIST_TARGETS picks the targets, e.g. DIST_TARGETS="x86_64 aarch64".
+DIST_TARGETS ?= x86_64 aarch64 armv7
+DIST_MAKE_x86_64 := release
+DIST_MAKE_aarch64 := aarch64
+DIST_MAKE_armv7 := armv7
+DIST_TRIPLE_x86_64 := $(X86)
+DIST_TRIPLE_aarch64 := $(ARM)
+DIST_TRIPLE_armv7 := $(ARMV7)
+dist: $(foreach t,$(DIST_TARGETS),$(DIST_MAKE_$(t)))
+	scripts/dist.sh $(foreach t,$(DIST_TARGETS),$(DIST_TRIPLE_$(t)))
 
 # The whole suite of both workspace members (knockd and sim/, the Lighthouse simulator): unit,
 # integration (these spawn curl, wget and busybox), examples, benches, doc tests.
