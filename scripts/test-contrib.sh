@@ -112,7 +112,7 @@ if grep -q '^RandomizedDelaySec=' "$SYSTEMD_DIR/knockd-prune.timer"; then ok "kn
 if grep -q '^SocketBindDeny' "$svc"; then fail "knockd.service sets SocketBindDeny (breaks musl's DNS)"; else ok "knockd.service: no SocketBindDeny"; fi
 
 # knockd's default MAX_CONNECTIONS, wherever the configuration code lives.
-max_conn=$(grep -rhoE 'get_or\("MAX_CONNECTIONS", "[0-9]+"\)' src | grep -oE '[0-9]+' | head -n 1 || true)
+max_conn=$(grep -rhoE 'var\("MAX_CONNECTIONS", Some\("[0-9]+"\)\)' src | grep -oE '[0-9]+' | head -n 1 || true)
 if [ -z "$max_conn" ]; then
     fail "cannot find the default of MAX_CONNECTIONS under src/"
 else

@@ -344,7 +344,6 @@ fn check_names_the_denied_action_and_the_instance_resource() {
 
 // Item 7: only the firewall actions granted, on the instance: --check still passes.
 #[test]
-#[ignore = "needs sim flag --deny-actions (branch sim)"]
 fn check_passes_with_only_the_firewall_actions_granted() {
     let sim = sim(
         &json!([]),
@@ -408,7 +407,6 @@ fn check_does_not_claim_the_key_works_when_no_answer_proves_it() {
 
 // Item 2, the other reading of open question 2: a server that identifies rules by port set.
 #[test]
-#[ignore = "needs sim flag --port-identity-by-set (branch sim)"]
 fn a_reordered_port_list_is_the_same_rule_on_a_server_that_compares_sets() {
     let soon = clock::now() + 3600;
     let sim = sim(

@@ -86,6 +86,16 @@ fn check_and_run(
             ));
         }
     }
+    // CAM checks permissions after authentication (docs/lighthouse-api.md#cam-permissions).
+    if cfg.deny_actions.iter().any(|a| a == action.name()) {
+        return Err(err(
+            "UnauthorizedOperation.NoPermission",
+            format!(
+                "You are not authorized to perform operation ({}).",
+                action.name()
+            ),
+        ));
+    }
     let rate_region = req.header("x-tc-region").unwrap_or("");
     if cfg.rate_limit && !st.admit(action, rate_region, &secret_id) {
         return Err(err(

@@ -39,6 +39,8 @@ pub(crate) const USAGE: &str =
                                 IPv6 rules cannot be created in these regions
   --ipv6-unsupported-code CODE  the code they fail with (default
                                 UnsupportedOperation.Ipv6NotSupport)
+  --deny-actions A1,A2          answer these actions UnauthorizedOperation.NoPermission after
+                                authentication, as CAM does for a sub-user lacking them
   --seed N                      seed of the fault-injection PRNG
 GET /__state dumps the instances and their rules, and the counters: calls (per action),
 calls_by_instance and calls_by_region (per instance or X-TC-Region, then action; every call
@@ -72,6 +74,8 @@ pub(crate) struct Config {
     pub(crate) busy_for_ms: u64,
     pub(crate) ipv6_unsupported_regions: Vec<String>,
     pub(crate) ipv6_unsupported_code: String,
+    /// Actions CAM does not grant this key (`--deny-actions`).
+    pub(crate) deny_actions: Vec<String>,
     pub(crate) seed: Option<u64>,
 }
 
@@ -120,6 +124,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
         busy_for_ms: 0,
         ipv6_unsupported_regions: Vec::new(),
         ipv6_unsupported_code: IPV6_UNSUPPORTED_CODE.to_string(),
+        deny_actions: Vec::new(),
         seed: None,
     };
     let mut it = args.iter();
@@ -151,6 +156,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
             | "--busy-for-ms"
             | "--ipv6-unsupported-regions"
             | "--ipv6-unsupported-code"
+            | "--deny-actions"
             | "--seed" => {
                 let v = it
                     .next()
@@ -223,6 +229,10 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
                             return Err(format!("{flag} needs a code"));
                         }
                         cfg.ipv6_unsupported_code = v.to_string();
+                    }
+                    "--deny-actions" => {
+                        cfg.deny_actions
+                            .extend(v.split(',').filter(|a| !a.is_empty()).map(str::to_string));
                     }
                     _ => cfg.seed = Some(number(flag, v)?),
                 }
