@@ -10,7 +10,7 @@
 #   5. the OpenWrt procd init script's start_service, sourced by dash and by busybox sh
 #      against stubs of OpenWrt's config_* and procd_* functions: the exact command line,
 #      respawn, file triggers, log and stop settings it records, for several UCI files;
-#   6. the CAM policy examples in contrib/README-section.md;
+#   6. the CAM policy examples in README.md;
 #   7. the sandbox against reality: the static x86_64 binary (make release) under strace,
 #      serving a knock from lighthouse-sim, pruning and resolving a host name, may use only
 #      system calls inside the unit's SystemCallFilter and only AF_INET/AF_INET6 sockets
@@ -251,7 +251,7 @@ for p in policies:
         assert re.fullmatch(r"qcs::lighthouse:ap-[a-z]+:uin/<ACCOUNT>:instance/lhins-[a-z0-9]{8}", r), r
 print(len(policies))
 EOF
-if out=$(python3 "$TMP/policy.py" contrib/README-section.md 2>&1); then
+if out=$(python3 "$TMP/policy.py" README.md 2>&1); then
     ok "README section: $out CAM policies parse, exactly the 4 actions on one instance"
 else
     fail "README section: CAM policy examples: $out"
