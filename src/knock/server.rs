@@ -279,11 +279,14 @@ pub(crate) fn knock(shared: &Shared, head: &RequestHead, peer: IpAddr, conn: u64
     // Only a knock that waits on the firewall is shielded from eviction at the connection cap;
     // everything else answers at once and costs no shared lock here.
     set_state(shared, conn, ConnState::Knocking);
-    let rx = shared.writers.submit(&Grant {
-        ip,
-        label: label.clone(),
-    });
     let deadline = started + config.limits.knock_timeout;
+    let rx = shared.writers.submit(
+        &Grant {
+            ip,
+            label: label.clone(),
+        },
+        deadline,
+    );
     let outcomes = writer::collect(&rx, shared.writers.len(), deadline);
     set_state(shared, conn, ConnState::Reading);
     let ok = outcomes.len() == shared.writers.len() && outcomes.iter().all(|o| o.ok);
