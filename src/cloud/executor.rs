@@ -216,11 +216,20 @@ pub fn apply_batch(
         let fresh = remembered.is_none();
         let (rules, version) = match remembered {
             Some(k) => (k.rules, k.version),
-            None => {
-                let (rules, version) = client.describe_rules(inst)?;
-                memory.saw(&rules, version, inst);
-                (rules, version)
-            }
+            None => match client.describe_rules(inst) {
+                Ok((rules, version)) => {
+                    memory.saw(&rules, version, inst);
+                    (rules, version)
+                }
+                // Not a documented answer of DescribeFirewallRules, but one a busy firewall
+                // may give: the read waits on the same budget as a write.
+                Err(e) if e.is(error::BUSY) => {
+                    busy_wait(e, inst, batch.until, &mut busy_attempt)?;
+                    out.busy_waits += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
         };
         out.rounds += 1;
         // Grants whose knock gave up are dropped before planning: never granted later.
@@ -293,19 +302,8 @@ pub fn apply_batch(
                     continue;
                 }
                 if e.is(error::BUSY) {
-                    let left = batch.until.saturating_duration_since(Instant::now());
-                    let wait = backoff(busy_attempt + 1).min(left);
-                    if wait < MIN_BUSY_WAIT {
-                        return Err(e);
-                    }
-                    busy_attempt += 1;
+                    busy_wait(e, inst, batch.until, &mut busy_attempt)?;
                     out.busy_waits += 1;
-                    log::event(&format!(
-                        "firewall-busy instance={} wait={}ms: describing and re-planning after it",
-                        inst.id,
-                        wait.as_millis()
-                    ));
-                    thread::sleep(wait);
                     continue;
                 }
                 if e.is(error::EXISTS) && !plan.create.is_empty() && !w.created {
@@ -353,6 +351,28 @@ pub fn apply_batch(
             }
         }
     }
+}
+
+/// Waits after `UnsupportedOperation.FirewallBusy` (growing waits, as the client's backoff),
+/// unless `until` leaves no time for it: then the busy error is the answer.
+fn busy_wait(
+    e: ApiError,
+    inst: &Instance,
+    until: Instant,
+    attempt: &mut u32,
+) -> Result<(), ApiError> {
+    let wait = backoff(*attempt + 1).min(until.saturating_duration_since(Instant::now()));
+    if wait < MIN_BUSY_WAIT {
+        return Err(e);
+    }
+    *attempt += 1;
+    log::event(&format!(
+        "firewall-busy instance={} wait={}ms: describing and re-planning after it",
+        inst.id,
+        wait.as_millis()
+    ));
+    thread::sleep(wait);
+    Ok(())
 }
 
 fn is_mapped(ip: IpAddr) -> bool {
@@ -542,16 +562,7 @@ pub fn delete_matching(
                 removed.extend(doomed);
                 return Ok(removed);
             }
-            Err(e) if e.is(error::BUSY) => {
-                let wait =
-                    backoff(busy_attempt + 1).min(until.saturating_duration_since(Instant::now()));
-                if wait < MIN_BUSY_WAIT {
-                    return Err(e);
-                }
-                busy_attempt += 1;
-                thread::sleep(wait);
-                last_err = Some(e);
-            }
+            Err(e) if e.is(error::BUSY) => busy_wait(e, inst, until, &mut busy_attempt)?,
             Err(e) if replan(&e) => {
                 remember(&mut tried, &doomed);
                 last_err = Some(e);
