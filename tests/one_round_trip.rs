@@ -420,3 +420,27 @@ fn an_ipv6_knock_where_ipv6_rules_are_unsupported_fails_with_a_clear_log_line() 
     // IPv4 knocks are unaffected.
     assert_eq!(knock_curl(&k, "203.0.113.61", "v4"), SUCCESS);
 }
+
+#[test]
+fn rules_written_after_the_knock_answered_failure_are_withdrawn() {
+    // Describe (0.7 s) ends inside the 1 s deadline, so the Create is sent; its answer comes
+    // at 1.4 s, after the knock was answered failure.
+    let sim = Sim::start(&[
+        "--instance",
+        "ap-guangzhou:lhins-kn0ck001",
+        "--latency-ms",
+        "700",
+    ]);
+    let mut cfg = base_config(&sim, A, free_port());
+    set(&mut cfg, "KNOCK_TIMEOUT", "1s");
+    let k = Knockd::start(&temp_dir("late"), &cfg);
+    assert_eq!(knock_port(k.port, "203.0.113.71"), FAILURE);
+    assert!(
+        k.wait_log("withdrawn instance=lhins-kn0ck001", Duration::from_secs(10)),
+        "{}",
+        k.log()
+    );
+    assert_eq!(sim.calls("CreateFirewallRules"), 1);
+    assert_eq!(assert_no_duplicates(&sim, A, "203.0.113.71"), 0);
+    assert!(k.log().contains("rules=2"), "{}", k.log());
+}

@@ -152,7 +152,7 @@ impl Memory {
         });
     }
 
-    fn forget(&mut self) {
+    pub(crate) fn forget(&mut self) {
         self.known = None;
     }
 

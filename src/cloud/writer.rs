@@ -4,6 +4,7 @@
 //! (`executor::Memory`) so that a new address costs one API call; each job carries its knock's
 //! deadline, and a job whose knock was already answered failure is dropped, never planned.
 
+use std::net::IpAddr;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,7 +13,9 @@ use super::client::{self, Client};
 use super::executor::{self, Applied, Batch, Dropped, Memory};
 use crate::config::{Config, Instance};
 use crate::log;
+use crate::rules::cidr;
 use crate::rules::planner::{Grant, QUOTA};
+use crate::rules::FirewallRule;
 use crate::sync::lock;
 
 /// Writers run ureq and rustls handshakes.
@@ -167,6 +170,13 @@ fn run_writer(w: &Writer, client: &Client, config: &Config) {
             &mut memory,
             false,
         );
+        let done = Instant::now();
+        // A grant whose rules were written only after its knock had answered failure (the
+        // write was in flight at the deadline) is taken back: failure must mean no access.
+        let withdrawn = match &result {
+            Ok(applied) => withdraw_late(w, client, applied, &jobs, done, &mut memory),
+            Err(_) => Vec::new(),
+        };
         let calls = client::calls_on_this_thread() - calls_before;
         if let Ok(applied) = &result {
             let late = applied
@@ -183,6 +193,7 @@ fn run_writer(w: &Writer, client: &Client, config: &Config) {
         }
         for (i, job) in jobs.into_iter().enumerate() {
             let (ok, detail) = match &result {
+                _ if withdrawn.contains(&i) => (false, format!("late-withdrawn(calls={calls})")),
                 Ok(applied) if applied.granted(i) => (
                     true,
                     format!(
@@ -224,6 +235,83 @@ fn run_writer(w: &Writer, client: &Client, config: &Config) {
             report_plan(w, applied, false);
         }
     }
+}
+
+/// The jobs (indexes) whose rules `applied` created although their knock's deadline passed
+/// before `done`, and whose address no job still in time shares: their new rules are deleted
+/// again. Refreshed rules stay (that address had access before this knock).
+fn withdraw_late(
+    w: &Writer,
+    client: &Client,
+    applied: &Applied,
+    jobs: &[Job],
+    done: Instant,
+    memory: &mut Memory,
+) -> Vec<usize> {
+    let ip_of = |j: &Job| cidr::canonical(j.grant.ip);
+    let created_for = |ip: IpAddr| -> Vec<FirewallRule> {
+        applied
+            .plan
+            .create
+            .iter()
+            .filter(|r| {
+                r.ipv6_cidr_block
+                    .as_deref()
+                    .or(r.cidr_block.as_deref())
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    == Some(ip)
+            })
+            .cloned()
+            .collect()
+    };
+    let late: Vec<usize> = (0..jobs.len())
+        .filter(|&i| applied.granted(i) && jobs[i].deadline <= done)
+        .filter(|&i| !created_for(ip_of(&jobs[i])).is_empty())
+        .filter(|&i| {
+            !(0..jobs.len()).any(|k| {
+                jobs[k].deadline > done && applied.granted(k) && ip_of(&jobs[k]) == ip_of(&jobs[i])
+            })
+        })
+        .collect();
+    if late.is_empty() {
+        return late;
+    }
+    let mut doomed: Vec<FirewallRule> = Vec::new();
+    for &i in &late {
+        for r in created_for(ip_of(&jobs[i])) {
+            if !doomed.iter().any(|d| d.same_identity(&r)) {
+                doomed.push(r);
+            }
+        }
+    }
+    memory.forget();
+    // Only the rules this plan created, still carrying the description it wrote.
+    let select = |rules: &[FirewallRule]| -> Vec<FirewallRule> {
+        rules
+            .iter()
+            .filter(|r| {
+                doomed
+                    .iter()
+                    .any(|d| d.same_identity(r) && d.description == r.description)
+            })
+            .cloned()
+            .collect()
+    };
+    let addrs: Vec<String> = late.iter().map(|&i| ip_of(&jobs[i]).to_string()).collect();
+    match executor::delete_matching(client, &w.inst, &select, false) {
+        Ok(removed) => log::event(&format!(
+            "withdrawn instance={} addr={} rules={}: written after the knock had answered failure",
+            w.inst.id,
+            addrs.join(","),
+            removed.len()
+        )),
+        Err(e) => log::event(&format!(
+            "withdraw instance={} addr={} error=\"{e}\": rules written after the knock answered failure stay until they expire",
+            w.inst.id,
+            addrs.join(",")
+        )),
+    }
+    late
 }
 
 fn report_plan(w: &Writer, applied: &Applied, with_unparseable: bool) {
