@@ -293,12 +293,10 @@ pub fn apply_batch(
             Err(e) => {
                 memory.forget();
                 if !fresh {
-                    // A stale memory costs this one refused write; the next round describes.
+                    // A stale memory costs this one refused write; whatever the error, the
+                    // next round describes and decides from what is really there.
                     memory.memory_missed();
                     fallback = true;
-                    if !replan(&e) && !e.is(error::BUSY) {
-                        return Err(e);
-                    }
                     continue;
                 }
                 if e.is(error::BUSY) {
