@@ -444,3 +444,48 @@ fn rules_written_after_the_knock_answered_failure_are_withdrawn() {
     assert_eq!(assert_no_duplicates(&sim, A, "203.0.113.71"), 0);
     assert!(k.log().contains("rules=2"), "{}", k.log());
 }
+
+#[test]
+fn ipv6_rules_are_refreshed_and_pruned_by_their_ipv6_cidr_block() {
+    // An owned IPv6 rule about to expire (refreshed by a knock) and an expired one (pruned).
+    let file = temp_dir("v6-refresh").join("rules.json");
+    std::fs::write(
+        &file,
+        r#"{"lhins-kn0ck001": [
+            {"Protocol": "TCP", "Port": "22,443", "Ipv6CidrBlock": "2001:db8::7", "Action": "ACCEPT",
+             "FirewallRuleDescription": "Knockd-v6 until 2000-01-01 00:00Z"},
+            {"Protocol": "UDP", "Port": "51820", "Ipv6CidrBlock": "2001:db8::7", "Action": "ACCEPT",
+             "FirewallRuleDescription": "Knockd-v6 until 2000-01-01 00:00Z"},
+            {"Protocol": "TCP", "Port": "22,443", "Ipv6CidrBlock": "2001:db8::8", "Action": "ACCEPT",
+             "FirewallRuleDescription": "Knockd-old until 2000-01-01 00:00Z"}
+        ]}"#,
+    )
+    .expect("rules file");
+    let sim = Sim::start(&[
+        "--instance",
+        "ap-guangzhou:lhins-kn0ck001",
+        "--rules",
+        file.to_str().expect("path"),
+    ]);
+    let k = Knockd::start(&temp_dir("v6-refresh"), &base_config(&sim, A, free_port()));
+    let before = sim.rules(A).len();
+    assert_eq!(knock_curl(&k, "2001:db8::7", "v6"), SUCCESS, "{}", k.log());
+    let rules = sim.rules(A);
+    let mine: Vec<&Value> = rules
+        .iter()
+        .filter(|r| r["Ipv6CidrBlock"] == "2001:db8::7")
+        .collect();
+    assert_eq!(mine.len(), 2, "{rules:#?}");
+    for r in &mine {
+        let d = r["FirewallRuleDescription"].as_str().expect("desc");
+        assert!(
+            d.starts_with("Knockd-v6 until ") && !d.contains("2000"),
+            "{d}"
+        );
+    }
+    // The expired one went with the same plan (named by Ipv6CidrBlock), nothing was added.
+    assert!(!rules.iter().any(|r| r["Ipv6CidrBlock"] == "2001:db8::8"));
+    assert_eq!(rules.len(), before - 1);
+    assert_eq!(sim.calls("CreateFirewallRules"), 0);
+    assert_eq!(sim.errors("ResourceNotFound.FirewallRulesNotFound"), 0);
+}
