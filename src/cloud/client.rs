@@ -192,6 +192,15 @@ impl Client {
                     ));
                 }
                 Err(e) if error::retry_in_place(&e, action) && attempt < MAX_ATTEMPTS => {
+                    if e.code()
+                        .is_some_and(|c| c.starts_with("RequestLimitExceeded"))
+                        && self.pacer.limited(action)
+                    {
+                        log::event(&format!(
+                            "api-pacing action={action}: the API refused a call for its rate; one budget for all regions for {}s",
+                            super::pacer::SHARED_FOR.as_secs()
+                        ));
+                    }
                     let wait = backoff(attempt - 1);
                     log::event(&format!(
                         "api-retry action={action} attempt={attempt} error=\"{e}\" after={}ms wait={}ms",

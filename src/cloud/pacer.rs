@@ -3,7 +3,9 @@
 //! Tencent counts a rate limit per action, access region and sub-account
 //! (docs/lighthouse-api.md#rate-limits), so knockd paces each (action, region) on its own: a
 //! fleet over three regions gets three budgets. Account-wide and per-IP limits also exist and
-//! cannot be seen from here; they surface as `RequestLimitExceeded*` and the client backs off.
+//! cannot be seen from here; they surface as `RequestLimitExceeded*`: the client backs off, and
+//! the action is then paced on one budget for all regions for `SHARED_FOR`, the process-wide
+//! pace that never trips a per-account limit of the documented size.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -13,6 +15,10 @@ use std::time::{Duration, Instant};
 /// The window the documented per-second limits are held to. 10% longer than a second, because
 /// network jitter can bunch requests that left a second apart.
 pub(crate) const WINDOW: Duration = Duration::from_millis(1100);
+/// How long an action stays on one budget for all regions after a `RequestLimitExceeded*`.
+pub(crate) const SHARED_FOR: Duration = Duration::from_secs(60);
+/// The region key of that shared budget.
+const ALL_REGIONS: &str = "*";
 
 /// Calls per second an action may make in one region (docs/lighthouse-api.md#rate-limits).
 pub(crate) fn rate_limit(action: &str) -> usize {
@@ -28,6 +34,8 @@ pub(crate) fn rate_limit(action: &str) -> usize {
 #[derive(Default)]
 pub(crate) struct Schedule {
     sent: HashMap<(String, String), VecDeque<Instant>>,
+    /// Actions paced on one budget for all regions, until when.
+    shared_until: HashMap<String, Instant>,
 }
 
 impl Schedule {
@@ -36,6 +44,11 @@ impl Schedule {
     /// never go backwards, so the k-th and the (k + limit)-th are always a window apart.
     pub(crate) fn reserve(&mut self, action: &str, region: &str, now: Instant) -> Instant {
         let limit = rate_limit(action).max(1);
+        let region = if self.shared_until.get(action).is_some_and(|t| now < *t) {
+            ALL_REGIONS
+        } else {
+            region
+        };
         let q = self
             .sent
             .entry((action.to_string(), region.to_string()))
@@ -53,6 +66,15 @@ impl Schedule {
         q.push_back(at);
         at
     }
+
+    /// The API refused a call of `action` for its rate: pace it on one budget for all regions
+    /// until `now + SHARED_FOR`. Returns whether it was on per-region budgets until now.
+    pub(crate) fn limited(&mut self, action: &str, now: Instant) -> bool {
+        let was = self.shared_until.get(action).is_some_and(|t| now < *t);
+        self.shared_until
+            .insert(action.to_string(), now + SHARED_FOR);
+        !was
+    }
 }
 
 /// Keeps each (action, region) under its documented rate across all threads.
@@ -62,6 +84,15 @@ pub(crate) struct Pacer {
 }
 
 impl Pacer {
+    /// See [`Schedule::limited`].
+    pub(crate) fn limited(&self, action: &str) -> bool {
+        let mut s = match self.schedule.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        s.limited(action, Instant::now())
+    }
+
     /// Waits until a call of `action` in `region` (None: a call without region) may be sent.
     pub(crate) fn wait(&self, action: &str, region: Option<&str>) {
         let now = Instant::now();
@@ -124,6 +155,31 @@ mod tests {
             assert_eq!(s.reserve("DescribeFirewallRules", "ap-guangzhou", t0), t0);
         }
         assert!(s.reserve("CreateFirewallRules", "ap-shanghai", t0) > t0);
+    }
+
+    #[test]
+    fn after_a_rate_limit_answer_the_action_shares_one_budget_for_a_while() {
+        let t0 = Instant::now();
+        let mut s = Schedule::default();
+        assert!(s.limited("CreateFirewallRules", t0));
+        assert!(!s.limited("CreateFirewallRules", t0), "already shared");
+        let regions = ["ap-guangzhou", "ap-shanghai", "ap-hongkong"];
+        let times: Vec<Instant> = (0..30)
+            .map(|i| s.reserve("CreateFirewallRules", regions[i % 3], t0))
+            .collect();
+        assert_eq!(times[29], t0 + WINDOW * 2);
+        assert!(within_limit(&times, 10));
+        // Other actions keep their per-region budgets.
+        for region in regions {
+            assert_eq!(s.reserve("DescribeFirewallRules", region, t0), t0);
+        }
+        // After SHARED_FOR, per region again.
+        let later = t0 + SHARED_FOR + WINDOW;
+        for region in regions {
+            for _ in 0..10 {
+                assert_eq!(s.reserve("CreateFirewallRules", region, later), later);
+            }
+        }
     }
 
     #[test]
