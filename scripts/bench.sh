@@ -8,7 +8,8 @@
 #
 # Environment knobs (defaults in brackets): BENCH_KNOCKS [50] knocks per latency cell and kind,
 # BENCH_FLOOD_SECS [5] wrk duration, BENCH_OUT [bench/results.md], BENCH_MISMATCH_KNOCKS [20]
-# knocks per mismatch cell, BENCH_FLEET_KNOCKS [5] knocks per fleet cell and kind.
+# knocks per mismatch cell, BENCH_FLEET_KNOCKS [5] knocks per fleet cell and kind,
+# BENCH_FLEET_SIM_ARGS [none] extra lighthouse-sim flags for the fleet cells.
 # To measure another build (a "before" row), BENCH_KNOCKD and BENCH_SIM name the binaries (no
 # build step then), and BENCH_SECTIONS picks a comma list of latency, mismatch, fleet for a
 # partial report (default: all sections, the full report).
@@ -352,7 +353,8 @@ fi
 # ---------------------------------------------------------------------------------------------
 fleet_cell() { # NAME INSTANCES "REGIONS"
     local name=$1 n=$2 i kind url
-    SIM_REGIONS=$3 start_sim "$name" "$n" --no-default-rules --latency-ms 50
+    # shellcheck disable=SC2086 # BENCH_FLEET_SIM_ARGS is a list of simulator flags
+    SIM_REGIONS=$3 start_sim "$name" "$n" --no-default-rules --latency-ms 50 ${BENCH_FLEET_SIM_ARGS:-}
     write_config "$name" "$SIM_URL" "$INSTANCES" 22,443 51820
     start_knockd "$name"
     url="http://127.0.0.1:$PORT/favico.ico"
