@@ -142,12 +142,13 @@ pub(crate) fn ipv6_refusal(e: &ApiError) -> bool {
     let Some(code) = e.code() else {
         return false;
     };
+    if code.to_ascii_lowercase().contains("ipv6") {
+        return true;
+    }
     if e.retryable() || replan(e) {
         return false;
     }
-    code.contains("Ipv6")
-        || code.contains("IPv6")
-        || code.starts_with("UnsupportedOperation")
+    code.starts_with("UnsupportedOperation")
         || code.starts_with("InvalidParameter")
         || code == "UnsupportedRegion"
         || code == "AuthFailure.InvalidRegion"
@@ -219,6 +220,7 @@ mod tests {
         for c in [
             "UnsupportedOperation.Ipv6NotSupported",
             "InvalidParameterValue.Ipv6CidrBlock",
+            "FailedOperation.IPv6NotSupported",
             "UnsupportedRegion",
             "AuthFailure.InvalidRegion",
         ] {
