@@ -6,6 +6,7 @@
   knocks   many valid knocks with a fixed concurrency (the 1,000-knock memory step)
   stats    median / p99 / max of numbers on stdin (seconds in, milliseconds out)
   calls    API calls from lighthouse-sim /__state dumps (calls_by_instance), before -> after
+  limited  calls the simulator refused with RequestLimitExceeded* (from a /__state dump)
 
 Every knock is one TCP connection with `Connection: close` (keep-alive off), HTTP/1.1 GET,
 X-Forwarded-For naming the client (knockd runs with METHOD_TO_GET_CLIENT_IP=2 and loopback as
@@ -115,6 +116,14 @@ def cmd_calls(args):
     print(f"{total:.2f}" + (f" = {parts}" if parts else "") + spread)
 
 
+def cmd_limited(args):
+    import json
+
+    with open(args.state) as f:
+        errors = json.load(f).get("errors", {})
+    print(sum(v for k, v in errors.items() if k.startswith("RequestLimitExceeded")))
+
+
 def cmd_startup(args):
     times = []
     for _ in range(args.runs):
@@ -214,6 +223,8 @@ def main():
     s.add_argument("--knocks", type=int, default=1)
     s.add_argument("--total", action="store_true", help="total calls per instance")
     s.add_argument("--max", action="store_true", help="largest total of one instance")
+    s = sub.add_parser("limited")
+    s.add_argument("--state", required=True)
     s = sub.add_parser("startup")
     s.add_argument("--bin", required=True)
     s.add_argument("--config", required=True)
@@ -233,7 +244,7 @@ def main():
             s.add_argument("--addresses", type=int, default=40)
             s.add_argument("--concurrency", type=int, default=20)
     args = ap.parse_args()
-    {"stats": cmd_stats, "calls": cmd_calls, "startup": cmd_startup, "burst": cmd_burst, "knocks": cmd_knocks}[args.cmd](args)
+    {"stats": cmd_stats, "calls": cmd_calls, "limited": cmd_limited, "startup": cmd_startup, "burst": cmd_burst, "knocks": cmd_knocks}[args.cmd](args)
 
 
 if __name__ == "__main__":

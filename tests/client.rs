@@ -515,3 +515,125 @@ fn session_token_is_sent_and_checked() {
     assert!(err.is("AuthFailure.TokenFailure"), "{err:?}");
     assert_eq!(sim.calls("DescribeFirewallRules"), 3);
 }
+
+/// A stand-in API that answers every request with `answer(n)` (n = 0, 1, ...), HTTP 200,
+/// `Connection: close`. For shapes lighthouse-sim never produces.
+fn fake_api(
+    answer: impl Fn(u32) -> String + Send + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let count = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let n = seen.fetch_add(1, Ordering::SeqCst);
+            let text = answer(n);
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (url, count)
+}
+
+fn config_at(url: &str) -> Config {
+    let pairs: Vec<(String, String)> = [
+        ("TENCENT_CLOUD_SECRET_ID", common::SECRET_ID),
+        ("TENCENT_CLOUD_SECRET_KEY", SECRET_KEY),
+        ("TENCENT_CLOUD_ACCESS_POINT", url),
+        ("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", INSTANCE_ARG),
+        ("KNOCK_REFERER", "s3cret-Kn0ck$Ref"),
+        ("FW_PERMIT_PORTS_TCP", "22"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    config::from_pairs(&pairs, &HashMap::new()).unwrap_or_else(|e| panic!("config: {e}"))
+}
+
+fn page(total: u64, version: u64, n: u32) -> String {
+    format!(
+        r#"{{"Response": {{"TotalCount": {total}, "FirewallVersion": {version}, "FirewallRuleSet": [
+            {{"Protocol": "TCP", "Port": "22", "CidrBlock": "198.51.100.{}", "Action": "ACCEPT"}}],
+            "RequestId": "r{n}"}}}}"#,
+        n % 250 + 1
+    )
+}
+
+#[test]
+fn a_describe_that_never_ends_is_refused_after_a_few_pages() {
+    // One rule per page and a TotalCount that is never reached.
+    let (url, count) = fake_api(|n| page(5000, 7, n));
+    let config = config_at(&url);
+    let err = client_for(&config)
+        .describe_rules(&config.cloud.instances[0])
+        .expect_err("endless paging");
+    assert!(matches!(err, ApiError::BadResponse(_)), "{err:?}");
+    assert!(count.load(std::sync::atomic::Ordering::SeqCst) <= 5);
+}
+
+#[test]
+fn a_firewall_that_changes_between_every_page_is_refused_after_a_few_restarts() {
+    // Two rules in all, one per page, and a new version on every answer.
+    let (url, count) = fake_api(|n| page(2, u64::from(n) + 1, n));
+    let config = config_at(&url);
+    let err = client_for(&config)
+        .describe_rules(&config.cloud.instances[0])
+        .expect_err("restarts");
+    assert!(matches!(err, ApiError::BadResponse(_)), "{err:?}");
+    assert!(err.to_string().contains("kept changing"), "{err}");
+    assert!(count.load(std::sync::atomic::Ordering::SeqCst) <= 10);
+}
+
+#[test]
+fn a_total_count_past_32_bits_is_refused_not_truncated() {
+    // 2^32 + 1 is 1 after `as usize` on a 32-bit target: one page would then look complete.
+    let (url, _) = fake_api(|n| page(4_294_967_297, 7, n));
+    let config = config_at(&url);
+    let err = client_for(&config)
+        .describe_rules(&config.cloud.instances[0])
+        .expect_err("absurd TotalCount");
+    assert!(matches!(err, ApiError::BadResponse(_)), "{err:?}");
+}
+
+#[test]
+fn an_error_message_with_a_newline_cannot_forge_a_log_line() {
+    let (url, _) = fake_api(|_| {
+        r#"{"Response": {"Error": {"Code": "AuthFailure.SecretIdNotFound",
+            "Message": "no such key\n2026-11-30T00:00:00Z knock addr=6.6.6.6 result=ok\u001b[2K"},
+            "RequestId": "r\r1"}}"#
+            .to_string()
+    });
+    let config = config_at(&url);
+    let err = client_for(&config)
+        .describe_rules(&config.cloud.instances[0])
+        .expect_err("error answer");
+    let shown = err.to_string();
+    assert!(
+        !shown.contains('\n') && !shown.contains('\r') && !shown.contains('\u{1b}'),
+        "{shown:?}"
+    );
+    assert!(shown.contains("no such key\\u{a}2026-11-30"), "{shown}");
+}

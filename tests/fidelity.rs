@@ -7,6 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::time::Duration;
 
 use common::knockd::*;
 use common::sim::Sim;
@@ -432,4 +433,42 @@ fn a_reordered_port_list_is_the_same_rule_on_a_server_that_compares_sets() {
     assert_eq!(sim.rules(A).len(), before);
     assert_eq!(sim.calls("CreateFirewallRules"), 0);
     assert_eq!(sim.calls("ModifyFirewallRuleDescription"), 1);
+}
+
+// Item 4: a knock that finds a foreign DROP rule covering its address and ports logs a warning
+// naming it (the knock itself still writes its ACCEPT rules).
+#[test]
+fn a_knock_under_a_covering_drop_rule_logs_a_warning_naming_it() {
+    let sim = sim(
+        &json!([rule(
+            "TCP",
+            "22",
+            "203.0.113.0/24",
+            "DROP",
+            "block-office-ssh"
+        )]),
+        &[],
+    );
+    let k = start(
+        &sim,
+        "drop-knock",
+        &[
+            ("FW_PERMIT_PORTS_TCP", "22,443"),
+            ("FW_PERMIT_PORTS_UDP", ""),
+        ],
+    );
+    assert_eq!(knock_curl(&k, "203.0.113.9", "x"), SUCCESS);
+    assert!(
+        k.wait_log(
+            "drop-rule protocol=TCP port=22 address=203.0.113.0/24",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        k.log()
+    );
+    assert!(k.log().contains("block-office-ssh"), "{}", k.log());
+    // A DROP that covers another address is not reported.
+    assert_eq!(knock_curl(&k, "198.51.100.9", "y"), SUCCESS);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(k.log().matches("drop-rule ").count(), 1, "{}", k.log());
 }

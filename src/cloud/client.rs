@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::error::ApiError;
+use super::error::{self, ApiError};
 use super::pacer::Pacer;
 use super::sign;
 use super::wire::{self, Reply};
@@ -190,7 +190,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.pacer.wait(action);
+            self.pacer.wait(action, region);
             let started = Instant::now();
             let (result, date) = self.send_once(action, region, &bytes);
             match result {
@@ -208,7 +208,16 @@ impl Client {
                         "clock-skew measured={skew:+}s action={action}: signing with the API's time from now on; fix this machine's clock (NTP)"
                     ));
                 }
-                Err(e) if e.retryable() && attempt < MAX_ATTEMPTS => {
+                Err(e) if error::retry_in_place(&e, action) && attempt < MAX_ATTEMPTS => {
+                    if e.code()
+                        .is_some_and(|c| c.starts_with("RequestLimitExceeded"))
+                        && self.pacer.limited(action)
+                    {
+                        log::event(&format!(
+                            "api-pacing action={action}: the API refused a call for its rate; one budget for all regions for {}s",
+                            super::pacer::SHARED_FOR.as_secs()
+                        ));
+                    }
                     let wait = backoff(attempt - 1);
                     log::event(&format!(
                         "api-retry action={action} attempt={attempt} error=\"{e}\" after={}ms wait={}ms",
@@ -282,37 +291,45 @@ impl Client {
     }
 
     /// All rules of an instance and the FirewallVersion they were read at (docs/lighthouse-api.md#describefirewallrules).
+    /// Pages and restarts are bounded: a firewall holds at most 100 rules (one page), so an
+    /// answer that keeps paging or keeps changing is not a firewall to plan from.
     pub fn describe_rules(&self, inst: &Instance) -> Result<(Vec<FirewallRule>, u64), ApiError> {
         let mut rules = Vec::new();
         let mut version = None;
+        let (mut pages, mut restarts) = (0, 0);
         loop {
+            pages += 1;
+            if pages > MAX_DESCRIBE_PAGES {
+                return Err(ApiError::BadResponse(format!(
+                    "DescribeFirewallRules of {} did not end after {MAX_DESCRIBE_PAGES} pages",
+                    inst.id
+                )));
+            }
             let reply = self.call(
                 "DescribeFirewallRules",
                 Some(&inst.region),
-                &json!({"InstanceId": inst.id, "Offset": rules.len(), "Limit": 100}),
+                &json!({"InstanceId": inst.id, "Offset": rules.len(), "Limit": DESCRIBE_PAGE}),
             )?;
-            let b = &reply.body;
-            let page_version = b
-                .get("FirewallVersion")
-                .and_then(Value::as_u64)
-                .unwrap_or(0);
-            if version.is_some_and(|v| v != page_version) {
+            let page = parse_describe_page(&reply.body)?;
+            if version.is_some_and(|v| v != page.version) {
                 // Changed between pages: start over so rules and version agree.
+                restarts += 1;
+                if restarts > MAX_DESCRIBE_RESTARTS {
+                    return Err(ApiError::BadResponse(format!(
+                        "the firewall of {} kept changing while being read ({restarts} restarts)",
+                        inst.id
+                    )));
+                }
                 rules.clear();
                 version = None;
+                pages = 0;
                 continue;
             }
-            version = Some(page_version);
-            let total = b.get("TotalCount").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let page = b
-                .get("FirewallRuleSet")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let empty = page.is_empty();
-            rules.extend(page.iter().map(wire::rule_from_json));
-            if rules.len() >= total || empty {
-                return Ok((rules, page_version));
+            version = Some(page.version);
+            let empty = page.rules.is_empty();
+            rules.extend(page.rules);
+            if rules.len() >= page.total || empty {
+                return Ok((rules, page.version));
             }
         }
     }
@@ -387,6 +404,53 @@ impl Client {
     }
 }
 
+/// Rules asked for per DescribeFirewallRules page: the API's maximum, and the whole quota.
+const DESCRIBE_PAGE: usize = 100;
+/// Pages of one read before the answer is refused (the quota fits in one).
+const MAX_DESCRIBE_PAGES: u32 = 5;
+/// Restarts of one read whose version moved between pages.
+const MAX_DESCRIBE_RESTARTS: u32 = 3;
+/// A TotalCount above this is not a Lighthouse firewall (quota 100).
+const MAX_TOTAL_COUNT: u64 = 10_000;
+
+pub(crate) struct DescribePage {
+    pub(crate) rules: Vec<FirewallRule>,
+    pub(crate) total: usize,
+    pub(crate) version: u64,
+}
+
+/// One DescribeFirewallRules answer. `TotalCount` is checked before it becomes a `usize`
+/// (never truncated on a 32-bit target), and bounded.
+pub(crate) fn parse_describe_page(b: &Value) -> Result<DescribePage, ApiError> {
+    let version = b
+        .get("FirewallVersion")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let total = match b.get("TotalCount") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .filter(|t| *t <= MAX_TOTAL_COUNT)
+            .and_then(|t| usize::try_from(t).ok())
+            .ok_or_else(|| {
+                ApiError::BadResponse(format!(
+                    "DescribeFirewallRules: TotalCount {} is not a rule count",
+                    error::log_safe(&v.to_string())
+                ))
+            })?,
+    };
+    let rules = b
+        .get("FirewallRuleSet")
+        .and_then(Value::as_array)
+        .map(|page| page.iter().map(wire::rule_from_json).collect())
+        .unwrap_or_default();
+    Ok(DescribePage {
+        rules,
+        total,
+        version,
+    })
+}
+
 fn date_of(resp: &ureq::Response) -> Option<i64> {
     let d = httpdate::parse_http_date(resp.header("Date")?).ok()?;
     d.duration_since(std::time::UNIX_EPOCH)
@@ -459,6 +523,32 @@ mod tests {
         ] {
             assert!(agent.post(url).request_url().is_ok(), "{url}");
         }
+    }
+
+    #[test]
+    fn total_count_is_checked_not_truncated() {
+        let page = |total: Value| {
+            parse_describe_page(
+                &json!({"TotalCount": total, "FirewallVersion": 3, "FirewallRuleSet": [
+                {"Protocol": "TCP", "Port": "22", "CidrBlock": "0.0.0.0/0", "Action": "ACCEPT"}]}),
+            )
+        };
+        let ok = page(json!(1)).expect("one rule");
+        assert_eq!((ok.total, ok.version, ok.rules.len()), (1, 3, 1));
+        // 2^32 + 1 would be 1 after `as usize` on a 32-bit target: refused everywhere.
+        for bad in [
+            json!(4_294_967_297u64),
+            json!(u64::MAX),
+            json!(-1),
+            json!("7"),
+            json!(1.5),
+        ] {
+            assert!(
+                matches!(page(bad.clone()), Err(ApiError::BadResponse(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(page(Value::Null).expect("null").total, 0);
     }
 
     #[test]

@@ -50,6 +50,38 @@ impl ApiError {
     }
 }
 
+/// Text from the network (an error Message, a proxy's page, a RequestId) as it may appear
+/// inside one log line: control characters (newline, carriage return, escape, ...), Unicode line
+/// and paragraph separators and bidirectional overrides are written as `\u{..}`, a backslash
+/// and a double quote are escaped (log fields quote with `"`), and the text is cut at
+/// `MAX_TEXT` characters. So an answer cannot forge or hide a log line.
+pub(crate) fn log_safe(text: &str) -> String {
+    const MAX_TEXT: usize = 300;
+    let mut out = String::with_capacity(text.len().min(MAX_TEXT + 8));
+    for (n, c) in text.chars().enumerate() {
+        if n == MAX_TEXT {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            c if c.is_control()
+                || matches!(
+                    c,
+                    '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{feff}'
+                )
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c) =>
+            {
+                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -57,16 +89,70 @@ impl fmt::Display for ApiError {
                 code,
                 message,
                 request_id,
-            } => write!(f, "{code}: {message} (RequestId {request_id})"),
-            ApiError::Transport(e) => write!(f, "cannot reach the Lighthouse API: {e}"),
-            ApiError::BadResponse(e) => write!(f, "unexpected answer from the API endpoint: {e}"),
-            ApiError::Clock(e) => write!(f, "clock: {e}"),
-            ApiError::Tls(e) => write!(f, "TENCENT_CLOUD_CA_FILE: {e}"),
+            } => write!(
+                f,
+                "{}: {} (RequestId {})",
+                log_safe(code),
+                log_safe(message),
+                log_safe(request_id)
+            ),
+            ApiError::Transport(e) => {
+                write!(f, "cannot reach the Lighthouse API: {}", log_safe(e))
+            }
+            ApiError::BadResponse(e) => {
+                write!(
+                    f,
+                    "unexpected answer from the API endpoint: {}",
+                    log_safe(e)
+                )
+            }
+            ApiError::Clock(e) => write!(f, "clock: {}", log_safe(e)),
+            ApiError::Tls(e) => write!(f, "TENCENT_CLOUD_CA_FILE: {}", log_safe(e)),
         }
     }
 }
 
 impl std::error::Error for ApiError {}
+
+pub(crate) const BUSY: &str = "UnsupportedOperation.FirewallBusy";
+pub(crate) const EXISTS: &str = "InvalidParameter.FirewallRulesExist";
+
+/// Whether the client retries `e` in place for `action`. A busy firewall is retried in place
+/// only on a read: a write that meets it goes back to the executor, which waits on its own
+/// budget (up to the knock's deadline) and then describes and re-plans, since the firewall may
+/// have changed meanwhile (docs/lighthouse-api.md#error-codes).
+pub(crate) fn retry_in_place(e: &ApiError, action: &str) -> bool {
+    e.retryable() && !(e.is(BUSY) && is_write(action))
+}
+
+pub(crate) fn is_write(action: &str) -> bool {
+    matches!(
+        action,
+        "CreateFirewallRules"
+            | "DeleteFirewallRules"
+            | "ModifyFirewallRuleDescription"
+            | "ModifyFirewallRules"
+    )
+}
+
+/// A final error that, on a Create carrying IPv6 rules, most likely means the region or the
+/// instance does not support IPv6 rules (docs/lighthouse-api.md#ipv6-rules: the exact code is
+/// not documented, so parameter, region and unsupported-operation codes all count).
+pub(crate) fn ipv6_refusal(e: &ApiError) -> bool {
+    let Some(code) = e.code() else {
+        return false;
+    };
+    if code.to_ascii_lowercase().contains("ipv6") {
+        return true;
+    }
+    if e.retryable() || replan(e) {
+        return false;
+    }
+    code.starts_with("UnsupportedOperation")
+        || code.starts_with("InvalidParameter")
+        || code == "UnsupportedRegion"
+        || code == "AuthFailure.InvalidRegion"
+}
 
 /// Errors after which a fresh Describe and a new plan is the right move (docs/lighthouse-api.md#error-codes).
 /// A write that ran out of attempts on transport errors or garbled answers may still have been
@@ -116,5 +202,67 @@ mod tests {
             assert!(!api(c).retryable(), "{c}");
         }
         assert!(ApiError::Transport("reset".into()).retryable());
+        // Busy: in place on a read, back to the executor on a write.
+        assert!(retry_in_place(&api(BUSY), "DescribeFirewallRules"));
+        assert!(!retry_in_place(&api(BUSY), "CreateFirewallRules"));
+        assert!(!retry_in_place(&api(BUSY), "ModifyFirewallRuleDescription"));
+        assert!(retry_in_place(&api("InternalError"), "CreateFirewallRules"));
+        assert!(replan(&api(EXISTS)));
+    }
+
+    #[test]
+    fn ipv6_refusals_are_final_parameter_region_or_unsupported_codes() {
+        let api = |c: &str| ApiError::Api {
+            code: c.into(),
+            message: String::new(),
+            request_id: String::new(),
+        };
+        for c in [
+            "UnsupportedOperation.Ipv6NotSupported",
+            "InvalidParameterValue.Ipv6CidrBlock",
+            "FailedOperation.IPv6NotSupported",
+            "UnsupportedRegion",
+            "AuthFailure.InvalidRegion",
+        ] {
+            assert!(ipv6_refusal(&api(c)), "{c}");
+        }
+        for c in [
+            BUSY,
+            "UnsupportedOperation.FirewallVersionMismatch",
+            EXISTS,
+            "RequestLimitExceeded",
+            "AuthFailure.SignatureFailure",
+        ] {
+            assert!(!ipv6_refusal(&api(c)), "{c}");
+        }
+        assert!(!ipv6_refusal(&ApiError::Transport("x".into())));
+    }
+
+    #[test]
+    fn text_from_the_network_cannot_forge_a_log_line() {
+        let e = ApiError::Api {
+            code: "InternalError".into(),
+            message:
+                "oops\n2026-11-30T00:00:00Z knock addr=6.6.6.6 result=ok\r\u{1b}[2J\u{2028}\"x\\"
+                    .into(),
+            request_id: "r\n1".into(),
+        };
+        let shown = e.to_string();
+        assert!(!shown.contains('\n') && !shown.contains('\r') && !shown.contains('\u{1b}'));
+        assert!(!shown.contains('\u{2028}'));
+        assert!(
+            shown.contains("\\u{a}2026-11-30T00:00:00Z knock"),
+            "{shown}"
+        );
+        assert!(shown.contains("\\\"x\\\\"), "{shown}");
+        assert!(shown.ends_with("(RequestId r\\u{a}1)"), "{shown}");
+        let page = ApiError::BadResponse(format!("HTTP 502: <html>\n{}", "a".repeat(1000)));
+        let shown = page.to_string();
+        assert!(
+            !shown.contains('\n') && shown.chars().count() < 400,
+            "{shown}"
+        );
+        // Plain text is unchanged; non-ASCII text stays readable.
+        assert_eq!(log_safe("slow down 请稍后"), "slow down 请稍后");
     }
 }

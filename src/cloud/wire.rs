@@ -41,15 +41,20 @@ pub(crate) fn rule_from_json(v: &Value) -> FirewallRule {
 }
 
 /// Request shape; `with_description` is false for Delete, which matches on identity only.
+/// An IPv6 rule is named by `Ipv6CidrBlock` alone, on every call (Create, Delete, Modify): the
+/// two address fields exclude each other (docs/lighthouse-api.md#ipv6-rules).
 pub(crate) fn rule_to_json(rule: &FirewallRule, with_description: bool) -> Value {
     let mut m = Map::new();
     m.insert("Protocol".into(), json!(rule.protocol));
     m.insert("Port".into(), json!(rule.port));
-    if let Some(c) = &rule.cidr_block {
-        m.insert("CidrBlock".into(), json!(c));
-    }
-    if let Some(c) = &rule.ipv6_cidr_block {
-        m.insert("Ipv6CidrBlock".into(), json!(c));
+    match (&rule.ipv6_cidr_block, &rule.cidr_block) {
+        (Some(c), _) => {
+            m.insert("Ipv6CidrBlock".into(), json!(c));
+        }
+        (None, Some(c)) => {
+            m.insert("CidrBlock".into(), json!(c));
+        }
+        (None, None) => {}
     }
     m.insert("Action".into(), json!(rule.action));
     if with_description {
@@ -141,6 +146,23 @@ mod tests {
         );
         assert_eq!(v6.cidr_block, None);
         assert_eq!(v6.address(), "2001:db8::1");
+        // A refresh or delete of an IPv6 rule read back from Describe names it by
+        // Ipv6CidrBlock only, even when the answer also carried an (empty or default) CidrBlock.
+        for read in [
+            json!({"Protocol": "TCP", "Port": "22", "CidrBlock": "", "Ipv6CidrBlock": "2001:db8::7/128",
+                "Action": "ACCEPT", "FirewallRuleDescription": "Knockd-v6 until 2026-12-01 00:00Z"}),
+            json!({"Protocol": "TCP", "Port": "22", "CidrBlock": "0.0.0.0/0", "Ipv6CidrBlock": "2001:db8::7/128",
+                "Action": "ACCEPT", "FirewallRuleDescription": "Knockd-v6 until 2026-12-01 00:00Z"}),
+        ] {
+            let r = rule_from_json(&read);
+            assert_eq!(
+                rule_to_json(&r, false),
+                json!({"Protocol": "TCP", "Port": "22", "Ipv6CidrBlock": "2001:db8::7/128", "Action": "ACCEPT"})
+            );
+            let modify = rule_to_json(&r, true);
+            assert_eq!(modify["Ipv6CidrBlock"], "2001:db8::7/128");
+            assert!(modify.get("CidrBlock").is_none(), "{modify}");
+        }
         let any = rule_from_json(&json!({"Protocol": "ALL", "Port": "ALL"}));
         assert_eq!(any.cidr_block.as_deref(), Some("0.0.0.0/0"));
     }

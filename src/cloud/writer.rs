@@ -1,17 +1,22 @@
 //! One writer thread per instance owns every firewall write for it inside this process. Knocks
 //! that arrive while a writer is busy are batched into its next plan; between knocks it prunes
-//! expired rules every PRUNE_INTERVAL.
+//! expired rules every PRUNE_INTERVAL. Each writer remembers its instance's firewall
+//! (`executor::Memory`) so that a new address costs one API call; each job carries its knock's
+//! deadline, and a job whose knock was already answered failure is dropped, never planned.
 
+use std::net::IpAddr;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::client::{self, Client};
-use super::executor::{self, Applied};
+use super::executor::{self, Applied, Batch, Dropped, Memory};
 use crate::config::{Config, Instance};
 use crate::log;
 use crate::notify::{hooks, Notifier};
+use crate::rules::cidr;
 use crate::rules::planner::{Grant, QUOTA};
+use crate::rules::FirewallRule;
 use crate::sync::lock;
 
 /// Writers run ureq and rustls handshakes.
@@ -28,7 +33,22 @@ pub(crate) struct Outcome {
 
 struct Job {
     grant: Grant,
+    /// When the knock stops waiting and answers failure.
+    deadline: Instant,
     reply: mpsc::Sender<Outcome>,
+}
+
+/// How long a writer plans new grants from its memory of the firewall: the prune interval
+/// (each prune describes and renews the memory), at most an hour, an hour when pruning is off.
+/// Safety does not depend on it (a stale memory only costs one refused write); it bounds how
+/// often that cost is paid after another writer changed the firewall.
+pub(crate) fn memory_max_age(prune_interval: Duration) -> Duration {
+    const HOUR: Duration = Duration::from_secs(3600);
+    if prune_interval.is_zero() {
+        HOUR
+    } else {
+        prune_interval.min(HOUR)
+    }
 }
 
 /// The single writer of one instance's firewall inside this process.
@@ -76,11 +96,13 @@ impl Writers {
     }
 
     /// Queues `grant` on every instance; each writer answers once on the returned channel.
-    pub(crate) fn submit(&self, grant: &Grant) -> mpsc::Receiver<Outcome> {
+    /// `deadline` is when the knock answers failure: a writer never plans the grant after it.
+    pub(crate) fn submit(&self, grant: &Grant, deadline: Instant) -> mpsc::Receiver<Outcome> {
         let (tx, rx) = mpsc::channel();
         for w in &self.0 {
             lock(&w.queue).push(Job {
                 grant: grant.clone(),
+                deadline,
                 reply: tx.clone(),
             });
             w.ready.notify_one();
@@ -91,6 +113,7 @@ impl Writers {
 
 fn run_writer(w: &Writer, client: &Client, config: &Config, notifier: &Notifier) {
     let interval = config.limits.prune_interval;
+    let mut memory = Memory::new(memory_max_age(interval));
     // The first prune runs at start: it also shows at once whether the credentials work.
     let mut next_prune = (!interval.is_zero()).then(Instant::now);
     loop {
@@ -114,33 +137,101 @@ fn run_writer(w: &Writer, client: &Client, config: &Config, notifier: &Notifier)
             }
         };
         if jobs.is_empty() {
-            prune_once(w, client, config, notifier);
+            prune_once(w, client, config, &mut memory, notifier);
             next_prune = Some(Instant::now() + interval);
             continue;
         }
+        // Knocks that already answered failure are dropped here, before any planning.
+        let now = Instant::now();
+        let (jobs, expired): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|j| j.deadline > now);
+        if !expired.is_empty() {
+            log::event(&format!(
+                "expired instance={} dropped={}: knocks already answered failure (KNOCK_TIMEOUT) are not granted",
+                w.inst.id,
+                expired.len()
+            ));
+            for job in expired {
+                let _ = job.reply.send(Outcome {
+                    instance: w.inst.id.clone(),
+                    ok: false,
+                    detail: "expired".to_string(),
+                    created: false,
+                });
+            }
+        }
+        if jobs.is_empty() {
+            continue;
+        }
         let grants: Vec<Grant> = jobs.iter().map(|j| j.grant.clone()).collect();
+        let deadlines: Vec<Instant> = jobs.iter().map(|j| j.deadline).collect();
+        let batch = Batch {
+            grants: &grants,
+            deadlines: Some(&deadlines),
+            until: deadlines.iter().copied().max().unwrap_or(now),
+        };
         let calls_before = client::calls_on_this_thread();
-        let result = executor::apply(client, &w.inst, &config.policy(), &grants, false);
+        let result = executor::apply_batch(
+            client,
+            &w.inst,
+            &config.policy(),
+            &batch,
+            &mut memory,
+            false,
+        );
+        let done = Instant::now();
+        // A grant whose rules were written only after its knock had answered failure (the
+        // write was in flight at the deadline) is taken back: failure must mean no access.
+        let withdrawn = match &result {
+            Ok(applied) => withdraw_late(w, client, applied, &jobs, done, &mut memory),
+            Err(_) => Vec::new(),
+        };
         let calls = client::calls_on_this_thread() - calls_before;
+        if let Ok(applied) = &result {
+            let late = applied
+                .dropped
+                .iter()
+                .filter(|d| **d == Some(Dropped::Expired))
+                .count();
+            if late > 0 {
+                log::event(&format!(
+                    "expired instance={} dropped={late}: knocks that answered failure while the firewall was being read are not granted",
+                    w.inst.id
+                ));
+            }
+        }
         for (i, job) in jobs.into_iter().enumerate() {
             let (ok, detail) = match &result {
+                _ if withdrawn.contains(&i) => (false, format!("late-withdrawn(calls={calls})")),
                 Ok(applied) if applied.granted(i) => (
                     true,
                     format!(
-                        "ok(calls={calls},batch={},rounds={},req={})",
+                        "ok(calls={calls},batch={},rounds={},{}req={})",
                         grants.len(),
                         applied.rounds,
+                        if applied.from_memory { "memory," } else { "" },
                         applied.request_ids.last().map_or("-", String::as_str)
                     ),
                 ),
-                Ok(applied) => (
-                    false,
-                    format!(
-                        "no-room(rules={}/{},calls={calls}): quota full of rules knockd may not evict",
-                        applied.rules_before,
-                        QUOTA.saturating_sub(config.rules.quota_reserve)
+                Ok(applied) => match applied.dropped.get(i).cloned().flatten() {
+                    Some(Dropped::Expired) => (false, format!("expired(calls={calls})")),
+                    Some(Dropped::Ipv6Refused(code)) => (
+                        false,
+                        format!(
+                            "ipv6-unsupported(calls={calls},code={}): IPv6 rules are not supported in region {}",
+                            super::error::log_safe(&code),
+                            w.inst.region
+                        ),
                     ),
-                ),
+                    None => (
+                        false,
+                        format!(
+                            "no-room(rules={}/{},calls={calls}): quota full of rules knockd may not evict",
+                            applied.rules_before,
+                            QUOTA.saturating_sub(config.rules.quota_reserve)
+                        ),
+                    ),
+                },
                 Err(e) => (false, format!("error(calls={calls}): {e}")),
             };
             let created = matches!(&result, Ok(a) if hooks::creates_for(&a.plan, job.grant.ip));
@@ -157,6 +248,83 @@ fn run_writer(w: &Writer, client: &Client, config: &Config, notifier: &Notifier)
     }
 }
 
+/// The jobs (indexes) whose rules `applied` created although their knock's deadline passed
+/// before `done`, and whose address no job still in time shares: their new rules are deleted
+/// again. Refreshed rules stay (that address had access before this knock).
+fn withdraw_late(
+    w: &Writer,
+    client: &Client,
+    applied: &Applied,
+    jobs: &[Job],
+    done: Instant,
+    memory: &mut Memory,
+) -> Vec<usize> {
+    let ip_of = |j: &Job| cidr::canonical(j.grant.ip);
+    let created_for = |ip: IpAddr| -> Vec<FirewallRule> {
+        applied
+            .plan
+            .create
+            .iter()
+            .filter(|r| {
+                r.ipv6_cidr_block
+                    .as_deref()
+                    .or(r.cidr_block.as_deref())
+                    .and_then(|a| a.parse::<IpAddr>().ok())
+                    == Some(ip)
+            })
+            .cloned()
+            .collect()
+    };
+    let late: Vec<usize> = (0..jobs.len())
+        .filter(|&i| applied.granted(i) && jobs[i].deadline <= done)
+        .filter(|&i| !created_for(ip_of(&jobs[i])).is_empty())
+        .filter(|&i| {
+            !(0..jobs.len()).any(|k| {
+                jobs[k].deadline > done && applied.granted(k) && ip_of(&jobs[k]) == ip_of(&jobs[i])
+            })
+        })
+        .collect();
+    if late.is_empty() {
+        return late;
+    }
+    let mut doomed: Vec<FirewallRule> = Vec::new();
+    for &i in &late {
+        for r in created_for(ip_of(&jobs[i])) {
+            if !doomed.iter().any(|d| d.same_identity(&r)) {
+                doomed.push(r);
+            }
+        }
+    }
+    memory.forget();
+    // Only the rules this plan created, still carrying the description it wrote.
+    let select = |rules: &[FirewallRule]| -> Vec<FirewallRule> {
+        rules
+            .iter()
+            .filter(|r| {
+                doomed
+                    .iter()
+                    .any(|d| d.same_identity(r) && d.description == r.description)
+            })
+            .cloned()
+            .collect()
+    };
+    let addrs: Vec<String> = late.iter().map(|&i| ip_of(&jobs[i]).to_string()).collect();
+    match executor::delete_matching(client, &w.inst, &select, false) {
+        Ok(removed) => log::event(&format!(
+            "withdrawn instance={} addr={} rules={}: written after the knock had answered failure",
+            w.inst.id,
+            addrs.join(","),
+            removed.len()
+        )),
+        Err(e) => log::event(&format!(
+            "withdraw instance={} addr={} error=\"{e}\": rules written after the knock answered failure stay until they expire",
+            w.inst.id,
+            addrs.join(",")
+        )),
+    }
+    late
+}
+
 fn report_plan(w: &Writer, applied: &Applied, with_unparseable: bool) {
     let plan = &applied.plan;
     if !plan.delete.is_empty() {
@@ -165,6 +333,18 @@ fn report_plan(w: &Writer, applied: &Applied, with_unparseable: bool) {
             w.inst.id,
             plan.delete.len() - plan.evicted,
             plan.evicted
+        ));
+    }
+    // Rules are evaluated top to bottom (docs/lighthouse-api.md#rule-order): a foreign DROP
+    // covering the address and ports may win over the ACCEPT rules knockd writes.
+    for r in &plan.shadowed_by_drop {
+        log::event(&format!(
+            "warning instance={} drop-rule protocol={} port={} address={} description={:?}: a DROP rule covers this knock's address and ports and may block it despite knockd's ACCEPT rules",
+            w.inst.id,
+            super::error::log_safe(&r.protocol),
+            super::error::log_safe(&r.port),
+            super::error::log_safe(r.address()),
+            r.description
         ));
     }
     for r in plan.unparseable.iter().filter(|_| with_unparseable) {
@@ -177,8 +357,21 @@ fn report_plan(w: &Writer, applied: &Applied, with_unparseable: bool) {
     }
 }
 
-fn prune_once(w: &Writer, client: &Client, config: &Config, notifier: &Notifier) {
-    match executor::apply(client, &w.inst, &config.policy(), &[], false) {
+fn prune_once(
+    w: &Writer,
+    client: &Client,
+    config: &Config,
+    memory: &mut Memory,
+    notifier: &Notifier,
+) {
+    // A busy firewall is waited for at most as long as a knock would wait: knocks queue
+    // behind a prune.
+    let batch = Batch {
+        grants: &[],
+        deadlines: None,
+        until: Instant::now() + config.limits.knock_timeout,
+    };
+    match executor::apply_batch(client, &w.inst, &config.policy(), &batch, memory, false) {
         Ok(applied) => {
             report_plan(w, &applied, true);
             hooks::swept(notifier, &w.inst.id, &applied.plan);

@@ -486,12 +486,15 @@ fn knock(
     // A knock that waits on the firewall is shielded from eviction at the connection cap until
     // its answer is written; everything else answers at once and costs no shared lock here.
     set_state(shared, conn, ConnState::Knocking);
-    let rx = shared.writers.submit(&Grant {
-        ip,
-        label: label.clone(),
-        ttl_secs: ttl_secs.map(|s| s.min(i64::MAX as u64) as i64),
-    });
     let deadline = started + config.limits.knock_timeout;
+    let rx = shared.writers.submit(
+        &Grant {
+            ip,
+            label: label.clone(),
+            ttl_secs: ttl_secs.map(|s| s.min(i64::MAX as u64) as i64),
+        },
+        deadline,
+    );
     let outcomes = writer::collect(&rx, shared.writers.len(), deadline);
     let ok = outcomes.len() == shared.writers.len() && outcomes.iter().all(|o| o.ok);
     let mut per_instance: Vec<String> = outcomes

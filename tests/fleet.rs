@@ -1,0 +1,131 @@
+//! Issue 17: many instances, several regions. knockd paces each (action, region) at the
+//! documented rate (docs/lighthouse-api.md#rate-limits), so a fleet over three regions is not
+//! held to one region's budget, and one region's budget is never passed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::knockd::*;
+use common::sim::Sim;
+use serde_json::Value;
+
+/// `n` instances, taking `regions` in turn; returns (simulator args, config value).
+fn fleet(n: usize, regions: &[&str]) -> (Vec<String>, String) {
+    let mut args = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let region = regions[i % regions.len()];
+        let id = format!("lhins-fleet{i:03}");
+        args.push("--instance".to_string());
+        args.push(format!("{region}:{id}"));
+        ids.push(format!("{region}:{id}"));
+    }
+    (args, ids.join(","))
+}
+
+fn start(n: usize, regions: &[&str], extra: &[&str]) -> (Sim, Knockd, Vec<String>) {
+    let (mut args, instances) = fleet(n, regions);
+    args.push("--no-default-rules".to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sim = Sim::start(&refs);
+    let k = Knockd::start(
+        &temp_dir("fleet"),
+        &base_config(&sim, &instances, free_port()),
+    );
+    let ids = instances
+        .split(',')
+        .map(|s| s.split_once(':').map_or(s, |(_, id)| id).to_string())
+        .collect();
+    (sim, k, ids)
+}
+
+fn rate_limited(sim: &Sim) -> u64 {
+    sim.state()["errors"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with("RequestLimitExceeded"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Every instance has exactly TCP + UDP for `addr`.
+fn assert_everywhere(sim: &Sim, ids: &[String], addr: &str) {
+    let state = sim.state();
+    for inst in state["instances"].as_array().expect("instances") {
+        let id = inst["InstanceId"].as_str().expect("id");
+        assert!(ids.iter().any(|i| i == id));
+        let n = inst["Rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .filter(|r: &&Value| r["CidrBlock"] == addr)
+            .count();
+        assert_eq!(n, 2, "{id}: {addr}");
+    }
+}
+
+/// The pacer's window (docs/lighthouse-api.md#rate-limits: 1 s, plus 10% for jitter).
+const WINDOW: Duration = Duration::from_millis(1200);
+
+fn timed_knock(k: &Knockd, addr: &str) -> Duration {
+    let t = Instant::now();
+    assert_eq!(knock_curl(k, addr, "fleet"), SUCCESS, "{}", k.log());
+    t.elapsed()
+}
+
+#[test]
+fn twenty_five_instances_in_one_region_never_trip_the_simulators_rate_limit() {
+    // One region: the simulator's per-key limit is the per-region limit here.
+    let (sim, k, ids) = start(25, &["ap-guangzhou"], &[]);
+    let first = timed_knock(&k, "203.0.113.1");
+    let new = timed_knock(&k, "203.0.113.2");
+    let repeat = timed_knock(&k, "203.0.113.2");
+    for addr in ["203.0.113.1", "203.0.113.2"] {
+        assert_everywhere(&sim, &ids, addr);
+    }
+    assert_eq!(rate_limited(&sim), 0, "{}", sim.state()["errors"]);
+    assert!(!k.log().contains("RequestLimitExceeded"), "{}", k.log());
+    // 25 Creates at 10 per 1.1 s: three windows, so at least two full waits.
+    assert!(new >= Duration::from_millis(2100), "{new:?}");
+    eprintln!("FIGURES fleet 25x1 region: first {first:?}, new {new:?}, repeat {repeat:?}");
+}
+
+#[test]
+fn thirty_instances_over_three_regions_are_paced_per_region() {
+    // The simulator's own limit here is per key, not per region (the real API's is per region):
+    // turned off, so this measures knockd's pacing alone.
+    let regions = ["ap-guangzhou", "ap-shanghai", "ap-hongkong"];
+    let (sim, k, ids) = start(30, &regions, &["--no-rate-limit"]);
+    // Knocks a window apart, so each starts with every region's budget free.
+    let first = timed_knock(&k, "203.0.113.1");
+    std::thread::sleep(WINDOW);
+    let new = timed_knock(&k, "203.0.113.2");
+    std::thread::sleep(WINDOW);
+    let repeat = timed_knock(&k, "203.0.113.2");
+    for addr in ["203.0.113.1", "203.0.113.2"] {
+        assert_everywhere(&sim, &ids, addr);
+    }
+    // Ten Creates per region go at once; paced across the process they would take three
+    // windows (2.2 s and more).
+    assert!(new < Duration::from_millis(1500), "{new:?}");
+    assert!(repeat < Duration::from_millis(1500), "{repeat:?}");
+    eprintln!("FIGURES fleet 30x3 regions: first {first:?}, new {new:?}, repeat {repeat:?}");
+}
+
+#[test]
+fn thirty_instances_over_three_regions_never_trip_per_region_rate_limits() {
+    let regions = ["ap-guangzhou", "ap-shanghai", "ap-hongkong"];
+    let (sim, k, ids) = start(30, &regions, &[]);
+    for addr in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        timed_knock(&k, addr);
+        assert_everywhere(&sim, &ids, addr);
+    }
+    timed_knock(&k, "203.0.113.2");
+    assert_eq!(rate_limited(&sim), 0, "{}", sim.state()["errors"]);
+    assert!(!k.log().contains("RequestLimitExceeded"), "{}", k.log());
+}
