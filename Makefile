@@ -36,8 +36,16 @@ release: setup
 aarch64: setup
 	$(AARCH64_ENV) $(CARGO) build --release --target $(ARM) --bin knockd
 
-# armv7 (most routers): tier 2, same recipe as aarch64. `scripts/setup.sh armv7` installs the
-# target's Rust standard library with rustup, and fails when rustup cannot have it.
+# armv7 (most routers): tier 2. Two routes, the first that `scripts/setup.sh armv7` can prepare:
+# 1. stable: the same recipe as aarch64, with rustup's prebuilt standard library for the target;
+# 2. nightly, where rustup cannot download that library (our build machines: HTTP 404 for
+#    rust-std-1.95.0-armv7-unknown-linux-musleabihf): the nightly toolchain compiles std for
+#    the target from rust-src (-Zbuild-std; the release profile's panic = "abort" needs
+#    panic_abort; llvm-libunwind makes std link our libunwind.a). rust-lld links, with
+#    link-self-contained=no, against Debian's armhf musl unpacked by setup.sh into
+#    target/armv7-nightly/sysroot (crt1.o, crti.o before everything, crtn.o last; libc.a) and
+#    target/armv7-nightly/libunwind/libunwind.a (built by setup.sh from rust-src's LLVM sources).
+# The binary lands in target/armv7-unknown-linux-musleabihf/release/knockd either way.
 ARMV7 := armv7-unknown-linux-musleabihf
 BIN_ARMV7 := target/$(ARMV7)/release/knockd
 ARMV7_ENV := \
@@ -45,11 +53,27 @@ ARMV7_ENV := \
 	AR_armv7_unknown_linux_musleabihf=llvm-ar \
 	CFLAGS_armv7_unknown_linux_musleabihf=--target=armv7-unknown-linux-musleabihf \
 	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER=rust-lld
+ARMV7_NIGHTLY ?= nightly
+ARMV7_LIB := $(CURDIR)/target/armv7-nightly/sysroot/usr/lib/arm-linux-musleabihf
+ARMV7_UNWIND := $(CURDIR)/target/armv7-nightly/libunwind
+ARMV7_NIGHTLY_ENV := $(ARMV7_ENV) \
+	CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_RUSTFLAGS="-C link-self-contained=no \
+		-L native=$(ARMV7_LIB) -L native=$(ARMV7_UNWIND) \
+		-Z pre-link-args=$(ARMV7_LIB)/crt1.o -Z pre-link-args=$(ARMV7_LIB)/crti.o \
+		-C link-arg=$(ARMV7_LIB)/crtn.o"
+ARMV7_NIGHTLY_FLAGS := -Zbuild-std=std,panic_abort -Zbuild-std-features=llvm-libunwind
 
 .PHONY: armv7
 armv7: setup
-	@scripts/setup.sh armv7
-	$(ARMV7_ENV) $(CARGO) build --release --target $(ARMV7) --bin knockd
+	@ARMV7_NIGHTLY=$(ARMV7_NIGHTLY) scripts/setup.sh armv7
+	@if rustup target list --installed 2>/dev/null | grep -qx '$(ARMV7)'; then \
+		echo "armv7: stable toolchain, rustup's standard library for $(ARMV7)"; \
+		set -x; $(ARMV7_ENV) $(CARGO) build --release --target $(ARMV7) --bin knockd; \
+	else \
+		echo "armv7: $(ARMV7_NIGHTLY) toolchain, -Zbuild-std against target/armv7-nightly (Debian's armhf musl, libunwind)"; \
+		set -x; $(ARMV7_NIGHTLY_ENV) $(CARGO) +$(ARMV7_NIGHTLY) build $(ARMV7_NIGHTLY_FLAGS) \
+			--release --target $(ARMV7) --bin knockd; \
+	fi
 
 # `make dist`: per target a tarball dist/knockd-VERSION-TRIPLE.tar.gz (the binary, contrib/,
 # .env.sample, README.md), the bare binaries, and dist/SHA256SUMS over all of them.
