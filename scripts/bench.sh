@@ -95,31 +95,14 @@ fi
 # ---------------------------------------------------------------------------------------------
 # Process bookkeeping: every process started here is recorded and killed on exit
 # ---------------------------------------------------------------------------------------------
-TMP=$(mktemp -d -t knockd-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local rc=$? pid
-    set +e
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-    if [ "$rc" -ne 0 ]; then
-        log "failed (status $rc); the last lines of each log:"
-        for f in "$TMP"/*.log; do
-            [ -f "$f" ] && { echo "--- $f" >&2; tail -n 5 "$f" >&2; }
-        done
-    fi
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
+track_processes bench
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# shellcheck source=scripts/lib.sh
-. "$ROOT/scripts/lib.sh"
 
 # start_sim NAME NUM_INSTANCES SIM_ARGS... -> sets SIM_PID, SIM_URL, INSTANCES (config value).
 # Instances take the regions of SIM_REGIONS in turn (default: ap-guangzhou, ap-shanghai).

@@ -40,24 +40,7 @@ FAILURE='cross knock: failed'
 INSTANCES='ap-guangzhou:lhins-cross001,ap-singapore:lhins-cross002'
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 
-TMP=$(mktemp -d -t knockd-cross.XXXXXX)
-PIDS=()
-cleanup() {
-    local rc=$? pid
-    set +e
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-    if [ "$rc" -ne 0 ]; then
-        log "failed (status $rc); the last lines of each log:"
-        for f in "$TMP"/*.log; do
-            [ -f "$f" ] && { echo "--- $f" >&2; tail -n 8 "$f" >&2; }
-        done
-    fi
-    rm -rf "$TMP"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+track_processes cross
 
 stop() { # PID
     kill "$1" 2>/dev/null || true

@@ -4,12 +4,10 @@
 //! `DescribeInstances`, which CAM grants only on `*`, are extras: a denial there is a note
 //! (docs/lighthouse-api.md#cam-permissions).
 
-use std::thread;
-
 use serde_json::{json, Value};
 
 use super::cam;
-use super::{client, rule_line};
+use super::{client, in_parallel, rule_line};
 use crate::clock;
 use crate::cloud::client::Client;
 use crate::cloud::error::ApiError;
@@ -151,19 +149,7 @@ pub fn check(config: &Config) -> i32 {
         }
     }
     let mut results = vec![first_result];
-    results.extend(thread::scope(|s| {
-        let handles: Vec<_> = others
-            .iter()
-            .map(|inst| s.spawn(|| probe(&client, inst)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(t) => t,
-                Err(p) => std::panic::resume_unwind(p),
-            })
-            .collect::<Vec<_>>()
-    }));
+    results.extend(in_parallel(others, |inst| probe(&client, inst)));
 
     // Only an answer given after authentication proves the key: a success, a denial, or an
     // instance or region the API looked up. After anything else the instance lines say why.

@@ -64,16 +64,9 @@ pub fn run(command: &Command, config: &Config) -> i32 {
             clients::remove_client(config, label, *keep_rules)
         }
         Command::ListClients => clients::list_clients(config),
-        // Needs no configuration: main runs it before loading one.
-        Command::Knock {
-            url,
-            label,
-            key_file,
-            every_secs,
-            expect,
-        } => knock_client(url, label, key_file, *every_secs, expect.as_deref()),
-        // Handled in main before a configuration is loaded or printed there.
-        Command::CheckConfig | Command::Version | Command::Help => 0,
+        // Handled in main before a configuration is loaded or printed there (`--knock` needs
+        // none: it runs where there is no configuration, a router or a laptop).
+        Command::Knock { .. } | Command::CheckConfig | Command::Version | Command::Help => 0,
     }
 }
 
@@ -100,13 +93,16 @@ pub(crate) fn client(config: &Config) -> Option<Client> {
 
 /// Runs `f` for every instance in parallel; results in configuration order.
 pub(crate) fn per_instance<T: Send>(config: &Config, f: impl Fn(&Instance) -> T + Sync) -> Vec<T> {
+    in_parallel(&config.cloud.instances, f)
+}
+
+/// Runs `f` for each of `instances` in parallel; results in their order.
+pub(crate) fn in_parallel<T: Send>(
+    instances: &[Instance],
+    f: impl Fn(&Instance) -> T + Sync,
+) -> Vec<T> {
     thread::scope(|s| {
-        let handles: Vec<_> = config
-            .cloud
-            .instances
-            .iter()
-            .map(|inst| s.spawn(|| f(inst)))
-            .collect();
+        let handles: Vec<_> = instances.iter().map(|inst| s.spawn(|| f(inst))).collect();
         handles
             .into_iter()
             .map(|h| match h.join() {

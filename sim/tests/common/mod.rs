@@ -3,8 +3,12 @@
 //! `tests/common/mod.rs` gives it there.
 #![allow(dead_code)]
 
+#[path = "../../../tests/common/capture.rs"]
+pub mod capture;
 #[path = "../../../tests/common/sim.rs"]
 pub mod sim;
+
+pub use capture::capture;
 
 /// Fake credentials the simulator is started with; they exist nowhere else.
 pub const SECRET_ID: &str = "AKIDknockdTESTtestTESTtestTEST0001";
@@ -29,25 +33,4 @@ pub fn assert_no_secrets(who: &str, log: &str) {
             panic!("{who} logged {what} (log line {line})");
         }
     }
-}
-
-/// Collects a child's stderr as it comes, so a chatty process never blocks on a full pipe and
-/// every line can be checked afterwards.
-pub fn capture(
-    mut stderr: impl std::io::Read + Send + 'static,
-) -> std::sync::Arc<std::sync::Mutex<String>> {
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = std::sync::Arc::clone(&log);
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = stderr.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .expect("log lock")
-                .push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
-    });
-    log
 }
