@@ -137,21 +137,24 @@ pub(crate) fn is_write(action: &str) -> bool {
 
 /// A final error that, on a Create carrying IPv6 rules, most likely means the region or the
 /// instance does not support IPv6 rules (docs/lighthouse-api.md#ipv6-rules: the exact code is
-/// not documented, so parameter, region and unsupported-operation codes all count).
+/// not documented, so codes naming IPv6 or a region, and a bare UnsupportedOperation, count).
+/// Other parameter errors (a duplicate rule, a description too long) are knockd's own bugs and
+/// must show as themselves, not as "IPv6 not supported".
 pub(crate) fn ipv6_refusal(e: &ApiError) -> bool {
     let Some(code) = e.code() else {
         return false;
     };
-    if code.to_ascii_lowercase().contains("ipv6") {
+    let lower = code.to_ascii_lowercase();
+    if lower.contains("ipv6") {
         return true;
     }
     if e.retryable() || replan(e) {
         return false;
     }
-    code.starts_with("UnsupportedOperation")
-        || code.starts_with("InvalidParameter")
+    code == "UnsupportedOperation"
         || code == "UnsupportedRegion"
         || code == "AuthFailure.InvalidRegion"
+        || lower.contains("regionnotsupport")
 }
 
 /// Errors after which a fresh Describe and a new plan is the right move (docs/lighthouse-api.md#error-codes).
@@ -223,10 +226,16 @@ mod tests {
             "FailedOperation.IPv6NotSupported",
             "UnsupportedRegion",
             "AuthFailure.InvalidRegion",
+            "InvalidParameterValue.RegionNotSupported",
+            "UnsupportedOperation",
         ] {
             assert!(ipv6_refusal(&api(c)), "{c}");
         }
         for c in [
+            "InvalidParameter.FirewallRulesDuplicated",
+            "InvalidParameter.ParameterConflict",
+            "InvalidParameterValue.FirewallRuleDescriptionTooLong",
+            "UnsupportedOperation.InvalidInstanceState",
             BUSY,
             "UnsupportedOperation.FirewallVersionMismatch",
             EXISTS,
