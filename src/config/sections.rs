@@ -354,10 +354,10 @@ pub(crate) fn keys(
 
     if read_clients {
         let shown = clients_file.display();
-        match crate::keys::clients::ClientsFile::open(&clients_file) {
+        match crate::keys::clients_file::ClientsFile::open(&clients_file) {
             Err(e) => c.err("KNOCK_CLIENTS_FILE", format!("{shown}: {e}")),
             Ok((file, reload)) => {
-                if let crate::keys::clients::Reload::Loaded { warnings, .. } = reload {
+                if let crate::keys::clients_file::Reload::Loaded { warnings, .. } = reload {
                     warnings.into_iter().for_each(|w| c.warn(w));
                 }
                 if referer.is_empty() && file.clients().is_empty() {

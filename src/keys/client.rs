@@ -243,7 +243,7 @@ pub(crate) fn read_key_file(
         return Err(bad("is larger than 1 MiB; it should hold one key".into()));
     }
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let warning = clients::mode_warning(path, meta.mode());
+    let warning = super::clients_file::mode_warning(path, meta.mode());
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let first = text
         .lines()

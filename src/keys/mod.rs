@@ -19,6 +19,7 @@
 pub(crate) mod challenge;
 pub(crate) mod client;
 pub(crate) mod clients;
+pub(crate) mod clients_file;
 pub(crate) mod recipes;
 pub(crate) mod replay;
 

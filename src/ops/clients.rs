@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::clock;
 use crate::config::{self, Config};
 use crate::keys::client::{self, KnockUrl};
-use crate::keys::clients::{self, ClientsFile, Day, Reload, CHECK_INTERVAL};
+use crate::keys::clients::{Day, CHECK_INTERVAL};
+use crate::keys::clients_file::{self as clients, ClientsFile, Reload};
 use crate::keys::recipes::{self, Recipe};
 
 /// How long each request of `--knock` may take.
@@ -51,7 +52,7 @@ pub fn add_client(
                 config::format_duration(config.rules.ttl.as_secs())
             )
         },
-        clients::format_ttl,
+        crate::keys::clients::format_ttl,
     );
     let until = expires.map_or_else(|| "no expiry".to_string(), |d| format!("expires {d}"));
     outln!(
