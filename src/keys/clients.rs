@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use ring::digest::{digest, SHA256};
 
 use super::RandomUnavailable;
 
@@ -212,7 +212,7 @@ impl Key {
     /// The first 8 hex characters of SHA-256 of the key's text: enough to tell keys apart in
     /// `--list-clients`, and 32 bits of a hash reveal nothing usable about a 256-bit key.
     pub(crate) fn fingerprint(&self) -> String {
-        hex::encode(&Sha256::digest(self.0.as_bytes())[..4])
+        hex::encode(&digest(&SHA256, self.0.as_bytes()).as_ref()[..4])
     }
 }
 
@@ -843,6 +843,8 @@ pub(crate) fn list_text(clients: &Clients, now_unix: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // An independent SHA-256 (RustCrypto) to check the fingerprint computed with ring.
+    use sha2::{Digest, Sha256};
 
     const K1: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     const K2: &str = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
