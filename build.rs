@@ -88,7 +88,11 @@ fn link_args(target: &str) {
     let args: &[&str] = if direct {
         &["-zpack-relative-relocs", "--icf=all"]
     } else if on_path("ld.lld") {
-        &["-fuse-ld=lld", "-Wl,--pack-dyn-relocs=relr", "-Wl,--icf=all"]
+        &[
+            "-fuse-ld=lld",
+            "-Wl,--pack-dyn-relocs=relr",
+            "-Wl,--icf=all",
+        ]
     } else {
         &["-Wl,-z,pack-relative-relocs"]
     };
