@@ -35,5 +35,6 @@ pub mod knock;
 pub(crate) mod log;
 pub mod notify;
 pub mod ops;
+pub(crate) mod order;
 pub mod rules;
 pub(crate) mod sync;

@@ -74,7 +74,8 @@ fn run() -> i32 {
         }
     }
     if !bad.is_empty() {
-        bad.sort();
+        // Equal names are indistinguishable, so the (smaller) unstable sort gives the same list.
+        bad.sort_unstable();
         eprintln_safe("knockd: configuration error");
         for k in bad {
             eprintln_safe(&format!(

@@ -19,8 +19,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use ring::{digest, hmac};
 
 use super::clients::{Clients, Key, MAX_LABEL};
 use super::replay::{Replay, ReplayCache};
@@ -61,14 +60,13 @@ pub(crate) fn new_secret() -> Result<[u8; 32], super::RandomUnavailable> {
 
 /// First 16 bytes of HMAC-SHA256(S, `knockd-c1|LABEL|T|N|A`); `t` and `n` in canonical form.
 fn tag(secret: &[u8], label: &str, t: &str, n: &str, addr_text: &str) -> [u8; 16] {
-    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
-    };
-    mac.update(format!("{G_CONTEXT}|{label}|{t}|{n}|{addr_text}").as_bytes());
-    let full = mac.finalize().into_bytes();
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
+    let full = hmac::sign(
+        &key,
+        format!("{G_CONTEXT}|{label}|{t}|{n}|{addr_text}").as_bytes(),
+    );
     let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
+    out.copy_from_slice(&full.as_ref()[..16]);
     out
 }
 
@@ -95,11 +93,13 @@ pub(crate) fn response_hash(key: &str, label: &str, challenge: &str) -> String {
 }
 
 fn response_digest(key: &str, label: &str, challenge: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
+    let mut h = digest::Context::new(&digest::SHA256);
     for part in [key, ":", label, ":", challenge, ":", key] {
         h.update(part.as_bytes());
     }
-    h.finalize().into()
+    let mut out = [0u8; 32];
+    out.copy_from_slice(h.finish().as_ref());
+    out
 }
 
 /// A step-2 knock after its grammar was checked. T, N, G are kept in canonical (lowercase)

@@ -23,7 +23,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use ring::digest::{digest, SHA256};
 
 use super::RandomUnavailable;
 use crate::{clock, config};
@@ -208,7 +208,7 @@ impl Key {
     /// The first 8 hex characters of SHA-256 of the key's text: enough to tell keys apart in
     /// `--list-clients`, and 32 bits of a hash reveal nothing usable about a 256-bit key.
     pub(crate) fn fingerprint(&self) -> String {
-        hex::encode(&Sha256::digest(self.0.as_bytes())[..4])
+        hex::encode(&digest(&SHA256, self.0.as_bytes()).as_ref()[..4])
     }
 }
 
@@ -442,6 +442,8 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Client>, Vec<ClientsError
 #[cfg(test)]
 mod tests {
     use super::*;
+    // An independent SHA-256 (RustCrypto) to check the fingerprint computed with ring.
+    use sha2::{Digest, Sha256};
 
     const K1: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     const K2: &str = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";

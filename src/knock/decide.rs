@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use sha2::{Digest, Sha256};
+use ring::digest::{digest, SHA256};
 
 use super::client_ip::{self, Refusal};
 use super::http::RequestHead;
@@ -134,9 +134,10 @@ fn lockout_key(head: &RequestHead, peer: IpAddr, knock: &KnockConfig) -> IpAddr 
 /// Compares through SHA-256 so that neither the content nor the length of the secret leaks
 /// through timing.
 pub(crate) fn secret_matches(given: &[u8], secret: &str) -> bool {
-    let (a, b) = (Sha256::digest(given), Sha256::digest(secret.as_bytes()));
-    a.iter()
-        .zip(b.iter())
+    let (a, b) = (digest(&SHA256, given), digest(&SHA256, secret.as_bytes()));
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref().iter())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
 }

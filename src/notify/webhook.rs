@@ -128,7 +128,8 @@ impl Webhook {
         for (_, v) in &headers {
             secrets.extend(secret_runs(v));
         }
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        // Longest first (a stable sort, as sort_by_key), through the binary's one sort.
+        crate::order::sort_by_i64(&mut secrets, |s| -(s.len() as i64));
         secrets.dedup();
         headers_out.extend(headers);
         let url = template.ok_or_else(Vec::new)?;
@@ -319,7 +320,7 @@ fn secret_runs(text: &str) -> Vec<String> {
             }
         }
     }
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    crate::order::sort_by_i64(&mut out, |s| -(s.len() as i64));
     out
 }
 

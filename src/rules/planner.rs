@@ -323,7 +323,8 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
     let mut candidates: Vec<usize> = (0..rules.len())
         .filter(|&i| !keep[i] && !deleted[i] && expiry(i).is_some())
         .collect();
-    candidates.sort_by_key(|&i| expiry(i));
+    // Every candidate has an expiry; stable, as sort_by_key, through the binary's one sort.
+    crate::order::sort_by_i64(&mut candidates, |&i| expiry(i).unwrap_or(i64::MIN));
     let mut candidates = candidates.into_iter();
     let mut count = rules.len() - out.delete.len();
     for (status, need) in out.grants.iter_mut().zip(missing) {
@@ -393,7 +394,7 @@ pub fn v6_crowding(
         }
     }
     let mut gone: Vec<IpAddr> = Vec::new();
-    others.sort_by_key(|o| o.1);
+    crate::order::sort_by_i64(&mut others, |o| o.1);
     let mut free = others.iter().filter(|o| !o.2);
     while others.len() - gone.len() >= cap.max(1) {
         gone.push(free.next()?.0);
