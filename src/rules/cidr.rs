@@ -147,3 +147,24 @@ mod tests {
         assert_eq!(canonical(ip("2001:db8::1")), ip("2001:db8::1"));
     }
 }
+
+/// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
+/// would notice. Kept apart from `tests` so edits of either merge cleanly.
+#[cfg(test)]
+mod mutant_kills {
+    use super::*;
+
+    #[test]
+    fn the_prefix_length_is_the_one_written() {
+        for (text, len) in [
+            ("10.0.0.0/8", 8),
+            ("203.0.113.7", 32),
+            ("203.0.113.0/24", 24),
+            ("2001:db8::/32", 32),
+            ("::1", 128),
+            ("0.0.0.0/0", 0),
+        ] {
+            assert_eq!(Cidr::parse(text).map(|c| c.prefix()), Ok(len), "{text}");
+        }
+    }
+}

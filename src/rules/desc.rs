@@ -271,3 +271,81 @@ mod tests {
         assert!(sanitize_label(&[b'a'; 10_000]).len() <= 64);
     }
 }
+
+/// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
+/// would notice. Kept apart from `tests` so edits of either merge cleanly.
+#[cfg(test)]
+mod mutant_kills {
+    use super::*;
+
+    const T: i64 = 1_764_077_880; // 2025-11-25 13:38Z
+
+    #[test]
+    fn the_last_minute_of_a_day_and_midnight_are_read() {
+        assert_eq!(
+            parse("Knockd-", "Knockd-x until 2025-11-25 23:59Z"),
+            Desc::Owned {
+                label: "x".into(),
+                expires: T - (13 * 60 + 38) * 60 + (23 * 60 + 59) * 60
+            }
+        );
+        assert_eq!(
+            parse("Knockd-", "Knockd-x until 2025-11-26 00:00Z"),
+            Desc::Owned {
+                label: "x".into(),
+                expires: T - (13 * 60 + 38) * 60 + 86_400
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_expiries_are_refused_not_misread() {
+        for bad in [
+            // Hour or minute out of range.
+            "Knockd-x until 2025-11-25 13:60Z",
+            "Knockd-x until 2025-11-25 24:59Z",
+            // A separator in the wrong place or missing.
+            "Knockd-x until 2025/11-25 13:38Z",
+            "Knockd-x until 2025-11/25 13:38Z",
+            "Knockd-x until 2025-11-25T13:38Z",
+            "Knockd-x until 2025-11-25 13.38Z",
+            "Knockd-x until 2025-11-25 13:38z",
+            // Too long, too short, signed numbers.
+            "Knockd-x until 2025-11-25 13:38Z ",
+            "Knockd-x until 2025-11-25 13:38Zx",
+            "Knockd-x until 02025-11-25 13:38Z",
+            "Knockd-x until 2025-11-25 3:38Z",
+            "Knockd-x until +025-11-25 13:38Z",
+            "Knockd-x until 2025-+1-25 13:38Z",
+            "Knockd-x until 2025-11-25 +3:38Z",
+            // Not ASCII, but 17 bytes with the separators in place.
+            "Knockd-x until ２0-11-25 13:38Z",
+        ] {
+            assert_eq!(parse("Knockd-", bad), Desc::Unparseable, "{bad}");
+            assert_eq!(expiry(&parse("Knockd-", bad), 3600), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn malformed_legacy_days_are_refused_not_misread() {
+        for bad in [
+            "Knockd-x@@+0231114",
+            "Knockd-x@@2023+114",
+            "Knockd-x@@202311+4",
+            "Knockd-x@@202311141",
+            // Eight bytes, not eight digits: must be refused, not sliced mid-character.
+            "Knockd-x@@２０23",
+            "Knockd-x@@2023１4",
+        ] {
+            assert_eq!(parse("Knockd-", bad), Desc::Unparseable, "{bad}");
+            assert_eq!(parse("Acme-", bad), Desc::Foreign, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_legacy_rule_expires_a_ttl_after_its_creation_day() {
+        let d = parse("Knockd-", "Knockd-x@@20231114");
+        assert_eq!(expiry(&d, 3600), Some(1_699_920_000 + 3600));
+        assert_eq!(expiry(&d, 0), Some(1_699_920_000));
+    }
+}

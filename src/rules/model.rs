@@ -46,3 +46,75 @@ impl FirewallRule {
             .unwrap_or("0.0.0.0/0")
     }
 }
+
+/// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
+/// would notice. Kept apart from any `tests` module so edits of either merge cleanly.
+#[cfg(test)]
+mod mutant_kills {
+    use super::*;
+
+    fn rule() -> FirewallRule {
+        FirewallRule {
+            protocol: "TCP".into(),
+            port: "22".into(),
+            cidr_block: Some("203.0.113.7".into()),
+            ipv6_cidr_block: None,
+            action: "ACCEPT".into(),
+            description: "Knockd-home until 2025-12-25 13:38Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_rule_is_the_same_whatever_its_description_and_another_if_any_field_differs() {
+        let r = rule();
+        let relabelled = FirewallRule {
+            description: "office".into(),
+            ..rule()
+        };
+        assert!(r.same_identity(&relabelled));
+        let others = [
+            FirewallRule {
+                protocol: "UDP".into(),
+                ..rule()
+            },
+            FirewallRule {
+                port: "443".into(),
+                ..rule()
+            },
+            FirewallRule {
+                cidr_block: Some("203.0.113.8".into()),
+                ..rule()
+            },
+            FirewallRule {
+                ipv6_cidr_block: Some("2001:db8::7".into()),
+                ..rule()
+            },
+            FirewallRule {
+                action: "DROP".into(),
+                ..rule()
+            },
+        ];
+        for other in &others {
+            assert!(!r.same_identity(other), "{other:?}");
+            assert!(!other.same_identity(&r), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_rule_shows_its_address_or_everyone() {
+        assert_eq!(rule().address(), "203.0.113.7");
+        let v6 = FirewallRule {
+            cidr_block: None,
+            ipv6_cidr_block: Some("2001:db8::7".into()),
+            ..rule()
+        };
+        assert_eq!(v6.address(), "2001:db8::7");
+        let anyone = FirewallRule {
+            cidr_block: None,
+            ..rule()
+        };
+        assert_eq!(anyone.address(), "0.0.0.0/0");
+        assert_eq!(Protocol::Tcp.as_str(), "TCP");
+        assert_eq!(Protocol::Udp.as_str(), "UDP");
+    }
+}
