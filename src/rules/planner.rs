@@ -1118,6 +1118,7 @@ mod mutant_kills {
             ports,
             ttl_secs,
             limit: QUOTA,
+            per_v6_64: 0,
         }
     }
 
@@ -1125,6 +1126,7 @@ mod mutant_kills {
         Grant {
             ip: ip.parse().expect("ip"),
             label: "home".to_string(),
+            ttl_secs: None,
         }
     }
 
