@@ -739,3 +739,55 @@ mod tests {
         assert!(Malformed.to_string().len() <= 64);
     }
 }
+
+/// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
+/// would notice (a header believed or not, an address grantable or not). Kept apart from
+/// `tests` so edits of either merge cleanly.
+#[cfg(test)]
+mod mutant_kills {
+    use super::*;
+    use crate::knock::http::{parse_head, Parsed};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("test address")
+    }
+
+    fn head(headers: &[(&str, &str)]) -> RequestHead {
+        let mut raw = b"GET /favico.ico HTTP/1.1\r\n".to_vec();
+        for (name, value) in headers {
+            raw.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        match parse_head(&raw) {
+            Parsed::Complete(h, _) => h,
+            other => panic!("test head did not parse: {other:?}"),
+        }
+    }
+
+    fn trusted() -> Vec<Cidr> {
+        vec![Cidr::parse("10.0.0.0/8").expect("cidr")]
+    }
+
+    /// The longest textual address (45 bytes) in brackets is 47 bytes: the longest item read.
+    #[test]
+    fn the_longest_bracketed_address_is_believed() {
+        let long = "2001:0db8:0000:0000:0000:0000:203.113.100.200";
+        assert_eq!(long.len(), 45);
+        let bracketed = format!("[{long}]");
+        assert_eq!(bracketed.len(), 47);
+        for name in ["X-Forwarded-For", "X-Real-IP"] {
+            let h = head(&[(name, &bracketed)]);
+            assert_eq!(
+                resolve(ClientIpMethod::Forwarded, ip("10.0.0.2"), &h, &trusted()),
+                Ok(ip(long)),
+                "{name}"
+            );
+            assert_eq!(forwarded_claim(&h, &trusted()), Some(ip(long)), "{name}");
+        }
+        let h = head(&[("ip", long)]);
+        assert_eq!(
+            resolve(ClientIpMethod::Declared, ip("203.0.113.1"), &h, &trusted()),
+            Ok(ip(long))
+        );
+    }
+}
