@@ -790,4 +790,78 @@ mod mutant_kills {
             Ok(ip(long))
         );
     }
+
+    /// Addresses one bit pattern away from a refused range stay grantable.
+    #[test]
+    fn near_misses_of_refused_ranges_are_grantable() {
+        for s in [
+            // Not shared address space 100.64.0.0/10, inside NAT64 and 6to4.
+            "64:ff9b::100.128.0.1",
+            "2002:6480:1::1",
+            // Not link-local fe80::/10 nor site-local fec0::/10.
+            "140:1::1",
+            "100:1::1",
+            // An all-ones interface identifier is a host, not the subnet-router anycast.
+            "::ffff:ffff:ffff:ffff",
+        ] {
+            assert!(is_grantable(ip(s)), "{s}");
+        }
+        for s in ["64:ff9b::100.127.255.254", "2002:647f:fffe::1"] {
+            assert!(!is_grantable(ip(s)), "{s}");
+        }
+    }
+
+    /// The lockout reads the client a proxy chain vouches for: the right-most address that is
+    /// not one of our proxies, else the left-most; the last X-Real-IP that parses wins.
+    #[test]
+    fn the_claimed_client_behind_a_chain_of_proxies() {
+        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+            (
+                &[("X-Forwarded-For", "198.51.100.5, 10.0.0.3")],
+                Some("198.51.100.5"),
+            ),
+            (
+                &[("X-Forwarded-For", "203.0.113.1, 198.51.100.5, 10.0.0.3")],
+                Some("198.51.100.5"),
+            ),
+            (
+                &[("X-Forwarded-For", "10.0.0.4, 10.0.0.3")],
+                Some("10.0.0.4"),
+            ),
+            (
+                &[
+                    ("X-Forwarded-For", "10.0.0.4"),
+                    ("X-Forwarded-For", "198.51.100.5"),
+                ],
+                Some("198.51.100.5"),
+            ),
+            (
+                &[("X-Real-IP", "junk"), ("X-Real-IP", "198.51.100.9")],
+                Some("198.51.100.9"),
+            ),
+            (
+                &[("X-Real-IP", "198.51.100.9"), ("X-Real-IP", "junk")],
+                Some("198.51.100.9"),
+            ),
+            (&[("X-Forwarded-For", "junk")], None),
+            (&[], None),
+        ];
+        for (headers, want) in cases {
+            assert_eq!(
+                forwarded_claim(&head(headers), &trusted()),
+                want.map(ip),
+                "{headers:?}"
+            );
+        }
+        // resolve agrees on a clean chain.
+        assert_eq!(
+            resolve(
+                ClientIpMethod::Forwarded,
+                ip("10.0.0.2"),
+                &head(&[("X-Forwarded-For", "203.0.113.1, 198.51.100.5, 10.0.0.3")]),
+                &trusted()
+            ),
+            Ok(ip("198.51.100.5"))
+        );
+    }
 }
