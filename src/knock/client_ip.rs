@@ -811,11 +811,13 @@ mod mutant_kills {
         }
     }
 
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+
     /// The lockout reads the client a proxy chain vouches for: the right-most address that is
     /// not one of our proxies, else the left-most; the last X-Real-IP that parses wins.
     #[test]
     fn the_claimed_client_behind_a_chain_of_proxies() {
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        let cases: &[(Headers, Option<&str>)] = &[
             (
                 &[("X-Forwarded-For", "198.51.100.5, 10.0.0.3")],
                 Some("198.51.100.5"),
