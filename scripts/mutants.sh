@@ -2,7 +2,8 @@
 # Mutation testing of the pure core with cargo-mutants, unit tests only (`cargo test --lib`):
 # each mutant changes one operator or return value, and a test must fail for it to count as
 # caught. Not part of CI (it takes minutes); the score is recorded in the README.
-#   scripts/mutants.sh [GLOB...]     default: the rules, the knock decision, lockout, client address
+#   scripts/mutants.sh [GLOB...]     default: the rules, the knock decision, lockout, client address,
+#                                    the key-knock decision
 # Environment: MUTANTS_JOBS (default 1: the machine is usually shared), MUTANTS_TIMEOUT (seconds
 # per test run, default 30), MUTANTS_ARGS (more cargo-mutants arguments, e.g. --iterate to
 # retest only what the last run missed). Exclusions of equivalent mutants: .cargo/mutants.toml.
@@ -18,7 +19,8 @@ if [ $# -eq 0 ]; then
     set -- 'src/rules/**/*.rs' \
         'src/knock/decide.rs' 'src/knock/decide/**/*.rs' \
         'src/knock/lockout.rs' 'src/knock/lockout/**/*.rs' \
-        'src/knock/client_ip.rs' 'src/knock/client_ip/**/*.rs'
+        'src/knock/client_ip.rs' 'src/knock/client_ip/**/*.rs' \
+        'src/knock/key_knock.rs' 'src/knock/key_knock/**/*.rs'
 fi
 files=""
 for g in "$@"; do

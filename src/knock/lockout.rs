@@ -306,3 +306,210 @@ mod tests {
         );
     }
 }
+
+/// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
+/// would notice (an address locked or not, which bucket a failure counts against). Kept apart
+/// from `tests` so edits of either merge cleanly.
+#[cfg(test)]
+mod mutant_kills {
+    use super::*;
+
+    /// One address in each /24: 10.n.0.1.
+    fn v4(n: u32) -> IpAddr {
+        IpAddr::V4((0x0a00_0001 | n << 16).into())
+    }
+
+    /// Another address of `ip`'s /24.
+    fn neighbour(ip: IpAddr) -> IpAddr {
+        let IpAddr::V4(a) = ip else { panic!("v4") };
+        IpAddr::V4((u32::from(a) ^ 0x80).into())
+    }
+
+    #[test]
+    fn a_failure_exactly_one_window_later_starts_a_new_count() {
+        let mut l = Lockout::new(2, 600, 1800);
+        assert!(!l.fail(v4(1), 0));
+        assert!(!l.fail(v4(1), 600), "the first failure no longer counts");
+        assert!(!l.is_locked(v4(1), 601));
+        assert!(l.fail(v4(1), 601));
+    }
+
+    #[test]
+    fn a_lockout_ends_exactly_duration_seconds_after_it_began() {
+        let mut l = Lockout::new(1, 600, 1800);
+        assert!(l.fail(v4(1), 1000));
+        assert!(l.is_locked(v4(1), 1000));
+        assert!(l.is_locked(v4(1), 2799));
+        assert!(!l.is_locked(v4(1), 2800));
+    }
+
+    #[test]
+    fn a_failure_at_the_second_a_lockout_ends_can_lock_again() {
+        let mut l = Lockout::new(1, 600, 1800);
+        assert!(l.fail(v4(1), 0));
+        assert!(!l.is_locked(v4(1), 1800));
+        assert!(l.fail(v4(1), 1800), "locks again, for another 1800 s");
+        assert!(l.is_locked(v4(1), 3599));
+        assert!(!l.is_locked(v4(1), 3600));
+    }
+
+    #[test]
+    fn failing_while_locked_neither_extends_nor_reports_a_new_lockout() {
+        let mut l = Lockout::new(1, 600, 1800);
+        assert!(l.fail(v4(1), 0));
+        assert!(!l.fail(v4(1), 100), "already locked");
+        assert!(!l.fail(v4(1), 1799));
+        assert!(!l.is_locked(v4(1), 1800), "the lockout still ends at 1800");
+    }
+
+    #[test]
+    fn the_failure_count_restarts_after_a_lockout() {
+        // max 3: after a lockout the count is zero, so the next lockout needs three new failures.
+        let mut l = Lockout::new(3, 10_000, 100);
+        for t in 0..2 {
+            assert!(!l.fail(v4(1), t));
+        }
+        assert!(l.fail(v4(1), 2));
+        assert!(!l.fail(v4(1), 200));
+        assert!(!l.fail(v4(1), 201));
+        assert!(!l.is_locked(v4(1), 202));
+        assert!(l.fail(v4(1), 202));
+    }
+
+    #[test]
+    fn success_clears_only_that_address() {
+        let mut l = Lockout::new(2, 600, 1800);
+        l.fail(v4(1), 0);
+        l.fail(v4(2), 0);
+        l.succeed(v4(1));
+        assert!(!l.fail(v4(1), 1), "cleared: its count starts again");
+        assert!(l.fail(v4(2), 1), "not cleared");
+        assert!(l.is_locked(v4(2), 2));
+    }
+
+    #[test]
+    fn zero_max_failures_never_locks_even_with_full_tables() {
+        let mut l = Lockout::with_capacity(0, 600, 1800, 4);
+        for n in 0..100 {
+            assert!(!l.fail(v4(n), 0));
+            assert!(!l.is_locked(v4(n), 0));
+        }
+    }
+
+    #[test]
+    fn a_full_table_sends_the_next_address_to_its_24_and_locks_the_whole_24() {
+        // Capacity 4: four addresses get their own entries; the fifth, with the table full of
+        // live entries, counts against its /24.
+        let mut l = Lockout::with_capacity(1, 600, 1800, 4);
+        for n in 0..4 {
+            assert!(l.fail(v4(n), 0));
+        }
+        assert!(!l.is_locked(v4(9), 1), "room in the aggregate table");
+        assert!(!l.is_locked(neighbour(v4(9)), 1));
+        assert!(l.fail(v4(9), 1), "its /24 is locked");
+        assert!(l.is_locked(v4(9), 2));
+        assert!(l.is_locked(neighbour(v4(9)), 2), "the whole /24");
+        // The four own entries are untouched.
+        for n in 0..4 {
+            assert!(l.is_locked(v4(n), 2));
+        }
+        // Another /24 has neither its own entry nor room in the aggregate table (capacity 1).
+        assert!(l.is_locked(v4(20), 2), "both tables full: refused");
+    }
+
+    #[test]
+    fn a_tracked_address_keeps_its_own_entry_when_the_table_is_full() {
+        let mut l = Lockout::with_capacity(2, 600, 1800, 4);
+        for n in 0..4 {
+            assert!(!l.fail(v4(n), 0));
+        }
+        // Full, but v4(0) is in it: its second failure locks it, not its /24.
+        assert!(l.fail(v4(0), 1));
+        assert!(l.is_locked(v4(0), 2));
+        assert!(!l.is_locked(neighbour(v4(0)), 2));
+        assert!(!l.is_locked(v4(0), 1801));
+    }
+
+    #[test]
+    fn stale_entries_make_room_for_new_addresses_once_their_window_ends() {
+        // Entries that failed once and were never locked stop mattering when their window ends.
+        let mut l = Lockout::with_capacity(2, 600, 1800, 4);
+        for n in 0..4 {
+            assert!(!l.fail(v4(n), 0));
+        }
+        // Still live at 599: a new address counts against its /24.
+        assert!(!l.fail(v4(9), 599));
+        assert!(l.fail(neighbour(v4(9)), 599), "the /24's second failure");
+        assert!(l.is_locked(v4(9), 600));
+        // At 600 the four entries are stale: a new address gets its own entry again.
+        assert!(!l.fail(v4(10), 600));
+        assert!(l.fail(v4(10), 601));
+        assert!(l.is_locked(v4(10), 602));
+        assert!(
+            !l.is_locked(neighbour(v4(10)), 602),
+            "only the address, not its /24"
+        );
+    }
+
+    #[test]
+    fn a_lockout_longer_than_the_window_keeps_its_entry_until_it_ends() {
+        // Window 60, lockout 600: the entries stay live (and the tables full) until 600.
+        let mut l = Lockout::with_capacity(1, 60, 600, 4);
+        for n in 0..4 {
+            assert!(l.fail(v4(n), 0));
+        }
+        assert!(l.fail(v4(9), 0), "the aggregate table's one entry");
+        let stranger = v4(20);
+        assert!(l.is_locked(stranger, 59));
+        assert!(
+            l.is_locked(stranger, 60),
+            "locked entries are live past their window"
+        );
+        assert!(l.is_locked(stranger, 599));
+        assert!(!l.is_locked(stranger, 600));
+        assert!(l.fail(stranger, 600), "its own entry again, locked");
+        assert!(!l.is_locked(neighbour(stranger), 601));
+    }
+
+    #[test]
+    fn the_aggregate_table_holds_a_quarter_of_the_capacity() {
+        // Capacity 16: 4 aggregates fit; the fifth /24 is refused outright.
+        let mut l = Lockout::with_capacity(3, 600, 1800, 16);
+        for n in 0..16 {
+            assert!(!l.fail(v4(n), 0));
+        }
+        for n in 100..104 {
+            assert!(!l.is_locked(v4(n), 1), "aggregate {n} has room");
+            assert!(!l.fail(v4(n), 1));
+        }
+        assert!(l.is_locked(v4(104), 1), "no room for a fifth aggregate");
+        assert!(!l.fail(v4(104), 1), "not counted anywhere");
+        // An address already tracked is judged by its own entry, not refused.
+        assert!(!l.is_locked(v4(0), 1));
+        assert!(!l.is_locked(v4(100), 1));
+    }
+
+    #[test]
+    fn tables_of_capacity_one_still_lock_an_address_then_a_24_then_refuse() {
+        // Table capacity 1, aggregate capacity 1 (a quarter of 1, at least one).
+        let mut l = Lockout::with_capacity(1, 600, 1800, 1);
+        assert!(l.fail(v4(1), 0));
+        assert!(
+            l.fail(v4(2), 0),
+            "the second address counts against its /24"
+        );
+        assert!(l.is_locked(neighbour(v4(2)), 1));
+        assert!(l.is_locked(v4(1), 1));
+        assert!(l.is_locked(v4(3), 1), "no room anywhere");
+    }
+
+    #[test]
+    fn ipv6_keys_are_the_64_and_aggregates_the_48() {
+        let a: IpAddr = "2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().expect("ip");
+        assert_eq!(key(a), "2001:db8:1:2::".parse::<IpAddr>().expect("ip"));
+        assert_eq!(aggregate(a), "2001:db8:1::".parse::<IpAddr>().expect("ip"));
+        let v4a: IpAddr = "203.0.113.250".parse().expect("ip");
+        assert_eq!(key(v4a), v4a, "IPv4 addresses are their own key");
+        assert_eq!(aggregate(v4a), "203.0.113.0".parse::<IpAddr>().expect("ip"));
+    }
+}
