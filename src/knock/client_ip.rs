@@ -738,132 +738,114 @@ mod tests {
         );
         assert!(Malformed.to_string().len() <= 64);
     }
-}
 
-/// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
-/// would notice (a header believed or not, an address grantable or not). Kept apart from
-/// `tests` so edits of either merge cleanly.
-#[cfg(test)]
-mod mutant_kills {
-    use super::*;
-    use crate::knock::http::{parse_head, Parsed};
+    /// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
+    /// would notice (a header believed or not, an address grantable or not). They share the
+    /// helpers of `tests`.
+    mod mutant_kills {
+        use super::*;
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().expect("test address")
-    }
-
-    fn head(headers: &[(&str, &str)]) -> RequestHead {
-        let mut raw = b"GET /favico.ico HTTP/1.1\r\n".to_vec();
-        for (name, value) in headers {
-            raw.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        fn trusted() -> Vec<Cidr> {
+            vec![Cidr::parse("10.0.0.0/8").expect("cidr")]
         }
-        raw.extend_from_slice(b"\r\n");
-        match parse_head(&raw) {
-            Parsed::Complete(h, _) => h,
-            other => panic!("test head did not parse: {other:?}"),
-        }
-    }
 
-    fn trusted() -> Vec<Cidr> {
-        vec![Cidr::parse("10.0.0.0/8").expect("cidr")]
-    }
-
-    /// The longest textual address (45 bytes) in brackets is 47 bytes: the longest item read.
-    #[test]
-    fn the_longest_bracketed_address_is_believed() {
-        let long = "2001:0db8:0000:0000:0000:0000:203.113.100.200";
-        assert_eq!(long.len(), 45);
-        let bracketed = format!("[{long}]");
-        assert_eq!(bracketed.len(), 47);
-        for name in ["X-Forwarded-For", "X-Real-IP"] {
-            let h = head(&[(name, &bracketed)]);
+        /// The longest textual address (45 bytes) in brackets is 47 bytes: the longest item read.
+        #[test]
+        fn the_longest_bracketed_address_is_believed() {
+            let long = "2001:0db8:0000:0000:0000:0000:203.113.100.200";
+            assert_eq!(long.len(), 45);
+            let bracketed = format!("[{long}]");
+            assert_eq!(bracketed.len(), 47);
+            for name in ["X-Forwarded-For", "X-Real-IP"] {
+                let h = head(&[(name, &bracketed)]);
+                assert_eq!(
+                    resolve(ClientIpMethod::Forwarded, ip("10.0.0.2"), &h, &trusted()),
+                    Ok(ip(long)),
+                    "{name}"
+                );
+                assert_eq!(forwarded_claim(&h, &trusted()), Some(ip(long)), "{name}");
+            }
+            let h = head(&[("ip", long)]);
             assert_eq!(
-                resolve(ClientIpMethod::Forwarded, ip("10.0.0.2"), &h, &trusted()),
-                Ok(ip(long)),
-                "{name}"
-            );
-            assert_eq!(forwarded_claim(&h, &trusted()), Some(ip(long)), "{name}");
-        }
-        let h = head(&[("ip", long)]);
-        assert_eq!(
-            resolve(ClientIpMethod::Declared, ip("203.0.113.1"), &h, &trusted()),
-            Ok(ip(long))
-        );
-    }
-
-    /// Addresses one bit pattern away from a refused range stay grantable.
-    #[test]
-    fn near_misses_of_refused_ranges_are_grantable() {
-        for s in [
-            // Not shared address space 100.64.0.0/10, inside NAT64 and 6to4.
-            "64:ff9b::100.128.0.1",
-            "2002:6480:1::1",
-            // Not link-local fe80::/10 nor site-local fec0::/10.
-            "140:1::1",
-            "100:1::1",
-            // An all-ones interface identifier is a host, not the subnet-router anycast.
-            "::ffff:ffff:ffff:ffff",
-        ] {
-            assert!(is_grantable(ip(s)), "{s}");
-        }
-        for s in ["64:ff9b::100.127.255.254", "2002:647f:fffe::1"] {
-            assert!(!is_grantable(ip(s)), "{s}");
-        }
-    }
-
-    type Headers<'a> = &'a [(&'a str, &'a str)];
-
-    /// The lockout reads the client a proxy chain vouches for: the right-most address that is
-    /// not one of our proxies, else the left-most; the last X-Real-IP that parses wins.
-    #[test]
-    fn the_claimed_client_behind_a_chain_of_proxies() {
-        let cases: &[(Headers, Option<&str>)] = &[
-            (
-                &[("X-Forwarded-For", "198.51.100.5, 10.0.0.3")],
-                Some("198.51.100.5"),
-            ),
-            (
-                &[("X-Forwarded-For", "203.0.113.1, 198.51.100.5, 10.0.0.3")],
-                Some("198.51.100.5"),
-            ),
-            (
-                &[("X-Forwarded-For", "10.0.0.4, 10.0.0.3")],
-                Some("10.0.0.4"),
-            ),
-            (
-                &[
-                    ("X-Forwarded-For", "10.0.0.4"),
-                    ("X-Forwarded-For", "198.51.100.5"),
-                ],
-                Some("198.51.100.5"),
-            ),
-            (
-                &[("X-Real-IP", "junk"), ("X-Real-IP", "198.51.100.9")],
-                Some("198.51.100.9"),
-            ),
-            (
-                &[("X-Real-IP", "198.51.100.9"), ("X-Real-IP", "junk")],
-                Some("198.51.100.9"),
-            ),
-            (&[("X-Forwarded-For", "junk")], None),
-            (&[], None),
-        ];
-        for (headers, want) in cases {
-            assert_eq!(
-                forwarded_claim(&head(headers), &trusted()),
-                want.map(ip),
-                "{headers:?}"
+                resolve(ClientIpMethod::Declared, ip("203.0.113.1"), &h, &trusted()),
+                Ok(ip(long))
             );
         }
-        // resolve agrees on a clean chain.
-        assert_eq!(
-            resolve(
-                ClientIpMethod::Forwarded,
-                ip("10.0.0.2"),
-                &head(&[("X-Forwarded-For", "203.0.113.1, 198.51.100.5, 10.0.0.3")]),
-                &trusted()
-            ),
-            Ok(ip("198.51.100.5"))
-        );
+
+        /// Addresses one bit pattern away from a refused range stay grantable.
+        #[test]
+        fn near_misses_of_refused_ranges_are_grantable() {
+            for s in [
+                // Not shared address space 100.64.0.0/10, inside NAT64 and 6to4.
+                "64:ff9b::100.128.0.1",
+                "2002:6480:1::1",
+                // Not link-local fe80::/10 nor site-local fec0::/10.
+                "140:1::1",
+                "100:1::1",
+                // An all-ones interface identifier is a host, not the subnet-router anycast.
+                "::ffff:ffff:ffff:ffff",
+            ] {
+                assert!(is_grantable(ip(s)), "{s}");
+            }
+            for s in ["64:ff9b::100.127.255.254", "2002:647f:fffe::1"] {
+                assert!(!is_grantable(ip(s)), "{s}");
+            }
+        }
+
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+
+        /// The lockout reads the client a proxy chain vouches for: the right-most address that is
+        /// not one of our proxies, else the left-most; the last X-Real-IP that parses wins.
+        #[test]
+        fn the_claimed_client_behind_a_chain_of_proxies() {
+            let cases: &[(Headers, Option<&str>)] = &[
+                (
+                    &[("X-Forwarded-For", "198.51.100.5, 10.0.0.3")],
+                    Some("198.51.100.5"),
+                ),
+                (
+                    &[("X-Forwarded-For", "203.0.113.1, 198.51.100.5, 10.0.0.3")],
+                    Some("198.51.100.5"),
+                ),
+                (
+                    &[("X-Forwarded-For", "10.0.0.4, 10.0.0.3")],
+                    Some("10.0.0.4"),
+                ),
+                (
+                    &[
+                        ("X-Forwarded-For", "10.0.0.4"),
+                        ("X-Forwarded-For", "198.51.100.5"),
+                    ],
+                    Some("198.51.100.5"),
+                ),
+                (
+                    &[("X-Real-IP", "junk"), ("X-Real-IP", "198.51.100.9")],
+                    Some("198.51.100.9"),
+                ),
+                (
+                    &[("X-Real-IP", "198.51.100.9"), ("X-Real-IP", "junk")],
+                    Some("198.51.100.9"),
+                ),
+                (&[("X-Forwarded-For", "junk")], None),
+                (&[], None),
+            ];
+            for (headers, want) in cases {
+                assert_eq!(
+                    forwarded_claim(&head(headers), &trusted()),
+                    want.map(ip),
+                    "{headers:?}"
+                );
+            }
+            // resolve agrees on a clean chain.
+            assert_eq!(
+                resolve(
+                    ClientIpMethod::Forwarded,
+                    ip("10.0.0.2"),
+                    &head(&[("X-Forwarded-For", "203.0.113.1, 198.51.100.5, 10.0.0.3")]),
+                    &trusted()
+                ),
+                Ok(ip("198.51.100.5"))
+            );
+        }
     }
 }

@@ -438,186 +438,159 @@ mod tests {
             }
         );
     }
-}
 
-/// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
-/// would notice (a secret accepted or refused, the bucket a failure counts against, the reason
-/// in the log line). Kept apart from `tests` so edits of either merge cleanly.
-#[cfg(test)]
-mod mutant_kills {
-    use super::*;
-    use crate::config::Secret;
-    use crate::keys::challenge::Reason;
-    use crate::knock::http::{parse_head, Parsed};
-    use crate::rules::cidr::Cidr;
+    /// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
+    /// would notice (a secret accepted or refused, the bucket a failure counts against, the reason
+    /// in the log line). They share the helpers of `tests`.
+    mod mutant_kills {
+        use super::*;
+        use crate::keys::challenge::Reason;
 
-    const SECRET: &str = "https://www.baidu..com/";
+        const SECRET: &str = "https://www.baidu..com/";
 
-    fn knock(method: ClientIpMethod) -> KnockConfig {
-        KnockConfig {
-            message_success: "ok".into(),
-            message_failure: "no".into(),
-            referer: Secret::new(SECRET),
-            path: "/favico.ico".into(),
-            client_ip_method: method,
-            bind: "0.0.0.0:8080".parse().expect("bind"),
-            trusted_proxies: vec![Cidr::parse("127.0.0.0/8").expect("cidr")],
-        }
-    }
+        /// The SHA-256 digest of this wrong secret has the same XOR of all its bytes as the right
+        /// one's, while all 32 bytes differ: a fold with `^` instead of `|` would accept it.
+        const XOR_TWIN: &str = "https://www.00054..com/";
 
-    fn head(text: &str) -> RequestHead {
-        match parse_head(text.as_bytes()) {
-            Parsed::Complete(h, _) => h,
-            _ => panic!("test head does not parse: {text:?}"),
-        }
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().expect("ip")
-    }
-
-    /// The SHA-256 digest of this wrong secret has the same XOR of all its bytes as the right
-    /// one's, while all 32 bytes differ: a fold with `^` instead of `|` would accept it.
-    const XOR_TWIN: &str = "https://www.00054..com/";
-
-    #[test]
-    fn a_wrong_secret_whose_digest_bytes_xor_alike_is_refused() {
-        assert!(!secret_matches(XOR_TWIN.as_bytes(), SECRET));
-        let text = format!("GET /favico.ico HTTP/1.1\r\nReferer: {XOR_TWIN}\r\n\r\n");
-        assert_eq!(
-            decide(
-                &head(&text),
-                ip("203.0.113.5"),
-                &knock(ClientIpMethod::Peer),
-                |_| false
-            ),
-            Decision::Reject {
-                reason: Reject::Secret,
-                key: ip("203.0.113.5")
-            }
-        );
-    }
-
-    #[test]
-    fn wrong_secrets_differing_in_several_bytes_are_all_refused() {
-        // 2000 secrets of the right length that differ from it in several bytes; with a
-        // one-byte fold that can cancel out, about 8 of them would pass.
-        for i in 0..2000 {
-            let wrong = format!("https://www.{i:05}..com/");
-            assert_eq!(wrong.len(), SECRET.len());
-            assert!(!secret_matches(wrong.as_bytes(), SECRET), "{wrong}");
-        }
-        assert!(secret_matches(SECRET.as_bytes(), SECRET));
-        assert!(secret_matches(b"", ""), "equal empty inputs compare equal");
-    }
-
-    #[test]
-    fn the_log_reason_names_each_rejection() {
-        let cases = [
-            (Reject::LockedOut, "locked-out"),
-            (Reject::Method, "method"),
-            (Reject::Path, "path"),
-            (Reject::Secret, "secret"),
-            (Reject::Malformed, "malformed"),
-            (Reject::Key(Reason::Signature), "signature"),
-            (Reject::Key(Reason::Replay), "replay"),
-        ];
-        for (reject, want) in cases {
-            assert_eq!(reject.as_str(), want, "{reject:?}");
-        }
-    }
-
-    /// With METHOD 1 or 3 a trusted peer is still only a peer: its forwarded headers do not
-    /// pick the lockout bucket.
-    #[test]
-    fn only_the_forwarded_method_reads_the_bucket_from_forwarded_headers() {
-        let text = "GET /favico.ico HTTP/1.1\r\nReferer: nope\r\nX-Forwarded-For: 198.51.100.5\r\nip: 198.51.100.9\r\n\r\n";
-        let cases = [
-            (ClientIpMethod::Peer, ip("127.0.0.1")),
-            (ClientIpMethod::Declared, ip("127.0.0.1")),
-            (ClientIpMethod::Forwarded, ip("198.51.100.5")),
-        ];
-        for (method, want) in cases {
-            assert_eq!(
-                decide(&head(text), ip("127.0.0.1"), &knock(method), |_| false),
-                Decision::Reject {
-                    reason: Reject::Secret,
-                    key: want
-                },
-                "{method:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn whose_gives_the_canonical_peer_the_address_and_the_bucket() {
-        let text = "GET /favico.ico HTTP/1.1\r\nX-Forwarded-For: 2001:db8:5:6::7\r\n\r\n";
-        let (peer, resolved, key) = whose(
-            &head(text),
-            ip("::ffff:127.0.0.1"),
-            &knock(ClientIpMethod::Forwarded),
-        );
-        assert_eq!(peer, ip("127.0.0.1"));
-        assert_eq!(resolved, Ok(ip("2001:db8:5:6::7")));
-        assert_eq!(key, ip("2001:db8:5:6::"));
-    }
-
-    #[test]
-    fn a_locked_bucket_is_refused_whatever_the_request() {
-        let locked = |_: IpAddr| true;
-        for text in [
-            format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\n\r\n"),
-            "POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_string(),
-        ] {
+        #[test]
+        fn a_wrong_secret_whose_digest_bytes_xor_alike_is_refused() {
+            assert!(!secret_matches(XOR_TWIN.as_bytes(), SECRET));
+            let text = format!("GET /favico.ico HTTP/1.1\r\nReferer: {XOR_TWIN}\r\n\r\n");
             assert_eq!(
                 decide(
                     &head(&text),
                     ip("203.0.113.5"),
                     &knock(ClientIpMethod::Peer),
-                    locked
+                    |_| false
                 ),
                 Decision::Reject {
-                    reason: Reject::LockedOut,
+                    reason: Reject::Secret,
                     key: ip("203.0.113.5")
                 }
             );
         }
-    }
 
-    #[test]
-    fn the_reason_is_the_first_thing_wrong_method_then_path_then_secret() {
-        let cases = [
-            (
-                "POST /index.html HTTP/1.1\r\nReferer: nope\r\nContent-Length: 0\r\n\r\n",
-                Reject::Method,
-            ),
-            (
-                "GET /index.html HTTP/1.1\r\nReferer: nope\r\n\r\n",
-                Reject::Path,
-            ),
-            (
-                "HEAD /index.html HTTP/1.1\r\nReferer: nope\r\n\r\n",
-                Reject::Path,
-            ),
-            (
-                "HEAD /favico.ico HTTP/1.1\r\nReferer: nope\r\n\r\n",
-                Reject::Secret,
-            ),
-        ];
-        for (text, want) in cases {
-            assert_eq!(
-                decide(
-                    &head(text),
-                    ip("203.0.113.5"),
-                    &knock(ClientIpMethod::Peer),
-                    |_| false
-                ),
-                Decision::Reject {
-                    reason: want,
-                    key: ip("203.0.113.5")
-                },
-                "{text:?}"
+        #[test]
+        fn wrong_secrets_differing_in_several_bytes_are_all_refused() {
+            // 2000 secrets of the right length that differ from it in several bytes; with a
+            // one-byte fold that can cancel out, about 8 of them would pass.
+            for i in 0..2000 {
+                let wrong = format!("https://www.{i:05}..com/");
+                assert_eq!(wrong.len(), SECRET.len());
+                assert!(!secret_matches(wrong.as_bytes(), SECRET), "{wrong}");
+            }
+            assert!(secret_matches(SECRET.as_bytes(), SECRET));
+            assert!(secret_matches(b"", ""), "equal empty inputs compare equal");
+        }
+
+        #[test]
+        fn the_log_reason_names_each_rejection() {
+            let cases = [
+                (Reject::LockedOut, "locked-out"),
+                (Reject::Method, "method"),
+                (Reject::Path, "path"),
+                (Reject::Secret, "secret"),
+                (Reject::Malformed, "malformed"),
+                (Reject::Key(Reason::Signature), "signature"),
+                (Reject::Key(Reason::Replay), "replay"),
+            ];
+            for (reject, want) in cases {
+                assert_eq!(reject.as_str(), want, "{reject:?}");
+            }
+        }
+
+        /// With METHOD 1 or 3 a trusted peer is still only a peer: its forwarded headers do not
+        /// pick the lockout bucket.
+        #[test]
+        fn only_the_forwarded_method_reads_the_bucket_from_forwarded_headers() {
+            let text = "GET /favico.ico HTTP/1.1\r\nReferer: nope\r\nX-Forwarded-For: 198.51.100.5\r\nip: 198.51.100.9\r\n\r\n";
+            let cases = [
+                (ClientIpMethod::Peer, ip("127.0.0.1")),
+                (ClientIpMethod::Declared, ip("127.0.0.1")),
+                (ClientIpMethod::Forwarded, ip("198.51.100.5")),
+            ];
+            for (method, want) in cases {
+                assert_eq!(
+                    decide(&head(text), ip("127.0.0.1"), &knock(method), |_| false),
+                    Decision::Reject {
+                        reason: Reject::Secret,
+                        key: want
+                    },
+                    "{method:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn whose_gives_the_canonical_peer_the_address_and_the_bucket() {
+            let text = "GET /favico.ico HTTP/1.1\r\nX-Forwarded-For: 2001:db8:5:6::7\r\n\r\n";
+            let (peer, resolved, key) = whose(
+                &head(text),
+                ip("::ffff:127.0.0.1"),
+                &knock(ClientIpMethod::Forwarded),
             );
+            assert_eq!(peer, ip("127.0.0.1"));
+            assert_eq!(resolved, Ok(ip("2001:db8:5:6::7")));
+            assert_eq!(key, ip("2001:db8:5:6::"));
+        }
+
+        #[test]
+        fn a_locked_bucket_is_refused_whatever_the_request() {
+            let locked = |_: IpAddr| true;
+            for text in [
+                format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\n\r\n"),
+                "POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_string(),
+            ] {
+                assert_eq!(
+                    decide(
+                        &head(&text),
+                        ip("203.0.113.5"),
+                        &knock(ClientIpMethod::Peer),
+                        locked
+                    ),
+                    Decision::Reject {
+                        reason: Reject::LockedOut,
+                        key: ip("203.0.113.5")
+                    }
+                );
+            }
+        }
+
+        #[test]
+        fn the_reason_is_the_first_thing_wrong_method_then_path_then_secret() {
+            let cases = [
+                (
+                    "POST /index.html HTTP/1.1\r\nReferer: nope\r\nContent-Length: 0\r\n\r\n",
+                    Reject::Method,
+                ),
+                (
+                    "GET /index.html HTTP/1.1\r\nReferer: nope\r\n\r\n",
+                    Reject::Path,
+                ),
+                (
+                    "HEAD /index.html HTTP/1.1\r\nReferer: nope\r\n\r\n",
+                    Reject::Path,
+                ),
+                (
+                    "HEAD /favico.ico HTTP/1.1\r\nReferer: nope\r\n\r\n",
+                    Reject::Secret,
+                ),
+            ];
+            for (text, want) in cases {
+                assert_eq!(
+                    decide(
+                        &head(text),
+                        ip("203.0.113.5"),
+                        &knock(ClientIpMethod::Peer),
+                        |_| false
+                    ),
+                    Decision::Reject {
+                        reason: want,
+                        key: ip("203.0.113.5")
+                    },
+                    "{text:?}"
+                );
+            }
         }
     }
 }

@@ -508,173 +508,173 @@ mod tests {
             rejected(Reject::Key(Reason::ReplayFull), a)
         );
     }
-}
 
-/// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
-/// would notice (a key knock answered or passed on, the clients knockd knows after a reload).
-/// Kept apart from `tests` so edits of either merge cleanly.
-#[cfg(test)]
-mod mutant_kills {
-    use std::collections::HashMap;
-    use std::path::PathBuf;
+    /// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
+    /// would notice (a key knock answered or passed on, the clients knockd knows after a reload).
+    /// They share the helpers of `tests`.
+    mod mutant_kills {
+        use std::collections::HashMap;
+        use std::path::PathBuf;
 
-    use super::*;
-    use crate::keys::challenge::response_hash;
-    use crate::knock::http::{parse_head, Parsed};
+        use super::*;
+        use crate::keys::challenge::response_hash;
+        use crate::knock::http::{parse_head, Parsed};
 
-    const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    const SECRET: &str = "a-challenge-secret-for-tests-0123456789";
-    const NOW: i64 = 1_760_000_000;
-    const NONCE: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+        const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        const SECRET: &str = "a-challenge-secret-for-tests-0123456789";
+        const NOW: i64 = 1_760_000_000;
+        const NONCE: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 
-    /// A clients file in its own directory, removed on drop.
-    struct Dir(PathBuf);
+        /// A clients file in its own directory, removed on drop.
+        struct Dir(PathBuf);
 
-    impl Dir {
-        fn new(clients: &str) -> Dir {
-            let dir = std::env::temp_dir().join(format!(
-                "knockd-key-knock-mk-{}-{}",
-                std::process::id(),
-                hex::encode(crate::keys::random::<4>().expect("random"))
-            ));
-            std::fs::create_dir_all(&dir).expect("dir");
-            let d = Dir(dir);
-            d.write(clients);
-            d
-        }
+        impl Dir {
+            fn new(clients: &str) -> Dir {
+                let dir = std::env::temp_dir().join(format!(
+                    "knockd-key-knock-mk-{}-{}",
+                    std::process::id(),
+                    hex::encode(crate::keys::random::<4>().expect("random"))
+                ));
+                std::fs::create_dir_all(&dir).expect("dir");
+                let d = Dir(dir);
+                d.write(clients);
+                d
+            }
 
-        fn file(&self) -> PathBuf {
-            self.0.join("clients")
-        }
+            fn file(&self) -> PathBuf {
+                self.0.join("clients")
+            }
 
-        fn write(&self, clients: &str) {
-            std::fs::write(self.file(), clients).expect("write");
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::Permissions::from_mode(0o600);
-                std::fs::set_permissions(self.file(), mode).expect("chmod");
+            fn write(&self, clients: &str) {
+                std::fs::write(self.file(), clients).expect("write");
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::Permissions::from_mode(0o600);
+                    std::fs::set_permissions(self.file(), mode).expect("chmod");
+                }
             }
         }
-    }
 
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
         }
-    }
 
-    /// A whole configuration, as `knockd` reads it, with the clients file in `dir`.
-    fn config(dir: &Dir) -> Config {
-        let env: HashMap<String, String> = [
-            ("FW_PERMIT_PORTS_TCP", "22"),
-            ("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", "lhins-a0ogy7ty"),
-            ("TENCENT_CLOUD_SECRET_ID", "AKIDexampleexampleexample"),
-            ("TENCENT_CLOUD_SECRET_KEY", "keykeykeykeykeykey"),
-            ("KNOCK_REFERER", "https://example.com/some-long-secret"),
-            ("KNOCK_CHALLENGE_SECRET", SECRET),
-            ("KNOCK_CHALLENGE_TTL", "90s"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain([(
-            "KNOCK_CLIENTS_FILE".to_string(),
-            dir.file().display().to_string(),
-        )])
-        .collect();
-        crate::config::from_pairs(&[], &env).expect("valid configuration")
-    }
-
-    fn head(method: &str, target: &str) -> RequestHead {
-        let text = format!("{method} {target} HTTP/1.1\r\n\r\n");
-        match parse_head(text.as_bytes()) {
-            Parsed::Complete(h, _) => h,
-            other => panic!("{text:?}: {other:?}"),
+        /// A whole configuration, as `knockd` reads it, with the clients file in `dir`.
+        fn config(dir: &Dir) -> Config {
+            let env: HashMap<String, String> = [
+                ("FW_PERMIT_PORTS_TCP", "22"),
+                ("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", "lhins-a0ogy7ty"),
+                ("TENCENT_CLOUD_SECRET_ID", "AKIDexampleexampleexample"),
+                ("TENCENT_CLOUD_SECRET_KEY", "keykeykeykeykeykey"),
+                ("KNOCK_REFERER", "https://example.com/some-long-secret"),
+                ("KNOCK_CHALLENGE_SECRET", SECRET),
+                ("KNOCK_CHALLENGE_TTL", "90s"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([(
+                "KNOCK_CLIENTS_FILE".to_string(),
+                dir.file().display().to_string(),
+            )])
+            .collect();
+            crate::config::from_pairs(&[], &env).expect("valid configuration")
         }
-    }
 
-    fn judge_at(keys: &Keys, config: &Config, method: &str, target: &str) -> KeyDecision {
-        judge(
-            &head(method, target),
-            "203.0.113.7".parse().expect("ip"),
-            &config.knock,
-            keys,
-            NOW,
-            |_| false,
-            || Ok(NONCE),
-        )
-    }
-
-    #[test]
-    fn a_head_request_is_a_key_knock_too() {
-        let dir = Dir::new(&format!("office {KEY}\n"));
-        let c = config(&dir);
-        let keys = Keys::open(&c).expect("keys");
-        let want = challenge::issue(SECRET.as_bytes(), "office", "203.0.113.7", NOW, NONCE);
-        for method in ["GET", "HEAD"] {
-            assert_eq!(
-                judge_at(&keys, &c, method, "/favico.ico?c=office"),
-                KeyDecision::Challenge(want.clone()),
-                "{method}"
-            );
+        fn head(method: &str, target: &str) -> RequestHead {
+            let text = format!("{method} {target} HTTP/1.1\r\n\r\n");
+            match parse_head(text.as_bytes()) {
+                Parsed::Complete(h, _) => h,
+                other => panic!("{text:?}: {other:?}"),
+            }
         }
-        for method in ["POST", "PUT", "OPTIONS"] {
-            assert_eq!(
-                judge_at(&keys, &c, method, "/favico.ico?c=office"),
-                KeyDecision::NotKey,
-                "{method}"
-            );
-        }
-    }
 
-    /// `Keys::open` takes the configured challenge secret, TTL and clients file: a client in
-    /// the file completes a knock.
-    #[test]
-    fn keys_opened_from_the_configuration_grant_a_listed_client() {
-        let dir = Dir::new(&format!("office {KEY} ttl=2h\n"));
-        let c = config(&dir);
-        let keys = Keys::open(&c).expect("keys");
-        assert_eq!(keys.client_count(), 1);
-        let KeyDecision::Challenge(ch) = judge_at(&keys, &c, "GET", "/favico.ico?c=office") else {
-            panic!("no challenge")
-        };
-        let k = format!(
-            "/favico.ico?k=office.{ch}.{}",
-            response_hash(KEY, "office", &ch)
-        );
-        assert_eq!(
-            judge_at(&keys, &c, "GET", &k),
-            KeyDecision::Decided(
-                Decision::Grant {
-                    ip: "203.0.113.7".parse().expect("ip"),
-                    label: "office".into(),
-                    key: "203.0.113.7".parse().expect("ip"),
-                },
-                Some(7200)
+        fn judge_at(keys: &Keys, config: &Config, method: &str, target: &str) -> KeyDecision {
+            judge(
+                &head(method, target),
+                "203.0.113.7".parse().expect("ip"),
+                &config.knock,
+                keys,
+                NOW,
+                |_| false,
+                || Ok(NONCE),
             )
-        );
-    }
+        }
 
-    #[test]
-    fn sighup_reloads_the_clients_file_at_once() {
-        let dir = Dir::new(&format!("office {KEY}\n"));
-        let c = config(&dir);
-        let keys = Keys::open(&c).expect("keys");
-        assert_eq!(keys.client_count(), 1);
-        dir.write(&format!("office {KEY}\nhome {KEY}x\nlaptop {KEY}y\n"));
-        keys.reload_clients();
-        assert_eq!(keys.client_count(), 3);
-        dir.write("");
-        keys.reload_clients();
-        assert_eq!(keys.client_count(), 0);
-    }
+        #[test]
+        fn a_head_request_is_a_key_knock_too() {
+            let dir = Dir::new(&format!("office {KEY}\n"));
+            let c = config(&dir);
+            let keys = Keys::open(&c).expect("keys");
+            let want = challenge::issue(SECRET.as_bytes(), "office", "203.0.113.7", NOW, NONCE);
+            for method in ["GET", "HEAD"] {
+                assert_eq!(
+                    judge_at(&keys, &c, method, "/favico.ico?c=office"),
+                    KeyDecision::Challenge(want.clone()),
+                    "{method}"
+                );
+            }
+            for method in ["POST", "PUT", "OPTIONS"] {
+                assert_eq!(
+                    judge_at(&keys, &c, method, "/favico.ico?c=office"),
+                    KeyDecision::NotKey,
+                    "{method}"
+                );
+            }
+        }
 
-    /// A clients file broken after the configuration was read stops the start.
-    #[test]
-    fn a_broken_clients_file_stops_the_start() {
-        let dir = Dir::new(&format!("office {KEY}\n"));
-        let c = config(&dir);
-        dir.write("office not-a-key\n");
-        assert!(Keys::open(&c).is_err());
+        /// `Keys::open` takes the configured challenge secret, TTL and clients file: a client in
+        /// the file completes a knock.
+        #[test]
+        fn keys_opened_from_the_configuration_grant_a_listed_client() {
+            let dir = Dir::new(&format!("office {KEY} ttl=2h\n"));
+            let c = config(&dir);
+            let keys = Keys::open(&c).expect("keys");
+            assert_eq!(keys.client_count(), 1);
+            let KeyDecision::Challenge(ch) = judge_at(&keys, &c, "GET", "/favico.ico?c=office")
+            else {
+                panic!("no challenge")
+            };
+            let k = format!(
+                "/favico.ico?k=office.{ch}.{}",
+                response_hash(KEY, "office", &ch)
+            );
+            assert_eq!(
+                judge_at(&keys, &c, "GET", &k),
+                KeyDecision::Decided(
+                    Decision::Grant {
+                        ip: "203.0.113.7".parse().expect("ip"),
+                        label: "office".into(),
+                        key: "203.0.113.7".parse().expect("ip"),
+                    },
+                    Some(7200)
+                )
+            );
+        }
+
+        #[test]
+        fn sighup_reloads_the_clients_file_at_once() {
+            let dir = Dir::new(&format!("office {KEY}\n"));
+            let c = config(&dir);
+            let keys = Keys::open(&c).expect("keys");
+            assert_eq!(keys.client_count(), 1);
+            dir.write(&format!("office {KEY}\nhome {KEY}x\nlaptop {KEY}y\n"));
+            keys.reload_clients();
+            assert_eq!(keys.client_count(), 3);
+            dir.write("");
+            keys.reload_clients();
+            assert_eq!(keys.client_count(), 0);
+        }
+
+        /// A clients file broken after the configuration was read stops the start.
+        #[test]
+        fn a_broken_clients_file_stops_the_start() {
+            let dir = Dir::new(&format!("office {KEY}\n"));
+            let c = config(&dir);
+            dir.write("office not-a-key\n");
+            assert!(Keys::open(&c).is_err());
+        }
     }
 }

@@ -1097,139 +1097,123 @@ mod tests {
         assert_eq!(gone, vec!["2001:db8:1:1::1", "2001:db8:1:1::1"]);
         assert_eq!(plan.create.len(), 2);
     }
-}
 
-/// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
-/// would notice. Kept apart from `tests` so edits of either merge cleanly.
-#[cfg(test)]
-mod mutant_kills {
-    use super::*;
+    /// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
+    /// would notice. They share the helpers of `tests`.
+    mod mutant_kills {
+        use super::*;
 
-    const NOW: i64 = 1_764_077_880; // 2025-11-25 13:38Z
-    const DAY: i64 = 86_400;
+        const NOW: i64 = 1_764_077_880; // 2025-11-25 13:38Z
+        const DAY: i64 = 86_400;
 
-    fn tcp(port: &str) -> Vec<(Protocol, String)> {
-        vec![(Protocol::Tcp, port.to_string())]
-    }
-
-    fn policy(ports: &[(Protocol, String)], ttl_secs: i64) -> Policy<'_> {
-        Policy {
-            prefix: "Knockd-",
-            ports,
-            ttl_secs,
-            limit: QUOTA,
-            per_v6_64: 0,
+        fn tcp(port: &str) -> Vec<(Protocol, String)> {
+            vec![(Protocol::Tcp, port.to_string())]
         }
-    }
 
-    fn grant(ip: &str) -> Grant {
-        Grant {
-            ip: ip.parse().expect("ip"),
-            label: "home".to_string(),
-            ttl_secs: None,
+        fn policy(ports: &[(Protocol, String)], ttl_secs: i64) -> Policy<'_> {
+            Policy {
+                prefix: "Knockd-",
+                ports,
+                ttl_secs,
+                limit: QUOTA,
+                per_v6_64: 0,
+            }
         }
-    }
 
-    fn rule(proto: &str, port: &str, ip: &str, desc: &str) -> FirewallRule {
-        FirewallRule {
-            protocol: proto.into(),
-            port: port.into(),
-            cidr_block: (!ip.contains(':')).then(|| ip.to_string()),
-            ipv6_cidr_block: ip.contains(':').then(|| ip.to_string()),
-            action: "ACCEPT".into(),
-            description: desc.into(),
+        fn grant(ip: &str) -> Grant {
+            Grant {
+                ip: ip.parse().expect("ip"),
+                label: "home".to_string(),
+                ttl_secs: None,
+            }
         }
-    }
 
-    fn owned(proto: &str, port: &str, ip: &str, label: &str, expires: i64) -> FirewallRule {
-        rule(proto, port, ip, &desc::encode("Knockd-", label, expires))
-    }
-
-    #[test]
-    fn writes_counts_every_delete_create_and_refresh() {
-        let p = vec![
-            (Protocol::Tcp, "22".to_string()),
-            (Protocol::Udp, "53".to_string()),
-        ];
-        let rules = vec![
-            // Expired, someone else's address: deleted.
-            owned("TCP", "22", "198.51.100.1", "old", NOW - 60),
-            // The granted address's TCP rule, expiring tomorrow: refreshed.
-            owned("TCP", "22", "203.0.113.7", "home", NOW + DAY),
-        ];
-        let plan = plan(&rules, &policy(&p, 30 * DAY), &[grant("203.0.113.7")], NOW);
-        assert_eq!(
-            (plan.delete.len(), plan.create.len(), plan.refresh.len()),
-            (1, 1, 1)
-        );
-        assert_eq!(plan.writes(), 3);
-    }
-
-    #[test]
-    fn a_short_ttl_is_refreshed_minutes_after_the_last_knock() {
-        // TTL of one hour: the refresh step is its floor, one minute; a knock two minutes after
-        // the last one moves the expiry, a knock in the same minute does not (descriptions
-        // hold whole minutes).
-        let p = tcp("22");
-        let hour = 3600;
-        let two_min_ago = vec![owned("TCP", "22", "203.0.113.7", "home", NOW + hour - 120)];
-        let plan1 = plan(
-            &two_min_ago,
-            &policy(&p, hour),
-            &[grant("203.0.113.7")],
-            NOW,
-        );
-        assert_eq!(plan1.grants, vec![GrantStatus::Writes]);
-        assert_eq!(plan1.refresh.len(), 1);
-        let just_now = vec![owned("TCP", "22", "203.0.113.7", "home", NOW + hour)];
-        let plan2 = plan(&just_now, &policy(&p, hour), &[grant("203.0.113.7")], NOW);
-        assert_eq!(plan2.grants, vec![GrantStatus::Present]);
-        assert_eq!(plan2.writes(), 0);
-        // TTL of one day: the step is 1% of it, 864 s.
-        for (ago, writes) in [(600, 0), (900, 1)] {
-            let rules = vec![owned("TCP", "22", "203.0.113.7", "home", NOW + DAY - ago)];
-            let plan = plan(&rules, &policy(&p, DAY), &[grant("203.0.113.7")], NOW);
-            assert_eq!(plan.writes(), writes, "last knock {ago}s ago");
+        #[test]
+        fn writes_counts_every_delete_create_and_refresh() {
+            let p = vec![
+                (Protocol::Tcp, "22".to_string()),
+                (Protocol::Udp, "53".to_string()),
+            ];
+            let rules = vec![
+                // Expired, someone else's address: deleted.
+                owned("TCP", "22", "198.51.100.1", "old", NOW - 60),
+                // The granted address's TCP rule, expiring tomorrow: refreshed.
+                owned("TCP", "22", "203.0.113.7", "home", NOW + DAY),
+            ];
+            let plan = plan(&rules, &policy(&p, 30 * DAY), &[grant("203.0.113.7")], NOW);
+            assert_eq!(
+                (plan.delete.len(), plan.create.len(), plan.refresh.len()),
+                (1, 1, 1)
+            );
+            assert_eq!(plan.writes(), 3);
         }
-    }
 
-    #[test]
-    fn a_batch_on_a_full_quota_evicts_one_rule_per_new_rule_and_no_more() {
-        let p = tcp("22");
-        let rules: Vec<_> = (0..QUOTA)
-            .map(|i| {
-                let ip = format!("198.51.100.{}", i + 1);
-                owned("TCP", "22", &ip, "x", NOW + DAY + i as i64 * 60)
-            })
-            .collect();
-        let grants = [grant("203.0.113.1"), grant("203.0.113.2")];
-        let plan = plan(&rules, &policy(&p, 30 * DAY), &grants, NOW);
-        assert_eq!(plan.grants, vec![GrantStatus::Writes, GrantStatus::Writes]);
-        assert_eq!(plan.create.len(), 2);
-        assert_eq!(plan.evicted, 2);
-        let gone: Vec<_> = plan.delete.iter().map(|r| r.address()).collect();
-        assert_eq!(gone, vec!["198.51.100.1", "198.51.100.2"]);
-    }
+        #[test]
+        fn a_short_ttl_is_refreshed_minutes_after_the_last_knock() {
+            // TTL of one hour: the refresh step is its floor, one minute; a knock two minutes after
+            // the last one moves the expiry, a knock in the same minute does not (descriptions
+            // hold whole minutes).
+            let p = tcp("22");
+            let hour = 3600;
+            let two_min_ago = vec![owned("TCP", "22", "203.0.113.7", "home", NOW + hour - 120)];
+            let plan1 = plan(
+                &two_min_ago,
+                &policy(&p, hour),
+                &[grant("203.0.113.7")],
+                NOW,
+            );
+            assert_eq!(plan1.grants, vec![GrantStatus::Writes]);
+            assert_eq!(plan1.refresh.len(), 1);
+            let just_now = vec![owned("TCP", "22", "203.0.113.7", "home", NOW + hour)];
+            let plan2 = plan(&just_now, &policy(&p, hour), &[grant("203.0.113.7")], NOW);
+            assert_eq!(plan2.grants, vec![GrantStatus::Present]);
+            assert_eq!(plan2.writes(), 0);
+            // TTL of one day: the step is 1% of it, 864 s.
+            for (ago, writes) in [(600, 0), (900, 1)] {
+                let rules = vec![owned("TCP", "22", "203.0.113.7", "home", NOW + DAY - ago)];
+                let plan = plan(&rules, &policy(&p, DAY), &[grant("203.0.113.7")], NOW);
+                assert_eq!(plan.writes(), writes, "last knock {ago}s ago");
+            }
+        }
 
-    #[test]
-    fn revoking_an_address_deletes_its_rules_and_keeps_everyone_elses() {
-        let rules = vec![
-            owned("TCP", "22", "203.0.113.7", "home", NOW + DAY),
-            owned("UDP", "53", "203.0.113.7/32", "home", NOW + DAY),
-            owned("TCP", "22", "198.51.100.1", "phone", NOW + DAY),
-            rule("TCP", "22", "198.51.100.2", "Knockd-legacy@@20251120"),
-            rule("TCP", "22", "203.0.113.7", "office"),
-            owned("TCP", "22", "2001:db8::7", "v6", NOW + DAY),
-        ];
-        let revoked = revoke(&rules, "Knockd-", "203.0.113.7");
-        assert_eq!(revoked, rules[..2].to_vec());
-        // An IPv4-mapped address revokes the IPv4 rules; an IPv6 address only its own.
-        assert_eq!(revoke(&rules, "Knockd-", "::ffff:203.0.113.7"), rules[..2]);
-        assert_eq!(revoke(&rules, "Knockd-", "2001:db8::7"), rules[5..]);
-        // An address nobody was granted revokes nothing.
-        assert!(revoke(&rules, "Knockd-", "192.0.2.1").is_empty());
-        // By label: exactly the rules carrying it.
-        assert_eq!(revoke(&rules, "Knockd-", "phone"), rules[2..3]);
-        assert!(revoke(&rules, "Knockd-", "nobody").is_empty());
+        #[test]
+        fn a_batch_on_a_full_quota_evicts_one_rule_per_new_rule_and_no_more() {
+            let p = tcp("22");
+            let rules: Vec<_> = (0..QUOTA)
+                .map(|i| {
+                    let ip = format!("198.51.100.{}", i + 1);
+                    owned("TCP", "22", &ip, "x", NOW + DAY + i as i64 * 60)
+                })
+                .collect();
+            let grants = [grant("203.0.113.1"), grant("203.0.113.2")];
+            let plan = plan(&rules, &policy(&p, 30 * DAY), &grants, NOW);
+            assert_eq!(plan.grants, vec![GrantStatus::Writes, GrantStatus::Writes]);
+            assert_eq!(plan.create.len(), 2);
+            assert_eq!(plan.evicted, 2);
+            let gone: Vec<_> = plan.delete.iter().map(|r| r.address()).collect();
+            assert_eq!(gone, vec!["198.51.100.1", "198.51.100.2"]);
+        }
+
+        #[test]
+        fn revoking_an_address_deletes_its_rules_and_keeps_everyone_elses() {
+            let rules = vec![
+                owned("TCP", "22", "203.0.113.7", "home", NOW + DAY),
+                owned("UDP", "53", "203.0.113.7/32", "home", NOW + DAY),
+                owned("TCP", "22", "198.51.100.1", "phone", NOW + DAY),
+                rule("TCP", "22", "198.51.100.2", "Knockd-legacy@@20251120"),
+                rule("TCP", "22", "203.0.113.7", "office"),
+                owned("TCP", "22", "2001:db8::7", "v6", NOW + DAY),
+            ];
+            let revoked = revoke(&rules, "Knockd-", "203.0.113.7");
+            assert_eq!(revoked, rules[..2].to_vec());
+            // An IPv4-mapped address revokes the IPv4 rules; an IPv6 address only its own.
+            assert_eq!(revoke(&rules, "Knockd-", "::ffff:203.0.113.7"), rules[..2]);
+            assert_eq!(revoke(&rules, "Knockd-", "2001:db8::7"), rules[5..]);
+            // An address nobody was granted revokes nothing.
+            assert!(revoke(&rules, "Knockd-", "192.0.2.1").is_empty());
+            // By label: exactly the rules carrying it.
+            assert_eq!(revoke(&rules, "Knockd-", "phone"), rules[2..3]);
+            assert!(revoke(&rules, "Knockd-", "nobody").is_empty());
+        }
     }
 }

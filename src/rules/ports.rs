@@ -156,32 +156,27 @@ mod tests {
         assert_eq!(split_rules(["8000-8100"]), vec!["8000-8100"]);
         assert!(split_rules([]).is_empty());
     }
-}
 
-/// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
-/// would notice. Kept apart from `tests` so edits of either merge cleanly.
-#[cfg(test)]
-mod mutant_kills {
-    use super::*;
+    /// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
+    /// would notice. They share the helpers of `tests`.
+    mod mutant_kills {
+        use super::*;
 
-    fn set(s: &str) -> PortSet {
-        PortSet::parse(s).unwrap_or_else(|| panic!("{s} parses"))
-    }
-
-    #[test]
-    fn a_list_of_ports_is_not_the_range_between_them() {
-        let list = set("22,443");
-        assert_ne!(list, set("22-443"));
-        assert!(!list.covers(&set("80")));
-        assert!(!list.overlaps(&set("80")));
-        assert!(!set("22,8000-8100").covers(&set("443")));
-    }
-
-    #[test]
-    fn signed_or_overlong_port_numbers_are_not_read() {
-        for bad in ["+22", "22,+443", "+1-100", "000022", "1-000443"] {
-            assert_eq!(PortSet::parse(bad), None, "{bad}");
+        #[test]
+        fn a_list_of_ports_is_not_the_range_between_them() {
+            let list = set("22,443");
+            assert_ne!(list, set("22-443"));
+            assert!(!list.covers(&set("80")));
+            assert!(!list.overlaps(&set("80")));
+            assert!(!set("22,8000-8100").covers(&set("443")));
         }
-        assert_eq!(set("00022"), set("22"));
+
+        #[test]
+        fn signed_or_overlong_port_numbers_are_not_read() {
+            for bad in ["+22", "22,+443", "+1-100", "000022", "1-000443"] {
+                assert_eq!(PortSet::parse(bad), None, "{bad}");
+            }
+            assert_eq!(set("00022"), set("22"));
+        }
     }
 }
