@@ -118,6 +118,18 @@ pub(crate) struct KnockUrl {
 }
 
 impl KnockUrl {
+    /// `recipes::PLACEHOLDER_URL` as a value, built from its parts: printing the recipes must
+    /// not depend on a parse that could fail.
+    pub(crate) fn placeholder() -> KnockUrl {
+        KnockUrl {
+            scheme: Scheme::Http,
+            host: "YOUR-SERVER".to_string(),
+            port: 8080,
+            path: "/favico.ico".to_string(),
+            text: super::recipes::PLACEHOLDER_URL.to_string(),
+        }
+    }
+
     pub(crate) fn parse(text: &str) -> Result<KnockUrl, ClientError> {
         let err = |problem| Err(ClientError::Url { problem });
         let (scheme, rest) = if let Some(r) = text.strip_prefix("http://") {
@@ -346,6 +358,12 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::TcpListener;
+
+    #[test]
+    fn the_placeholder_is_what_its_text_parses_to() {
+        let parsed = KnockUrl::parse(crate::keys::recipes::PLACEHOLDER_URL).expect("parses");
+        assert_eq!(KnockUrl::placeholder(), parsed);
+    }
 
     const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 

@@ -38,7 +38,7 @@ impl Recipe<'_> {
     fn url(&self) -> KnockUrl {
         match self.url {
             Some(u) => u.clone(),
-            None => KnockUrl::parse(PLACEHOLDER_URL).expect("the placeholder is a valid URL"),
+            None => KnockUrl::placeholder(),
         }
     }
 
