@@ -135,11 +135,7 @@ fn lockout_key(head: &RequestHead, peer: IpAddr, knock: &KnockConfig) -> IpAddr 
 /// through timing.
 pub(crate) fn secret_matches(given: &[u8], secret: &str) -> bool {
     let (a, b) = (digest(&SHA256, given), digest(&SHA256, secret.as_bytes()));
-    a.as_ref()
-        .iter()
-        .zip(b.as_ref().iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    crate::keys::ct_eq(a.as_ref(), b.as_ref())
 }
 
 #[cfg(test)]

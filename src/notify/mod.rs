@@ -272,24 +272,12 @@ impl fmt::Debug for NotifyConfig {
     }
 }
 
-/// `30s`, `10m`, `2h`, `1d`, or bare seconds; 0 allowed (off); at most 7 days.
+/// The configuration's duration grammar (`30s`, `10m`, `2h`, `1d`, or bare seconds; 0 allowed:
+/// off), at most 7 days.
 fn parse_duration(t: &str) -> Result<u64, String> {
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = (&t[..split], t[split..].trim());
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => 0,
-    };
-    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
-        Some(s) if mult > 0 && s <= MAX_INTERVAL_SECS => Ok(s),
-        Some(_) if mult > 0 => Err(format!("'{t}' is longer than 7d")),
-        _ => Err(format!(
-            "'{}' is not a duration like 10m, 1h or 0",
-            t.escape_debug()
-        )),
+    match crate::config::parse_duration(t, true)? {
+        s if s <= MAX_INTERVAL_SECS => Ok(s),
+        _ => Err(format!("'{t}' is longer than 7d")),
     }
 }
 
