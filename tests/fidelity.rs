@@ -24,20 +24,6 @@ fn rules_for<'a>(rules: &'a [Value], addr: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// A simulator with instance A (console default rules) plus `rules`, and `extra` flags.
-fn sim(rules: &Value, extra: &[&str]) -> Sim {
-    let file = temp_dir("fidelity-rules").join("rules.json");
-    std::fs::write(&file, json!({ A: rules }).to_string()).expect("rules file");
-    let mut args = vec![
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--rules",
-        file.to_str().expect("utf-8 path"),
-    ];
-    args.extend_from_slice(extra);
-    Sim::start(&args)
-}
-
 fn config_file(dir: &Path, sim: &Sim, extra: &[(&str, &str)]) -> PathBuf {
     let mut cfg = base_config(sim, A, free_port());
     for (k, v) in extra {
@@ -91,7 +77,7 @@ fn writes(sim: &Sim) -> u64 {
 // Item 1: docs/lighthouse-api.md#port-grammar.
 #[test]
 fn a_mixed_port_setting_is_written_as_one_rule_per_range_plus_one_for_single_ports() {
-    let sim = sim(&json!([]), &[]);
+    let sim = Sim::with_rules(&json!([]), &[]);
     let ports = [("FW_PERMIT_PORTS_TCP", "22,8000-8100,443,9000-9010")];
 
     let dir = temp_dir("mixed-check-config");
@@ -148,7 +134,7 @@ fn a_mixed_port_setting_is_written_as_one_rule_per_range_plus_one_for_single_por
 #[test]
 fn a_reordered_port_list_refreshes_the_rule_the_api_holds_instead_of_creating_it_again() {
     let soon = clock::now() + 3600;
-    let sim = sim(
+    let sim = Sim::with_rules(
         &json!([
             rule(
                 "TCP",
@@ -192,7 +178,7 @@ fn a_reordered_port_list_refreshes_the_rule_the_api_holds_instead_of_creating_it
 #[test]
 fn a_foreign_accept_rule_for_all_ports_counts_as_access_and_costs_no_quota() {
     for port in ["1-65535", "ALL"] {
-        let sim = sim(
+        let sim = Sim::with_rules(
             &json!([rule("TCP", port, "0.0.0.0/0", "ACCEPT", "全部TCP")]),
             &[],
         );
@@ -214,7 +200,7 @@ fn a_foreign_accept_rule_for_all_ports_counts_as_access_and_costs_no_quota() {
 // Item 4: docs/lighthouse-api.md#rule-order.
 #[test]
 fn check_reports_a_drop_rule_that_covers_knockd_ports() {
-    let sim = sim(
+    let sim = Sim::with_rules(
         &json!([
             rule("ALL", "ALL", "0.0.0.0/0", "DROP", "deny everything else"),
             rule("TCP", "3306", "198.51.100.0/24", "DROP", "no mysql"),
@@ -237,7 +223,7 @@ fn check_reports_a_drop_rule_that_covers_knockd_ports() {
 fn legacy_rules_under_knockd_are_owned_with_a_custom_prefix() {
     let now = clock::now();
     let day = |t: i64| clock::utc_date(t).replace('-', "");
-    let sim = sim(
+    let sim = Sim::with_rules(
         &json!([
             rule(
                 "TCP",
@@ -310,7 +296,7 @@ fn legacy_rules_under_knockd_are_owned_with_a_custom_prefix() {
 // Item 7: docs/lighthouse-api.md#cam-permissions.
 #[test]
 fn check_names_the_denied_action_and_the_instance_resource() {
-    let sim = sim(
+    let sim = Sim::with_rules(
         &json!([]),
         &[
             "--fail-rate",
@@ -346,7 +332,7 @@ fn check_names_the_denied_action_and_the_instance_resource() {
 // Item 7: only the firewall actions granted, on the instance: --check still passes.
 #[test]
 fn check_passes_with_only_the_firewall_actions_granted() {
-    let sim = sim(
+    let sim = Sim::with_rules(
         &json!([]),
         &["--deny-actions", "DescribeRegions,DescribeInstances"],
     );
@@ -366,7 +352,7 @@ fn check_passes_with_only_the_firewall_actions_granted() {
 // Item 8: docs/lighthouse-api.md#temporary-credentials.
 #[test]
 fn check_notes_that_a_token_expires() {
-    let sim = sim(&json!([]), &["--token", "tok3n-for-check"]);
+    let sim = Sim::with_rules(&json!([]), &["--token", "tok3n-for-check"]);
     let dir = temp_dir("token");
     let out = run(
         &config_file(&dir, &sim, &[("TENCENT_CLOUD_TOKEN", "tok3n-for-check")]),
@@ -389,7 +375,7 @@ fn check_notes_that_a_token_expires() {
 // Item 7: only an answer given after authentication proves the key.
 #[test]
 fn check_does_not_claim_the_key_works_when_no_answer_proves_it() {
-    let sim = sim(
+    let sim = Sim::with_rules(
         &json!([]),
         &["--fail-rate", "1", "--fail-code", "FailedOperation"],
     );
@@ -410,7 +396,7 @@ fn check_does_not_claim_the_key_works_when_no_answer_proves_it() {
 #[test]
 fn a_reordered_port_list_is_the_same_rule_on_a_server_that_compares_sets() {
     let soon = clock::now() + 3600;
-    let sim = sim(
+    let sim = Sim::with_rules(
         &json!([rule(
             "TCP",
             "443,22",
@@ -439,7 +425,7 @@ fn a_reordered_port_list_is_the_same_rule_on_a_server_that_compares_sets() {
 // naming it (the knock itself still writes its ACCEPT rules).
 #[test]
 fn a_knock_under_a_covering_drop_rule_logs_a_warning_naming_it() {
-    let sim = sim(
+    let sim = Sim::with_rules(
         &json!([rule(
             "TCP",
             "22",

@@ -96,14 +96,7 @@ fn curl_knock_opens_tcp_and_udp_on_two_instances_in_two_regions() {
 
 /// A simulator whose instance A starts with the default rules plus `rules` (JSON array).
 fn sim_with_rules(rules: &str) -> Sim {
-    let file = temp_dir("rules").join("rules.json");
-    std::fs::write(&file, format!(r#"{{"lhins-kn0ck001": {rules}}}"#)).expect("rules file");
-    Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--rules",
-        file.to_str().expect("path"),
-    ])
+    Sim::with_rules(&serde_json::from_str(rules).expect("rules JSON"), &[])
 }
 
 #[test]

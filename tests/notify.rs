@@ -188,16 +188,9 @@ fn every_event_arrives_as_valid_json_with_the_label_sanitised() {
         "Knockd-old until {}Z",
         knockd::clock::utc_minute(knockd::clock::now() - 3600)
     );
-    let rules = json!({ A: [{"Protocol": "TCP", "Port": "22", "CidrBlock": "198.51.100.9",
-        "Action": "ACCEPT", "FirewallRuleDescription": expired}] });
-    let file = dir.join("rules.json");
-    std::fs::write(&file, rules.to_string()).expect("rules file");
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--rules",
-        file.to_str().expect("utf-8"),
-    ]);
+    let rules = json!([{"Protocol": "TCP", "Port": "22", "CidrBlock": "198.51.100.9",
+        "Action": "ACCEPT", "FirewallRuleDescription": expired}]);
+    let sim = Sim::with_rules(&rules, &[]);
     let rx = Receiver::start(false);
     let cfg = config_with(
         &sim,
@@ -303,20 +296,13 @@ fn prune_from_the_command_line_notifies_once() {
     let dir = temp_dir("notify-prune");
     let now = knockd::clock::now();
     let desc = |l: &str| format!("Knockd-{l} until {}Z", knockd::clock::utc_minute(now - 600));
-    let rules = json!({ A: [
+    let rules = json!([
         {"Protocol": "TCP", "Port": "22", "CidrBlock": "198.51.100.1", "Action": "ACCEPT",
          "FirewallRuleDescription": desc("a")},
         {"Protocol": "TCP", "Port": "22", "CidrBlock": "198.51.100.2", "Action": "ACCEPT",
          "FirewallRuleDescription": desc("b")},
-    ]});
-    let file = dir.join("rules.json");
-    std::fs::write(&file, rules.to_string()).expect("rules file");
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--rules",
-        file.to_str().expect("utf-8"),
     ]);
+    let sim = Sim::with_rules(&rules, &[]);
     let rx = Receiver::start(false);
     let cfg = config_with(
         &sim,
@@ -699,18 +685,11 @@ fn a_label_with_a_quote_and_a_backslash_stays_valid_json() {
     let dir = temp_dir("notify-quote");
     let label = r#"ph"one\ é"#;
     let until = knockd::clock::utc_minute(knockd::clock::now() + 86_400);
-    let rules = json!({ A: [
+    let rules = json!([
         {"Protocol": "TCP", "Port": "22,443", "CidrBlock": "198.51.100.77", "Action": "ACCEPT",
          "FirewallRuleDescription": format!("Knockd-{label} until {until}Z")},
-    ]});
-    let file = dir.join("rules.json");
-    std::fs::write(&file, rules.to_string()).expect("rules file");
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--rules",
-        file.to_str().expect("utf-8"),
     ]);
+    let sim = Sim::with_rules(&rules, &[]);
     let rx = Receiver::start(false);
     let cfg = config_with(
         &sim,

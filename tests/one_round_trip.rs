@@ -192,25 +192,15 @@ fn a_foreign_write_in_between_costs_a_describe_and_never_a_duplicate() {
 /// A simulator whose instance A starts with two owned rules of 198.51.100.9 about to expire,
 /// so a knock from it refreshes both (two ModifyFirewallRuleDescription calls).
 fn sim_with_expiring_rules(extra: &[&str]) -> Sim {
-    let file = temp_dir("modify").join("rules.json");
-    std::fs::write(
-        &file,
-        r#"{"lhins-kn0ck001": [
+    Sim::with_rules(
+        &json!([
             {"Protocol": "TCP", "Port": "22,443", "CidrBlock": "198.51.100.9", "Action": "ACCEPT",
              "FirewallRuleDescription": "Knockd-phone until 2000-01-01 00:00Z"},
             {"Protocol": "UDP", "Port": "51820", "CidrBlock": "198.51.100.9", "Action": "ACCEPT",
              "FirewallRuleDescription": "Knockd-phone until 2000-01-01 00:00Z"}
-        ]}"#,
+        ]),
+        extra,
     )
-    .expect("rules file");
-    let mut args = vec![
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--rules",
-        file.to_str().expect("path"),
-    ];
-    args.extend_from_slice(extra);
-    Sim::start(&args)
 }
 
 fn refresh_then_new_address(sim: &Sim) -> (Knockd, u64) {
@@ -374,21 +364,12 @@ fn a_firewall_busy_for_eight_seconds_delays_the_knock_but_does_not_fail_it() {
 fn firewall_rules_exist_after_a_fresh_describe_counts_as_present() {
     // The API holds TCP "22,443" for the address; knockd is configured "443,22" and compares
     // text, so it creates, and the API (comparing port sets) answers FirewallRulesExist.
-    let file = temp_dir("exists").join("rules.json");
-    std::fs::write(
-        &file,
-        r#"{"lhins-kn0ck001": [
+    let sim = Sim::with_rules(
+        &json!([
             {"Protocol": "TCP", "Port": "22,443", "CidrBlock": "203.0.113.51", "Action": "ACCEPT",
-             "FirewallRuleDescription": "office"}]}"#,
-    )
-    .expect("rules file");
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--rules",
-        file.to_str().expect("path"),
-        "--port-identity-by-set",
-    ]);
+             "FirewallRuleDescription": "office"}]),
+        &["--port-identity-by-set"],
+    );
     let mut cfg = base_config(&sim, A, free_port());
     set(&mut cfg, "FW_PERMIT_PORTS_TCP", "443,22");
     let k = Knockd::start(&temp_dir("exists"), &cfg);
@@ -450,25 +431,17 @@ fn rules_written_after_the_knock_answered_failure_are_withdrawn() {
 #[test]
 fn ipv6_rules_are_refreshed_and_pruned_by_their_ipv6_cidr_block() {
     // An owned IPv6 rule about to expire (refreshed by a knock) and an expired one (pruned).
-    let file = temp_dir("v6-refresh").join("rules.json");
-    std::fs::write(
-        &file,
-        r#"{"lhins-kn0ck001": [
+    let sim = Sim::with_rules(
+        &json!([
             {"Protocol": "TCP", "Port": "22,443", "Ipv6CidrBlock": "2001:db8::7", "Action": "ACCEPT",
              "FirewallRuleDescription": "Knockd-v6 until 2000-01-01 00:00Z"},
             {"Protocol": "UDP", "Port": "51820", "Ipv6CidrBlock": "2001:db8::7", "Action": "ACCEPT",
              "FirewallRuleDescription": "Knockd-v6 until 2000-01-01 00:00Z"},
             {"Protocol": "TCP", "Port": "22,443", "Ipv6CidrBlock": "2001:db8::8", "Action": "ACCEPT",
              "FirewallRuleDescription": "Knockd-old until 2000-01-01 00:00Z"}
-        ]}"#,
-    )
-    .expect("rules file");
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--rules",
-        file.to_str().expect("path"),
-    ]);
+        ]),
+        &[],
+    );
     let k = Knockd::start(&temp_dir("v6-refresh"), &base_config(&sim, A, free_port()));
     let before = sim.rules(A).len();
     assert_eq!(knock_curl(&k, "2001:db8::7", "v6"), SUCCESS, "{}", k.log());

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use knockd::cloud::sign::{self, Credentials};
 use serde_json::Value;
 
-use super::{SECRET_ID, SECRET_KEY};
+use super::{INSTANCE, INSTANCE_ARG, SECRET_ID, SECRET_KEY};
 
 pub const VERSION: &str = "2020-03-24";
 
@@ -157,6 +158,24 @@ impl Sim {
                 panic!("lighthouse-sim did not start (stdout {line:?}); stderr:\n{log}");
             }
         }
+    }
+
+    /// The simulator with `INSTANCE` (console default rules) plus `rules`, a JSON array of
+    /// FirewallRule objects given to `--rules` through a file, and `extra` flags.
+    pub fn with_rules(rules: &Value, extra: &[&str]) -> Sim {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let file = std::env::temp_dir().join(format!(
+            "knockd-sim-rules-{}-{}.json",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut seeded = serde_json::Map::new();
+        seeded.insert(INSTANCE.to_string(), rules.clone());
+        std::fs::write(&file, Value::Object(seeded).to_string()).expect("rules file");
+        let path = file.to_str().expect("utf-8 temp path");
+        let mut args = vec!["--instance", INSTANCE_ARG, "--rules", path];
+        args.extend_from_slice(extra);
+        Sim::start(&args)
     }
 
     pub fn url(&self) -> String {
