@@ -37,26 +37,17 @@ fn probe(client: &Client, inst: &Instance) -> Result<Probe, ApiError> {
         &json!({"InstanceId": inst.id, "Offset": 0, "Limit": 100}),
     )?;
     let skew = reply.date.map(|d| d - clock::now());
-    let b = &reply.body;
-    let page: Vec<FirewallRule> = b
-        .get("FirewallRuleSet")
-        .and_then(Value::as_array)
-        .map(|set| set.iter().map(wire::rule_from_json).collect())
-        .unwrap_or_default();
-    let total = b.get("TotalCount").and_then(Value::as_u64).unwrap_or(0) as usize;
-    let (rules, version) = if total > page.len() {
+    let request_id = reply.request_id.clone();
+    let page = wire::describe_page(reply)?;
+    let (rules, version) = if page.total > page.rules.len() {
         client.describe_rules(inst)?
     } else {
-        let v = b
-            .get("FirewallVersion")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        (page, v)
+        (page.rules, page.version)
     };
     Ok(Probe {
         rules,
         version,
-        request_id: reply.request_id,
+        request_id,
         skew,
     })
 }
@@ -300,7 +291,7 @@ fn optional_regions(client: &Client, notes: &mut Vec<String>) -> Option<Vec<Stri
     match client.call("DescribeRegions", None, &json!({})) {
         Ok(reply) => Some(
             reply
-                .body
+                .body()
                 .get("RegionSet")
                 .and_then(Value::as_array)
                 .map(|set| {
