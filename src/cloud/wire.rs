@@ -551,4 +551,105 @@ mod tests {
         }
         assert_eq!(page(Value::Null).expect("null").total, 0);
     }
+
+    /// The reading before answers were read typed, kept as the reference: a rule from a
+    /// `Value`, each field by `Value::as_str`.
+    fn reference_rule(v: &Value) -> FirewallRule {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let opt = |k: &str| Some(s(k)).filter(|x| !x.is_empty());
+        let ipv6 = opt("Ipv6CidrBlock");
+        let action = s("Action");
+        FirewallRule {
+            protocol: s("Protocol").to_ascii_uppercase(),
+            port: s("Port"),
+            cidr_block: if ipv6.is_some() {
+                opt("CidrBlock")
+            } else {
+                Some(opt("CidrBlock").unwrap_or_else(|| "0.0.0.0/0".to_string()))
+            },
+            ipv6_cidr_block: ipv6,
+            action: if action.is_empty() {
+                "ACCEPT".to_string()
+            } else {
+                action.to_ascii_uppercase()
+            },
+            description: s("FirewallRuleDescription"),
+        }
+    }
+
+    #[test]
+    fn typed_reading_agrees_with_the_tree_reading_on_generated_rules() {
+        let values = [
+            None,
+            Some(json!(null)),
+            Some(json!("")),
+            Some(json!("tcp")),
+            Some(json!("22,443")),
+            Some(json!("10.0.0.0/8")),
+            Some(json!("2001:db8::/64")),
+            Some(json!("Knockd-phone until 2026-12-01 00:00Z")),
+            Some(json!("运维 \"q\" \\ \u{7}")),
+            Some(json!(443)),
+            Some(json!(false)),
+            Some(json!(["TCP", {"a": [1]}])),
+            Some(json!({"Protocol": "UDP"})),
+        ];
+        let keys = [
+            "Protocol",
+            "Port",
+            "CidrBlock",
+            "Ipv6CidrBlock",
+            "Action",
+            "FirewallRuleDescription",
+            "AppType",
+        ];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut set = Vec::new();
+        for _ in 0..2_000 {
+            let mut m = Map::new();
+            for k in keys {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if let Some(v) = &values[(x % values.len() as u64) as usize] {
+                    m.insert(k.to_string(), v.clone());
+                }
+            }
+            set.push(Value::Object(m));
+        }
+        let page = describe_page(reply(
+            json!({"TotalCount": set.len(), "FirewallVersion": 9, "FirewallRuleSet": set}),
+        ))
+        .expect("a page");
+        assert_eq!(page.rules.len(), set.len());
+        for (read, v) in page.rules.iter().zip(&set) {
+            assert_eq!(*read, reference_rule(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_answer_is_refused_at_every_length() {
+        let text = json!({"Response": {"TotalCount": 2, "FirewallVersion": 4, "RequestId": "r",
+            "FirewallRuleSet": [
+                {"Protocol": "TCP", "Port": "22", "CidrBlock": "1.2.3.4", "Action": "ACCEPT",
+                 "FirewallRuleDescription": "Knockd-a until 2026-12-01 00:00Z"},
+                {"Protocol": "UDP", "Port": "51820", "Ipv6CidrBlock": "2001:db8::1",
+                 "Action": "ACCEPT", "FirewallRuleDescription": "\u{8fd0}"}]}})
+        .to_string();
+        for cut in 0..text.len() {
+            if !text.is_char_boundary(cut) {
+                continue;
+            }
+            assert!(
+                matches!(
+                    parse_envelope(text[..cut].to_string()),
+                    Err(ApiError::BadResponse(_))
+                ),
+                "{cut}: {}",
+                &text[..cut]
+            );
+        }
+        let whole = describe_page(parse_envelope(text).expect("whole")).expect("page");
+        assert_eq!((whole.total, whole.version, whole.rules.len()), (2, 4, 2));
+    }
 }
