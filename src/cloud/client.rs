@@ -391,7 +391,7 @@ impl Client {
             &json!({"InstanceIds": ids, "Limit": 100}),
         )?;
         Ok(reply
-            .body()
+            .body()?
             .get("InstanceSet")
             .and_then(Value::as_array)
             .map(|set| {

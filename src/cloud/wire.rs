@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
-use super::error::{self, ApiError};
+use super::error::ApiError;
 use crate::config::Instance;
 use crate::rules::FirewallRule;
 
@@ -24,13 +24,13 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// The `Response` object as a tree, for the small answers read field by field.
-    pub fn body(&self) -> Value {
-        // `parse_envelope` already read the text as JSON with a `Response` object.
-        serde_json::from_str::<Value>(&self.text)
-            .ok()
-            .and_then(|mut v| v.get_mut("Response").map(Value::take))
-            .unwrap_or(Value::Null)
+    /// The `Response` object as a tree, for the small answers read field by field. It can
+    /// still fail: `parse_envelope` skips the fields it does not read without checking all of
+    /// them (a number past f64, a lone surrogate, nesting past serde_json's depth limit).
+    pub fn body(&self) -> Result<Value, ApiError> {
+        let mut v: Value = serde_json::from_str(&self.text)
+            .map_err(|e| ApiError::BadResponse(format!("not JSON: {e}")))?;
+        Ok(v.get_mut("Response").map_or(Value::Null, Value::take))
     }
 }
 
@@ -51,10 +51,8 @@ pub(crate) fn parse_envelope(text: String) -> Result<Reply, ApiError> {
         // Valid JSON of another shape: no object under `Response`.
         Ok(Envelope(None)) => return Err(ApiError::BadResponse("no Response object".into())),
         Err(e) if e.classify() == serde_json::error::Category::Data => {
-            return Err(ApiError::BadResponse(format!(
-                "not the API's answer: {}",
-                error::log_safe(&e.to_string())
-            )))
+            // Escaped where it is shown (ApiError's Display).
+            return Err(ApiError::BadResponse(format!("not the API's answer: {e}")));
         }
         Err(_) => {
             let snippet: String = text.chars().take(120).collect();
@@ -68,7 +66,9 @@ pub(crate) fn parse_envelope(text: String) -> Result<Reply, ApiError> {
         .and_then(Value::as_str)
         .unwrap_or("-")
         .to_string();
-    if let Some(err) = response.error.take().filter(|e| !e.is_null()) {
+    // Any `Error`, even null, is a failure: a doubtful answer to a write must lead to a fresh
+    // Describe, never count as written.
+    if let Some(err) = response.error.take() {
         let s = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         return Err(ApiError::Api {
             code: s("Code"),
@@ -107,8 +107,7 @@ pub(crate) fn describe_page(reply: Reply) -> Result<DescribePage, ApiError> {
             .and_then(|t| usize::try_from(t).ok())
             .ok_or_else(|| {
                 ApiError::BadResponse(format!(
-                    "DescribeFirewallRules: TotalCount {} is not a rule count",
-                    error::log_safe(&v.to_string())
+                    "DescribeFirewallRules: TotalCount {v} is not a rule count"
                 ))
             })?,
     };
@@ -384,7 +383,10 @@ mod tests {
         let ok = parse_envelope(r#"{"Response": {"TotalCount": 0, "RequestId": "r1"}}"#.into())
             .expect("ok");
         assert_eq!(ok.request_id, "r1");
-        assert_eq!(ok.body(), json!({"TotalCount": 0, "RequestId": "r1"}));
+        assert_eq!(
+            ok.body().expect("a tree"),
+            json!({"TotalCount": 0, "RequestId": "r1"})
+        );
         let err = parse_envelope(
             r#"{"Response": {"Error": {"Code": "RequestLimitExceeded", "Message": "slow down"}, "RequestId": "r2"}}"#.into(),
         )
@@ -407,7 +409,17 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
-        // An Error whose fields are not strings is still an error, read as empty fields.
+        // An Error that is null, or whose fields are not strings, is still an error.
+        for text in [
+            r#"{"Response": {"Error": null, "RequestId": "r3"}}"#,
+            r#"{"Response": {"Error": {"Code": "X"}, "Error": null}}"#,
+        ] {
+            assert_eq!(
+                parse_envelope(text.into()).expect_err(text).code(),
+                Some(""),
+                "{text}"
+            );
+        }
         let odd =
             parse_envelope(r#"{"Response": {"Error": {"Code": 5}}}"#.into()).expect_err("an error");
         assert_eq!(odd.code(), Some(""));
@@ -550,6 +562,27 @@ mod tests {
             );
         }
         assert_eq!(page(Value::Null).expect("null").total, 0);
+    }
+
+    #[test]
+    fn an_answer_whose_skipped_fields_are_not_json_fails_as_a_tree() {
+        // The envelope reader skips fields it does not read without checking them all; the
+        // tree of such an answer is an error, never an empty answer.
+        for odd in [
+            r#"{"Response": {"X": 1e400, "InstanceSet": [{"InstanceId": "lhins-1"}]}}"#.to_string(),
+            r#"{"Response": {"X": "\udc00", "InstanceSet": []}}"#.to_string(),
+            format!(
+                r#"{{"Response": {{"X": {}{}, "InstanceSet": []}}}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
+        ] {
+            let reply = parse_envelope(odd.clone()).expect("the envelope reads");
+            assert!(
+                matches!(reply.body(), Err(ApiError::BadResponse(_))),
+                "{odd}"
+            );
+        }
     }
 
     /// The reading before answers were read typed, kept as the reference: a rule from a

@@ -288,11 +288,12 @@ fn finish(warnings: &[String], notes: &[String]) {
 
 /// The regions offering Lighthouse, or None when DescribeRegions is denied or fails (a note).
 fn optional_regions(client: &Client, notes: &mut Vec<String>) -> Option<Vec<String>> {
-    match client.call("DescribeRegions", None, &json!({})) {
-        Ok(reply) => Some(
-            reply
-                .body()
-                .get("RegionSet")
+    match client
+        .call("DescribeRegions", None, &json!({}))
+        .and_then(|reply| reply.body())
+    {
+        Ok(body) => Some(
+            body.get("RegionSet")
                 .and_then(Value::as_array)
                 .map(|set| {
                     set.iter()

@@ -125,7 +125,7 @@ fn same_ports(a: &str, b: &str) -> bool {
 /// reordered port list is never created again beside the rule the API already holds.
 fn same_target(rule: &FirewallRule, want: &FirewallRule, ip: IpAddr) -> bool {
     // Cheapest and most selective first: a firewall of 100 rules is scanned for every port
-    // setting of every grant, and only the port sets cost allocations.
+    // setting of every grant, and parsing port sets (which allocates) is the costly part.
     rule.protocol.eq_ignore_ascii_case(&want.protocol)
         && rule.action.eq_ignore_ascii_case("ACCEPT")
         && rule_block(rule) == Some(Cidr::host(cidr::canonical(ip)))
