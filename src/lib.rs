@@ -25,6 +25,19 @@
 //! The API contract all of this relies on is written down in docs/lighthouse-api.md.
 
 #![forbid(unsafe_code)]
+// The release build aborts on a panic, so outside tests nothing may unwrap, expect or panic:
+// input from the network, a file or the environment gets an error instead (`make lint`).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 pub mod cli;
 pub mod clock;

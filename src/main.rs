@@ -1,6 +1,20 @@
 //! Thin entry point: arguments, configuration, then one command. Exit status 0 ok,
 //! 1 operational failure, 2 bad usage or configuration.
 
+// The release build aborts on a panic, so outside tests nothing may unwrap, expect or panic:
+// input from the network, a file or the environment gets an error instead (`make lint`).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 use std::collections::HashMap;
 use std::process::ExitCode;
 
