@@ -207,22 +207,27 @@ fn distinct(rules: &[FirewallRule], f: impl Fn(&FirewallRule) -> String, sep: &s
     out.join(sep)
 }
 
+/// The instances that lost rules, comma-separated.
+fn touched(removed: &[(&str, Vec<FirewallRule>)]) -> String {
+    let ids: Vec<&str> = removed
+        .iter()
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(id, _)| *id)
+        .collect();
+    ids.join(",")
+}
+
 /// `knockd --prune` removed these rules (per instance).
 pub(crate) fn pruned(config: &Config, removed: &[(&str, Vec<FirewallRule>)]) {
     let count: usize = removed.iter().map(|(_, r)| r.len()).sum();
     if count == 0 {
         return;
     }
-    let ids: Vec<&str> = removed
-        .iter()
-        .filter(|(_, r)| !r.is_empty())
-        .map(|(id, _)| *id)
-        .collect();
     one_shot(
         config,
         Event::new(EventKind::Prune, "")
             .with_count(count as u64)
-            .with_instances(ids.join(","))
+            .with_instances(touched(removed))
             .with_result("ok")
             .with_reason("knockd --prune"),
     );
@@ -234,11 +239,6 @@ pub(crate) fn revoked(config: &Config, target: &str, removed: &[(&str, Vec<Firew
     if all.is_empty() {
         return;
     }
-    let ids: Vec<&str> = removed
-        .iter()
-        .filter(|(_, r)| !r.is_empty())
-        .map(|(id, _)| *id)
-        .collect();
     let mut e = Event::new(
         EventKind::Revoke,
         distinct(&all, |r| r.address().into(), ","),
@@ -249,7 +249,7 @@ pub(crate) fn revoked(config: &Config, target: &str, removed: &[(&str, Vec<Firew
         "; ",
     ))
     .with_count(all.len() as u64)
-    .with_instances(ids.join(","))
+    .with_instances(touched(removed))
     .with_result("ok")
     .with_reason("knockd --revoke");
     if target.parse::<IpAddr>().is_err() && !target.contains('/') {
