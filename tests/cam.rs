@@ -5,10 +5,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::process::Output;
 
 use common::knockd::{run, temp_dir, write_config};
-use common::{SECRET_ID, SECRET_KEY};
+use common::{show, SECRET_ID, SECRET_KEY};
 use serde_json::Value;
 
 const INSTANCES: &str = "lhins-kn0ck001,ap-hongkong:lhins-kn0ck002,ap-guangzhou:lhins-kn0ck003";
@@ -39,15 +38,6 @@ fn policy(args: &[&str]) -> (Value, String) {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: not JSON:\n{text}"));
     (json, text)
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn strings(v: &Value) -> Vec<String> {

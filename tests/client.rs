@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::knockd::{base_config, set};
-use common::sim::Sim;
+use common::sim::{assert_no_duplicate_rules, Sim};
 use common::{INSTANCE, INSTANCE_ARG, SECRET_KEY};
 use knockd::cloud::client::Client;
 use knockd::cloud::error::ApiError;
@@ -66,25 +66,10 @@ fn rules_for(rules: &[Value], addr: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Every rule identity (protocol, port, block, action) appears at most once.
-fn assert_no_duplicates(rules: &[Value]) {
-    let mut seen = std::collections::HashSet::new();
-    for r in rules {
-        let key = (
-            r["Protocol"].to_string(),
-            r["Port"].to_string(),
-            r["CidrBlock"].to_string(),
-            r["Ipv6CidrBlock"].to_string(),
-            r["Action"].to_string(),
-        );
-        assert!(seen.insert(key), "duplicate rule {r}: {rules:?}");
-    }
-}
-
 /// After a grant of `addr`: exactly one rule per configured protocol, with the right ports.
 fn assert_granted_once(sim: &Sim, config: &Config, addr: &str) {
     let rules = sim.rules(INSTANCE);
-    assert_no_duplicates(&rules);
+    assert_no_duplicate_rules(INSTANCE, &rules);
     let mine = rules_for(&rules, addr);
     assert_eq!(mine.len(), config.rules.ports.len(), "{addr}: {mine:?}");
     for (proto, ports) in &config.rules.ports {

@@ -10,6 +10,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use common::knockd::*;
+use common::show;
 use common::sim::Sim;
 use knockd::clock;
 use serde_json::{json, Value};
@@ -42,15 +43,6 @@ fn start(sim: &Sim, name: &str, extra: &[(&str, &str)]) -> Knockd {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn owned(label: &str, expires: i64) -> String {

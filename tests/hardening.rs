@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use common::knockd::*;
 use common::sim::Sim;
 use common::INSTANCE_ARG;
-use serde_json::Value;
 
 const INSTANCE: &str = "lhins-kn0ck001";
 
@@ -37,13 +36,6 @@ fn start(name: &str, extra: &[(&str, &str)]) -> (Sim, Knockd) {
     let cfg = config(&sim, extra);
     let k = Knockd::start(&temp_dir(name), &cfg);
     (sim, k)
-}
-
-fn total_calls(sim: &Sim) -> u64 {
-    sim.state()["calls"]
-        .as_object()
-        .map(|m| m.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(0)
 }
 
 fn addresses(sim: &Sim) -> Vec<String> {
@@ -172,10 +164,10 @@ fn junk_forwarded_items_still_count_toward_the_lockout() {
     let answers = pipeline(k.port, &wrong);
     assert_eq!(answers.len(), 10);
     assert!(answers.iter().all(|(_, b)| b == FAILURE));
-    let calls = total_calls(&sim);
+    let calls = sim.total_calls();
     // The 11th knock carries the right secret: refused, at no API cost.
     assert_eq!(knock_curl(&k, client, "x"), FAILURE, "{}", k.log());
-    assert_eq!(total_calls(&sim), calls);
+    assert_eq!(sim.total_calls(), calls);
     assert!(k.wait_log(
         &format!("reject addr={client} reason=locked-out"),
         Duration::from_secs(2)
@@ -226,13 +218,13 @@ fn a_locked_address_stays_locked_through_a_slash_48_spray() {
         }
     });
     let spray_ms = started.elapsed().as_millis();
-    let calls = total_calls(&sim);
+    let calls = sim.total_calls();
     assert_eq!(
         knock_curl(&k, target, "x"),
         FAILURE,
         "unlocked by the spray"
     );
-    assert_eq!(total_calls(&sim), calls);
+    assert_eq!(sim.total_calls(), calls);
     // Another /48 is not affected.
     assert_eq!(knock_curl(&k, "2001:db8:78:1::1", "x"), SUCCESS);
     eprintln!(

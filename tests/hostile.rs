@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use common::knockd::*;
 use common::sim::Sim;
-use serde_json::Value;
 
 const INSTANCE: &str = "lhins-kn0ck001";
 /// MAX_CONNECTIONS of the test config: low, so the cases go past it.
@@ -81,13 +80,6 @@ fn proc_status(pid: u32) -> (u64, u64, u64) {
             .unwrap_or(0)
     };
     (field("VmHWM:"), field("VmRSS:"), field("Threads:"))
-}
-
-fn total_calls(sim: &Sim) -> u64 {
-    sim.state()["calls"]
-        .as_object()
-        .map(|m| m.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(0)
 }
 
 impl Case {
@@ -300,7 +292,7 @@ fn ten_thousand_headers() {
 #[test]
 fn huge_content_length_without_a_body() {
     let case = start("huge-content-length", &[]);
-    let calls = total_calls(&case.sim);
+    let calls = case.sim.total_calls();
     let started = Instant::now();
     // Even with the right secret: a body we will not read is a bad request.
     let mut s = connect(case.k.port);
@@ -311,14 +303,14 @@ fn huge_content_length_without_a_body() {
     let took = started.elapsed();
     assert_eq!(bodies(&answer), [FAILURE], "{answer}");
     assert!(took < Duration::from_secs(1), "answered after {took:?}");
-    assert_eq!(total_calls(&case.sim), calls, "no API call");
+    assert_eq!(case.sim.total_calls(), calls, "no API call");
     case.finish(&format!("failure answered in {} ms", took.as_millis()));
 }
 
 #[test]
 fn chunked_bodies_are_refused() {
     let case = start("chunked", &[]);
-    let calls = total_calls(&case.sim);
+    let calls = case.sim.total_calls();
     let started = Instant::now();
     for body in [
         "0\r\n\r\n",
@@ -336,7 +328,7 @@ fn chunked_bodies_are_refused() {
         "\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     );
     assert_eq!(bodies(&exchange(case.k.port, head.as_bytes())), [FAILURE]);
-    assert_eq!(total_calls(&case.sim), calls, "no API call");
+    assert_eq!(case.sim.total_calls(), calls, "no API call");
     case.finish(&format!(
         "4 refused in {} ms",
         started.elapsed().as_millis()
@@ -403,7 +395,7 @@ fn bare_lf_line_endings() {
 #[test]
 fn invalid_utf8_and_nul_bytes_in_paths_and_headers() {
     let case = start("invalid-utf8-nul", &[]);
-    let calls = total_calls(&case.sim);
+    let calls = case.sim.total_calls();
     let started = Instant::now();
     let nasty: Vec<Vec<u8>> = vec![
         b"GET /favico.ico\xff\xfe HTTP/1.1\r\nReferer: x\r\n\r\n".to_vec(),
@@ -433,13 +425,13 @@ fn invalid_utf8_and_nul_bytes_in_paths_and_headers() {
             .chain(b"\xff\r\n\r\n".iter().copied())
             .collect::<Vec<u8>>();
     assert_eq!(bodies(&exchange(case.k.port, &req)), [FAILURE]);
-    assert_eq!(total_calls(&case.sim), calls, "no API call");
+    assert_eq!(case.sim.total_calls(), calls, "no API call");
     // Control bytes in a header value are not HTTP: refused even with the right secret.
     let mut req = format!("GET /favico.ico HTTP/1.1\r\nReferer: {REFERER}\r\nX-Forwarded-For: 203.0.113.91\r\nLocation: ")
         .into_bytes();
     req.extend_from_slice(b"a\x01b\x7f\r\n\r\n");
     assert_eq!(bodies(&exchange(case.k.port, &req)), [FAILURE]);
-    assert_eq!(total_calls(&case.sim), calls, "no API call");
+    assert_eq!(case.sim.total_calls(), calls, "no API call");
     // A label of invalid UTF-8 with the right secret: sanitised, granted.
     let mut req = format!("GET /favico.ico HTTP/1.1\r\nReferer: {REFERER}\r\nX-Forwarded-For: 203.0.113.90\r\nConnection: close\r\nLocation: ")
         .into_bytes();
@@ -640,7 +632,7 @@ fn lockout_after_ten_failures_costs_no_api_call_and_spares_others() {
         bodies(&exchange(case.k.port, bad2.repeat(10).as_bytes())),
         vec![FAILURE; 10]
     );
-    let calls = total_calls(&case.sim);
+    let calls = case.sim.total_calls();
     let started = Instant::now();
     assert_eq!(
         knock_curl(&case.k, "203.0.113.202", "x"),
@@ -650,7 +642,7 @@ fn lockout_after_ten_failures_costs_no_api_call_and_spares_others() {
     let locked_ms = started.elapsed().as_millis();
     thread::sleep(Duration::from_millis(100));
     assert_eq!(
-        total_calls(&case.sim),
+        case.sim.total_calls(),
         calls,
         "a locked-out knock makes no API call"
     );
@@ -696,9 +688,9 @@ fn lockout_after_ten_failures_costs_no_api_call_and_spares_others() {
     });
     let spray_ms = started.elapsed().as_millis();
     // Still locked, still costs nothing.
-    let calls = total_calls(&case.sim);
+    let calls = case.sim.total_calls();
     assert_eq!(knock_curl(&case.k, "203.0.113.202", "x"), FAILURE);
-    assert_eq!(total_calls(&case.sim), calls);
+    assert_eq!(case.sim.total_calls(), calls);
     case.valid_knock();
     case.finish(&format!(
         "11th knock refused in {locked_ms} ms with 0 API calls; 20,000-address spray in {spray_ms} ms"

@@ -24,13 +24,6 @@ fn rules_for<'a>(rules: &'a [Value], addr: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn total_calls(sim: &Sim) -> u64 {
-    sim.state()["calls"]
-        .as_object()
-        .map(|m| m.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(0)
-}
-
 fn two_instances() -> (Sim, Knockd) {
     two_instances_with(&[])
 }
@@ -137,7 +130,7 @@ fn wget_reknock_refreshes_in_place_without_duplicates() {
 #[test]
 fn bad_knocks_get_the_failure_body_and_cost_no_api_call() {
     let (sim, k) = two_instances();
-    let before = total_calls(&sim);
+    let before = sim.total_calls();
     let url = k.url("/favico.ico");
     let xff = "X-Forwarded-For: 203.0.113.8";
     let cases: Vec<Vec<&str>> = vec![
@@ -172,7 +165,7 @@ fn bad_knocks_get_the_failure_body_and_cost_no_api_call() {
     let (_, body) = curl(&["-H", "Referer: s3cret-Kn0ck$Ref", &url]);
     assert_eq!(body, FAILURE);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(total_calls(&sim), before, "no API call for any bad knock");
+    assert_eq!(sim.total_calls(), before, "no API call for any bad knock");
     assert!(
         !k.log().contains(REFERER),
         "the secret never reaches the log"

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::knockd::*;
 use common::sim::Sim;
-use serde_json::Value;
 
 const INSTANCE: &str = "lhins-kn0ck001";
 
@@ -51,13 +50,6 @@ const LISTS: &[&str] = &[
     ",203.0.113.5",
 ];
 
-fn total_calls(sim: &Sim) -> u64 {
-    sim.state()["calls"]
-        .as_object()
-        .map(|m| m.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(0)
-}
-
 fn start(method: &str) -> (Sim, Knockd) {
     let sim = Sim::start(&["--instance", "ap-guangzhou:lhins-kn0ck001"]);
     let mut cfg = base_config(&sim, INSTANCE, free_port());
@@ -88,9 +80,9 @@ fn knock_with(k: &Knockd, headers: &[(&str, &str)]) -> String {
 }
 
 fn assert_refused(sim: &Sim, k: &Knockd, headers: &[(&str, &str)]) {
-    let before = total_calls(sim);
+    let before = sim.total_calls();
     assert_eq!(knock_with(k, headers), FAILURE, "{headers:?}");
-    assert_eq!(total_calls(sim), before, "{headers:?} cost an API call");
+    assert_eq!(sim.total_calls(), before, "{headers:?} cost an API call");
 }
 
 fn assert_no_rules_but_defaults(sim: &Sim, expected: usize) {

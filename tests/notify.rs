@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::knockd::*;
 use common::sim::Sim;
-use common::{assert_no_secrets, NOTIFY_TOKEN};
+use common::{assert_no_secrets, show, NOTIFY_TOKEN};
 use serde_json::{json, Value};
 
 const A: &str = "lhins-kn0ck001";
@@ -164,15 +164,6 @@ fn cli(config: &Path, args: &[&str]) -> Output {
     );
     assert_no_secrets(&format!("knockd {args:?}"), &all);
     out
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Prints what arrived, for the record (`--nocapture`).

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::knockd::*;
-use common::sim::{self, Sim};
+use common::sim::{self, assert_no_duplicate_rules, Sim};
 use serde_json::{json, Value};
 
 const A: &str = "lhins-kn0ck001";
@@ -45,17 +44,7 @@ fn total_delta(before: &Value, after: &Value, instance: &str) -> u64 {
 /// Every rule identity appears once; returns how many rules name `addr`.
 fn assert_no_duplicates(sim: &Sim, instance: &str, addr: &str) -> usize {
     let rules = sim.rules(instance);
-    let mut seen = HashSet::new();
-    for r in &rules {
-        let key = (
-            r["Protocol"].to_string(),
-            r["Port"].to_string(),
-            r["CidrBlock"].to_string(),
-            r["Ipv6CidrBlock"].to_string(),
-            r["Action"].to_string(),
-        );
-        assert!(seen.insert(key), "{instance}: duplicate {r}: {rules:#?}");
-    }
+    assert_no_duplicate_rules(instance, &rules);
     rules
         .iter()
         .filter(|r| r["CidrBlock"].as_str() == Some(addr))

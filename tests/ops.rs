@@ -8,7 +8,7 @@ use std::process::Output;
 
 use common::knockd::{base_config, run, set, temp_dir, write_config};
 use common::sim::Sim;
-use common::{SECRET_ID, SECRET_KEY};
+use common::{show, SECRET_ID, SECRET_KEY};
 use knockd::clock;
 use serde_json::{json, Value};
 
@@ -93,15 +93,6 @@ fn knockd(config: &Path, args: &[&str]) -> Output {
 
 fn code(out: &Output) -> i32 {
     out.status.code().expect("exit code")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn descriptions(sim: &Sim, inst: &str) -> Vec<String> {

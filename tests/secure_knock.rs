@@ -36,13 +36,6 @@ fn rules_for(sim: &Sim, addr: &str) -> Vec<Value> {
         .collect()
 }
 
-fn total_calls(sim: &Sim) -> u64 {
-    sim.state()["calls"]
-        .as_object()
-        .map(|m| m.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(0)
-}
-
 /// A started simulator and knockd, with the clients file and config directory.
 struct Door {
     sim: Sim,
@@ -429,10 +422,10 @@ fn a_captured_step2_url_sent_again_is_refused_with_no_api_call() {
     let (body, q) = d.knock("alice", KEY_A, "198.51.100.7");
     assert_eq!(body, SUCCESS, "{}", d.k.log());
     assert_eq!(rules_for(&d.sim, "198.51.100.7").len(), 2);
-    let calls = total_calls(&d.sim);
+    let calls = d.sim.total_calls();
     assert_eq!(d.get(&q, "198.51.100.7"), FAILURE);
     assert!(d.wait_log("reason=replay"));
-    assert_eq!(total_calls(&d.sim), calls, "a replay costs no API call");
+    assert_eq!(d.sim.total_calls(), calls, "a replay costs no API call");
 }
 
 #[test]
@@ -440,12 +433,12 @@ fn a_captured_step2_url_from_another_address_is_refused() {
     let d = door(&default_clients(), &[]);
     let c = d.challenge("alice", "198.51.100.7");
     let q = step2("alice", KEY_A, &c);
-    let calls = total_calls(&d.sim);
+    let calls = d.sim.total_calls();
     // The sniffer sends it first, within the window, from its own address.
     assert_eq!(d.get(&q, "198.51.100.66"), FAILURE);
     assert!(d.wait_log("reject addr=198.51.100.66 reason=challenge"));
     assert!(rules_for(&d.sim, "198.51.100.66").is_empty());
-    assert_eq!(total_calls(&d.sim), calls);
+    assert_eq!(d.sim.total_calls(), calls);
     // The client's own knock still works: a refusal does not use the challenge up.
     assert_eq!(d.get(&q, "198.51.100.7"), SUCCESS);
 }
@@ -482,7 +475,7 @@ fn a_challenge_older_than_the_ttl_is_refused() {
 /// address still gets in).
 fn refused_and_counted(query: impl Fn(&Door) -> String, reason: &str) {
     let d = door(&default_clients(), &[("LOCKOUT_FAILURES", "1")]);
-    let calls = total_calls(&d.sim);
+    let calls = d.sim.total_calls();
     let q = query(&d);
     assert_eq!(d.get(&q, "198.51.100.7"), FAILURE, "{q}");
     assert!(
@@ -491,7 +484,7 @@ fn refused_and_counted(query: impl Fn(&Door) -> String, reason: &str) {
         d.k.log()
     );
     assert!(d.wait_log("lockout addr=198.51.100.7"), "{}", d.k.log());
-    assert_eq!(total_calls(&d.sim), calls);
+    assert_eq!(d.sim.total_calls(), calls);
     // Locked out: even the challenge is refused, so the right knock cannot happen.
     assert_eq!(d.get("c=alice", "198.51.100.7"), FAILURE);
     assert!(rules_for(&d.sim, "198.51.100.7").is_empty());

@@ -18,6 +18,16 @@ pub const INSTANCE: &str = "lhins-kn0ck001";
 /// `--instance` value for `INSTANCE` in `REGION`.
 pub const INSTANCE_ARG: &str = "ap-guangzhou:lhins-kn0ck001";
 
+/// A finished command's exit status and output, for assertion messages.
+pub fn show(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Panics if `log` (everything a process of the suite wrote) contains a secret: the API
 /// SecretKey, the knock secret, the notification URL's token, or any part of a per-request TC3 Authorization value.
 /// The fixtures call it on drop, so every log line of the whole suite is checked.

@@ -215,6 +215,14 @@ impl Sim {
             .clone()
     }
 
+    /// Every API call the simulator received, of any action.
+    pub fn total_calls(&self) -> u64 {
+        self.state()["calls"]
+            .as_object()
+            .map(|m| m.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0)
+    }
+
     pub fn calls(&self, action: &str) -> u64 {
         self.state()["calls"][action].as_u64().unwrap_or(0)
     }
@@ -351,4 +359,19 @@ pub fn call(
 /// A correctly signed call with the fixture credentials and the current time.
 pub fn call_now(sim_port: u16, action: &str, region: Option<&str>, body: &str) -> (u16, Value) {
     call(sim_port, action, region, body, now(), SECRET_ID, SECRET_KEY)
+}
+
+/// Every rule identity (protocol, port, address block, action) appears at most once.
+pub fn assert_no_duplicate_rules(who: &str, rules: &[Value]) {
+    let mut seen = std::collections::HashSet::new();
+    for r in rules {
+        let key = (
+            r["Protocol"].to_string(),
+            r["Port"].to_string(),
+            r["CidrBlock"].to_string(),
+            r["Ipv6CidrBlock"].to_string(),
+            r["Action"].to_string(),
+        );
+        assert!(seen.insert(key), "{who}: duplicate rule {r}: {rules:#?}");
+    }
 }
