@@ -3,20 +3,13 @@
 
 pub mod capture;
 pub mod knockd;
+pub mod names;
 pub mod sim;
 
-/// Fake credentials the simulator is started with; they exist nowhere else.
-pub const SECRET_ID: &str = "AKIDknockdTESTtestTESTtestTEST0001";
-pub const SECRET_KEY: &str = "knockdTestSecretKey0001XYZ";
+pub use names::*;
 
 /// The bot token in every test's NOTIFY_URL: like a real one, it must never be logged.
 pub const NOTIFY_TOKEN: &str = "bot424242:NotifyT0kenNeverLogged";
-
-/// The instance most tests simulate, and its region.
-pub const REGION: &str = "ap-guangzhou";
-pub const INSTANCE: &str = "lhins-kn0ck001";
-/// `--instance` value for `INSTANCE` in `REGION`.
-pub const INSTANCE_ARG: &str = "ap-guangzhou:lhins-kn0ck001";
 
 /// A finished command's exit status and output, for assertion messages.
 pub fn show(out: &std::process::Output) -> String {

@@ -5,20 +5,13 @@
 
 #[path = "../../../tests/common/capture.rs"]
 pub mod capture;
+#[path = "../../../tests/common/names.rs"]
+pub mod names;
 #[path = "../../../tests/common/sim.rs"]
 pub mod sim;
 
 pub use capture::capture;
-
-/// Fake credentials the simulator is started with; they exist nowhere else.
-pub const SECRET_ID: &str = "AKIDknockdTESTtestTESTtestTEST0001";
-pub const SECRET_KEY: &str = "knockdTestSecretKey0001XYZ";
-
-/// The instance most tests simulate, and its region.
-pub const REGION: &str = "ap-guangzhou";
-pub const INSTANCE: &str = "lhins-kn0ck001";
-/// `--instance` value for `INSTANCE` in `REGION`.
-pub const INSTANCE_ARG: &str = "ap-guangzhou:lhins-kn0ck001";
+pub use names::*;
 
 /// Panics if `log` holds the API SecretKey or any part of a TC3 Authorization value: the
 /// simulator must never log what it was sent to check.
