@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::sim::{call, call_now, call_raw, code, now, post_raw, signed_headers, Sim};
+use common::sim::{call, call_now, call_raw, code, now, post_now, signed_headers, Sim};
 use common::{INSTANCE, INSTANCE_ARG, REGION, SECRET_ID, SECRET_KEY};
 use knockd::cloud::sign;
 use serde_json::{json, Value};
@@ -55,16 +55,7 @@ fn has_rule(rules: &[Value], port: &str, cidr: &str) -> bool {
 fn correct_call_succeeds_with_the_cloud_envelope() {
     let sim = start();
     let body = json!({"InstanceId": INSTANCE, "Offset": 0, "Limit": 100}).to_string();
-    let headers = signed_headers(
-        sim.port,
-        "DescribeFirewallRules",
-        Some(REGION),
-        &body,
-        now(),
-        SECRET_ID,
-        SECRET_KEY,
-    );
-    let r = post_raw(sim.port, &headers, body.as_bytes()).expect("answer");
+    let r = post_now(sim.port, "DescribeFirewallRules", Some(REGION), &body).expect("answer");
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type.as_deref(), Some("application/json"));
     assert!(r.date.is_some());
@@ -684,16 +675,7 @@ fn describe_instances_in_region() {
 fn clock_offset_shifts_expiry_and_date_header() {
     let sim = Sim::start(&["--instance", INSTANCE_ARG, "--clock-offset", "600"]);
     let body = json!({"InstanceId": INSTANCE}).to_string();
-    let headers = signed_headers(
-        sim.port,
-        "DescribeFirewallRules",
-        Some(REGION),
-        &body,
-        now(),
-        SECRET_ID,
-        SECRET_KEY,
-    );
-    let r = post_raw(sim.port, &headers, body.as_bytes()).expect("answer");
+    let r = post_now(sim.port, "DescribeFirewallRules", Some(REGION), &body).expect("answer");
     assert_code(&r.json, "AuthFailure.SignatureExpire");
     let date =
         httpdate::parse_http_date(r.date.as_deref().expect("Date header")).expect("RFC 7231 date");
@@ -721,16 +703,7 @@ fn clock_offset_shifts_expiry_and_date_header() {
 fn no_date_header() {
     let sim = Sim::start(&["--instance", INSTANCE_ARG, "--no-date-header"]);
     let body = json!({"InstanceId": INSTANCE}).to_string();
-    let headers = signed_headers(
-        sim.port,
-        "DescribeFirewallRules",
-        Some(REGION),
-        &body,
-        now(),
-        SECRET_ID,
-        SECRET_KEY,
-    );
-    let r = post_raw(sim.port, &headers, body.as_bytes()).expect("answer");
+    let r = post_now(sim.port, "DescribeFirewallRules", Some(REGION), &body).expect("answer");
     ok(&r.json);
     assert!(r.date.is_none());
 }
@@ -856,16 +829,7 @@ fn drop_rate_closes_without_answer() {
     let sim = Sim::start(&["--instance", INSTANCE_ARG, "--drop-rate", "1"]);
     let body = json!({"InstanceId": INSTANCE, "FirewallRules": [rule("22", "203.0.113.7/32")]})
         .to_string();
-    let headers = signed_headers(
-        sim.port,
-        "CreateFirewallRules",
-        Some(REGION),
-        &body,
-        now(),
-        SECRET_ID,
-        SECRET_KEY,
-    );
-    assert!(post_raw(sim.port, &headers, body.as_bytes()).is_err());
+    assert!(post_now(sim.port, "CreateFirewallRules", Some(REGION), &body).is_err());
     assert_eq!(sim.calls("CreateFirewallRules"), 1);
     assert_eq!(sim.rules(INSTANCE).len(), 5);
 }
@@ -875,16 +839,7 @@ fn drop_after_apply_applies_but_does_not_answer() {
     let sim = Sim::start(&["--instance", INSTANCE_ARG, "--drop-after-apply-rate", "1"]);
     let body = json!({"InstanceId": INSTANCE, "FirewallRules": [rule("22", "203.0.113.7/32")]})
         .to_string();
-    let headers = signed_headers(
-        sim.port,
-        "CreateFirewallRules",
-        Some(REGION),
-        &body,
-        now(),
-        SECRET_ID,
-        SECRET_KEY,
-    );
-    assert!(post_raw(sim.port, &headers, body.as_bytes()).is_err());
+    assert!(post_now(sim.port, "CreateFirewallRules", Some(REGION), &body).is_err());
     assert!(has_rule(&sim.rules(INSTANCE), "22", "203.0.113.7/32"));
     assert_eq!(sim.version(INSTANCE), 2);
 }

@@ -361,6 +361,17 @@ pub fn call_now(sim_port: u16, action: &str, region: Option<&str>, body: &str) -
     call(sim_port, action, region, body, now(), SECRET_ID, SECRET_KEY)
 }
 
+/// `call_now` without reading the answer: for answers that are not JSON or never come.
+pub fn post_now(
+    sim_port: u16,
+    action: &str,
+    region: Option<&str>,
+    body: &str,
+) -> Result<Reply, String> {
+    let headers = signed_headers(sim_port, action, region, body, now(), SECRET_ID, SECRET_KEY);
+    post_raw(sim_port, &headers, body.as_bytes())
+}
+
 /// Every rule identity (protocol, port, address block, action) appears at most once.
 pub fn assert_no_duplicate_rules(who: &str, rules: &[Value]) {
     let mut seen = std::collections::HashSet::new();
