@@ -720,3 +720,55 @@ fn without_clients_and_without_knock_referer_knockd_refuses_to_start() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A key client's own `ttl=` is the lifetime its grant notification announces, not RULE_TTL
+/// (the command hook's KNOCKD_EXPIRES; alice has ttl=12h, RULE_TTL is 30 days by default).
+#[test]
+fn a_key_knock_notification_announces_the_clients_own_rule_lifetime() {
+    let dir = temp_dir("secure-notify");
+    let out = dir.join("env.out");
+    let hook = dir.join("hook.sh");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nenv > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"\n",
+    )
+    .expect("hook");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let command = format!("{} {}", hook.display(), out.display());
+    let d = door(&default_clients(), &[("NOTIFY_COMMAND", &command)]);
+    let before = knockd::clock::now();
+    let (body, _) = d.knock("alice", KEY_A, "203.0.113.61");
+    assert_eq!(body, SUCCESS, "{}", d.k.log());
+    let after = knockd::clock::now();
+    let t = std::time::Instant::now();
+    while !out.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the hook did not run:\n{}",
+            d.k.log()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let env = std::fs::read_to_string(&out).expect("env");
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{env}"))
+            .to_string()
+    };
+    assert_eq!(var("KNOCKD_EVENT"), "grant");
+    assert_eq!(var("KNOCKD_LABEL"), "alice");
+    let twelve_hours = 12 * 3600;
+    let expected: Vec<String> = (before..=after + 60)
+        .step_by(30)
+        .map(|t| format!("{}Z", knockd::clock::utc_minute(t + twelve_hours)))
+        .collect();
+    let expires = var("KNOCKD_EXPIRES");
+    assert!(
+        expected.contains(&expires),
+        "KNOCKD_EXPIRES={expires}, expected 12h from now ({expected:?})"
+    );
+}

@@ -487,14 +487,12 @@ fn knock(
     // its answer is written; everything else answers at once and costs no shared lock here.
     set_state(shared, conn, ConnState::Knocking);
     let deadline = started + config.limits.knock_timeout;
-    let rx = shared.writers.submit(
-        &Grant {
-            ip,
-            label: label.clone(),
-            ttl_secs: ttl_secs.map(|s| s.min(i64::MAX as u64) as i64),
-        },
-        deadline,
-    );
+    let grant = Grant {
+        ip,
+        label,
+        ttl_secs: ttl_secs.map(|s| s.min(i64::MAX as u64) as i64),
+    };
+    let rx = shared.writers.submit(&grant, deadline);
     let outcomes = writer::collect(&rx, shared.writers.len(), deadline);
     let ok = outcomes.len() == shared.writers.len() && outcomes.iter().all(|o| o.ok);
     let mut per_instance: Vec<String> = outcomes
@@ -513,8 +511,7 @@ fn knock(
     hooks::knocked(
         &shared.notifier,
         config,
-        ip,
-        &label,
+        &grant,
         &outcomes,
         ok,
         &per_instance,
@@ -523,7 +520,7 @@ fn knock(
         ok,
         note: Note::Knock {
             ip,
-            label,
+            label: grant.label,
             ms: started.elapsed().as_millis(),
             per_instance,
         },

@@ -11,7 +11,7 @@ use crate::cloud::client;
 use crate::cloud::writer::Outcome;
 use crate::config::{Config, LimitsConfig};
 use crate::log;
-use crate::rules::planner::Plan;
+use crate::rules::planner::{Grant, Plan};
 use crate::rules::FirewallRule;
 
 /// The variable an error of [`NotifyConfig::parse`] is about (its leading `NOTIFY_*` word)
@@ -94,8 +94,7 @@ pub(crate) fn creates_for(plan: &Plan, ip: IpAddr) -> bool {
 pub(crate) fn knocked(
     n: &Notifier,
     config: &Config,
-    ip: IpAddr,
-    label: &str,
+    grant: &Grant,
     outcomes: &[Outcome],
     ok: bool,
     per_instance: &[String],
@@ -110,13 +109,15 @@ pub(crate) fn knocked(
     if !n.wants(kind) {
         return;
     }
-    let mut e = Event::new(kind, ip.to_string())
-        .with_label(label)
+    let mut e = Event::new(kind, grant.ip.to_string())
+        .with_label(&grant.label)
         .with_ports(ports(config))
         .with_instances(instances(config));
     if ok {
+        // The rules' lifetime: a key client's own `ttl=` where it has one.
+        let ttl = grant.ttl_secs.unwrap_or(config.rules.ttl.as_secs() as i64);
         e = e
-            .with_expires(crate::clock::now() + config.rules.ttl.as_secs() as i64)
+            .with_expires(crate::clock::now().saturating_add(ttl))
             .with_result("ok");
     } else {
         let failed: Vec<&str> = per_instance
