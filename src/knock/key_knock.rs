@@ -14,7 +14,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::client_ip::Refusal;
 use super::decide::{self, Decision, Reject};
 use super::http::RequestHead;
 use crate::config::{Config, KnockConfig};
@@ -145,14 +144,13 @@ pub(crate) fn judge(
         return reject(Reject::LockedOut);
     }
     // The label is not kept: a refusal's log line reads it after the answer is written.
-    let refuse = |_label: &str, refusal: Refusal| {
-        KeyDecision::Decided(Decision::Refuse { peer, refusal }, None)
-    };
+    let refuse = |refusal| KeyDecision::Decided(Decision::Refuse { peer, refusal }, None);
     match target {
+        // Answered above; the match must still name them.
         Target::OtherPath | Target::Plain => KeyDecision::NotKey,
         Target::Malformed => reject(Reject::Malformed),
         Target::Challenge { label } => match resolved {
-            Err(refusal) => refuse(&label, refusal),
+            Err(refusal) => refuse(refusal),
             Ok(ip) => match nonce() {
                 Ok(n) => KeyDecision::Challenge(challenge::issue(
                     &keys.secret,
@@ -178,7 +176,7 @@ pub(crate) fn judge(
         Target::Knock(k) => {
             let ip = match resolved {
                 Ok(ip) => ip,
-                Err(refusal) => return refuse(&k.label, refusal),
+                Err(refusal) => return refuse(refusal),
             };
             let clients = keys.clients();
             let addr_text = challenge::grant_address_text(ip);
@@ -209,6 +207,7 @@ mod tests {
     use super::*;
     use crate::config::{ClientIpMethod, Secret};
     use crate::keys::challenge::{response_hash, Reason};
+    use crate::knock::client_ip::Refusal;
     use crate::knock::http::{parse_head, Parsed};
     use crate::rules::cidr::Cidr;
 
