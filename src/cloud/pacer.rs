@@ -12,6 +12,8 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::sync::lock;
+
 /// The window the documented per-second limits are held to. 10% longer than a second, because
 /// network jitter can bunch requests that left a second apart.
 pub(crate) const WINDOW: Duration = Duration::from_millis(1100);
@@ -86,10 +88,7 @@ pub(crate) struct Pacer {
 impl Pacer {
     /// See [`Schedule::limited`].
     pub(crate) fn limited(&self, action: &str) -> bool {
-        let mut s = match self.schedule.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        let mut s = lock(&self.schedule);
         s.limited(action, Instant::now())
     }
 
@@ -97,10 +96,7 @@ impl Pacer {
     pub(crate) fn wait(&self, action: &str, region: Option<&str>) {
         let now = Instant::now();
         let at = {
-            let mut s = match self.schedule.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
+            let mut s = lock(&self.schedule);
             s.reserve(action, region.unwrap_or(""), now)
         };
         let wait = at.saturating_duration_since(Instant::now());

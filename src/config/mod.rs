@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use report::mask_id;
+pub(crate) use values::split_list;
 pub use values::{format_duration, parse_duration};
 pub(crate) use vars::DEFAULT_MESSAGE_SUCCESS;
 use vars::{Checker, Vars};

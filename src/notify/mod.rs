@@ -30,6 +30,7 @@ pub use event::{Event, EventKind, EventSet};
 pub use webhook::redact_url;
 
 use crate::log;
+use crate::sync::lock;
 use command::{Runner, HOOK_TIMEOUT};
 use limit::{Decision, Limiter};
 use webhook::Webhook;
@@ -537,10 +538,7 @@ fn deliver(inner: &Arc<Inner>, event: &Event) {
 /// report then counts it), so a dead receiver costs one line a minute.
 fn log_failure(inner: &Inner, kind: EventKind, addr: &str, what: &str) {
     inner.stats.failures.fetch_add(1, Ordering::Relaxed);
-    let mut last = match inner.last_failure_log.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    };
+    let mut last = lock(&inner.last_failure_log);
     if last.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
         *last = Some(Instant::now());
         drop(last);

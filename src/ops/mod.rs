@@ -85,7 +85,7 @@ pub(crate) fn client(config: &Config) -> Option<Client> {
     match Client::new(config) {
         Ok(c) => Some(c),
         Err(e) => {
-            let _ = writeln!(std::io::stderr().lock(), "knockd: {e}");
+            crate::log::fatal(&e.to_string());
             None
         }
     }
