@@ -287,11 +287,11 @@ pub fn apply_batch(
         memory.modify_probe = w.modify_probe;
         match result {
             Ok(()) => {
-                remember_writes(memory, &rules, &plan, &w);
+                out.plan = with_gone(plan, &tried, &rules);
+                remember_writes(memory, rules, &out.plan, &w);
                 if !fresh {
                     memory.misses = 0;
                 }
-                out.plan = with_gone(plan, &tried, &rules);
                 return Ok(out);
             }
             Err(e) => {
@@ -416,25 +416,28 @@ impl Written {
 
 /// The memory after a plan went through: the rules read (or remembered), minus the deletes,
 /// plus the creates, with the refreshed descriptions; the version as the writes left it.
-fn remember_writes(memory: &mut Memory, rules: &[FirewallRule], plan: &Plan, w: &Written) {
+fn remember_writes(
+    memory: &mut Memory,
+    mut rules: Arc<Vec<FirewallRule>>,
+    plan: &Plan,
+    w: &Written,
+) {
+    let at = memory.known.take().map_or_else(Instant::now, |k| k.at);
     if !w.exact {
-        memory.forget();
         return;
     }
-    let mut now: Vec<FirewallRule> = rules
-        .iter()
-        .filter(|r| !plan.delete.iter().any(|d| d.same_identity(r)))
-        .cloned()
-        .collect();
-    for r in &mut now {
+    // The memory's own reference is gone, so the round's rules are changed in place rather than
+    // copied (100 rules are some 500 allocations on the allocator every writer shares).
+    let now = Arc::make_mut(&mut rules);
+    now.retain(|r| !plan.delete.iter().any(|d| d.same_identity(r)));
+    for r in now.iter_mut() {
         if let Some(f) = plan.refresh.iter().find(|f| f.same_identity(r)) {
             r.description = f.description.clone();
         }
     }
     now.extend(plan.create.iter().cloned());
-    let at = memory.known.as_ref().map_or_else(Instant::now, |k| k.at);
     memory.known = Some(Known {
-        rules: Arc::new(now),
+        rules,
         version: w.version,
         at,
     });
@@ -607,7 +610,7 @@ mod tests {
             version: 9,
             ..Written::new(7)
         };
-        remember_writes(&mut m, &before, &plan, &w);
+        remember_writes(&mut m, Arc::new(before.clone()), &plan, &w);
         let k = m.usable(Instant::now()).expect("fresh");
         assert_eq!(k.version, 9);
         let ips: Vec<&str> = k.rules.iter().map(FirewallRule::address).collect();
@@ -617,7 +620,7 @@ mod tests {
             exact: false,
             ..Written::new(9)
         };
-        remember_writes(&mut m, &before, &Plan::default(), &w);
+        remember_writes(&mut m, Arc::new(before), &Plan::default(), &w);
         assert!(m.usable(Instant::now()).is_none());
     }
 
