@@ -122,7 +122,10 @@ pub(crate) fn knocked(
     } else {
         let failed: Vec<&str> = per_instance
             .iter()
-            .filter(|d| !outcomes.iter().any(|o| o.ok && d.starts_with(&o.instance)))
+            .filter(|d| {
+                let id = d.split_once('=').map_or(d.as_str(), |(id, _)| id);
+                !outcomes.iter().any(|o| o.ok && o.instance == id)
+            })
             .map(String::as_str)
             .collect();
         let partial = outcomes.iter().any(|o| o.ok);
