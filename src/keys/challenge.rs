@@ -74,16 +74,9 @@ fn tag(secret: &[u8], label: &str, t: &str, n: &str, addr_text: &str) -> [u8; 16
 /// /64 in canonical form (`2001:db8:1:2::/64`, std's RFC 5952 Display of the masked address),
 /// so that a client whose IPv6 privacy address changes between the two steps still succeeds.
 pub(crate) fn grant_address_text(ip: IpAddr) -> String {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    };
-    match ip {
+    match crate::rules::cidr::canonical(ip) {
         IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let masked = std::net::Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128));
-            format!("{masked}/64")
-        }
+        v6 => format!("{}/64", crate::rules::cidr::network(v6, 64)),
     }
 }
 

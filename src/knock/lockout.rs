@@ -24,17 +24,14 @@ pub const UNREADABLE: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 /// usually holds a whole /64 and could otherwise rotate through it for unlimited guesses.
 pub fn key(ip: IpAddr) -> IpAddr {
     match crate::rules::cidr::canonical(ip) {
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        v6 @ IpAddr::V6(_) => crate::rules::cidr::network(v6, 64),
         v4 => v4,
     }
 }
 
 /// The aggregate a key falls into when the table is full: its IPv4 /24 or IPv6 /48.
 pub fn aggregate(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
-        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
-    }
+    crate::rules::cidr::network(ip, if ip.is_ipv4() { 24 } else { 48 })
 }
 
 #[derive(Debug, Clone, Copy)]

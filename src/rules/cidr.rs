@@ -54,16 +54,7 @@ impl Cidr {
     }
 
     fn network(&self) -> IpAddr {
-        match self.addr {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
-                IpAddr::V4((u32::from(a) & mask).into())
-            }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
-                IpAddr::V6((u128::from(a) & mask).into())
-            }
-        }
+        network(self.addr, self.prefix)
     }
 
     /// Whether `ip` lies inside; IPv4-mapped IPv6 addresses count as their IPv4 form.
@@ -80,6 +71,25 @@ impl Cidr {
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// `ip` with all but its first `prefix` bits cleared (a prefix past the address's length keeps
+/// it whole): the /24, /48 or /64 an address belongs to.
+pub fn network(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX
+                .checked_shl(32u32.saturating_sub(prefix.into()))
+                .unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX
+                .checked_shl(128u32.saturating_sub(prefix.into()))
+                .unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
     }
 }
 
@@ -101,6 +111,22 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("test address")
+    }
+
+    #[test]
+    fn networks_of_an_address() {
+        for (addr, prefix, want) in [
+            ("203.0.113.77", 24, "203.0.113.0"),
+            ("203.0.113.77", 0, "0.0.0.0"),
+            ("203.0.113.77", 32, "203.0.113.77"),
+            ("203.0.113.77", 40, "203.0.113.77"),
+            ("2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::"),
+            ("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::"),
+            ("2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6"),
+            ("2001:db8:1:2:3:4:5:6", 200, "2001:db8:1:2:3:4:5:6"),
+        ] {
+            assert_eq!(network(ip(addr), prefix), ip(want), "{addr}/{prefix}");
+        }
     }
 
     #[test]
