@@ -354,38 +354,13 @@ fn a_get_carries_url_encoded_values() {
 fn the_command_hook_sees_the_variables_and_no_shell() {
     let sim = sim_one();
     let dir = temp_dir("notify-hook");
-    let out = dir.join("env.out");
     let marker = dir.join("pwned");
-    let hook = dir.join("hook.sh");
-    std::fs::write(
-        &hook,
-        "#!/bin/sh\n{ echo \"ARGS=$*\"; env; } > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"\n",
-    )
-    .expect("hook");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    let cfg = config_with(
-        &sim,
-        &[(
-            "NOTIFY_COMMAND",
-            &format!("{} {}", hook.display(), out.display()),
-        )],
-    );
+    let (command, out) = common::env_hook(&dir);
+    let cfg = config_with(&sim, &[("NOTIFY_COMMAND", &command)]);
     let k = Knockd::start(&dir, &cfg);
     let hostile = format!("$(touch {}) `id` ; rm -rf x", marker.display());
     assert_eq!(knock_curl(&k, "203.0.113.9", &hostile), SUCCESS);
-    let t = Instant::now();
-    while !out.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "the hook did not run:\n{}",
-            k.log()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-    let env = std::fs::read_to_string(&out).expect("env");
+    let env = common::hook_env(&out, || k.log());
     println!("== command hook environment (KNOCKD_*)");
     for l in env
         .lines()
@@ -393,12 +368,7 @@ fn the_command_hook_sees_the_variables_and_no_shell() {
     {
         println!("{l}");
     }
-    let var = |name: &str| {
-        env.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("{name} missing:\n{env}"))
-            .to_string()
-    };
+    let var = |name: &str| common::env_var(&env, name);
     assert_eq!(var("KNOCKD_EVENT"), "grant");
     assert_eq!(var("KNOCKD_IP"), "203.0.113.9");
     assert_eq!(var("KNOCKD_PORTS"), "TCP 22,443; UDP 51820");

@@ -726,39 +726,14 @@ fn without_clients_and_without_knock_referer_knockd_refuses_to_start() {
 #[test]
 fn a_key_knock_notification_announces_the_clients_own_rule_lifetime() {
     let dir = temp_dir("secure-notify");
-    let out = dir.join("env.out");
-    let hook = dir.join("hook.sh");
-    std::fs::write(
-        &hook,
-        "#!/bin/sh\nenv > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"\n",
-    )
-    .expect("hook");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
-    let command = format!("{} {}", hook.display(), out.display());
+    let (command, out) = common::env_hook(&dir);
     let d = door(&default_clients(), &[("NOTIFY_COMMAND", &command)]);
     let before = knockd::clock::now();
     let (body, _) = d.knock("alice", KEY_A, "203.0.113.61");
     assert_eq!(body, SUCCESS, "{}", d.k.log());
     let after = knockd::clock::now();
-    let t = std::time::Instant::now();
-    while !out.exists() {
-        assert!(
-            t.elapsed() < Duration::from_secs(15),
-            "the hook did not run:\n{}",
-            d.k.log()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-    let env = std::fs::read_to_string(&out).expect("env");
-    let var = |name: &str| {
-        env.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("{name} missing:\n{env}"))
-            .to_string()
-    };
+    let env = common::hook_env(&out, || d.k.log());
+    let var = |name: &str| common::env_var(&env, name);
     assert_eq!(var("KNOCKD_EVENT"), "grant");
     assert_eq!(var("KNOCKD_LABEL"), "alice");
     let twelve_hours = 12 * 3600;

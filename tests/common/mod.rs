@@ -11,6 +11,43 @@ pub use names::*;
 /// The bot token in every test's NOTIFY_URL: like a real one, it must never be logged.
 pub const NOTIFY_TOKEN: &str = "bot424242:NotifyT0kenNeverLogged";
 
+/// A NOTIFY_COMMAND whose hook writes its arguments (`ARGS=`) and environment to a file:
+/// (the configured command, the file it writes).
+pub fn env_hook(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let out = dir.join("env.out");
+    let hook = dir.join("hook.sh");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\n{ echo \"ARGS=$*\"; env; } > \"$1.tmp\" && mv \"$1.tmp\" \"$1\"\n",
+    )
+    .expect("hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (format!("{} {}", hook.display(), out.display()), out)
+}
+
+/// What an `env_hook` wrote, once it ran (at most 15 s; `log` for the failure message).
+pub fn hook_env(out: &std::path::Path, log: impl Fn() -> String) -> String {
+    let t = std::time::Instant::now();
+    while !out.exists() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(15),
+            "the hook did not run:\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::read_to_string(out).expect("env")
+}
+
+/// The value of `name` in a hook's environment dump.
+pub fn env_var(env: &str, name: &str) -> String {
+    env.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{name} missing:\n{env}"))
+        .to_string()
+}
+
 /// A finished command's exit status and output, for assertion messages.
 pub fn show(out: &std::process::Output) -> String {
     format!(
