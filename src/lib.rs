@@ -39,10 +39,16 @@
     )
 )]
 
+// First, so that its `outln!` macro is in scope in every module below.
+#[macro_use]
+pub mod stdout;
+
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod cloud;
 pub mod config;
+pub mod grammar;
 pub(crate) mod keys;
 pub mod knock;
 pub(crate) mod log;

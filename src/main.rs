@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use knockd::cli::{self, Command};
 use knockd::knock::hygiene;
-use knockd::{config, ops};
+use knockd::{client, config, ops, stdout};
 
 fn main() -> ExitCode {
     ExitCode::from(run() as u8)
@@ -51,11 +51,11 @@ fn run() -> i32 {
     };
     match &args.command {
         Command::Version => {
-            ops::print(&cli::version_line());
+            stdout::print(&cli::version_line());
             return 0;
         }
         Command::Help => {
-            ops::print(cli::USAGE);
+            stdout::print(cli::USAGE);
             return 0;
         }
         // The client runs where there is no configuration (a router, a laptop).
@@ -65,7 +65,7 @@ fn run() -> i32 {
             key_file,
             every_secs,
             expect,
-        } => return ops::knock_client(url, label, key_file, *every_secs, expect.as_deref()),
+        } => return client::run(url, label, key_file, *every_secs, expect.as_deref()),
         _ => {}
     }
     // Every command below reads the SecretKey: no core file may ever hold it.
@@ -119,7 +119,7 @@ fn run() -> i32 {
     };
 
     if args.command == Command::CheckConfig {
-        ops::print(config.report().trim_end_matches('\n'));
+        stdout::print(config.report().trim_end_matches('\n'));
         return 0;
     }
     // Printed here once so that no command has to remember to.

@@ -15,6 +15,7 @@ use super::pacer::Pacer;
 use super::sign;
 use super::wire::{self, Reply};
 use crate::config::{Config, Endpoint, Instance, Secret};
+use crate::notify::{Notifier, NotifyConfig};
 use crate::rules::FirewallRule;
 use crate::{clock, log};
 
@@ -436,6 +437,14 @@ fn read_limited(resp: ureq::Response) -> Result<String, ApiError> {
         return Err(ApiError::BadResponse("answer larger than 1 MiB".into()));
     }
     String::from_utf8(buf).map_err(|_| ApiError::BadResponse("answer is not UTF-8".into()))
+}
+
+/// The notifier for `config`: knockd's own HTTPS agent (the API's roots and CA file, the proxy
+/// chosen for the webhook's host), or `Err` with a line for the operator.
+pub(crate) fn notifier(config: &Config, notify: &NotifyConfig) -> Result<Notifier, String> {
+    let host = notify.webhook_host().unwrap_or("");
+    let agent = notify_agent(config, host).map_err(|e| format!("notify: {e}"))?;
+    Notifier::start(notify.clone(), agent).map_err(|e| format!("notify: {e}"))
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use super::client::{self, Client};
 use super::executor::{self, Applied, Batch, Dropped, Memory};
 use crate::config::{Config, Instance};
 use crate::log;
-use crate::notify::{hooks, Notifier};
+use crate::notify::{Event, EventKind, Notifier};
 use crate::rules::cidr;
+use crate::rules::planner::Plan;
 use crate::rules::planner::{Grant, QUOTA};
 use crate::rules::FirewallRule;
 use crate::sync::lock;
@@ -234,7 +235,7 @@ fn run_writer(w: &Writer, client: &Client, config: &Config, notifier: &Notifier)
                 },
                 Err(e) => (false, format!("error(calls={calls}): {e}")),
             };
-            let created = matches!(&result, Ok(a) if hooks::creates_for(&a.plan, job.grant.ip));
+            let created = matches!(&result, Ok(a) if creates_for(&a.plan, job.grant.ip));
             let _ = job.reply.send(Outcome {
                 instance: w.inst.id.clone(),
                 ok,
@@ -374,7 +375,7 @@ fn prune_once(
     match executor::apply_batch(client, &w.inst, &config.policy(), &batch, memory, false) {
         Ok(applied) => {
             report_plan(w, &applied, true);
-            hooks::swept(notifier, &w.inst.id, &applied.plan);
+            swept(notifier, &w.inst.id, &applied.plan);
         }
         Err(e) => log::event(&format!("prune instance={} error=\"{e}\"", w.inst.id)),
     }
@@ -390,4 +391,24 @@ pub(crate) fn collect(rx: &mpsc::Receiver<Outcome>, n: usize, deadline: Instant)
         }
     }
     outcomes
+}
+
+/// Whether `plan` creates rules for `ip` (a grant) rather than only refreshing or keeping
+/// them (a refresh).
+pub(crate) fn creates_for(plan: &Plan, ip: IpAddr) -> bool {
+    let addr = crate::rules::cidr::canonical(ip).to_string();
+    plan.create.iter().any(|r| r.address() == addr)
+}
+
+/// A serving writer's sweep removed expired rules from one instance.
+pub(crate) fn swept(n: &Notifier, instance: &str, plan: &Plan) {
+    let expired = plan.delete.len() - plan.evicted;
+    if expired > 0 && n.wants(EventKind::Prune) {
+        n.notify(
+            Event::new(EventKind::Prune, "")
+                .with_count(expired as u64)
+                .with_instances(instance)
+                .with_result("ok"),
+        );
+    }
 }

@@ -17,8 +17,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use report::mask_id;
-pub(crate) use values::split_list;
-pub use values::{format_duration, parse_duration};
 pub(crate) use vars::DEFAULT_MESSAGE_SUCCESS;
 use vars::{Checker, Vars};
 
@@ -633,25 +631,6 @@ mod tests {
         }
         let c = with(&[("TENCENT_CLOUD_ACCESS_POINT", "http://127.0.0.1:9000")]).expect("ok");
         assert!(c.warnings.iter().any(|w| w.contains("http://")));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30d", false), Ok(30 * 86_400));
-        assert_eq!(parse_duration("12H", false), Ok(12 * 3600));
-        assert_eq!(parse_duration("90m", false), Ok(5400));
-        assert_eq!(parse_duration(" 45 s ", false), Ok(45));
-        assert_eq!(parse_duration("15", true), Ok(15));
-        assert!(parse_duration("15", false)
-            .expect_err("bare")
-            .contains("unit"));
-        assert!(parse_duration("-5d", false).is_err());
-        assert!(parse_duration("5w", false).is_err());
-        assert!(parse_duration("d", false).is_err());
-        assert!(parse_duration("99999999999999999999d", false).is_err());
-        assert_eq!(format_duration(5400), "90m");
-        assert_eq!(format_duration(86_400 * 30), "30d");
-        assert_eq!(format_duration(61), "61s");
     }
 
     #[test]

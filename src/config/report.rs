@@ -1,7 +1,8 @@
 //! The `--check-config` report and the one way secrets are masked for people to read.
 
 use super::vars::VARS;
-use super::{format_duration, ClientIpMethod, Config, Protocol, Secret};
+use super::{ClientIpMethod, Config, Protocol, Secret};
+use crate::grammar::format_duration;
 
 /// `AKID****oSs`: enough to tell keys apart, not enough to use one. Short ids are fully
 /// masked.

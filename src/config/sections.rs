@@ -46,7 +46,7 @@ pub(crate) fn rules(vars: &Vars, c: &mut Checker) -> RulesConfig {
     );
     let mut ttl = days * 86_400;
     if let Some(text) = vars.get("RULE_TTL") {
-        match values::parse_duration(text, false) {
+        match crate::grammar::parse_duration(text, false) {
             Ok(0) => c.err("RULE_TTL", "must be positive"),
             Ok(s) => ttl = s,
             Err(e) => c.err("RULE_TTL", e),
@@ -228,7 +228,7 @@ fn trusted_proxies(vars: &Vars, c: &mut Checker, method: ClientIpMethod) -> Vec<
     let mut trusted = Vec::new();
     let mut bad = Vec::new();
     // Unlike a scalar, an empty list means something here: trust no proxy at all.
-    for item in values::split_list(vars.raw_value("TRUSTED_PROXIES")) {
+    for item in crate::grammar::split_list(vars.raw_value("TRUSTED_PROXIES")) {
         match Cidr::parse(item) {
             Ok(cidr) if trusted.contains(&cidr) => {}
             Ok(cidr) => trusted.push(cidr),
@@ -283,7 +283,7 @@ pub(crate) fn notify(vars: &Vars, c: &mut Checker) -> Option<crate::notify::Noti
         }
         Err(errors) => {
             for e in errors {
-                let (var, message) = crate::notify::hooks::split_error(&e);
+                let (var, message) = split_error(&e);
                 c.err(var, message);
             }
             None
@@ -347,7 +347,7 @@ pub(crate) fn keys(
     ) as usize;
     let public_url = vars.get("KNOCK_PUBLIC_URL").map(str::to_string);
     if let Some(u) = &public_url {
-        if let Err(e) = crate::keys::client::KnockUrl::parse(u) {
+        if let Err(e) = crate::keys::url::KnockUrl::parse(u) {
             c.err("KNOCK_PUBLIC_URL", e.to_string());
         }
     }
@@ -379,5 +379,42 @@ pub(crate) fn keys(
         challenge_ttl,
         replay_cache,
         public_url,
+    }
+}
+
+/// The variable an error of [`NotifyConfig::parse`] is about (its leading `NOTIFY_*` word)
+/// and the rest, for the config layer's `VARIABLE: message` errors.
+fn split_error(e: &str) -> (&str, &str) {
+    let end = e
+        .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+        .unwrap_or(e.len());
+    let (var, rest) = e.split_at(end);
+    let rest = rest.strip_prefix(':').unwrap_or(rest).trim_start();
+    if var.starts_with("NOTIFY_") {
+        (var, rest)
+    } else {
+        ("NOTIFY_URL", e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_split_by_variable() {
+        assert_eq!(
+            split_error("NOTIFY_BODY is set but NOTIFY_URL is not"),
+            ("NOTIFY_BODY", "is set but NOTIFY_URL is not")
+        );
+        assert_eq!(
+            split_error("NOTIFY_EVENTS: unknown event 'x'"),
+            ("NOTIFY_EVENTS", "unknown event 'x'")
+        );
+        assert_eq!(
+            split_error("NOTIFY_URL (https://h/****): bad"),
+            ("NOTIFY_URL", "(https://h/****): bad")
+        );
+        assert_eq!(split_error("odd"), ("NOTIFY_URL", "odd"));
     }
 }

@@ -4,21 +4,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use super::{Endpoint, Instance, Scheme};
+use crate::grammar::split_list;
 
 /// The API's limit on a rule's `Port` string (docs/lighthouse-api.md#firewall-rules).
 pub const MAX_PORT_STRING: usize = 64;
 /// Longest accepted FW_RULE_NAME_PREFIX: the description (64 bytes) must keep room for the label
 /// and the expiry.
 pub const MAX_RULE_PREFIX: usize = 20;
-/// Upper bound of every duration, so that expiry arithmetic can never overflow.
-const MAX_DURATION_SECS: u64 = 36_500 * 86_400;
-
-/// List items separated by `,` or the full-width `，`, trimmed, empty items dropped.
-pub(crate) fn split_list(s: &str) -> impl Iterator<Item = &str> {
-    s.split([',', '，'])
-        .map(str::trim)
-        .filter(|i| !i.is_empty())
-}
 
 pub(crate) fn parse_port(s: &str) -> Result<u16, String> {
     let s = s.trim();
@@ -288,63 +280,6 @@ pub(crate) fn check_knock_path(p: &str) -> Result<(), String> {
         return Err(format!("'{p}' must be a plain path, without '?' or '#'"));
     }
     Ok(())
-}
-
-pub(crate) fn parse_number(text: &str, min: u64, max: u64) -> Result<u64, String> {
-    let t = text.trim();
-    if t.starts_with('-') {
-        return Err(format!("'{t}' is negative; expected {min}..={max}"));
-    }
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "'{t}' is not a whole number; expected {min}..={max}"
-        ));
-    }
-    match t.parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!("'{t}' is outside {min}..={max}")),
-    }
-}
-
-/// `30d`, `12h`, `90m`, `45s` (unit case-insensitive), or bare seconds when `bare_ok`.
-pub fn parse_duration(text: &str, bare_ok: bool) -> Result<u64, String> {
-    let t = text.trim();
-    if t.starts_with('-') {
-        return Err(format!("'{t}' is negative; durations must be positive"));
-    }
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = (&t[..split], t[split..].trim());
-    if digits.is_empty() {
-        return Err(format!("'{t}' is not a duration like 30d, 12h, 90m or 45s"));
-    }
-    let mult = match unit.to_ascii_lowercase().as_str() {
-        "" if bare_ok => 1,
-        "" => {
-            return Err(format!(
-                "'{t}' has no unit: write e.g. {t}d, {t}h, {t}m or {t}s"
-            ))
-        }
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return Err(format!("'{t}' is not a duration like 30d, 12h, 90m or 45s")),
-    };
-    match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)) {
-        Some(s) if s <= MAX_DURATION_SECS => Ok(s),
-        _ => Err(format!("'{t}' is too long (at most 36500d)")),
-    }
-}
-
-/// Seconds in the largest unit that divides them: `30d`, `90m`, `45s`; `0` for zero.
-pub fn format_duration(secs: u64) -> String {
-    match secs {
-        0 => "0".into(),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
 }
 
 #[cfg(test)]

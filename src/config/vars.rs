@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use super::{values, ConfigError};
+use super::ConfigError;
 
 pub(crate) struct Var {
     pub(crate) name: &'static str,
@@ -148,7 +148,7 @@ impl Checker {
     }
 
     pub(crate) fn number(&mut self, variable: &str, text: &str, min: u64, max: u64) -> u64 {
-        match values::parse_number(text, min, max) {
+        match crate::grammar::parse_number(text, min, max) {
             Ok(n) => n,
             Err(e) => {
                 self.err(variable, e);
@@ -162,7 +162,7 @@ impl Checker {
     }
 
     fn seconds(&mut self, variable: &str, text: &str, zero_ok: bool) -> u64 {
-        match values::parse_duration(text, true) {
+        match crate::grammar::parse_duration(text, true) {
             Ok(0) if !zero_ok => {
                 let hint = if variable.starts_with("LOCKOUT_") {
                     " (to turn the lockout off, set LOCKOUT_FAILURES=0)"

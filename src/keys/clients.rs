@@ -26,7 +26,7 @@ use std::time::Duration;
 use ring::digest::{digest, SHA256};
 
 use super::RandomUnavailable;
-use crate::{clock, config};
+use crate::{clock, grammar};
 
 pub(crate) const MAX_LABEL: usize = 24;
 pub(crate) const MIN_KEY: usize = 22;
@@ -255,11 +255,11 @@ impl fmt::Display for Day {
     }
 }
 
-/// RULE_TTL's grammar (`config::parse_duration` without bare numbers): digits then `s`, `m`,
+/// RULE_TTL's grammar (`grammar::parse_duration` without bare numbers): digits then `s`, `m`,
 /// `h` or `d`; positive; at most 36500d. The error never repeats the text: a key written in the
 /// wrong field must not reach a message.
 pub(crate) fn parse_ttl(text: &str) -> Result<u64, &'static str> {
-    match config::parse_duration(text, false) {
+    match grammar::parse_duration(text, false) {
         Ok(0) => Err("must be positive"),
         Ok(s) => Ok(s),
         Err(_) => Err("is not a duration like 12h, 90m or 30d (at most 36500d)"),
@@ -268,7 +268,7 @@ pub(crate) fn parse_ttl(text: &str) -> Result<u64, &'static str> {
 
 /// As RULE_TTL is printed: `30d`, `90m`, `45s`.
 pub(crate) fn format_ttl(secs: u64) -> String {
-    config::format_duration(secs)
+    grammar::format_duration(secs)
 }
 
 /// `[A-Za-z0-9_-]{1,24}`.

@@ -17,11 +17,12 @@
 //! - [`recipes`]: the ready-to-run client lines printed by `--add-client`.
 
 pub(crate) mod challenge;
-pub(crate) mod client;
+
 pub(crate) mod clients;
 pub(crate) mod clients_file;
 pub(crate) mod recipes;
 pub(crate) mod replay;
+pub(crate) mod url;
 
 use std::fmt;
 

@@ -16,11 +16,9 @@
 //! - PowerShell (5.1 and 7): Invoke-WebRequest throws on a 500; the body is in
 //!   `$_.ErrorDetails.Message`.
 
-use super::client::{KnockUrl, Scheme};
 use super::clients::Key;
+use super::url::{KnockUrl, Scheme, PLACEHOLDER_URL};
 
-/// Shown instead of KNOCK_PUBLIC_URL when it is not set; must be replaced by the operator.
-pub(crate) const PLACEHOLDER_URL: &str = "http://YOUR-SERVER:8080/favico.ico";
 /// Seconds each request of a printed client may take.
 const TIMEOUT: u32 = 20;
 

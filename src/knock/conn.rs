@@ -8,10 +8,9 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::door::{self, Answer, Door};
 use super::http::{self, HeadReader, ReadResult};
-use super::server::{self, Answer, Shared};
 use super::signals;
-use crate::config::KnockConfig;
 
 /// Requests served on one keep-alive connection at most.
 const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
@@ -68,8 +67,8 @@ impl Read for Deadline<'_> {
     }
 }
 
-pub(crate) fn handle(shared: &Shared, stream: Arc<TcpStream>, peer: SocketAddr, id: u64) {
-    let deadline = Instant::now() + shared.config.limits.connection_timeout;
+pub(crate) fn handle(door: &Door, stream: Arc<TcpStream>, peer: SocketAddr, id: u64) {
+    let deadline = Instant::now() + door.config.limits.connection_timeout;
     let _ = stream.set_nodelay(true);
     let mut reader = HeadReader::new();
     let mut io = Deadline {
@@ -83,13 +82,13 @@ pub(crate) fn handle(shared: &Shared, stream: Arc<TcpStream>, peer: SocketAddr, 
             ReadResult::Request(head) => head,
             ReadResult::Bad => {
                 let _ = io.arm_write();
-                let _ = (&*stream).write_all(shared.answers.get(false, false, false));
+                let _ = (&*stream).write_all(door.answers.get(false, false, false));
                 let _ = stream.shutdown(Shutdown::Write);
                 return;
             }
             ReadResult::Closed | ReadResult::Io(_) => return,
         };
-        let answer = server::answer(shared, &head, peer.ip(), id);
+        let answer = door::answer(door, &head, peer.ip(), id);
         // Past the deadline, at the last request allowed, or when knockd is stopping, the
         // answer is still written (see arm_write) and says `Connection: close`.
         let keep_alive = head.keep_alive()
@@ -98,37 +97,17 @@ pub(crate) fn handle(shared: &Shared, stream: Arc<TcpStream>, peer: SocketAddr, 
             && !signals::stop_requested();
         let head_only = head.method == "HEAD";
         let bytes: Cow<'_, [u8]> = match &answer {
-            Answer::Fixed(v) => Cow::Borrowed(shared.answers.get(v.ok, keep_alive, head_only)),
+            Answer::Fixed(v) => Cow::Borrowed(door.answers.get(v.ok, keep_alive, head_only)),
             Answer::Body(body) => Cow::Owned(http::response(body, keep_alive, head_only)),
         };
         let written = io.arm_write().is_ok() && (&*stream).write_all(&bytes).is_ok();
         // The answer first, then the log line and the end of the knock's protection.
         if let Answer::Fixed(verdict) = answer {
-            server::answered(shared, id, verdict, &head);
+            door::answered(door, id, verdict, &head);
         }
         if !written || !keep_alive {
             let _ = stream.shutdown(Shutdown::Write);
             return;
         }
-    }
-}
-
-/// The eight possible answers, built once: every response is one of these byte strings.
-pub(crate) struct Answers([Vec<u8>; 8]);
-
-impl Answers {
-    pub(crate) fn new(config: &KnockConfig) -> Answers {
-        Answers(std::array::from_fn(|i| {
-            let body = if i & 4 != 0 {
-                &config.message_success
-            } else {
-                &config.message_failure
-            };
-            http::response(body, i & 2 != 0, i & 1 != 0)
-        }))
-    }
-
-    pub(crate) fn get(&self, ok: bool, keep_alive: bool, head_only: bool) -> &[u8] {
-        &self.0[usize::from(ok) << 2 | usize::from(keep_alive) << 1 | usize::from(head_only)]
     }
 }

@@ -5,6 +5,7 @@
 //! `500` with the same headers in the same order; only the body text differs (see
 //! the README, "The knock port owns its socket layer").
 
+use crate::config::KnockConfig;
 use std::io::{self, Read};
 
 /// Request line plus headers. Real knocks (curl, iOS Shortcuts, routers) send well under 1 KiB.
@@ -316,6 +317,26 @@ pub fn response(body: &str, keep_alive: bool, head_only: bool) -> Vec<u8> {
         out.extend_from_slice(body.as_bytes());
     }
     out
+}
+
+/// The eight possible answers, built once: every response is one of these byte strings.
+pub(crate) struct Answers([Vec<u8>; 8]);
+
+impl Answers {
+    pub(crate) fn new(config: &KnockConfig) -> Answers {
+        Answers(std::array::from_fn(|i| {
+            let body = if i & 4 != 0 {
+                &config.message_success
+            } else {
+                &config.message_failure
+            };
+            response(body, i & 2 != 0, i & 1 != 0)
+        }))
+    }
+
+    pub(crate) fn get(&self, ok: bool, keep_alive: bool, head_only: bool) -> &[u8] {
+        &self.0[usize::from(ok) << 2 | usize::from(keep_alive) << 1 | usize::from(head_only)]
+    }
 }
 
 #[cfg(test)]

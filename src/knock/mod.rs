@@ -3,11 +3,14 @@
 pub mod client_ip;
 mod conn;
 mod decide;
+mod door;
+mod events;
 pub mod http;
 pub mod hygiene;
 mod key_knock;
 mod lockout;
 mod server;
 pub mod signals;
+mod table;
 
 pub(crate) use server::serve;

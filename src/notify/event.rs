@@ -75,7 +75,7 @@ impl EventSet {
     pub fn parse(text: &str) -> Result<EventSet, String> {
         let mut set = 0u8;
         let mut unknown = Vec::new();
-        for item in crate::config::split_list(text) {
+        for item in crate::grammar::split_list(text) {
             let lower = item.to_ascii_lowercase();
             if lower == "all" {
                 set |= SELECTABLE.iter().fold(0, |a, k| a | k.bit());

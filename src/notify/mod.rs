@@ -14,7 +14,6 @@
 
 mod command;
 mod event;
-pub mod hooks;
 mod limit;
 mod template;
 mod webhook;
@@ -276,7 +275,7 @@ impl fmt::Debug for NotifyConfig {
 /// The configuration's duration grammar (`30s`, `10m`, `2h`, `1d`, or bare seconds; 0 allowed:
 /// off), at most 7 days.
 fn parse_duration(t: &str) -> Result<u64, String> {
-    match crate::config::parse_duration(t, true)? {
+    match crate::grammar::parse_duration(t, true)? {
         s if s <= MAX_INTERVAL_SECS => Ok(s),
         _ => Err(format!("'{t}' is longer than 7d")),
     }

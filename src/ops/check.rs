@@ -255,7 +255,7 @@ pub fn check(config: &Config) -> i32 {
             notes.push(format!(
                 "{what}: {legacy} legacy rule(s) of the Python original ({}<label>@@YYYYMMDD) are treated as knockd's: each expires {} after its date, and is rewritten in the current format when its address knocks again",
                 desc::LEGACY_PREFIX,
-                crate::config::format_duration(config.rules.ttl.as_secs()),
+                crate::grammar::format_duration(config.rules.ttl.as_secs()),
             ));
         }
         for drop in planner::drops_over_ports(rules, &config.rules.ports) {

@@ -1,18 +1,14 @@
 //! `--add-client`, `--remove-client`, `--list-clients` (the clients file of issue 12) and
 //! `--knock`, the client in the same binary.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::clock;
-use crate::config::{self, Config};
-use crate::keys::client::{self, KnockUrl};
+use crate::config::Config;
 use crate::keys::clients::{Day, CHECK_INTERVAL};
 use crate::keys::clients_file::{self as clients, ClientsFile, Reload};
 use crate::keys::recipes::{self, Recipe};
-
-/// How long each request of `--knock` may take.
-const KNOCK_TIMEOUT: Duration = Duration::from_secs(20);
+use crate::keys::url::KnockUrl;
 
 pub fn add_client(
     config: &Config,
@@ -49,7 +45,7 @@ pub fn add_client(
         || {
             format!(
                 "RULE_TTL ({})",
-                config::format_duration(config.rules.ttl.as_secs())
+                crate::grammar::format_duration(config.rules.ttl.as_secs())
             )
         },
         crate::keys::clients::format_ttl,
@@ -119,61 +115,4 @@ pub fn list_clients(config: &Config) -> i32 {
         outln!("  {line}");
     }
     0
-}
-
-/// `--knock`: both steps; 0 on the success body, 1 otherwise, 2 for a bad URL or key file.
-/// With `every_secs`, knocks again at that interval until stopped, and never returns.
-pub fn knock(
-    url: &str,
-    label: &str,
-    key_file: &Path,
-    every_secs: Option<u64>,
-    expect: Option<&str>,
-) -> i32 {
-    let url = match KnockUrl::parse(url) {
-        Ok(u) => u,
-        Err(e) => {
-            crate::log::fatal(&format!("--knock: {e}"));
-            return 2;
-        }
-    };
-    let expect = expect.unwrap_or(config::DEFAULT_MESSAGE_SUCCESS);
-    let once = || -> i32 {
-        // Read each time, so that a replaced key file is used without a restart.
-        let key = match client::read_key_file(key_file, label) {
-            Ok((key, warning)) => {
-                if let Some(w) = warning {
-                    crate::log::fatal(&format!("warning: {w}"));
-                }
-                key
-            }
-            Err(e) => {
-                crate::log::fatal(&format!("{e}"));
-                return 2;
-            }
-        };
-        let stamp = |s: &str| match every_secs {
-            Some(_) => format!("{} {s}", clock::utc_rfc3339(clock::now())),
-            None => s.to_string(),
-        };
-        match client::knock(&url, label, &key, expect, KNOCK_TIMEOUT) {
-            Ok(()) => {
-                outln!("{}", stamp("knock: ok"));
-                0
-            }
-            Err(e) => {
-                crate::log::stderr_line(&stamp(&format!("knockd: knock failed: {e}")));
-                1
-            }
-        }
-    };
-    let Some(every) = every_secs else {
-        return once();
-    };
-    loop {
-        if once() == 2 {
-            return 2;
-        }
-        std::thread::sleep(Duration::from_secs(every));
-    }
 }

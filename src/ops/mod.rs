@@ -3,41 +3,12 @@
 //! shells around the planner and the executor, one instance per thread, printing to stdout.
 //! Exit codes: 0 success, 1 an instance or check failed.
 
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-
-/// Set once a write to stdout failed (a closed pipe: `knockd --list | head -1`): later output
-/// is skipped, and the command finishes with its own exit status, as ripgrep does.
-static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
-
-/// Prints one line to stdout. Never panics (`println!` does on a closed pipe, and the release
-/// build aborts on panic).
-pub fn print(line: &str) {
-    say(format_args!("{line}"));
-}
-
-#[doc(hidden)]
-pub fn say(args: std::fmt::Arguments) {
-    if STDOUT_GONE.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut out = std::io::stdout().lock();
-    if writeln!(out, "{args}").and_then(|()| out.flush()).is_err() {
-        STDOUT_GONE.store(true, Ordering::Relaxed);
-    }
-}
-
-/// `println!` for the commands, through `say`.
-macro_rules! outln {
-    ($($t:tt)*) => {
-        $crate::ops::say(format_args!($($t)*))
-    };
-}
 
 mod cam;
 mod check;
 mod clients;
+mod events;
 mod rules;
 
 use crate::cli::Command;
@@ -54,7 +25,7 @@ pub fn run(command: &Command, config: &Config) -> i32 {
         Command::List => rules::list(config),
         Command::Revoke { target, dry_run } => rules::revoke(config, target, *dry_run),
         Command::PrintCamPolicy { uin } => cam::print_policy(config, uin.as_deref()),
-        Command::NotifyTest => crate::notify::hooks::notify_test(config),
+        Command::NotifyTest => events::notify_test(config),
         Command::AddClient {
             label,
             ttl_secs,
@@ -68,17 +39,6 @@ pub fn run(command: &Command, config: &Config) -> i32 {
         // none: it runs where there is no configuration, a router or a laptop).
         Command::Knock { .. } | Command::CheckConfig | Command::Version | Command::Help => 0,
     }
-}
-
-/// `--knock`, the client: needs no configuration.
-pub fn knock_client(
-    url: &str,
-    label: &str,
-    key_file: &std::path::Path,
-    every_secs: Option<u64>,
-    expect: Option<&str>,
-) -> i32 {
-    clients::knock(url, label, key_file, every_secs, expect)
 }
 
 pub(crate) fn client(config: &Config) -> Option<Client> {

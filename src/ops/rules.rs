@@ -46,7 +46,7 @@ pub fn prune(config: &Config, dry_run: bool) -> i32 {
             }
         }
     }
-    crate::notify::hooks::pruned(config, &removed);
+    super::events::pruned(config, &removed);
     i32::from(failed)
 }
 
@@ -150,6 +150,6 @@ pub fn revoke(config: &Config, target: &str, dry_run: bool) -> i32 {
     if total == 0 && !failed {
         outln!("no rule owned by knockd matches {target:?}");
     }
-    crate::notify::hooks::revoked(config, target, &removed);
+    super::events::revoked(config, target, &removed);
     i32::from(failed)
 }

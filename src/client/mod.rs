@@ -18,18 +18,17 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::challenge::response_hash;
-use super::clients::{self, Clients, Key};
+use crate::keys::clients::{self, Clients, Key};
+use crate::keys::url::KnockUrl;
 
+/// How long each request of `--knock` may take.
+const KNOCK_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bodies longer than this are not read: a challenge is 66 bytes, messages are short.
 const MAX_BODY: u64 = 4096;
 
 /// Everything that can go wrong with a client knock. Never contains the key or H.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ClientError {
-    Url {
-        problem: &'static str,
-    },
     Label,
     KeyFile {
         path: PathBuf,
@@ -58,10 +57,6 @@ pub(crate) enum ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Url { problem } => write!(
-                f,
-                "the URL {problem}; give the knock URL like http://server:8080/favico.ico"
-            ),
             ClientError::Label => write!(
                 f,
                 "the label must be 1 to {} characters of A-Z a-z 0-9 _ -, as in the clients file",
@@ -98,122 +93,60 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scheme {
-    Http,
-    Https,
-}
-
-/// A knock URL: scheme, host, port and path, no query. Also KNOCK_PUBLIC_URL's grammar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct KnockUrl {
-    pub(crate) scheme: Scheme,
-    /// As written in the URL: a name, an IPv4 address or a bracketed IPv6 address.
-    pub(crate) host: String,
-    /// Explicit or the scheme's default.
-    pub(crate) port: u16,
-    /// Starts with `/`.
-    pub(crate) path: String,
-    text: String,
-}
-
-impl KnockUrl {
-    /// `recipes::PLACEHOLDER_URL` as a value, built from its parts: printing the recipes must
-    /// not depend on a parse that could fail.
-    pub(crate) fn placeholder() -> KnockUrl {
-        KnockUrl {
-            scheme: Scheme::Http,
-            host: "YOUR-SERVER".to_string(),
-            port: 8080,
-            path: "/favico.ico".to_string(),
-            text: super::recipes::PLACEHOLDER_URL.to_string(),
+/// `--knock`: both steps; 0 on the success body, 1 otherwise, 2 for a bad URL or key file.
+/// With `every_secs`, knocks again at that interval until stopped, and never returns.
+pub fn run(
+    url: &str,
+    label: &str,
+    key_file: &Path,
+    every_secs: Option<u64>,
+    expect: Option<&str>,
+) -> i32 {
+    let url = match KnockUrl::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            crate::log::fatal(&format!("--knock: {e}"));
+            return 2;
         }
-    }
-
-    pub(crate) fn parse(text: &str) -> Result<KnockUrl, ClientError> {
-        let err = |problem| Err(ClientError::Url { problem });
-        let (scheme, rest) = if let Some(r) = text.strip_prefix("http://") {
-            (Scheme::Http, r)
-        } else if let Some(r) = text.strip_prefix("https://") {
-            (Scheme::Https, r)
-        } else {
-            return err("must start with http:// or https://");
-        };
-        // Printable ASCII without what a shell, a URL or a request line would treat specially.
-        if !rest
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"'\"\\`$<>{}|^".contains(&b))
-        {
-            return err("may only hold printable ASCII without spaces, quotes, $ or backslashes");
-        }
-        if rest.contains(['?', '#']) {
-            return err("must not have a query or fragment (knockd adds ?c= and ?k= itself)");
-        }
-        let Some(slash) = rest.find('/') else {
-            return err("has no path: add the knock path (KNOCK_REQUEST_PATH)");
-        };
-        let (authority, path) = rest.split_at(slash);
-        if authority.contains('@') {
-            return err("must not carry a user name or password");
-        }
-        let default_port = match scheme {
-            Scheme::Http => 80,
-            Scheme::Https => 443,
-        };
-        let (host, port) = if authority.starts_with('[') {
-            let Some(end) = authority.find(']') else {
-                return err("has an IPv6 address without its closing ]");
-            };
-            let inner = &authority[1..end];
-            if inner.parse::<std::net::Ipv6Addr>().is_err() {
-                return err("has an invalid IPv6 address in [ ]");
+    };
+    let expect = expect.unwrap_or(crate::config::DEFAULT_MESSAGE_SUCCESS);
+    let once = || -> i32 {
+        // Read each time, so that a replaced key file is used without a restart.
+        let key = match read_key_file(key_file, label) {
+            Ok((key, warning)) => {
+                if let Some(w) = warning {
+                    crate::log::fatal(&format!("warning: {w}"));
+                }
+                key
             }
-            match &authority[end + 1..] {
-                "" => (&authority[..=end], None),
-                p => match p.strip_prefix(':') {
-                    Some(p) => (&authority[..=end], Some(p)),
-                    None => return err("has text after the IPv6 address"),
-                },
-            }
-        } else {
-            match authority.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
+            Err(e) => {
+                crate::log::fatal(&format!("{e}"));
+                return 2;
             }
         };
-        if host.is_empty() || (host.contains(':') && !host.starts_with('[')) {
-            return err("has no host, or an IPv6 address without [ ]");
-        }
-        let port = match port {
-            None => default_port,
-            Some(p) => match p.parse::<u16>() {
-                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
-                _ => return err("has a port that is not 1-65535"),
-            },
+        let stamp = |s: &str| match every_secs {
+            Some(_) => format!("{} {s}", crate::clock::utc_rfc3339(crate::clock::now())),
+            None => s.to_string(),
         };
-        Ok(KnockUrl {
-            scheme,
-            host: host.to_string(),
-            port,
-            path: path.to_string(),
-            text: text.to_string(),
-        })
-    }
-
-    /// The URL as given.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Step 1's URL.
-    pub(crate) fn challenge_url(&self, label: &str) -> String {
-        format!("{}?c={label}", self.text)
-    }
-
-    /// Step 2's URL for the challenge text `T.N.G`.
-    pub(crate) fn knock_url(&self, label: &str, challenge: &str, key: &Key) -> String {
-        let h = response_hash(key.expose(), label, challenge);
-        format!("{}?k={label}.{challenge}.{h}", self.text)
+        match knock(&url, label, &key, expect, KNOCK_TIMEOUT) {
+            Ok(()) => {
+                outln!("{}", stamp("knock: ok"));
+                0
+            }
+            Err(e) => {
+                crate::log::stderr_line(&stamp(&format!("knockd: knock failed: {e}")));
+                1
+            }
+        }
+    };
+    let Some(every) = every_secs else {
+        return once();
+    };
+    loop {
+        if once() == 2 {
+            return 2;
+        }
+        std::thread::sleep(Duration::from_secs(every));
     }
 }
 
@@ -255,7 +188,7 @@ pub(crate) fn read_key_file(
         return Err(bad("is larger than 1 MiB; it should hold one key".into()));
     }
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let warning = super::clients_file::mode_warning(path, meta.mode());
+    let warning = crate::keys::clients_file::mode_warning(path, meta.mode());
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let first = text
         .lines()
@@ -359,82 +292,8 @@ mod tests {
     use std::io::Write;
     use std::net::TcpListener;
 
-    #[test]
-    fn the_placeholder_is_what_its_text_parses_to() {
-        let parsed = KnockUrl::parse(crate::keys::recipes::PLACEHOLDER_URL).expect("parses");
-        assert_eq!(KnockUrl::placeholder(), parsed);
-    }
-
     const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-
-    #[test]
-    fn h_matches_sha256sum() {
-        // printf '%s' 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA:office:1760000000.0102030405060708.d7cdcd4b037f0d64a50783fceedfa74f:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' | sha256sum
-        let url = KnockUrl::parse("http://h:8080/favico.ico").unwrap();
-        let c = "1760000000.0102030405060708.d7cdcd4b037f0d64a50783fceedfa74f";
-        assert_eq!(
-            url.knock_url("office", c, &Key::parse(KEY).unwrap()),
-            format!("http://h:8080/favico.ico?k=office.{c}.{H_VECTOR}")
-        );
-        assert_eq!(
-            url.challenge_url("office"),
-            "http://h:8080/favico.ico?c=office"
-        );
-    }
     const H_VECTOR: &str = "265adca404e988c77998cd1647f363e61e0916dfe7bf503cea01624ad9f9e8b8";
-
-    #[test]
-    fn urls() {
-        for (text, ok) in [
-            (
-                "http://h:8080/favico.ico",
-                Some((Scheme::Http, "h", 8080, "/favico.ico")),
-            ),
-            (
-                "https://knock.example.com/k",
-                Some((Scheme::Https, "knock.example.com", 443, "/k")),
-            ),
-            (
-                "http://203.0.113.7/",
-                Some((Scheme::Http, "203.0.113.7", 80, "/")),
-            ),
-            (
-                "http://[2001:db8::1]:81/x",
-                Some((Scheme::Http, "[2001:db8::1]", 81, "/x")),
-            ),
-            (
-                "http://[2001:db8::1]/x",
-                Some((Scheme::Http, "[2001:db8::1]", 80, "/x")),
-            ),
-            ("ftp://h/x", None),
-            ("http://h:8080", None),
-            ("http://h/x?c=a", None),
-            ("http://h/x#a", None),
-            ("http://u:p@h/x", None),
-            ("http://h:0/x", None),
-            ("http://h:99999/x", None),
-            ("http://h:+80/x", None),
-            ("http:///x", None),
-            ("http://2001:db8::1/x", None),
-            ("http://[2001:db8::1/x", None),
-            ("http://[zz]/x", None),
-            ("http://h/a b", None),
-            ("http://h/a'b", None),
-            ("http://h/$x", None),
-        ] {
-            match (KnockUrl::parse(text), ok) {
-                (Ok(u), Some((s, h, p, path))) => {
-                    assert_eq!(
-                        (u.scheme, u.host.as_str(), u.port, u.path.as_str()),
-                        (s, h, p, path)
-                    );
-                    assert_eq!(u.as_str(), text);
-                }
-                (Err(e), None) => assert!(e.to_string().starts_with("the URL "), "{e}"),
-                (got, want) => panic!("{text}: {got:?} vs {want:?}"),
-            }
-        }
-    }
 
     #[test]
     fn challenges() {
