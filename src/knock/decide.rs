@@ -1,6 +1,9 @@
 //! The knock decision: one request head and the peer it came from, judged against the knock
-//! settings and the lockout state. Pure: the caller applies the outcome (lockout bookkeeping,
-//! logging, queueing the grant), so every branch is table-tested here.
+//! settings, the client keys, the time and the lockout state, into one [`Decision`]. A request
+//! that is a key knock (`?c=` or `?k=` on the knock path) is judged by `key_knock`, any other
+//! as a Referer knock here. Pure apart from the key state it is handed (the clients file's
+//! reload cache and the replay cache): the caller applies the outcome (lockout bookkeeping,
+//! logging, queueing the grant), so every branch is table-tested.
 
 use std::net::IpAddr;
 
@@ -8,9 +11,14 @@ use ring::digest::{digest, SHA256};
 
 use super::client_ip::{self, Refusal};
 use super::http::RequestHead;
+use super::key_knock::Keys;
 use super::lockout;
 use crate::config::{ClientIpMethod, KnockConfig};
+use crate::keys::challenge::{self, Check, Target};
+use crate::keys::RandomUnavailable;
+use crate::log;
 use crate::rules::{cidr, desc};
+use crate::sync::lock;
 
 /// Why a request is not a knock with the right secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,27 +49,125 @@ impl Reject {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
+    /// Step 1 of a key knock: answer this body (`T.N.G`).
+    Challenge(String),
     /// Failure answer. `key` is the lockout bucket the failure counts against (a locked-out
     /// request does not count again).
     Reject { reason: Reject, key: IpAddr },
     /// The right secret, but no address the firewall may be opened for. The label is not
     /// read here: the caller reads it for the log line once the answer is written.
     Refuse { peer: IpAddr, refusal: Refusal },
-    /// Open the firewall for `ip`.
+    /// Open the firewall for `ip`, for the client's own `ttl=` (None: RULE_TTL).
     Grant {
         ip: IpAddr,
         label: String,
         key: IpAddr,
+        ttl_secs: Option<u64>,
     },
 }
 
-/// Judges one request. `is_locked` answers for a lockout bucket.
+/// Judges one request: the one decision of the knock port. `now` is Unix seconds;
+/// `is_locked` answers for a lockout bucket; `nonce` is called only for a challenge that is
+/// issued.
+pub(crate) fn decide(
+    head: &RequestHead,
+    peer: IpAddr,
+    knock: &KnockConfig,
+    keys: &Keys,
+    now: i64,
+    is_locked: impl Fn(IpAddr) -> bool,
+    nonce: impl FnOnce() -> Result<[u8; 8], RandomUnavailable>,
+) -> Decision {
+    match judge_key(head, peer, knock, keys, now, &is_locked, nonce) {
+        Some(d) => d,
+        None => referer_knock(head, peer, knock, is_locked),
+    }
+}
+
+/// Judges one request as a key knock: `None` when it is not one (another path, no `c=`/`k=`,
+/// or not GET/HEAD), and the Referer decision applies, as before keys existed.
+pub(super) fn judge_key(
+    head: &RequestHead,
+    peer: IpAddr,
+    knock: &KnockConfig,
+    keys: &Keys,
+    now: i64,
+    is_locked: &impl Fn(IpAddr) -> bool,
+    nonce: impl FnOnce() -> Result<[u8; 8], RandomUnavailable>,
+) -> Option<Decision> {
+    if head.method != "GET" && head.method != "HEAD" {
+        return None;
+    }
+    let target = challenge::parse_target(&head.target, &knock.path);
+    if matches!(target, Target::OtherPath | Target::Plain) {
+        return None;
+    }
+    let (peer, resolved, key) = whose(head, peer, knock);
+    let reject = |reason| Some(Decision::Reject { reason, key });
+    if is_locked(key) {
+        return reject(Reject::LockedOut);
+    }
+    // The label is not kept: a refusal's log line reads it after the answer is written.
+    let refuse = |refusal| Some(Decision::Refuse { peer, refusal });
+    match target {
+        // Answered above; the match must still name them.
+        Target::OtherPath | Target::Plain => None,
+        Target::Malformed => reject(Reject::Malformed),
+        Target::Challenge { label } => match resolved {
+            Err(refusal) => refuse(refusal),
+            Ok(ip) => match nonce() {
+                Ok(n) => Some(Decision::Challenge(challenge::issue(
+                    &keys.secret,
+                    &label,
+                    &challenge::grant_address_text(ip),
+                    now,
+                    n,
+                ))),
+                Err(e) => {
+                    // getrandom failing is next to impossible on Linux; answer failure without
+                    // counting it against the client (a locked-out answer counts nothing).
+                    log::event(&format!("challenge result=failed error=\"{e}\""));
+                    Some(Decision::Reject {
+                        reason: Reject::LockedOut,
+                        key,
+                    })
+                }
+            },
+        },
+        Target::Knock(k) => {
+            let ip = match resolved {
+                Ok(ip) => ip,
+                Err(refusal) => return refuse(refusal),
+            };
+            let clients = keys.clients();
+            let addr_text = challenge::grant_address_text(ip);
+            let check = Check {
+                secret: &keys.secret,
+                ttl_secs: keys.ttl_secs,
+                addr_text: &addr_text,
+                now,
+                clients: &clients,
+            };
+            match challenge::verify(&k, &check, &mut lock(&keys.replay)) {
+                Ok(grant) => Some(Decision::Grant {
+                    ip,
+                    label: grant.label,
+                    key,
+                    ttl_secs: grant.rule_ttl_secs,
+                }),
+                Err(reason) => reject(Reject::Key(reason)),
+            }
+        }
+    }
+}
+
+/// A request that is not a key knock, judged as the original program's Referer knock.
 ///
 /// Every request costs the same up to the decision, whatever the outcome: the client address
 /// is resolved and the secret hashed before the lockout is consulted, and nothing else (the
 /// label, a log line) is read or written until the decision is final. A wrong secret, a right
 /// one that is refused, and a locked-out client are thus not told apart by timing.
-pub(crate) fn decide(
+fn referer_knock(
     head: &RequestHead,
     peer: IpAddr,
     knock: &KnockConfig,
@@ -96,6 +202,7 @@ pub(crate) fn decide(
             ip,
             label: desc::sanitize_label(head.header("location").unwrap_or(b"")),
             key,
+            ttl_secs: None,
         },
         Err(refusal) => Decision::Refuse { peer, refusal },
     }
@@ -190,7 +297,7 @@ mod tests {
                 ok.clone(),
                 ClientIpMethod::Peer,
                 "203.0.113.5",
-                Decision::Grant { ip: peer, label: "Office_01".into(), key },
+                Decision::Grant { ip: peer, label: "Office_01".into(), key, ttl_secs: None },
             ),
             (
                 "wrong secret",
@@ -225,7 +332,7 @@ mod tests {
                 format!("HEAD /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\n\r\n"),
                 ClientIpMethod::Peer,
                 "203.0.113.5",
-                Decision::Grant { ip: peer, label: desc::sanitize_label(b""), key },
+                Decision::Grant { ip: peer, label: desc::sanitize_label(b""), key, ttl_secs: None },
             ),
             (
                 "loopback peer is refused after the secret",
@@ -242,21 +349,21 @@ mod tests {
                 format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n"),
                 ClientIpMethod::Forwarded,
                 "127.0.0.1",
-                Decision::Grant { ip: ip("198.51.100.7"), label: desc::sanitize_label(b""), key: ip("198.51.100.7") },
+                Decision::Grant { ip: ip("198.51.100.7"), label: desc::sanitize_label(b""), key: ip("198.51.100.7"), ttl_secs: None },
             ),
             (
                 "untrusted peer: forwarded headers are ignored",
                 format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n"),
                 ClientIpMethod::Forwarded,
                 "203.0.113.5",
-                Decision::Grant { ip: peer, label: desc::sanitize_label(b""), key },
+                Decision::Grant { ip: peer, label: desc::sanitize_label(b""), key, ttl_secs: None },
             ),
             (
                 "declared address: the peer is the lockout key",
                 format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nip: 198.51.100.9\r\n\r\n"),
                 ClientIpMethod::Declared,
                 "203.0.113.5",
-                Decision::Grant { ip: ip("198.51.100.9"), label: desc::sanitize_label(b""), key },
+                Decision::Grant { ip: ip("198.51.100.9"), label: desc::sanitize_label(b""), key, ttl_secs: None },
             ),
             (
                 "IPv6 clients are keyed by their /64",
@@ -267,12 +374,13 @@ mod tests {
                     ip: ip("2001:db8:1:2:3:4:5:6"),
                     label: "Office_01".into(),
                     key: ip("2001:db8:1:2::"),
+                    ttl_secs: None,
                 },
             ),
         ];
         for (name, text, method, from, want) in cases {
             assert_eq!(
-                decide(&head(&text), ip(from), &knock(method), never),
+                referer_knock(&head(&text), ip(from), &knock(method), never),
                 want,
                 "{name}"
             );
@@ -284,7 +392,7 @@ mod tests {
         let ok = format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\n\r\n");
         let locked = |k: IpAddr| k == ip("203.0.113.5");
         assert_eq!(
-            decide(
+            referer_knock(
                 &head(&ok),
                 ip("203.0.113.5"),
                 &knock(ClientIpMethod::Peer),
@@ -296,7 +404,7 @@ mod tests {
             }
         );
         assert!(matches!(
-            decide(
+            referer_knock(
                 &head(&ok),
                 ip("203.0.113.6"),
                 &knock(ClientIpMethod::Peer),
@@ -315,7 +423,7 @@ mod tests {
             "GET /favico.ico HTTP/1.1\r\n\r\n",
         ] {
             assert_eq!(
-                decide(&head(text), ip("203.0.113.5"), &k, |_| false),
+                referer_knock(&head(text), ip("203.0.113.5"), &k, |_| false),
                 Decision::Reject {
                     reason: Reject::Secret,
                     key: ip("203.0.113.5")
@@ -333,7 +441,7 @@ mod tests {
         let never = |_: IpAddr| false;
         let wrong =
             |extra: &str| format!("GET /favico.ico HTTP/1.1\r\nReferer: nope\r\n{extra}\r\n");
-        let key_of = |text: String, from: &str, method: ClientIpMethod| match decide(
+        let key_of = |text: String, from: &str, method: ClientIpMethod| match referer_knock(
             &head(&text),
             ip(from),
             &knock(method),
@@ -422,7 +530,7 @@ mod tests {
     fn locked_out_and_refused_decisions_carry_nothing_extra() {
         let ok = format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nLocation: x\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n");
         assert_eq!(
-            decide(
+            referer_knock(
                 &head(&ok),
                 ip("127.0.0.1"),
                 &knock(ClientIpMethod::Forwarded),
@@ -453,7 +561,7 @@ mod tests {
             assert!(!secret_matches(XOR_TWIN.as_bytes(), SECRET));
             let text = format!("GET /favico.ico HTTP/1.1\r\nReferer: {XOR_TWIN}\r\n\r\n");
             assert_eq!(
-                decide(
+                referer_knock(
                     &head(&text),
                     ip("203.0.113.5"),
                     &knock(ClientIpMethod::Peer),
@@ -507,7 +615,7 @@ mod tests {
             ];
             for (method, want) in cases {
                 assert_eq!(
-                    decide(&head(text), ip("127.0.0.1"), &knock(method), |_| false),
+                    referer_knock(&head(text), ip("127.0.0.1"), &knock(method), |_| false),
                     Decision::Reject {
                         reason: Reject::Secret,
                         key: want
@@ -538,7 +646,7 @@ mod tests {
                 "POST /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n".to_string(),
             ] {
                 assert_eq!(
-                    decide(
+                    referer_knock(
                         &head(&text),
                         ip("203.0.113.5"),
                         &knock(ClientIpMethod::Peer),
@@ -574,7 +682,7 @@ mod tests {
             ];
             for (text, want) in cases {
                 assert_eq!(
-                    decide(
+                    referer_knock(
                         &head(text),
                         ip("203.0.113.5"),
                         &knock(ClientIpMethod::Peer),

@@ -10,10 +10,10 @@ use super::client_ip::Refusal;
 use super::decide::{self, Decision, Reject};
 use super::events;
 use super::http::{Answers, RequestHead};
-use super::key_knock::{self, KeyDecision, Keys};
+use super::key_knock::Keys;
 use super::lockout::{self, Lockout};
 use super::table::{ConnState, Table};
-use crate::cloud::writer::{self, Writers};
+use crate::cloud::writer::{self, Outcome, Writers};
 use crate::config::Config;
 use crate::log::{self, RateLimited};
 use crate::notify::Notifier;
@@ -25,12 +25,34 @@ const REJECT_LOGS_PER_SEC: u32 = 20;
 /// Lockout lines logged per second at most.
 const LOCKOUT_LOGS_PER_SEC: u32 = 5;
 
+/// What the request semantics need of the firewall: the cloud layer's writers, or a fake in
+/// the tests below.
+pub(crate) trait Firewall: Send + Sync {
+    /// Carries out `grant` on every instance, waiting until `deadline` at most: one outcome
+    /// per instance that answered in time.
+    fn grant(&self, grant: &Grant, deadline: Instant) -> Vec<Outcome>;
+    /// Every instance's id, in configuration order.
+    fn instances(&self) -> Vec<String>;
+}
+
+impl Firewall for Writers {
+    fn grant(&self, grant: &Grant, deadline: Instant) -> Vec<Outcome> {
+        let rx = self.submit(grant, deadline);
+        writer::collect(&rx, self.len(), deadline)
+    }
+
+    fn instances(&self) -> Vec<String> {
+        self.instance_ids().map(str::to_string).collect()
+    }
+}
+
 /// Everything a request is judged and carried out with, shared by every connection.
 pub(crate) struct Door {
     pub(crate) config: Arc<Config>,
     /// The lockout's clock: seconds since start-up, monotonic.
     started: Instant,
-    writers: Writers,
+    /// The per-instance writers (a fake in tests).
+    firewall: Box<dyn Firewall>,
     lockout: Mutex<Lockout>,
     /// The open connections, whose state a knock changes while it waits on the firewall.
     pub(crate) table: Table,
@@ -47,7 +69,7 @@ pub(crate) struct Door {
 impl Door {
     pub(crate) fn new(
         config: Arc<Config>,
-        writers: Writers,
+        firewall: Box<dyn Firewall>,
         table: Table,
         notifier: Arc<Notifier>,
         keys: Keys,
@@ -55,7 +77,7 @@ impl Door {
         let limits = &config.limits;
         Door {
             started: Instant::now(),
-            writers,
+            firewall,
             lockout: Mutex::new(Lockout::new(
                 limits.lockout_failures,
                 limits.lockout_window.as_secs(),
@@ -114,79 +136,60 @@ fn lockout_now(door: &Door) -> u64 {
     door.started.elapsed().as_secs()
 }
 
-/// One request, decided and (for a grant) carried out: `ok` only when every instance confirmed
-/// the grant. A grant leaves the connection in the Knocking state, which `answered` ends once
-/// the answer is written.
 /// One request: a challenge body, or a verdict (success only when every instance confirmed
-/// the grant).
+/// the grant). A grant leaves the connection in the Knocking state, which `answered` ends once
+/// the answer is written.
 pub(crate) fn answer(door: &Door, head: &RequestHead, peer: IpAddr, conn: u64) -> Answer {
-    let config = &door.config;
     let now = lockout_now(door);
-    let is_locked = |k| lock(&door.lockout).is_locked(k, now);
-    match key_knock::judge(
+    let decision = decide::decide(
         head,
         peer,
-        &config.knock,
+        &door.config.knock,
         &door.keys,
         crate::clock::now(),
-        is_locked,
+        |k| lock(&door.lockout).is_locked(k, now),
         crate::keys::challenge::new_nonce,
-    ) {
-        KeyDecision::NotKey => Answer::Fixed(knock(door, head, peer, conn, None)),
-        KeyDecision::Challenge(body) => Answer::Body(body),
-        KeyDecision::Decided(d, ttl) => {
-            Answer::Fixed(knock(door, head, peer, conn, Some((d, ttl))))
-        }
+    );
+    match decision {
+        Decision::Challenge(body) => Answer::Body(body),
+        Decision::Reject { reason, key } => Answer::Fixed(reject(door, reason, key, now)),
+        Decision::Refuse { peer, refusal } => Answer::Fixed(Verdict {
+            ok: false,
+            note: Note::Refused { peer, refusal },
+        }),
+        Decision::Grant {
+            ip,
+            label,
+            key,
+            ttl_secs,
+        } => Answer::Fixed(grant(door, conn, ip, label, key, ttl_secs)),
     }
 }
 
-/// One knock. `decided` is a key knock's decision and rule lifetime; `None` decides the
-/// Referer knock here.
-fn knock(
+/// A failure: counted toward the lockout of `key`, unless the bucket is locked already.
+fn reject(door: &Door, reason: Reject, key: IpAddr, now: u64) -> Verdict {
+    let locked = reason != Reject::LockedOut && lock(&door.lockout).fail(key, now);
+    Verdict {
+        ok: false,
+        note: Note::Reject {
+            who: key,
+            reason,
+            locked,
+        },
+    }
+}
+
+/// A grant, carried out on every instance's writer.
+fn grant(
     door: &Door,
-    head: &RequestHead,
-    peer: IpAddr,
     conn: u64,
-    decided: Option<(Decision, Option<u64>)>,
+    ip: IpAddr,
+    label: String,
+    key: IpAddr,
+    ttl_secs: Option<u64>,
 ) -> Verdict {
     let config = &door.config;
     let started = Instant::now();
-    let now = lockout_now(door);
-    let (decision, ttl_secs) = decided.unwrap_or_else(|| {
-        let d = decide::decide(head, peer, &config.knock, |k| {
-            lock(&door.lockout).is_locked(k, now)
-        });
-        (d, None)
-    });
-    let (ip, label, key) = match decision {
-        Decision::Reject {
-            reason: Reject::LockedOut,
-            key,
-        } => {
-            let note = Note::Reject {
-                who: key,
-                reason: Reject::LockedOut,
-                locked: false,
-            };
-            return Verdict { ok: false, note };
-        }
-        Decision::Reject { reason, key } => {
-            let locked = lock(&door.lockout).fail(key, now);
-            let note = Note::Reject {
-                who: key,
-                reason,
-                locked,
-            };
-            return Verdict { ok: false, note };
-        }
-        Decision::Refuse { peer, refusal } => {
-            return Verdict {
-                ok: false,
-                note: Note::Refused { peer, refusal },
-            }
-        }
-        Decision::Grant { ip, label, key } => (ip, label, key),
-    };
     // A knock that waits on the firewall is shielded from eviction at the connection cap until
     // its answer is written; everything else answers at once and costs no shared lock here.
     door.table.set_state(conn, ConnState::Knocking);
@@ -196,15 +199,15 @@ fn knock(
         label,
         ttl_secs: ttl_secs.map(|s| s.min(i64::MAX as u64) as i64),
     };
-    let rx = door.writers.submit(&grant, deadline);
-    let outcomes = writer::collect(&rx, door.writers.len(), deadline);
-    let ok = outcomes.len() == door.writers.len() && outcomes.iter().all(|o| o.ok);
+    let outcomes = door.firewall.grant(&grant, deadline);
+    let instances = door.firewall.instances();
+    let ok = outcomes.len() == instances.len() && outcomes.iter().all(|o| o.ok);
     let mut per_instance: Vec<String> = outcomes
         .iter()
         .map(|o| format!("{}={}", o.instance, o.detail))
         .collect();
-    for id in door.writers.instance_ids() {
-        if !outcomes.iter().any(|o| o.instance == id) {
+    for id in &instances {
+        if !outcomes.iter().any(|o| &o.instance == id) {
             per_instance.push(format!("{id}=timeout"));
         }
     }
@@ -285,5 +288,182 @@ fn shown(key: IpAddr) -> String {
         "unreadable-forwarded-header".to_string()
     } else {
         key.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::knock::http::{parse_head, Parsed};
+
+    /// Records every grant and answers as told.
+    struct FakeFirewall {
+        instances: Vec<String>,
+        /// Per instance: whether it confirms.
+        confirm: Vec<bool>,
+        grants: Arc<Mutex<Vec<Grant>>>,
+    }
+
+    impl Firewall for FakeFirewall {
+        fn grant(&self, grant: &Grant, _deadline: Instant) -> Vec<Outcome> {
+            lock(&self.grants).push(grant.clone());
+            self.instances
+                .iter()
+                .zip(&self.confirm)
+                .map(|(id, ok)| Outcome {
+                    instance: id.clone(),
+                    ok: *ok,
+                    detail: if *ok { "created" } else { "failed" }.into(),
+                    created: *ok,
+                })
+                .collect()
+        }
+
+        fn instances(&self) -> Vec<String> {
+            self.instances.clone()
+        }
+    }
+
+    const SECRET: &str = "https://example.com/some-long-secret";
+
+    fn door(confirm: Vec<bool>) -> (Door, Arc<Mutex<Vec<Grant>>>) {
+        let dir = std::env::temp_dir().join(format!(
+            "knockd-door-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let env: HashMap<String, String> = [
+            ("FW_PERMIT_PORTS_TCP", "22"),
+            (
+                "TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS",
+                "lhins-a0ogy7ty,lhins-b0ogy7ty",
+            ),
+            ("TENCENT_CLOUD_SECRET_ID", "AKIDexampleexampleexample"),
+            ("TENCENT_CLOUD_SECRET_KEY", "keykeykeykeykeykey"),
+            ("KNOCK_REFERER", SECRET),
+            ("LOCKOUT_FAILURES", "3"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([(
+            "KNOCK_CLIENTS_FILE".to_string(),
+            dir.join("none.clients").display().to_string(),
+        )])
+        .collect();
+        let config = Arc::new(crate::config::from_pairs(&[], &env).expect("valid configuration"));
+        let keys = Keys::open(&config).expect("keys");
+        let grants = Arc::new(Mutex::new(Vec::new()));
+        let fake = FakeFirewall {
+            instances: vec!["lhins-a0ogy7ty".into(), "lhins-b0ogy7ty".into()],
+            confirm,
+            grants: Arc::clone(&grants),
+        };
+        let door = Door::new(
+            config,
+            Box::new(fake),
+            Table::new(8),
+            Arc::new(Notifier::disabled()),
+            keys,
+        );
+        (door, grants)
+    }
+
+    fn head(referer: &str, location: &str) -> RequestHead {
+        let text = format!(
+            "GET /favico.ico HTTP/1.1\r\nReferer: {referer}\r\nLocation: {location}\r\n\r\n"
+        );
+        match parse_head(text.as_bytes()) {
+            Parsed::Complete(h, _) => h,
+            other => panic!("{text:?}: {other:?}"),
+        }
+    }
+
+    fn ok_of(a: Answer) -> (bool, Note) {
+        match a {
+            Answer::Fixed(v) => (v.ok, v.note),
+            Answer::Body(b) => panic!("a challenge {b:?}"),
+        }
+    }
+
+    const PEER: &str = "203.0.113.7";
+
+    #[test]
+    fn the_right_secret_grants_on_every_instance_with_its_label() {
+        let (door, grants) = door(vec![true, true]);
+        let (ok, note) = ok_of(answer(
+            &door,
+            &head(SECRET, "Office_01"),
+            PEER.parse().unwrap(),
+            1,
+        ));
+        assert!(ok);
+        let g = lock(&grants).clone();
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].ip.to_string(), PEER);
+        assert_eq!(g[0].label, "Office_01");
+        assert_eq!(g[0].ttl_secs, None);
+        match note {
+            Note::Knock { per_instance, .. } => assert_eq!(
+                per_instance,
+                ["lhins-a0ogy7ty=created", "lhins-b0ogy7ty=created"]
+            ),
+            _ => panic!("not a knock note"),
+        }
+    }
+
+    #[test]
+    fn one_instance_failing_fails_the_knock() {
+        let (door, grants) = door(vec![true, false]);
+        let (ok, _) = ok_of(answer(&door, &head(SECRET, "x"), PEER.parse().unwrap(), 1));
+        assert!(!ok);
+        assert_eq!(lock(&grants).len(), 1);
+    }
+
+    #[test]
+    fn wrong_secrets_count_toward_the_lockout_and_never_reach_the_firewall() {
+        let (door, grants) = door(vec![true, true]);
+        let peer: IpAddr = PEER.parse().unwrap();
+        let mut locked_at = None;
+        for i in 1..=4 {
+            let (ok, note) = ok_of(answer(&door, &head("wrong", "x"), peer, 1));
+            assert!(!ok);
+            match note {
+                Note::Reject { reason, locked, .. } => {
+                    if locked {
+                        locked_at = Some(i);
+                    }
+                    if i == 4 {
+                        assert_eq!(reason, Reject::LockedOut);
+                    }
+                }
+                _ => panic!("not a reject"),
+            }
+        }
+        assert_eq!(locked_at, Some(3), "LOCKOUT_FAILURES=3");
+        // Locked out: even the right secret is refused, and nothing reaches the firewall.
+        let (ok, _) = ok_of(answer(&door, &head(SECRET, "x"), peer, 1));
+        assert!(!ok);
+        assert!(lock(&grants).is_empty());
+    }
+
+    #[test]
+    fn a_grant_protects_its_connection_until_answered() {
+        let (door, _) = door(vec![true, true]);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let stream = Arc::new(
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect"),
+        );
+        let id = door.table.admit(&stream).expect("admitted");
+        let h = head(SECRET, "x");
+        let Answer::Fixed(v) = answer(&door, &h, PEER.parse().unwrap(), id) else {
+            panic!("challenge")
+        };
+        assert_eq!(door.table.knocking(), 1);
+        answered(&door, id, v, &h);
+        assert_eq!(door.table.knocking(), 0);
     }
 }

@@ -1,23 +1,17 @@
-//! The knock port's side of the challenge–response knock (issue 12; wire format in
-//! `keys/mod.rs`): which requests are key knocks, and what each comes to.
-//!
-//! Order, as the issue fixes it: grammar (`challenge::parse_target` on the raw request
-//! target), then the lockout, then `challenge::verify`. A step-1 request answers a challenge
-//! body; a step-2 request becomes an ordinary [`Decision`] (reject, refuse or grant), which the
-//! server applies exactly like a Referer knock's, plus the client's own rule lifetime. Every
-//! malformed request and every failed step 2 is a `Reject` and so counts toward the lockout.
-//!
-//! [`judge`] is pure apart from the two pieces of state it is handed ([`Keys`]: the clients
-//! file with its reload cache, and the replay cache), so every branch is table-tested here.
+//! The serving knockd's key state for the challenge–response knock (wire format in
+//! `keys/mod.rs`): the challenge secret, the clients file (re-read when it changes) and the
+//! replay cache. The decision itself is `decide::judge_key`: grammar (`challenge::parse_target`
+//! on the raw request target), then the lockout, then `challenge::verify`, so that a malformed
+//! request costs no verification. A step-1 request answers a challenge body; a step-2 request
+//! becomes an ordinary `Decision` (reject, refuse or grant) with the client's own rule
+//! lifetime. Every malformed request and every failed step 2 is a `Reject` and so counts toward
+//! the lockout. The tables below check every branch of that decision against this state.
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::decide::{self, Decision, Reject};
-use super::http::RequestHead;
-use crate::config::{Config, KnockConfig};
-use crate::keys::challenge::{self, Check, Target};
+use crate::config::Config;
+use crate::keys::challenge;
 use crate::keys::clients::Clients;
 use crate::keys::clients_file::{ClientsFile, Reload};
 use crate::keys::replay::ReplayCache;
@@ -28,22 +22,10 @@ use crate::sync::lock;
 /// The serving knockd's key state: the challenge secret, the clients file (re-read when it
 /// changes, at most one `stat` a second, and on [`Keys::reload_clients`]) and the replay cache.
 pub(crate) struct Keys {
-    secret: Vec<u8>,
-    ttl_secs: u64,
+    pub(super) secret: Vec<u8>,
+    pub(super) ttl_secs: u64,
     clients: Mutex<ClientsFile>,
-    replay: Mutex<ReplayCache>,
-}
-
-/// What a request is as far as key knocks go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum KeyDecision {
-    /// Not a key knock (another path, no `c=`/`k=`, or not GET/HEAD): the Referer decision
-    /// applies, as before keys existed.
-    NotKey,
-    /// Step 1: answer this body (`T.N.G`).
-    Challenge(String),
-    /// Decided; a grant carries the client's `ttl=` (None: RULE_TTL).
-    Decided(Decision, Option<u64>),
+    pub(super) replay: Mutex<ReplayCache>,
 }
 
 impl Keys {
@@ -91,7 +73,7 @@ impl Keys {
     }
 
     /// The clients in use, after a look at the file if the last was a second ago or more.
-    fn clients(&self) -> Arc<Clients> {
+    pub(super) fn clients(&self) -> Arc<Clients> {
         let mut file = lock(&self.clients);
         let reload = file.refresh(Instant::now());
         log_reload(&file, &reload);
@@ -120,91 +102,44 @@ fn log_reload(file: &ClientsFile, reload: &Reload) {
     }
 }
 
-/// Judges one request as a key knock. `now` is Unix seconds; `nonce` is called only for a
-/// challenge that is issued.
-pub(crate) fn judge(
-    head: &RequestHead,
-    peer: IpAddr,
-    knock: &KnockConfig,
-    keys: &Keys,
-    now: i64,
-    is_locked: impl Fn(IpAddr) -> bool,
-    nonce: impl FnOnce() -> Result<[u8; 8], RandomUnavailable>,
-) -> KeyDecision {
-    if head.method != "GET" && head.method != "HEAD" {
-        return KeyDecision::NotKey;
-    }
-    let target = challenge::parse_target(&head.target, &knock.path);
-    if matches!(target, Target::OtherPath | Target::Plain) {
-        return KeyDecision::NotKey;
-    }
-    let (peer, resolved, key) = decide::whose(head, peer, knock);
-    let reject = |reason| KeyDecision::Decided(Decision::Reject { reason, key }, None);
-    if is_locked(key) {
-        return reject(Reject::LockedOut);
-    }
-    // The label is not kept: a refusal's log line reads it after the answer is written.
-    let refuse = |refusal| KeyDecision::Decided(Decision::Refuse { peer, refusal }, None);
-    match target {
-        // Answered above; the match must still name them.
-        Target::OtherPath | Target::Plain => KeyDecision::NotKey,
-        Target::Malformed => reject(Reject::Malformed),
-        Target::Challenge { label } => match resolved {
-            Err(refusal) => refuse(refusal),
-            Ok(ip) => match nonce() {
-                Ok(n) => KeyDecision::Challenge(challenge::issue(
-                    &keys.secret,
-                    &label,
-                    &challenge::grant_address_text(ip),
-                    now,
-                    n,
-                )),
-                Err(e) => {
-                    // getrandom failing is next to impossible on Linux; answer failure without
-                    // counting it against the client (a locked-out answer counts nothing).
-                    log::event(&format!("challenge result=failed error=\"{e}\""));
-                    KeyDecision::Decided(
-                        Decision::Reject {
-                            reason: Reject::LockedOut,
-                            key,
-                        },
-                        None,
-                    )
-                }
-            },
-        },
-        Target::Knock(k) => {
-            let ip = match resolved {
-                Ok(ip) => ip,
-                Err(refusal) => return refuse(refusal),
-            };
-            let clients = keys.clients();
-            let addr_text = challenge::grant_address_text(ip);
-            let check = Check {
-                secret: &keys.secret,
-                ttl_secs: keys.ttl_secs,
-                addr_text: &addr_text,
-                now,
-                clients: &clients,
-            };
-            match challenge::verify(&k, &check, &mut lock(&keys.replay)) {
-                Ok(grant) => KeyDecision::Decided(
-                    Decision::Grant {
-                        ip,
-                        label: grant.label,
-                        key,
-                    },
-                    grant.rule_ttl_secs,
-                ),
-                Err(reason) => reject(Reject::Key(reason)),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::KnockConfig;
+    use crate::knock::decide::{judge_key as judge, Decision, Reject};
+    use crate::knock::http::RequestHead;
+    use std::net::IpAddr;
+
+    /// A key knock's outcome as these tables state it: not a key knock, a challenge, or a
+    /// decision with the grant's lifetime beside it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum KeyDecision {
+        NotKey,
+        Challenge(String),
+        Decided(Decision, Option<u64>),
+    }
+
+    fn view(d: Option<Decision>) -> KeyDecision {
+        match d {
+            None => KeyDecision::NotKey,
+            Some(Decision::Challenge(c)) => KeyDecision::Challenge(c),
+            Some(Decision::Grant {
+                ip,
+                label,
+                key,
+                ttl_secs,
+            }) => KeyDecision::Decided(
+                Decision::Grant {
+                    ip,
+                    label,
+                    key,
+                    ttl_secs: None,
+                },
+                ttl_secs,
+            ),
+            Some(d) => KeyDecision::Decided(d, None),
+        }
+    }
     use crate::config::{ClientIpMethod, Secret};
     use crate::keys::challenge::{response_hash, Reason};
     use crate::knock::client_ip::Refusal;
@@ -270,15 +205,15 @@ mod tests {
         extra: &str,
         peer: &str,
     ) -> KeyDecision {
-        judge(
+        view(judge(
             &head(target, extra),
             ip(peer),
             &knock_config(method),
             keys,
             NOW,
-            |k| k == ip("203.0.113.66"),
+            &|k| k == ip("203.0.113.66"),
             || Ok(NONCE),
-        )
+        ))
     }
 
     /// Step 1 then the step-2 target for `label` with `key`, as a client at `peer` sends it.
@@ -395,6 +330,7 @@ mod tests {
                         ip: ip(a),
                         label: "office".into(),
                         key: ip(a),
+                        ttl_secs: None,
                     },
                     Some(7200),
                 ),
@@ -442,15 +378,15 @@ mod tests {
         let mut post = head("/favico.ico?c=office", "");
         post.method = "POST".into();
         assert_eq!(
-            judge(
+            view(judge(
                 &post,
                 ip(a),
                 &knock_config(peer),
                 &k,
                 NOW,
-                |_| false,
+                &&|_| false,
                 || Ok(NONCE)
-            ),
+            )),
             KeyDecision::NotKey
         );
         // The client without ttl= gets RULE_TTL (None).
@@ -461,6 +397,7 @@ mod tests {
                     ip: ip(a),
                     label: "plain".into(),
                     key: ip(a),
+                    ttl_secs: None,
                 },
                 None
             )
@@ -591,15 +528,15 @@ mod tests {
         }
 
         fn judge_at(keys: &Keys, config: &Config, method: &str, target: &str) -> KeyDecision {
-            judge(
+            view(judge(
                 &head(method, target),
                 "203.0.113.7".parse().expect("ip"),
                 &config.knock,
                 keys,
                 NOW,
-                |_| false,
+                &|_| false,
                 || Ok(NONCE),
-            )
+            ))
         }
 
         #[test]
@@ -647,6 +584,7 @@ mod tests {
                         ip: "203.0.113.7".parse().expect("ip"),
                         label: "office".into(),
                         key: "203.0.113.7".parse().expect("ip"),
+                        ttl_secs: None,
                     },
                     Some(7200)
                 )

@@ -83,7 +83,7 @@ pub fn serve(config: &Config) -> i32 {
     };
     let door = Arc::new(Door::new(
         Arc::clone(&config),
-        writers,
+        Box::new(writers),
         Table::new(max_connections),
         notifier,
         keys,
