@@ -1,12 +1,7 @@
 //! The executor: applies planner output to one instance. Every write carries the
 //! FirewallVersion it was planned from; when the firewall changed underneath (another knockd,
 //! `--prune` from cron, the operator in the console) it reads again and re-plans.
-//!
-//! A writer also keeps a [`Memory`] of its instance's firewall: the rules and version of its
-//! last Describe, with its own successful writes applied since. A batch that only needs new
-//! rules is planned from that memory and sent at once with the remembered version (one API
-//! round trip); the API refuses the write if the firewall changed since, and the executor then
-//! describes and re-plans as without memory. See README, "One-round-trip knocks".
+//! A batch that only needs new rules is planned from the writer's `Memory` when it can.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::client::{backoff, Client};
 use super::error::{self, replan, ApiError};
+pub use super::memory::Memory;
+use super::memory::{remember_writes, Written};
 use crate::config::Instance;
 use crate::log;
 use crate::rules::planner::{self, Grant, GrantStatus, Plan, Policy};
@@ -26,11 +23,6 @@ const MAX_ROUNDS: u32 = 6;
 pub const PRUNE_BUSY_BUDGET: Duration = Duration::from_secs(60);
 /// A busy wait shorter than this is not worth sleeping for: the knock is answered failure.
 const MIN_BUSY_WAIT: Duration = Duration::from_millis(20);
-/// Memory plans refused in a row after which the memory is not used for a while: a
-/// FirewallVersion rule knockd does not know (a Create adding N, say) would otherwise cost every
-/// knock a refused write.
-const MAX_MEMORY_MISSES: u32 = 3;
-
 /// Why a grant of a batch was left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dropped {
@@ -76,96 +68,6 @@ pub struct Batch<'a> {
     pub deadlines: Option<&'a [Instant]>,
     /// Busy waits and re-plans stop here.
     pub until: Instant,
-}
-
-/// What a writer knows of its instance's firewall. Exact by construction: it is set from a
-/// Describe, and then changed only by the writer's own successful writes with the version bump
-/// each is known to make. Anything uncertain (a failed or unanswered write, a Modify whose
-/// bump is not known) forgets it.
-#[derive(Debug)]
-pub struct Memory {
-    known: Option<Known>,
-    /// How long a remembered firewall may be planned from.
-    max_age: Duration,
-    /// Learned exactly: ModifyFirewallRuleDescription leaves FirewallVersion as it was
-    /// (docs/lighthouse-api.md#firewallversion leaves it open).
-    modify_keeps_version: bool,
-    /// Our last write was a Modify accepted at this version, nothing of ours since: a Describe
-    /// that still shows this version proves a Modify does not bump it.
-    modify_probe: Option<u64>,
-    /// Memory plans refused in a row, and until when memory is not used after too many.
-    misses: u32,
-    resting_until: Option<Instant>,
-}
-
-#[derive(Debug, Clone)]
-struct Known {
-    /// Shared with the round that plans from it: a round takes the memory without copying
-    /// 100 rules (each copy some 500 allocations on the allocator every writer shares).
-    rules: Arc<Vec<FirewallRule>>,
-    version: u64,
-    at: Instant,
-}
-
-impl Memory {
-    pub fn new(max_age: Duration) -> Memory {
-        Memory {
-            known: None,
-            max_age,
-            modify_keeps_version: false,
-            modify_probe: None,
-            misses: 0,
-            resting_until: None,
-        }
-    }
-
-    /// A memory that is never planned from (one-shot commands).
-    pub fn none() -> Memory {
-        Memory::new(Duration::ZERO)
-    }
-
-    pub fn modify_keeps_version(&self) -> bool {
-        self.modify_keeps_version
-    }
-
-    fn usable(&self, now: Instant) -> Option<&Known> {
-        if self.resting_until.is_some_and(|t| now < t) {
-            return None;
-        }
-        self.known
-            .as_ref()
-            .filter(|k| now.saturating_duration_since(k.at) < self.max_age)
-    }
-
-    /// A Describe's answer.
-    fn saw(&mut self, rules: &Arc<Vec<FirewallRule>>, version: u64, inst: &Instance) {
-        if let Some(v) = self.modify_probe.take() {
-            if version == v && !self.modify_keeps_version {
-                self.modify_keeps_version = true;
-                log::event(&format!(
-                    "learned instance={}: ModifyFirewallRuleDescription leaves FirewallVersion unchanged",
-                    inst.id
-                ));
-            }
-        }
-        self.known = Some(Known {
-            rules: Arc::clone(rules),
-            version,
-            at: Instant::now(),
-        });
-    }
-
-    pub(crate) fn forget(&mut self) {
-        self.known = None;
-    }
-
-    fn memory_missed(&mut self) {
-        self.misses += 1;
-        if self.misses >= MAX_MEMORY_MISSES {
-            self.misses = 0;
-            self.resting_until = Some(Instant::now() + self.max_age);
-        }
-    }
 }
 
 /// Plans and applies `grants` (none: just remove expired rules) on one instance, with a fresh
@@ -296,19 +198,7 @@ pub fn apply_batch(
             }
             Err(e) => {
                 memory.forget();
-                if !fresh {
-                    // A stale memory costs this one refused write; whatever the error, the
-                    // next round describes and decides from what is really there.
-                    memory.memory_missed();
-                    fallback = true;
-                    continue;
-                }
-                if e.is(error::BUSY) {
-                    busy_wait(e, inst, batch.until, &mut busy_attempt)?;
-                    out.busy_waits += 1;
-                    continue;
-                }
-                if e.is(error::EXISTS) && !plan.create.is_empty() && !w.created {
+                if fresh && e.is(error::EXISTS) && !plan.create.is_empty() && !w.created {
                     // After a fresh Describe the API still holds a rule we would create: it
                     // compares rules its own way (a reordered port list, say). Present.
                     if plan.create.len() == 1 {
@@ -317,41 +207,101 @@ pub fn apply_batch(
                         one_by_one = true;
                     }
                 }
-                let v6: Vec<usize> = live
-                    .iter()
-                    .copied()
-                    .filter(|&i| batch.grants[i].ip.is_ipv6() && !is_mapped(batch.grants[i].ip))
-                    .collect();
                 let v6_in_create = plan.create.iter().any(|r| r.ipv6_cidr_block.is_some());
-                if error::ipv6_refusal(&e) && v6_in_create && !w.created {
-                    let code = e.code().unwrap_or("").to_string();
-                    log::event(&format!(
-                        "ipv6-unsupported instance={} region={} code={}: IPv6 rules are not supported for this instance or region; IPv6 knocks fail there",
-                        inst.id,
-                        inst.region,
-                        error::log_safe(&code)
-                    ));
-                    for i in v6 {
-                        out.dropped[i] = Some(Dropped::Ipv6Refused(code.clone()));
+                let next = after_refusal(Refusal {
+                    from_memory: !fresh,
+                    busy: e.is(error::BUSY),
+                    ipv6: error::ipv6_refusal(&e) && v6_in_create && !w.created,
+                    replannable: replan(&e),
+                    replans,
+                });
+                match next {
+                    Next::Describe => {
+                        // A stale memory costs this one refused write; whatever the error, the
+                        // next round describes and decides from what is really there.
+                        memory.memory_missed();
+                        fallback = true;
                     }
-                    if live.iter().all(|&i| out.dropped[i].is_some()) {
-                        out.plan.grants = vec![GrantStatus::NoRoom; n];
-                        return Ok(out);
+                    Next::WaitBusy => {
+                        busy_wait(e, inst, batch.until, &mut busy_attempt)?;
+                        out.busy_waits += 1;
                     }
-                    continue;
-                }
-                if !replan(&e) {
-                    return Err(e);
-                }
-                let expired = plan.delete.len() - plan.evicted;
-                remember(&mut tried.0, &plan.delete[..expired]);
-                remember(&mut tried.1, &plan.delete[expired..]);
-                replans += 1;
-                if replans >= MAX_ROUNDS {
-                    return Err(e);
+                    Next::DropIpv6 => {
+                        let code = e.code().unwrap_or("").to_string();
+                        log::event(&format!(
+                            "ipv6-unsupported instance={} region={} code={}: IPv6 rules are not supported for this instance or region; IPv6 knocks fail there",
+                            inst.id,
+                            inst.region,
+                            error::log_safe(&code)
+                        ));
+                        for &i in &live {
+                            let ip = batch.grants[i].ip;
+                            if ip.is_ipv6() && !is_mapped(ip) {
+                                out.dropped[i] = Some(Dropped::Ipv6Refused(code.clone()));
+                            }
+                        }
+                        if live.iter().all(|&i| out.dropped[i].is_some()) {
+                            out.plan.grants = vec![GrantStatus::NoRoom; n];
+                            return Ok(out);
+                        }
+                    }
+                    Next::Replan => {
+                        let expired = plan.delete.len() - plan.evicted;
+                        remember(&mut tried.0, &plan.delete[..expired]);
+                        remember(&mut tried.1, &plan.delete[expired..]);
+                        replans += 1;
+                    }
+                    Next::GiveUp => return Err(e),
                 }
             }
         }
+    }
+}
+
+/// What a refused write leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The round was planned from memory: describe and plan from what is really there.
+    Describe,
+    /// The firewall is busy: wait (within the batch's budget), then describe again.
+    WaitBusy,
+    /// The API refuses IPv6 rules here: drop the IPv6 grants and plan the rest again.
+    DropIpv6,
+    /// The firewall changed underneath: describe and plan again.
+    Replan,
+    /// Nothing more to try: the error is the answer.
+    GiveUp,
+}
+
+/// A refused write, as far as the choice of what to do next goes.
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    /// Planned from the writer's memory, not from a fresh Describe.
+    from_memory: bool,
+    /// `UnsupportedOperation.FirewallBusy`.
+    busy: bool,
+    /// An IPv6 refusal while the plan created IPv6 rules and nothing was created yet.
+    ipv6: bool,
+    /// The error means the firewall changed underneath (`error::replan`).
+    replannable: bool,
+    /// Re-plans so far in this batch.
+    replans: u32,
+}
+
+/// The retry policy of a batch, in the order the cases are tried: a memory plan is never
+/// trusted after a refusal; a busy firewall is waited for; IPv6 grants the API cannot hold are
+/// dropped; a conflict is re-planned at most MAX_ROUNDS times; anything else is the answer.
+fn after_refusal(r: Refusal) -> Next {
+    if r.from_memory {
+        Next::Describe
+    } else if r.busy {
+        Next::WaitBusy
+    } else if r.ipv6 {
+        Next::DropIpv6
+    } else if !r.replannable || r.replans + 1 >= MAX_ROUNDS {
+        Next::GiveUp
+    } else {
+        Next::Replan
     }
 }
 
@@ -388,59 +338,6 @@ fn spread(statuses: &[GrantStatus], live: &[usize], n: usize) -> Vec<GrantStatus
         all[i] = *s;
     }
     all
-}
-
-/// The writes of a plan that went through, and the version the API holds after them.
-struct Written {
-    version: u64,
-    deleted: bool,
-    created: bool,
-    modified: usize,
-    /// The version after the writes is exactly known (no Modify of unknown bump among them).
-    exact: bool,
-    modify_probe: Option<u64>,
-}
-
-impl Written {
-    fn new(version: u64) -> Written {
-        Written {
-            version,
-            deleted: false,
-            created: false,
-            modified: 0,
-            exact: true,
-            modify_probe: None,
-        }
-    }
-}
-
-/// The memory after a plan went through: the rules read (or remembered), minus the deletes,
-/// plus the creates, with the refreshed descriptions; the version as the writes left it.
-fn remember_writes(
-    memory: &mut Memory,
-    mut rules: Arc<Vec<FirewallRule>>,
-    plan: &Plan,
-    w: &Written,
-) {
-    let at = memory.known.take().map_or_else(Instant::now, |k| k.at);
-    if !w.exact {
-        return;
-    }
-    // The memory's own reference is gone, so the round's rules are changed in place rather than
-    // copied (100 rules are some 500 allocations on the allocator every writer shares).
-    let now = Arc::make_mut(&mut rules);
-    now.retain(|r| !plan.delete.iter().any(|d| d.same_identity(r)));
-    for r in now.iter_mut() {
-        if let Some(f) = plan.refresh.iter().find(|f| f.same_identity(r)) {
-            r.description = f.description.clone();
-        }
-    }
-    now.extend(plan.create.iter().cloned());
-    memory.known = Some(Known {
-        rules,
-        version: w.version,
-        at,
-    });
 }
 
 fn remember(tried: &mut Vec<FirewallRule>, rules: &[FirewallRule]) {
@@ -583,83 +480,73 @@ pub fn delete_matching(
 mod tests {
     use super::*;
 
-    fn rule(ip: &str, desc: &str) -> FirewallRule {
-        FirewallRule {
-            protocol: "TCP".into(),
-            port: "22".into(),
-            cidr_block: Some(ip.into()),
-            ipv6_cidr_block: None,
-            action: "ACCEPT".into(),
-            description: desc.into(),
-        }
-    }
-
     #[test]
-    fn memory_after_writes_is_exact_or_forgotten() {
-        let mut m = Memory::new(Duration::from_secs(60));
-        let before = vec![
-            rule("198.51.100.1", "Knockd-a until 2000-01-01 00:00Z"),
-            rule("198.51.100.2", "office"),
+    fn after_a_refused_write() {
+        let base = Refusal {
+            from_memory: false,
+            busy: false,
+            ipv6: false,
+            replannable: true,
+            replans: 0,
+        };
+        let cases = [
+            ("a conflict is re-planned", base, Next::Replan),
+            (
+                "a memory plan is described again, whatever the error",
+                Refusal {
+                    from_memory: true,
+                    busy: true,
+                    ipv6: true,
+                    replannable: false,
+                    ..base
+                },
+                Next::Describe,
+            ),
+            (
+                "busy before anything else",
+                Refusal {
+                    busy: true,
+                    ipv6: true,
+                    ..base
+                },
+                Next::WaitBusy,
+            ),
+            (
+                "an IPv6 refusal drops the IPv6 grants",
+                Refusal {
+                    ipv6: true,
+                    replannable: false,
+                    ..base
+                },
+                Next::DropIpv6,
+            ),
+            (
+                "an error that is no conflict is the answer",
+                Refusal {
+                    replannable: false,
+                    ..base
+                },
+                Next::GiveUp,
+            ),
+            (
+                "the last round allowed",
+                Refusal {
+                    replans: MAX_ROUNDS - 2,
+                    ..base
+                },
+                Next::Replan,
+            ),
+            (
+                "a firewall that keeps changing: given up after MAX_ROUNDS",
+                Refusal {
+                    replans: MAX_ROUNDS - 1,
+                    ..base
+                },
+                Next::GiveUp,
+            ),
         ];
-        let plan = Plan {
-            delete: vec![before[0].clone()],
-            create: vec![rule("203.0.113.7", "Knockd-b until 2030-01-01 00:00Z")],
-            ..Plan::default()
-        };
-        let w = Written {
-            version: 9,
-            ..Written::new(7)
-        };
-        remember_writes(&mut m, Arc::new(before.clone()), &plan, &w);
-        let k = m.usable(Instant::now()).expect("fresh");
-        assert_eq!(k.version, 9);
-        let ips: Vec<&str> = k.rules.iter().map(FirewallRule::address).collect();
-        assert_eq!(ips, vec!["198.51.100.2", "203.0.113.7"]);
-        // A Modify of unknown bump: forgotten.
-        let w = Written {
-            exact: false,
-            ..Written::new(9)
-        };
-        remember_writes(&mut m, Arc::new(before), &Plan::default(), &w);
-        assert!(m.usable(Instant::now()).is_none());
-    }
-
-    #[test]
-    fn memory_ages_out_and_rests_after_repeated_misses() {
-        let inst = Instance {
-            id: "lhins-aaaaaaaa".into(),
-            region: "ap-guangzhou".into(),
-        };
-        let mut m = Memory::new(Duration::from_millis(50));
-        m.saw(&Arc::new(Vec::new()), 3, &inst);
-        assert!(m.usable(Instant::now()).is_some());
-        assert!(m
-            .usable(Instant::now() + Duration::from_millis(60))
-            .is_none());
-        m.saw(&Arc::new(Vec::new()), 3, &inst);
-        for _ in 0..MAX_MEMORY_MISSES {
-            m.memory_missed();
+        for (name, refusal, want) in cases {
+            assert_eq!(after_refusal(refusal), want, "{name}");
         }
-        assert!(m.usable(Instant::now()).is_none(), "resting");
-        assert!(Memory::none().usable(Instant::now()).is_none());
-    }
-
-    #[test]
-    fn a_describe_at_the_version_of_our_last_modify_proves_modify_keeps_it() {
-        let inst = Instance {
-            id: "lhins-aaaaaaaa".into(),
-            region: "ap-guangzhou".into(),
-        };
-        let mut m = Memory::new(Duration::from_secs(60));
-        // Modify accepted at 5, the next Describe shows 6: nothing learned (bump, or a
-        // foreign write).
-        m.modify_probe = Some(5);
-        m.saw(&Arc::new(Vec::new()), 6, &inst);
-        assert!(!m.modify_keeps_version());
-        // Accepted at 6, still 6: it keeps the version, for sure (versions never go down).
-        m.modify_probe = Some(6);
-        m.saw(&Arc::new(Vec::new()), 6, &inst);
-        assert!(m.modify_keeps_version());
-        assert_eq!(m.modify_probe, None);
     }
 }

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 pub mod executor;
+mod memory;
 mod pacer;
 pub mod sign;
 pub(crate) mod wire;
