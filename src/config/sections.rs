@@ -272,7 +272,8 @@ pub(crate) fn limits(vars: &Vars, c: &mut Checker) -> LimitsConfig {
     }
 }
 
-/// NOTIFY_*: parsed by the notifier's own module; its errors and warnings join the rest.
+/// NOTIFY_*: parsed by the notifier's settings; each error names its variable, and errors
+/// and warnings join the rest.
 pub(crate) fn notify(vars: &Vars, c: &mut Checker) -> Option<crate::notify::NotifyConfig> {
     match crate::notify::NotifyConfig::parse(|k| vars.raw(k).map(str::to_string)) {
         Ok(n) => {
@@ -282,8 +283,7 @@ pub(crate) fn notify(vars: &Vars, c: &mut Checker) -> Option<crate::notify::Noti
             n
         }
         Err(errors) => {
-            for e in errors {
-                let (var, message) = split_error(&e);
+            for (var, message) in errors {
                 c.err(var, message);
             }
             None
@@ -379,42 +379,5 @@ pub(crate) fn keys(
         challenge_ttl,
         replay_cache,
         public_url,
-    }
-}
-
-/// The variable an error of [`NotifyConfig::parse`] is about (its leading `NOTIFY_*` word)
-/// and the rest, for the config layer's `VARIABLE: message` errors.
-fn split_error(e: &str) -> (&str, &str) {
-    let end = e
-        .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
-        .unwrap_or(e.len());
-    let (var, rest) = e.split_at(end);
-    let rest = rest.strip_prefix(':').unwrap_or(rest).trim_start();
-    if var.starts_with("NOTIFY_") {
-        (var, rest)
-    } else {
-        ("NOTIFY_URL", e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_are_split_by_variable() {
-        assert_eq!(
-            split_error("NOTIFY_BODY is set but NOTIFY_URL is not"),
-            ("NOTIFY_BODY", "is set but NOTIFY_URL is not")
-        );
-        assert_eq!(
-            split_error("NOTIFY_EVENTS: unknown event 'x'"),
-            ("NOTIFY_EVENTS", "unknown event 'x'")
-        );
-        assert_eq!(
-            split_error("NOTIFY_URL (https://h/****): bad"),
-            ("NOTIFY_URL", "(https://h/****): bad")
-        );
-        assert_eq!(split_error("odd"), ("NOTIFY_URL", "odd"));
     }
 }

@@ -53,14 +53,14 @@ impl Webhook {
         url: &str,
         body: Option<&str>,
         headers: Option<&str>,
-    ) -> Result<(Webhook, Vec<String>), Vec<String>> {
+    ) -> Result<(Webhook, Vec<String>), Vec<super::SettingError>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         let redacted = redact_url(url);
         let template = match check_url(url) {
             Ok(t) => Some(t),
             Err(e) => {
-                errors.push(format!("NOTIFY_URL ({redacted}): {e}"));
+                errors.push(("NOTIFY_URL", format!("({redacted}): {e}")));
                 None
             }
         };
@@ -73,7 +73,7 @@ impl Webhook {
         let headers = match parse_headers(headers.unwrap_or("")) {
             Ok(h) => h,
             Err(e) => {
-                errors.push(format!("NOTIFY_HEADERS: {e}"));
+                errors.push(("NOTIFY_HEADERS", e.to_string()));
                 Vec::new()
             }
         };
@@ -93,7 +93,7 @@ impl Webhook {
             None => None,
             Some(Ok(t)) => Some(t),
             Some(Err(e)) => {
-                errors.push(format!("NOTIFY_BODY: {e}"));
+                errors.push(("NOTIFY_BODY", e.to_string()));
                 None
             }
         };
@@ -102,8 +102,11 @@ impl Webhook {
                 if let Err(e) =
                     serde_json::from_str::<serde_json::Value>(&t.render(&sample(kind), escape))
                 {
-                    errors.push(format!(
-                        "NOTIFY_BODY is not valid JSON once filled in ({e}); placeholders belong inside strings: \"#{{message}}\""
+                    errors.push((
+                        "NOTIFY_BODY",
+                        format!(
+                            "is not valid JSON once filled in ({e}); placeholders belong inside strings: \"#{{message}}\""
+                        ),
                     ));
                     break;
                 }
@@ -369,7 +372,13 @@ mod tests {
 
     #[test]
     fn url_validation() {
-        let err = |u: &str| Webhook::new(u, None, None).err().unwrap().join("; ");
+        let err = |u: &str| {
+            let e = Webhook::new(u, None, None).err().unwrap();
+            e.iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
         assert!(err("ftp://x/y").contains("must start with https://"));
         assert!(err("https:///x").contains("no host"));
         assert!(err("https://#{ip}.example.com/x").contains("only after the host"));
@@ -435,7 +444,7 @@ mod tests {
         let e = Webhook::new("https://h/x", Some(r#"{"text": #{message}}"#), None)
             .err()
             .unwrap();
-        assert!(e[0].contains("not valid JSON once filled in"), "{e:?}");
+        assert!(e[0].1.contains("not valid JSON once filled in"), "{e:?}");
         let e = Webhook::new("https://h/x", Some("{#{nope}"), Some("X: a\rb"))
             .err()
             .unwrap();
