@@ -353,3 +353,25 @@ fn the_resolver_sees_uses() {
     );
     assert!(code("a\n#[cfg(test)]\nmod tests {\n use crate::x;\n}\nb\n").trim() == "a\nb");
 }
+
+/// A file a newcomer can read: at most 500 lines before its test module.
+#[test]
+fn no_source_file_over_500_lines_outside_tests() {
+    let mut long = Vec::new();
+    for dir in ["src", "sim/src"] {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        let mut files = Vec::new();
+        rust_files(&root, &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).expect("read");
+            let lines = text
+                .lines()
+                .take_while(|l| !l.starts_with("#[cfg(test)]"))
+                .count();
+            if lines > 500 {
+                long.push(format!("{} has {lines} lines", f.display()));
+            }
+        }
+    }
+    assert!(long.is_empty(), "{}", long.join("\n"));
+}

@@ -24,6 +24,7 @@ mod auth;
 mod error;
 mod http;
 mod ids;
+mod instances;
 mod knockd_api;
 mod rules;
 mod state;
