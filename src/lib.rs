@@ -48,6 +48,7 @@ pub mod client;
 pub mod clock;
 pub mod cloud;
 pub mod config;
+pub mod exit;
 pub mod grammar;
 pub(crate) mod keys;
 pub mod knock;

@@ -19,14 +19,15 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use knockd::cli::{self, Command};
+use knockd::exit::Exit;
 use knockd::knock::hygiene;
 use knockd::{client, config, ops, stdout};
 
 fn main() -> ExitCode {
-    ExitCode::from(run() as u8)
+    ExitCode::from(run().code())
 }
 
-fn run() -> i32 {
+fn run() -> Exit {
     // `args()` would panic on an argument that is not UTF-8; that is a usage error.
     let mut args = Vec::new();
     for (i, a) in std::env::args_os().skip(1).enumerate() {
@@ -38,7 +39,7 @@ fn run() -> i32 {
                     i + 1,
                     a.to_string_lossy()
                 ));
-                return 2;
+                return Exit::Usage;
             }
         }
     }
@@ -46,17 +47,17 @@ fn run() -> i32 {
         Ok(a) => a,
         Err(e) => {
             eprintln_safe(&format!("knockd: {e}"));
-            return 2;
+            return Exit::Usage;
         }
     };
     match &args.command {
         Command::Version => {
             stdout::print(&cli::version_line());
-            return 0;
+            return Exit::Success;
         }
         Command::Help => {
             stdout::print(cli::USAGE);
-            return 0;
+            return Exit::Success;
         }
         // The client runs where there is no configuration (a router, a laptop).
         Command::Knock {
@@ -96,7 +97,7 @@ fn run() -> i32 {
                 "  {k}: the environment value is not valid UTF-8 (value not shown)"
             ));
         }
-        return 2;
+        return Exit::Usage;
     }
     let exe = std::env::current_exe().ok();
     let exe_dir = exe.as_deref().and_then(|p| p.parent());
@@ -114,13 +115,13 @@ fn run() -> i32 {
             for e in &errors.0 {
                 eprintln_safe(&format!("  {e}"));
             }
-            return 2;
+            return Exit::Usage;
         }
     };
 
     if args.command == Command::CheckConfig {
         stdout::print(config.report().trim_end_matches('\n'));
-        return 0;
+        return Exit::Success;
     }
     // Printed here once so that no command has to remember to.
     for w in &config.warnings {

@@ -14,6 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("order", &[]),
     ("grammar", &[]),
     ("stdout", &[]),
+    ("exit", &[]),
     ("log", &["clock"]),
     ("rules", &["clock", "order", "grammar"]),
     ("keys", &["clock", "sync", "grammar", "rules"]),
@@ -31,19 +32,21 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "knock",
         &[
-            "clock", "sync", "grammar", "log", "rules", "keys", "notify", "config", "cloud",
+            "clock", "sync", "grammar", "exit", "log", "rules", "keys", "notify", "config", "cloud",
         ],
     ),
     (
         "client",
-        &["clock", "grammar", "log", "stdout", "keys", "config"],
+        &[
+            "clock", "grammar", "log", "stdout", "exit", "keys", "config",
+        ],
     ),
     ("cli", &["grammar", "keys", "client"]),
     (
         "ops",
         &[
-            "clock", "sync", "order", "grammar", "stdout", "log", "rules", "keys", "notify",
-            "config", "cloud", "knock", "client", "cli",
+            "clock", "sync", "order", "grammar", "stdout", "exit", "log", "rules", "keys",
+            "notify", "config", "cloud", "knock", "client", "cli",
         ],
     ),
     ("lib", &[]),

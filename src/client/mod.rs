@@ -18,6 +18,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::exit::Exit;
 use crate::keys::clients::{self, Clients, Key};
 use crate::keys::url::KnockUrl;
 
@@ -101,16 +102,16 @@ pub fn run(
     key_file: &Path,
     every_secs: Option<u64>,
     expect: Option<&str>,
-) -> i32 {
+) -> Exit {
     let url = match KnockUrl::parse(url) {
         Ok(u) => u,
         Err(e) => {
             crate::log::fatal(&format!("--knock: {e}"));
-            return 2;
+            return Exit::Usage;
         }
     };
     let expect = expect.unwrap_or(crate::config::DEFAULT_MESSAGE_SUCCESS);
-    let once = || -> i32 {
+    let once = || -> Exit {
         // Read each time, so that a replaced key file is used without a restart.
         let key = match read_key_file(key_file, label) {
             Ok((key, warning)) => {
@@ -121,7 +122,7 @@ pub fn run(
             }
             Err(e) => {
                 crate::log::fatal(&format!("{e}"));
-                return 2;
+                return Exit::Usage;
             }
         };
         let stamp = |s: &str| match every_secs {
@@ -131,11 +132,11 @@ pub fn run(
         match knock(&url, label, &key, expect, KNOCK_TIMEOUT) {
             Ok(()) => {
                 outln!("{}", stamp("knock: ok"));
-                0
+                Exit::Success
             }
             Err(e) => {
                 crate::log::stderr_line(&stamp(&format!("knockd: knock failed: {e}")));
-                1
+                Exit::Failure
             }
         }
     };
@@ -143,8 +144,8 @@ pub fn run(
         return once();
     };
     loop {
-        if once() == 2 {
-            return 2;
+        if once() == Exit::Usage {
+            return Exit::Usage;
         }
         std::thread::sleep(Duration::from_secs(every));
     }

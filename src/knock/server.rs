@@ -23,31 +23,32 @@ use super::{hygiene, signals};
 use crate::cloud::client::Client;
 use crate::cloud::writer::Writers;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::log;
 
 /// Connection threads only parse heads and wait on a channel; API calls run on writers.
 const CONNECTION_STACK: usize = 128 * 1024;
 
-pub fn serve(config: &Config) -> i32 {
+pub fn serve(config: &Config) -> Exit {
     let config = Arc::new(config.clone());
     let keys = match Keys::open(&config) {
         Ok(k) => k,
         Err(e) => {
             log::fatal(&e);
-            return 2;
+            return Exit::Usage;
         }
     };
     let client = match Client::new(&config) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             log::fatal(&e.to_string());
-            return 2;
+            return Exit::Usage;
         }
     };
     log::start();
     if let Err(e) = signals::install() {
         log::fatal(&format!("cannot install signal handlers: {e}"));
-        return 1;
+        return Exit::Failure;
     }
     let instances = config.cloud.instances.len();
     let want = config.limits.max_connections as u64 + hygiene::reserved_fds(instances);
@@ -70,7 +71,7 @@ pub fn serve(config: &Config) -> i32 {
         Ok(l) => l,
         Err(e) => {
             log::fatal(&format!("cannot listen on {bind}: {e}"));
-            return 1;
+            return Exit::Failure;
         }
     };
     let notifier = events::start(&config);
@@ -78,7 +79,7 @@ pub fn serve(config: &Config) -> i32 {
         Ok(w) => w,
         Err(e) => {
             log::fatal(&e);
-            return 1;
+            return Exit::Failure;
         }
     };
     let door = Arc::new(Door::new(
@@ -122,7 +123,7 @@ pub fn serve(config: &Config) -> i32 {
 /// How often the accept loop looks at the stop flag while no connection arrives.
 const STOP_POLL: Duration = Duration::from_millis(200);
 
-fn accept_loop(listener: TcpListener, door: &Arc<Door>) -> i32 {
+fn accept_loop(listener: TcpListener, door: &Arc<Door>) -> Exit {
     while !signals::stop_requested() {
         if signals::take_hup() {
             // SIGHUP re-reads the clients file at once (it is also re-read when it changes).
@@ -187,7 +188,7 @@ fn wait_readable(listener: &TcpListener, limit: Duration) {
 /// The graceful stop, after SIGTERM or SIGINT: the listener is closed already; connections
 /// waiting for a request are closed, knocks in flight finish (bounded by KNOCK_TIMEOUT plus the
 /// answer's write budget), are answered and logged; then the log is flushed.
-fn stop(door: &Door) -> i32 {
+fn stop(door: &Door) -> Exit {
     let limit = door.config.limits.knock_timeout + conn::ANSWER_GRACE + Duration::from_secs(1);
     let give_up = Instant::now() + limit;
     log::event(&format!(
@@ -197,5 +198,5 @@ fn stop(door: &Door) -> i32 {
     let left = door.table.drain(give_up);
     log::event(&format!("stopped ({left} connections cut off)"));
     log::flush(Duration::from_secs(2));
-    0
+    Exit::Success
 }

@@ -5,6 +5,7 @@
 //! is never granted.
 
 use crate::config::Config;
+use crate::exit::Exit;
 
 /// The firewall actions knockd calls, grantable on each instance.
 pub const INSTANCE_ACTIONS: [&str; 4] = [
@@ -58,7 +59,7 @@ pub fn policy(config: &Config, uin: Option<&str>) -> String {
     )
 }
 
-pub fn print_policy(config: &Config, uin: Option<&str>) -> i32 {
+pub fn print_policy(config: &Config, uin: Option<&str>) -> Exit {
     outln!("{}", policy(config, uin).trim_end());
     // CAM policies take no comments: the explanation goes to stderr, the JSON alone to stdout.
     crate::log::fatal(&format!(
@@ -71,5 +72,5 @@ pub fn print_policy(config: &Config, uin: Option<&str>) -> i32 {
             "replace {ACCOUNT_PLACEHOLDER} with your root account ID (UIN), or pass --uin ACCOUNT"
         ));
     }
-    0
+    Exit::Success
 }

@@ -13,6 +13,7 @@ use crate::cloud::client::Client;
 use crate::cloud::error::ApiError;
 use crate::cloud::wire;
 use crate::config::{mask_id, Config, Instance};
+use crate::exit::Exit;
 use crate::rules::desc::{self, Desc};
 use crate::rules::planner::{self, QUOTA};
 use crate::rules::FirewallRule;
@@ -95,7 +96,7 @@ pub(crate) fn denial(action: &str, resource: &str, e: &ApiError) -> String {
     )
 }
 
-pub fn check(config: &Config) -> i32 {
+pub fn check(config: &Config) -> Exit {
     outln!(
         "ok    configuration {}",
         config
@@ -117,11 +118,11 @@ pub fn check(config: &Config) -> i32 {
         notes.push(TOKEN_NOTE.to_string());
     }
     let Some(client) = client(config) else {
-        return 1;
+        return Exit::Failure;
     };
     let instances = &config.cloud.instances;
     let Some((first, others)) = instances.split_first() else {
-        return 1;
+        return Exit::Failure;
     };
     // The first instance alone proves the key and measures the clock (correcting it, so the
     // others are signed right), then the others in parallel.
@@ -136,7 +137,7 @@ pub fn check(config: &Config) -> i32 {
             fail(what, explain(e));
             finish(&warnings, &notes);
             outln!("check failed");
-            return 1;
+            return Exit::Failure;
         }
     }
     let mut results = vec![first_result];
@@ -272,7 +273,7 @@ pub fn check(config: &Config) -> i32 {
     } else {
         outln!("check passed");
     }
-    i32::from(failed)
+    Exit::failed_if(failed)
 }
 
 const TOKEN_NOTE: &str = "TENCENT_CLOUD_TOKEN is set: temporary credentials expire (STS defaults: GetFederationToken 1800 s, AssumeRole 7200 s) and the API does not say when; knockd reads them once at start, so a serving knockd needs a permanent key pair (docs/lighthouse-api.md#temporary-credentials)";

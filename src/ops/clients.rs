@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::clock;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::keys::clients::{Day, CHECK_INTERVAL};
 use crate::keys::clients_file::{self as clients, ClientsFile, Reload};
 use crate::keys::recipes::{self, Recipe};
@@ -15,14 +16,14 @@ pub fn add_client(
     label: &str,
     ttl_secs: Option<u64>,
     expires: Option<&str>,
-) -> i32 {
+) -> Exit {
     let path = &config.keys.clients_file;
     let expires = match expires.map(Day::parse) {
         None => None,
         Some(Some(d)) => Some(d),
         Some(None) => {
             crate::log::fatal("--expires is not a day like 2027-06-30");
-            return 2;
+            return Exit::Usage;
         }
     };
     // Checked before a key is written: a URL the recipes cannot use is a configuration error.
@@ -31,14 +32,14 @@ pub fn add_client(
         Some(Ok(u)) => Some(u),
         Some(Err(e)) => {
             crate::log::fatal(&format!("KNOCK_PUBLIC_URL: {e}"));
-            return 2;
+            return Exit::Usage;
         }
     };
     let key = match clients::add_client(path, label, ttl_secs, expires) {
         Ok(k) => k,
         Err(e) => {
             crate::log::fatal(&format!("{}: {e}", path.display()));
-            return 1;
+            return Exit::Failure;
         }
     };
     let ttl = ttl_secs.map_or_else(
@@ -63,14 +64,14 @@ pub fn add_client(
         success: &config.knock.message_success,
     };
     outln!("{}", recipes::add_client_text(&recipe).trim_end());
-    0
+    Exit::Success
 }
 
-pub fn remove_client(config: &Config, label: &str, keep_rules: bool) -> i32 {
+pub fn remove_client(config: &Config, label: &str, keep_rules: bool) -> Exit {
     let path = &config.keys.clients_file;
     if let Err(e) = clients::remove_client(path, label) {
         crate::log::fatal(&format!("{}: {e}", path.display()));
-        return 1;
+        return Exit::Failure;
     }
     outln!(
         "Removed client {label} from {}; a running knockd refuses its knocks within a second.",
@@ -78,7 +79,7 @@ pub fn remove_client(config: &Config, label: &str, keep_rules: bool) -> i32 {
     );
     if keep_rules {
         outln!("Its firewall rules are kept (--keep-rules) until they expire.");
-        return 0;
+        return Exit::Success;
     }
     // A running knockd looks at the file at most once a second: wait until it must have
     // noticed, so that no knock it still accepts can write rules after they were revoked.
@@ -86,13 +87,13 @@ pub fn remove_client(config: &Config, label: &str, keep_rules: bool) -> i32 {
     super::rules::revoke(config, label, false)
 }
 
-pub fn list_clients(config: &Config) -> i32 {
+pub fn list_clients(config: &Config) -> Exit {
     let path = &config.keys.clients_file;
     let (file, reload) = match ClientsFile::open(path) {
         Ok(x) => x,
         Err(e) => {
             crate::log::fatal(&format!("{}: {e}", path.display()));
-            return 1;
+            return Exit::Failure;
         }
     };
     if let Reload::Loaded { warnings, .. } = &reload {
@@ -108,11 +109,11 @@ pub fn list_clients(config: &Config) -> i32 {
     };
     outln!("{}: {} client(s){what}", path.display(), list.len());
     if list.is_empty() {
-        return 0;
+        return Exit::Success;
     }
     // TTL `default` is RULE_TTL.
     for line in clients::list_text(&list, now).lines() {
         outln!("  {line}");
     }
-    0
+    Exit::Success
 }

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use crate::cloud::client::notifier;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::log;
 use crate::notify::{Event, EventKind, NotifyError};
 use crate::rules::FirewallRule;
@@ -89,26 +90,26 @@ pub(crate) fn revoked(config: &Config, target: &str, removed: &[(&str, Vec<Firew
 
 /// `knockd --notify-test`: 0 when every channel answered well, 1 otherwise, 2 when
 /// notifications are off.
-pub fn notify_test(config: &Config) -> i32 {
+pub fn notify_test(config: &Config) -> Exit {
     let Some(notify) = &config.notify else {
         log::fatal(&NotifyError::NotConfigured.to_string());
-        return 2;
+        return Exit::Usage;
     };
     let n = match notifier(config, notify) {
         Ok(n) => n,
         Err(e) => {
             log::fatal(&e.to_string());
-            return 1;
+            return Exit::Failure;
         }
     };
     match n.send_test() {
         Ok(report) => {
             crate::stdout::print(&report);
-            0
+            Exit::Success
         }
         Err(e) => {
             crate::stdout::print(&e.to_string());
-            1
+            Exit::Failure
         }
     }
 }

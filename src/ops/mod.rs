@@ -14,10 +14,11 @@ mod rules;
 use crate::cli::Command;
 use crate::cloud::client::Client;
 use crate::config::{Config, Instance};
+use crate::exit::Exit;
 use crate::rules::FirewallRule;
 
 /// Runs `command` and returns the process exit status (0 ok, 1 operational failure).
-pub fn run(command: &Command, config: &Config) -> i32 {
+pub fn run(command: &Command, config: &Config) -> Exit {
     match command {
         Command::Serve => crate::knock::serve(config),
         Command::Check => check::check(config),
@@ -37,7 +38,9 @@ pub fn run(command: &Command, config: &Config) -> i32 {
         Command::ListClients => clients::list_clients(config),
         // Handled in main before a configuration is loaded or printed there (`--knock` needs
         // none: it runs where there is no configuration, a router or a laptop).
-        Command::Knock { .. } | Command::CheckConfig | Command::Version | Command::Help => 0,
+        Command::Knock { .. } | Command::CheckConfig | Command::Version | Command::Help => {
+            Exit::Success
+        }
     }
 }
 

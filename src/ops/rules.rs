@@ -4,13 +4,14 @@ use super::{client, per_instance, rule_line};
 use crate::clock;
 use crate::cloud::executor;
 use crate::config::Config;
+use crate::exit::Exit;
 use crate::rules::desc::{self, Desc};
 use crate::rules::planner::{self, QUOTA};
 use crate::rules::FirewallRule;
 
-pub fn prune(config: &Config, dry_run: bool) -> i32 {
+pub fn prune(config: &Config, dry_run: bool) -> Exit {
     let Some(client) = client(config) else {
-        return 1;
+        return Exit::Failure;
     };
     let verb = if dry_run { "would remove" } else { "removed" };
     let results = per_instance(config, |inst| {
@@ -47,12 +48,12 @@ pub fn prune(config: &Config, dry_run: bool) -> i32 {
         }
     }
     super::events::pruned(config, &removed);
-    i32::from(failed)
+    Exit::failed_if(failed)
 }
 
-pub fn list(config: &Config) -> i32 {
+pub fn list(config: &Config) -> Exit {
     let Some(client) = client(config) else {
-        return 1;
+        return Exit::Failure;
     };
     let results = per_instance(config, |inst| client.describe_rules(inst));
     let now = client.now();
@@ -104,12 +105,12 @@ pub fn list(config: &Config) -> i32 {
             );
         }
     }
-    i32::from(failed)
+    Exit::failed_if(failed)
 }
 
-pub fn revoke(config: &Config, target: &str, dry_run: bool) -> i32 {
+pub fn revoke(config: &Config, target: &str, dry_run: bool) -> Exit {
     let Some(client) = client(config) else {
-        return 1;
+        return Exit::Failure;
     };
     let verb = if dry_run { "would remove" } else { "removed" };
     let prefix = config.rules.prefix.as_str();
@@ -151,5 +152,5 @@ pub fn revoke(config: &Config, target: &str, dry_run: bool) -> i32 {
         outln!("no rule owned by knockd matches {target:?}");
     }
     super::events::revoked(config, target, &removed);
-    i32::from(failed)
+    Exit::failed_if(failed)
 }
