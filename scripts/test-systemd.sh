@@ -147,7 +147,7 @@ cargo build --release --quiet -p lighthouse-sim >>"$TMP/build.log" 2>&1 || {
 }
 
 # --- the simulator on the host's loopback, and the configuration pointing at it ----------------
-"$SIM" --listen 127.0.0.1:0 --credential "$SECRET_ID:$SECRET_KEY" --instance "$INSTANCE" \
+"$SIM" --listen 127.0.0.1:0 --no-default-rules --credential "$SECRET_ID:$SECRET_KEY" --instance "$INSTANCE" \
     >"$TMP/sim.out" 2>"$TMP/sim.log" &
 SIM_PID=$!
 for ((i = 0; i < 100; i++)); do grep -q 'listening on' "$TMP/sim.out" && break; sleep 0.1; done
@@ -250,13 +250,19 @@ wait_listening() { # SINCE: until knockd logs 'listening on' after SINCE; 20 s a
     return 1
 }
 sim_rules_for() { # ADDR: how many rules for ADDR the simulator holds
-    curl -sS --max-time 5 "${SIM_URL%/}/__state" | python3 -c '
+    curl -sS --max-time 5 "${SIM_URL%/}/__state" >"$TMP/state.json" || true
+    python3 -c '
 import json, sys
-s = json.load(sys.stdin)
-print(sum(1 for i in s["instances"] for r in i["Rules"] if r.get("CidrBlock") == sys.argv[1]))' "$1"
+s = json.load(open(sys.argv[1]))
+print(sum(1 for i in s["instances"] for r in i["Rules"] if r.get("CidrBlock") == sys.argv[2]))' "$TMP/state.json" "$1" 2>/dev/null || echo 0
 }
-# key_knock: bob's key knock from the host; 0 when granted.
+# key_knock: bob's key knock from the client's namespace; 0 when granted.
 key_knock() { client "$KNOCKD" --knock "$KNOCK_URL" --label bob --key-file "$TMP/bob.key" --expect "$SUCCESS" >>"$TMP/knocks.log" 2>&1; }
+# A serving knockd looks at the clients file at most once a second, when a knock comes: the
+# promise is that every knock that starts more than 1000 ms after the file changed is judged
+# by the new file. Knocks are tried one after another (each ~20-100 ms); the offsets are
+# each attempt's start, in ms after the change was seen.
+PROMISE_MS=1000
 
 # --- a. enable --now; a Referer knock ----------------------------------------------------------
 if [ "$(ct systemctl is-enabled knockd 2>&1)" = enabled ] && [ "$(ct systemctl is-active knockd 2>&1)" = active ] &&
@@ -266,11 +272,15 @@ else
     fail "a. knockd.service is not running: $(ct systemctl status knockd --no-pager 2>&1 | tail -n 15)"
 fi
 body=$(client curl -sS --max-time 10 -H "Referer: $REFERER" "$KNOCK_URL" 2>&1 || true)
-rules=$(sim_rules_for "$CLIENT_IP")
+for ((i = 0; i < 50; i++)); do
+    rules=$(sim_rules_for "$CLIENT_IP")
+    [ "$rules" -ge 1 ] && break
+    sleep 0.1
+done
 if [ "$body" = "$SUCCESS" ] && [ "$rules" -ge 1 ]; then
     ok "a. Referer knock granted; the simulator holds $rules rule(s) for $CLIENT_IP"
 else
-    fail "a. Referer knock answered '$body'; the simulator holds $rules rule(s) for $CLIENT_IP"
+    fail "a. Referer knock answered '$body'; the simulator holds $rules rule(s) for $CLIENT_IP: $(head -c 800 "$TMP/state.json")"
 fi
 
 # --- b. --add-client: bob's key knock within a second ---------------------------------------
@@ -278,62 +288,72 @@ if ! ct knockd --add-client bob --config /etc/knockd/knockd.env >"$TMP/add.out" 
     cat "$TMP/add.out"
     fail "b. knockd --add-client bob failed"
 fi
-t_added=$(now_ms)
+t_added=$(now_ms) # after --add-client returned: the file is written
 sed -n '1p' "$TMP/add.out"
 # The key as the recipe for knockd --knock presents it: printf '%s\n' 'KEY' > bob.key
 key=$(sed -nE "s/.*printf '%s\\\\n' '?([A-Za-z0-9_-]+)'? > bob\.key.*/\1/p" "$TMP/add.out" | head -n 1)
 [ -n "$key" ] || die "no key for bob in the --add-client output"
 (umask 077 && printf '%s\n' "$key" >"$TMP/bob.key")
-ct ls -l /etc/knockd/knockd.clients
-granted='' tries=0
+log "clients file: $(ct ls -l /etc/knockd/knockd.clients)"
+granted='' tries=0 late_refusals=0
 while [ $(($(now_ms) - t_added)) -lt 3000 ]; do
     tries=$((tries + 1))
+    t=$(($(now_ms) - t_added))
     if key_knock; then
-        granted=$(($(now_ms) - t_added))
+        granted=$t
         break
     fi
-    sleep 0.1
+    [ "$t" -gt "$PROMISE_MS" ] && late_refusals=$((late_refusals + 1))
+    sleep 0.05
 done
-if [ -n "$granted" ] && [ "$granted" -le 1000 ]; then
-    ok "b. bob's key knock granted ${granted} ms after --add-client returned (attempt $tries)"
-elif [ -n "$granted" ]; then
-    fail "b. bob's key knock granted only ${granted} ms after --add-client returned"
+if [ -n "$granted" ] && [ "$late_refusals" -eq 0 ]; then
+    ok "b. bob's key knock granted: attempt $tries, started ${granted} ms after --add-client returned"
 else
-    fail "b. bob's key knock still refused 3000 ms after --add-client returned ($tries attempts): $(tail -n 1 "$TMP/knocks.log")"
-    log "restarting knockd so that c tests the removal on its own"
-    since=$(ct_now)
-    ct systemctl restart knockd || true
-    wait_listening "$since" || true
-    key_knock || log "bob's key knock is refused even after a restart: $(tail -n 1 "$TMP/knocks.log")"
+    fail "b. added client bob: ${granted:+granted only at attempt $tries, started ${granted} ms after --add-client returned; }$late_refusals knock(s) started over ${PROMISE_MS} ms after it were refused: $(tail -n 1 "$TMP/knocks.log")"
+    if [ -z "$granted" ]; then
+        log "restarting knockd so that c tests the removal on its own"
+        since=$(ct_now)
+        ct systemctl restart knockd || true
+        wait_listening "$since" || true
+        key_knock || log "bob's key knock is refused even after a restart: $(tail -n 1 "$TMP/knocks.log")"
+    fi
 fi
 
 # --- c. --remove-client: bob refused within a second ----------------------------------------
-# --remove-client edits the file at once, then waits for a running knockd to notice before
-# it revokes bob's rules; bob knocks all the while.
-t_removed=$(now_ms)
+# --remove-client edits the file at once and says so, then waits for a running knockd to
+# notice before it revokes bob's rules; bob knocks all the while.
+rules_before=$(sim_rules_for "$CLIENT_IP")
+t_start=$(now_ms)
 ct knockd --remove-client bob --config /etc/knockd/knockd.env >"$TMP/remove.out" 2>&1 &
 remove_pid=$!
-refused='' tries=0 last_granted=''
-while [ $(($(now_ms) - t_removed)) -lt 4000 ]; do
+t_removed='' last_granted='' first_refused='' late_grants=0 tries=0
+while [ $(($(now_ms) - t_start)) -lt 4000 ]; do
+    [ -z "$t_removed" ] && grep -q '^Removed client bob' "$TMP/remove.out" && t_removed=$(now_ms)
+    [ -z "$t_removed" ] && { sleep 0.01; continue; }
     tries=$((tries + 1))
-    if key_knock; then last_granted=$(($(now_ms) - t_removed)); else
-        refused=$(($(now_ms) - t_removed))
-        break
+    t=$(($(now_ms) - t_removed))
+    if key_knock; then
+        last_granted=$t
+        [ "$t" -gt "$PROMISE_MS" ] && late_grants=$((late_grants + 1))
+    else
+        first_refused=${first_refused:-$t}
+        [ "$t" -gt $((PROMISE_MS + 300)) ] && break
     fi
-    sleep 0.1
+    sleep 0.05
 done
 remove_rc=0
 wait "$remove_pid" || remove_rc=$?
 sed -n '1p' "$TMP/remove.out"
 after=granted
 key_knock || after=refused
-if [ "$remove_rc" -ne 0 ]; then
+rules_after=$(sim_rules_for "$CLIENT_IP")
+if [ "$remove_rc" -ne 0 ] || [ -z "$t_removed" ]; then
     cat "$TMP/remove.out"
     fail "c. knockd --remove-client bob exited $remove_rc"
-elif [ -n "$refused" ] && [ "$refused" -le 1000 ] && [ "$after" = refused ]; then
-    ok "c. bob's key knock refused ${refused} ms after --remove-client started${last_granted:+ (last granted at ${last_granted} ms)}, and after it returned"
+elif [ "$late_grants" -eq 0 ] && [ -n "$first_refused" ] && [ "$after" = refused ]; then
+    ok "c. bob's key knock refused from ${first_refused} ms after the removal (last granted: ${last_granted:-none}); refused after --remove-client returned; rules for $CLIENT_IP: $rules_before -> $rules_after"
 else
-    fail "c. removed client bob: ${refused:+refused only at ${refused} ms, }last granted ${last_granted:-never} ms after --remove-client started; a knock after it returned was $after"
+    fail "c. removed client bob: $late_grants knock(s) started over ${PROMISE_MS} ms after the removal were granted (the last at ${last_granted:-?} ms); a knock after --remove-client returned was $after; rules for $CLIENT_IP: $rules_before -> $rules_after"
 fi
 
 # --- d. a broken configuration --------------------------------------------------------------
@@ -391,5 +411,6 @@ for u in knockd.service knockd-prune.service; do
     fi
 done
 
+[ -n "${KNOCKD_TEST_SYSTEMD_JOURNAL:-}" ] && ct journalctl -u knockd -o cat --no-pager | tail -n 40 && ct journalctl -u knockd-prune -o cat --no-pager | tail -n 5
 echo "test-systemd: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
