@@ -50,7 +50,7 @@ UCI=$ROOT/contrib/openwrt/knockd.config
 # --- 1. shellcheck -----------------------------------------------------------------------
 mapfile -t scripts < <(
     find contrib -type f \( -name '*.sh' -o -name '*.init' \) | sort
-    printf '%s\n' scripts/setup.sh scripts/test-contrib.sh scripts/test-cross.sh scripts/dist.sh
+    printf '%s\n' scripts/setup.sh scripts/test-contrib.sh scripts/test-cross.sh scripts/test-systemd.sh scripts/dist.sh
 )
 for s in "${scripts[@]}"; do
     [ -f "$s" ] || continue
@@ -98,17 +98,22 @@ value() { sed -n "s/^$1=//p" "$2" | tail -n 1; }
 expect_line() { # FILE LINE
     if grep -qxF -- "$2" "$1"; then ok "${1##*/}: $2"; else fail "${1##*/}: no line '$2'"; fi
 }
-for line in 'ExecStart=/usr/local/bin/knockd --config %d/knockd.env' \
+for line in 'ExecStartPre=+/usr/local/bin/knockd --check-config --config /etc/knockd/knockd.env' \
+    'ExecStart=/usr/local/bin/knockd --config /etc/knockd/knockd.env' \
     'LoadCredential=knockd.env:/etc/knockd/knockd.env' \
-    'LoadCredential=knockd.clients:/etc/knockd/knockd.clients' \
+    'BindReadOnlyPaths=%d/knockd.env:/etc/knockd/knockd.env' 'SupplementaryGroups=knockd-clients' \
     'DynamicUser=yes' 'CapabilityBoundingSet=' 'RestrictAddressFamilies=AF_INET AF_INET6' \
-    'SystemCallFilter=@system-service' 'ProtectProc=invisible' 'Restart=on-failure' \
-    'RestartPreventExitStatus=2' 'Wants=network-online.target' 'After=network-online.target'; do
+    'SystemCallFilter=@system-service' 'ProtectProc=invisible' 'Restart=on-abnormal' \
+    'RestartForceExitStatus=1' 'RestartPreventExitStatus=2' \
+    'Wants=network-online.target' 'After=network-online.target'; do
     expect_line "$svc" "$line"
 done
-expect_line "$SYSTEMD_DIR/knockd-prune.service" 'ExecStart=/usr/local/bin/knockd --prune --config %d/knockd.env'
+expect_line "$SYSTEMD_DIR/knockd-prune.service" 'ExecStart=/usr/local/bin/knockd --prune --config /etc/knockd/knockd.env'
 for line in 'OnCalendar=hourly' 'Persistent=true'; do expect_line "$SYSTEMD_DIR/knockd-prune.timer" "$line"; done
 if grep -q '^RandomizedDelaySec=' "$SYSTEMD_DIR/knockd-prune.timer"; then ok "knockd-prune.timer: RandomizedDelaySec"; else fail "knockd-prune.timer: no RandomizedDelaySec"; fi
+# The clients file is read in place (a copy would hide --add-client/--remove-client until a
+# restart): no credential may stand for it.
+if grep -q '^[A-Za-z]*Credential=knockd.clients' "$svc"; then fail "knockd.service copies knockd.clients"; else ok "knockd.service: knockd.clients read in place"; fi
 if grep -q '^SocketBindDeny' "$svc"; then fail "knockd.service sets SocketBindDeny (breaks musl's DNS)"; else ok "knockd.service: no SocketBindDeny"; fi
 
 # knockd's default MAX_CONNECTIONS, wherever the configuration code lives.

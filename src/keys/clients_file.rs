@@ -22,6 +22,18 @@ pub(crate) fn mode_warning(path: &Path, mode: u32) -> Option<String> {
     })
 }
 
+/// The warning for a clients file with this mode, if others may read it. Group read is allowed:
+/// it is how a sandboxed service reads the file (contrib/systemd: 0640 root:knockd-clients).
+fn clients_mode_warning(path: &Path, mode: u32) -> Option<String> {
+    (mode & 0o004 != 0).then(|| {
+        format!(
+            "{} is readable by others (mode {:03o}); it holds keys: chmod o-r it",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
 /// What identifies one version of the file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp {
@@ -142,7 +154,7 @@ impl ClientsFile {
             }
             Ok(Some((clients, mode))) => {
                 let mut warnings = clients.warnings().to_vec();
-                warnings.extend(mode_warning(&self.path, mode));
+                warnings.extend(clients_mode_warning(&self.path, mode));
                 let n = clients.len();
                 self.clients = Arc::new(clients);
                 Reload::Loaded {
@@ -483,19 +495,28 @@ mod tests {
         assert_eq!(f.clients().len(), 1);
         assert_eq!(f.refresh(t2 + CHECK_INTERVAL * 2), Reload::Unchanged);
 
-        // Fixed, group-readable: loaded with a warning; SIGHUP re-reads regardless.
+        // Fixed, readable by others: loaded with a warning; SIGHUP re-reads regardless.
         fs::write(&path, format!("a {K1}\nb {K2}\n")).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         match f.force_reload() {
             Reload::Loaded {
                 clients: 2,
                 warnings,
             } => {
                 assert_eq!(warnings.len(), 1);
-                assert!(warnings[0].contains("chmod 600"));
+                assert!(warnings[0].contains("chmod o-r"));
             }
             other => panic!("{other:?}"),
         }
+        // Group-readable (a service's group): no warning.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        assert_eq!(
+            f.force_reload(),
+            Reload::Loaded {
+                clients: 2,
+                warnings: vec![]
+            }
+        );
         assert!(f.clients().get("b").is_some());
 
         // Deleting the file revokes everyone.
