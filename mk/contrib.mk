@@ -1,4 +1,4 @@
-# Issue 15: installing knockd as a service, router builds, emulated runs.
+# Installing knockd as a service, router builds, emulated runs.
 # `make test-contrib`: shellcheck, systemd-analyze verify/security on contrib/systemd, the
 #   OpenWrt init script's start_service against stubbed procd functions, and the static x86_64
 #   binary under strace against the unit's system-call filter (builds it and the simulator).

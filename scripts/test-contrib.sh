@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Tests of contrib/ (make test-contrib):
-#   1. shellcheck on the scripts of issue 15 (contrib/ and scripts/);
+#   1. shellcheck on the scripts (contrib/ and scripts/);
 #   2. systemd-analyze verify on the three units, in a scratch root holding a stand-in
 #      /usr/local/bin/knockd (verify refuses a missing ExecStart binary); any message fails,
 #      and two deliberately broken copies must fail;
 #   3. the unit's resource limits against knockd's defaults (TasksMax, LimitNOFILE) and the
-#      settings issue 15 requires (and the one it forbids: SocketBindDeny);
+#      settings the unit must have (and the one it must not: SocketBindDeny);
 #   4. systemd-analyze security --offline=yes: the exposure level must be OK or better;
 #   5. the OpenWrt procd init script's start_service, sourced by dash and by busybox sh
 #      against stubs of OpenWrt's config_* and procd_* functions: the exact command line,
@@ -92,7 +92,7 @@ for b in broken1 broken2; do
     fi
 done
 
-# --- 3. what issue 15 asks of knockd.service, and the limits against knockd's defaults -----
+# --- 3. what knockd.service must have, and the limits against knockd's defaults -----
 svc=$SYSTEMD_DIR/knockd.service
 value() { sed -n "s/^$1=//p" "$2" | tail -n 1; }
 expect_line() { # FILE LINE

@@ -29,7 +29,7 @@ read -r -a targets <<<"${CROSS_TARGETS:-aarch64 armv7}"
 declare -A TRIPLE=([x86_64]=x86_64-unknown-linux-musl [aarch64]=aarch64-unknown-linux-musl
     [armv7]=armv7-unknown-linux-musleabihf)
 declare -A QEMU=([aarch64]=qemu-aarch64-static [armv7]=qemu-arm-static)
-# Size targets of issue 15, in MiB (the README's "MB").
+# Size targets, in MiB (the README's "MB").
 declare -A SIZE_TARGET=([x86_64]=2.0 [aarch64]=1.7 [armv7]=1.6)
 
 SECRET_ID=AKIDknockdCROSScrossCROSScross0001

@@ -1,26 +1,32 @@
 //! knockd: a port-knocking door for Tencent Cloud Lighthouse firewalls.
 //!
-//! Read this map first. What happens to a knock, layer by layer:
+//! Read this map first. What happens to a knock is in two files: `knock/decide.rs` (what a
+//! request comes to) and `knock/door.rs` (what is done about it). Layer by layer, each folder
+//! using only the ones listed after it (tests/layering.rs checks it):
 //!
-//! - `knock/`: the knock port, from socket to decision. `server` accepts and admits
-//!   connections, `conn` reads requests under a deadline and answers, `http` parses request
-//!   heads, `client_ip` says whose address a knock is for, `lockout` counts failures, and
-//!   `decide` is the pure decision (request + peer + settings + lockout → reject / refuse /
-//!   grant).
+//! - `ops/`: the operator commands (`--check`, `--prune`, `--list`, `--revoke`, the clients
+//!   file, `--print-cam-policy`, `--notify-test`) and their notifications.
+//! - `cli`: the command line into one `Command`. `client/`: `knockd --knock`, the client for
+//!   routers and Linux boxes (both steps of a key knock over ureq).
+//! - `knock/`: the knock port. `server` accepts, `table` admits connections under the cap,
+//!   `conn` reads requests under a deadline and writes answers, `http` parses request heads,
+//!   `decide` is the one decision (request + peer + settings + keys + time + lockout →
+//!   challenge / reject / refuse / grant), `door` carries it out (lockout bookkeeping, the
+//!   grant on the writers behind the `Firewall` trait, the log line and the notification),
+//!   `client_ip` says whose address a knock is for, `lockout` counts failures, `key_knock`
+//!   holds the key state (clients file, replay cache), `events` tells the notifier.
+//! - `cloud/`: the Lighthouse API. `sign` (TC3-HMAC-SHA256), `client` (transport, retries,
+//!   clock skew), `pacer` (rate limits), `error` (the one error type and its policy), `wire`
+//!   (JSON shapes), `executor` (applies a plan under FirewallVersion, re-planning on
+//!   conflict), `memory` (a writer's knowledge of its firewall) and `writer` (one thread per
+//!   instance that batches knocks).
+//! - `config/`: the `.env` file and environment into a validated `Config` of sections.
+//! - `keys/` (per-client keys, the challenge, the replay cache, the knock URL and the printed
+//!   client recipes) and `notify/` (webhooks and a command hook, never in a knock's way).
 //! - `rules/`: the pure core. The rule model, CIDR blocks, the description format that marks
 //!   knockd's own rules, and the planner that turns (rules now, grants wanted, time) into the
 //!   writes to make. No serde, no HTTP.
-//! - `cloud/`: the Lighthouse API. `sign` (TC3-HMAC-SHA256), `client` (transport, retries,
-//!   clock skew), `pacer` (rate limits), `error` (the one error type and its policy), `wire`
-//!   (JSON shapes), `executor` (applies a plan under FirewallVersion, re-planning on conflict)
-//!   and `writer` (one thread per instance that batches knocks).
-//! - `keys/`: per-client keys and the challenge–response knock (clients file, challenge,
-//!   replay cache, the `--knock` client and the recipes `--add-client` prints).
-//! - `config/`: the `.env` file and environment into a validated `Config` of sections.
-//! - `ops/`: the operator commands (`--check`, `--prune`, `--list`, `--revoke`).
-//! - `notify/`: webhooks and a command hook on grants, failures and lockouts, never in a
-//!   knock's way.
-//! - `cli`, `log`, `clock`, `sync`: arguments, log lines, UTC time, locking.
+//! - Leaves: `grammar` (durations, lists), `log`, `stdout`, `exit`, `clock`, `sync`, `order`.
 //!
 //! The API contract all of this relies on is written down in docs/lighthouse-api.md.
 

@@ -26,7 +26,7 @@ static QUEUE_TX: OnceLock<SyncSender<Msg>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Starts the logging thread; later `event` calls queue instead of writing. Idempotent.
-pub fn start() {
+pub(crate) fn start() {
     if QUEUE_TX.get().is_some() {
         return;
     }
@@ -64,7 +64,7 @@ fn run(rx: &Receiver<Msg>) {
 }
 
 /// Waits (at most `limit`) until every line queued so far is written: before the process exits.
-pub fn flush(limit: Duration) {
+pub(crate) fn flush(limit: Duration) {
     let Some(tx) = QUEUE_TX.get() else {
         return;
     };
@@ -87,7 +87,7 @@ pub fn flush(limit: Duration) {
 /// Never panics: `eprintln!` does when stderr is a closed pipe or a full disk, and with
 /// panic=abort that would let any stranger's request kill the daemon. A lost log line is the
 /// lesser harm. Never blocks once `start` has run.
-pub fn event(line: &str) {
+pub(crate) fn event(line: &str) {
     let text = format!("{} {line}\n", clock::utc_rfc3339(clock::now()));
     let Some(tx) = QUEUE_TX.get() else {
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
@@ -106,12 +106,12 @@ pub fn event(line: &str) {
 }
 
 /// One line to stderr as given, with the same never-panic rule.
-pub fn stderr_line(line: &str) {
+pub(crate) fn stderr_line(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// A start-up error, printed as `knockd: …`, with the same never-panic rule.
-pub fn fatal(line: &str) {
+pub(crate) fn fatal(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "knockd: {line}");
 }
 

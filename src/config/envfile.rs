@@ -325,7 +325,7 @@ mod tests {
         assert_eq!(p, vec![("A".into(), "1".into()), ("A".into(), "2".into())]);
     }
 
-    /// Issue 11, item 11: a doubling chain stops with an error naming the line, at once.
+    /// A doubling chain stops with an error naming the line, at once.
     #[test]
     fn expansion_is_bounded() {
         let mut text = String::from("A0=xxxxxxxxxxxxxxxx\n");

@@ -146,7 +146,7 @@ pub struct RulesConfig {
     pub per_v6_64: usize,
 }
 
-/// Per-client keys and the challenge–response knock (issue 12).
+/// Per-client keys and the challenge–response knock.
 #[derive(Debug, Clone)]
 pub struct KeysConfig {
     /// KNOCK_CLIENTS_FILE, else `knockd.clients` beside the config file (beside the binary

@@ -291,7 +291,7 @@ pub(crate) fn notify(vars: &Vars, c: &mut Checker) -> Option<crate::notify::Noti
     }
 }
 
-/// Per-client keys and the challenge–response knock (issue 12). `default_dir` is where the
+/// Per-client keys and the challenge–response knock. `default_dir` is where the
 /// clients file is by default (beside the config file, else beside the binary; `None`: the
 /// working directory). With `read_clients` the clients file is read: an invalid one is an
 /// error, and KNOCK_REFERER is required only when it has no client. The commands that manage

@@ -7,10 +7,10 @@ use super::{Endpoint, Instance, Scheme};
 use crate::grammar::split_list;
 
 /// The API's limit on a rule's `Port` string (docs/lighthouse-api.md#firewall-rules).
-pub const MAX_PORT_STRING: usize = 64;
+pub(super) const MAX_PORT_STRING: usize = 64;
 /// Longest accepted FW_RULE_NAME_PREFIX: the description (64 bytes) must keep room for the label
 /// and the expiry.
-pub const MAX_RULE_PREFIX: usize = 20;
+pub(super) const MAX_RULE_PREFIX: usize = 20;
 
 pub(crate) fn parse_port(s: &str) -> Result<u16, String> {
     let s = s.trim();
@@ -26,7 +26,7 @@ pub(crate) fn parse_port(s: &str) -> Result<u16, String> {
 }
 
 /// A port list to the API's form: `80,443,8000-8100`, duplicates removed, order kept.
-pub fn parse_ports(s: &str) -> Result<String, String> {
+pub(super) fn parse_ports(s: &str) -> Result<String, String> {
     let mut items: Vec<String> = Vec::new();
     let mut bad = Vec::new();
     for item in split_list(s) {
@@ -62,7 +62,7 @@ pub fn parse_ports(s: &str) -> Result<String, String> {
 /// A normalised port setting (from `parse_ports`) as the `Port` strings of the rules knockd
 /// writes for it: the API never mixes single ports and a range in one rule, so
 /// `22,443,8000-8100` becomes `22,443` and `8000-8100` (docs/lighthouse-api.md#port-grammar).
-pub fn port_rules(normalised: &str) -> Vec<String> {
+pub(super) fn port_rules(normalised: &str) -> Vec<String> {
     crate::rules::ports::split_rules(split_list(normalised))
 }
 
@@ -80,7 +80,7 @@ pub(crate) fn check_rule_prefix(p: &str) -> Result<(), String> {
 }
 
 /// `ap-guangzhou`, `na-siliconvalley`, `eu-frankfurt`, `ap-shanghai-fsi`.
-pub fn is_region(s: &str) -> bool {
+pub(super) fn is_region(s: &str) -> bool {
     let mut parts = s.split('-');
     let first_ok = parts
         .next()
@@ -105,7 +105,7 @@ pub(crate) fn is_instance_id(s: &str) -> bool {
 }
 
 /// `lhins-xxxxxxxx` or `region:lhins-xxxxxxxx` items; duplicates removed, order kept.
-pub fn parse_instances(s: &str, default_region: &str) -> Result<Vec<Instance>, String> {
+pub(super) fn parse_instances(s: &str, default_region: &str) -> Result<Vec<Instance>, String> {
     let mut list: Vec<Instance> = Vec::new();
     let mut bad = Vec::new();
     for item in split_list(s) {
@@ -145,7 +145,7 @@ pub fn parse_instances(s: &str, default_region: &str) -> Result<Vec<Instance>, S
 }
 
 /// `host`, `host:port`, `https://host[:port][/]`, or `http://…` for a loopback host only.
-pub fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
+pub(super) fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
     let lower = s.trim().to_ascii_lowercase();
     let (scheme, rest) = if let Some(r) = lower.strip_prefix("https://") {
         (Scheme::Https, r)

@@ -1,4 +1,4 @@
-//! Per-client keys and the challenge–response knock of issue 12.
+//! Per-client keys and the challenge–response knock.
 //!
 //! The wire format (clients outside this repository speak it; it never changes silently):
 //!

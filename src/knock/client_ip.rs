@@ -620,7 +620,7 @@ mod tests {
             "::ffff:169.254.1.1",
             "::ffff:224.0.0.1",
             "::ffff:255.255.255.255",
-            // Never a packet's source on the internet (issue 11, item 13).
+            // Never a packet's source on the internet.
             "0.1.2.3",
             "0.255.255.255",
             "240.0.0.1",

@@ -433,7 +433,7 @@ mod tests {
         }
     }
 
-    /// Issue 11, item 1: with a trusted peer, junk in the forwarded headers still counts
+    /// With a trusted peer, junk in the forwarded headers still counts
     /// against the right-most address that parses, else against one shared bucket; the proxy
     /// itself is never the key.
     #[test]
@@ -524,7 +524,7 @@ mod tests {
         }
     }
 
-    /// Issue 11, item 2: the secret is hashed even when the client is locked out, and the label
+    /// The secret is hashed even when the client is locked out, and the label
     /// is not read for a refusal.
     #[test]
     fn locked_out_and_refused_decisions_carry_nothing_extra() {

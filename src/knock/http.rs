@@ -1015,7 +1015,7 @@ mod tests {
                 .collect()
         };
         let expected = vec!["Content-Type", "Content-Length", "Connection"];
-        // The third is a challenge (issue 12): the one other body, same status and headers.
+        // The third is a challenge: the one other body, same status and headers.
         for (body, ka, ho) in [
             ("ok", true, false),
             ("a much longer failure", false, true),

@@ -13,16 +13,16 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Addresses tracked at most (about 100 bytes each: ~1.6 MB at the bound).
-pub const MAX_TRACKED: usize = 16_384;
+pub(super) const MAX_TRACKED: usize = 16_384;
 
 /// The one bucket of knocks that came through a trusted proxy without a forwarded address
 /// that could be read: they all count against it, so junk forwarded headers cannot buy
 /// unlimited guesses. `::` is never a client's address.
-pub const UNREADABLE: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+pub(super) const UNREADABLE: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 
 /// The address a failure is counted against: IPv6 clients by their /64, since one subscriber
 /// usually holds a whole /64 and could otherwise rotate through it for unlimited guesses.
-pub fn key(ip: IpAddr) -> IpAddr {
+pub(super) fn key(ip: IpAddr) -> IpAddr {
     match crate::rules::cidr::canonical(ip) {
         v6 @ IpAddr::V6(_) => crate::rules::cidr::network(v6, 64),
         v4 => v4,
@@ -30,7 +30,7 @@ pub fn key(ip: IpAddr) -> IpAddr {
 }
 
 /// The aggregate a key falls into when the table is full: its IPv4 /24 or IPv6 /48.
-pub fn aggregate(ip: IpAddr) -> IpAddr {
+pub(super) fn aggregate(ip: IpAddr) -> IpAddr {
     crate::rules::cidr::network(ip, if ip.is_ipv4() { 24 } else { 48 })
 }
 
@@ -83,7 +83,7 @@ impl Table {
 }
 
 #[derive(Debug)]
-pub struct Lockout {
+pub(super) struct Lockout {
     max_failures: u32,
     window: u64,
     duration: u64,
@@ -94,11 +94,11 @@ pub struct Lockout {
 
 impl Lockout {
     /// `max_failures` 0 disables the lockout.
-    pub fn new(max_failures: u32, window_secs: u64, duration_secs: u64) -> Lockout {
+    pub(super) fn new(max_failures: u32, window_secs: u64, duration_secs: u64) -> Lockout {
         Lockout::with_capacity(max_failures, window_secs, duration_secs, MAX_TRACKED)
     }
 
-    pub fn with_capacity(
+    pub(super) fn with_capacity(
         max_failures: u32,
         window: u64,
         duration: u64,
@@ -115,7 +115,7 @@ impl Lockout {
 
     /// Whether a knock for `ip` is refused without a look at its secret: its entry or its
     /// aggregate is locked, or both tables are full of live entries and it has neither.
-    pub fn is_locked(&mut self, ip: IpAddr, now: u64) -> bool {
+    pub(super) fn is_locked(&mut self, ip: IpAddr, now: u64) -> bool {
         if self.max_failures == 0 {
             return false;
         }
@@ -129,7 +129,7 @@ impl Lockout {
 
     /// Records a failed knock; true when this failure locks the address (or, with the table
     /// full, its aggregate) out.
-    pub fn fail(&mut self, ip: IpAddr, now: u64) -> bool {
+    pub(super) fn fail(&mut self, ip: IpAddr, now: u64) -> bool {
         if self.max_failures == 0 {
             return false;
         }
@@ -161,17 +161,17 @@ impl Lockout {
     }
 
     /// A good knock clears the address's own record (not its aggregate's).
-    pub fn succeed(&mut self, ip: IpAddr) {
+    pub(super) fn succeed(&mut self, ip: IpAddr) {
         self.table.map.remove(&ip);
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.table.map.len() + self.aggregates.map.len()
     }
 
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

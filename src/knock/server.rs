@@ -29,7 +29,7 @@ use crate::log;
 /// Connection threads only parse heads and wait on a channel; API calls run on writers.
 const CONNECTION_STACK: usize = 128 * 1024;
 
-pub fn serve(config: &Config) -> Exit {
+pub(crate) fn serve(config: &Config) -> Exit {
     let config = Arc::new(config.clone());
     let keys = match Keys::open(&config) {
         Ok(k) => k,

@@ -8,8 +8,8 @@ use super::command;
 use super::event::EventSet;
 use super::webhook::Webhook;
 
-pub const DEFAULT_MIN_INTERVAL_SECS: u64 = 600;
-pub const DEFAULT_MAX_PER_MINUTE: u32 = 20;
+pub(super) const DEFAULT_MIN_INTERVAL_SECS: u64 = 600;
+pub(super) const DEFAULT_MAX_PER_MINUTE: u32 = 20;
 const MAX_PER_MINUTE_LIMIT: u64 = 600;
 const MAX_INTERVAL_SECS: u64 = 7 * 86_400;
 /// Every variable [`NotifyConfig::parse`] reads.

@@ -8,19 +8,19 @@ use crate::config::Config;
 use crate::exit::Exit;
 
 /// The firewall actions knockd calls, grantable on each instance.
-pub const INSTANCE_ACTIONS: [&str; 4] = [
+pub(super) const INSTANCE_ACTIONS: [&str; 4] = [
     "DescribeFirewallRules",
     "CreateFirewallRules",
     "DeleteFirewallRules",
     "ModifyFirewallRuleDescription",
 ];
 /// What `--check` also calls when allowed; CAM grants them only on `*`.
-pub const CHECK_ACTIONS: [&str; 2] = ["DescribeRegions", "DescribeInstances"];
+pub(super) const CHECK_ACTIONS: [&str; 2] = ["DescribeRegions", "DescribeInstances"];
 /// Stands for the root account's UIN when it is not given.
-pub const ACCOUNT_PLACEHOLDER: &str = "<ACCOUNT>";
+pub(super) const ACCOUNT_PLACEHOLDER: &str = "<ACCOUNT>";
 
 /// `qcs::lighthouse:<region>:uin/<account>:instance/<id>`.
-pub fn instance_resource(region: &str, id: &str, uin: Option<&str>) -> String {
+pub(super) fn instance_resource(region: &str, id: &str, uin: Option<&str>) -> String {
     format!(
         "qcs::lighthouse:{region}:uin/{}:instance/{id}",
         uin.unwrap_or(ACCOUNT_PLACEHOLDER)
@@ -45,7 +45,7 @@ fn statement(actions: &[&str], resources: &[String]) -> String {
 }
 
 /// The policy document, as printed.
-pub fn policy(config: &Config, uin: Option<&str>) -> String {
+pub(super) fn policy(config: &Config, uin: Option<&str>) -> String {
     let resources: Vec<String> = config
         .cloud
         .instances
@@ -59,7 +59,7 @@ pub fn policy(config: &Config, uin: Option<&str>) -> String {
     )
 }
 
-pub fn print_policy(config: &Config, uin: Option<&str>) -> Exit {
+pub(super) fn print_policy(config: &Config, uin: Option<&str>) -> Exit {
     outln!("{}", policy(config, uin).trim_end());
     // CAM policies take no comments: the explanation goes to stderr, the JSON alone to stdout.
     crate::log::fatal(&format!(

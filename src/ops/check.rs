@@ -96,7 +96,7 @@ pub(crate) fn denial(action: &str, resource: &str, e: &ApiError) -> String {
     )
 }
 
-pub fn check(config: &Config) -> Exit {
+pub(super) fn check(config: &Config) -> Exit {
     outln!(
         "ok    configuration {}",
         config

@@ -1,4 +1,4 @@
-//! `--add-client`, `--remove-client`, `--list-clients` (the clients file of issue 12) and
+//! `--add-client`, `--remove-client`, `--list-clients` (the clients file of per-client keys) and
 //! `--knock`, the client in the same binary.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use crate::keys::clients_file::{self as clients, ClientsFile, Reload};
 use crate::keys::recipes::{self, Recipe};
 use crate::keys::url::KnockUrl;
 
-pub fn add_client(
+pub(super) fn add_client(
     config: &Config,
     label: &str,
     ttl_secs: Option<u64>,
@@ -67,7 +67,7 @@ pub fn add_client(
     Exit::Success
 }
 
-pub fn remove_client(config: &Config, label: &str, keep_rules: bool) -> Exit {
+pub(super) fn remove_client(config: &Config, label: &str, keep_rules: bool) -> Exit {
     let path = &config.keys.clients_file;
     if let Err(e) = clients::remove_client(path, label) {
         crate::log::fatal(&format!("{}: {e}", path.display()));
@@ -87,7 +87,7 @@ pub fn remove_client(config: &Config, label: &str, keep_rules: bool) -> Exit {
     super::rules::revoke(config, label, false)
 }
 
-pub fn list_clients(config: &Config) -> Exit {
+pub(super) fn list_clients(config: &Config) -> Exit {
     let path = &config.keys.clients_file;
     let (file, reload) = match ClientsFile::open(path) {
         Ok(x) => x,

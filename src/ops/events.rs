@@ -90,7 +90,7 @@ pub(crate) fn revoked(config: &Config, target: &str, removed: &[(&str, Vec<Firew
 
 /// `knockd --notify-test`: 0 when every channel answered well, 1 otherwise, 2 when
 /// notifications are off.
-pub fn notify_test(config: &Config) -> Exit {
+pub(super) fn notify_test(config: &Config) -> Exit {
     let Some(notify) = &config.notify else {
         log::fatal(&NotifyError::NotConfigured.to_string());
         return Exit::Usage;

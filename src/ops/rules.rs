@@ -9,7 +9,7 @@ use crate::rules::desc::{self, Desc};
 use crate::rules::planner::{self, QUOTA};
 use crate::rules::FirewallRule;
 
-pub fn prune(config: &Config, dry_run: bool) -> Exit {
+pub(super) fn prune(config: &Config, dry_run: bool) -> Exit {
     let Some(client) = client(config) else {
         return Exit::Failure;
     };
@@ -51,7 +51,7 @@ pub fn prune(config: &Config, dry_run: bool) -> Exit {
     Exit::failed_if(failed)
 }
 
-pub fn list(config: &Config) -> Exit {
+pub(super) fn list(config: &Config) -> Exit {
     let Some(client) = client(config) else {
         return Exit::Failure;
     };
@@ -108,7 +108,7 @@ pub fn list(config: &Config) -> Exit {
     Exit::failed_if(failed)
 }
 
-pub fn revoke(config: &Config, target: &str, dry_run: bool) -> Exit {
+pub(super) fn revoke(config: &Config, target: &str, dry_run: bool) -> Exit {
     let Some(client) = client(config) else {
         return Exit::Failure;
     };

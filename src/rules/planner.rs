@@ -289,7 +289,7 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
     }
 
     // One /64 cannot take over the quota: a new address from a /64 at its cap replaces that
-    // /64's own oldest address (issue 11, item 4).
+    // /64's own oldest address.
     let mut batch: Vec<IpAddr> = Vec::new();
     for ((g, status), need) in grants
         .iter()

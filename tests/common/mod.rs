@@ -1,5 +1,6 @@
 //! Shared test fixtures. Each integration test file says `mod common;` and uses what it needs.
-#![allow(dead_code)]
+// Each test crate uses some fixtures; `pub` is how its files reach them.
+#![allow(dead_code, unreachable_pub)]
 
 pub mod capture;
 pub mod knockd;
