@@ -208,7 +208,7 @@ pub fn apply_batch(
                     }
                 }
                 let v6_in_create = plan.create.iter().any(|r| r.ipv6_cidr_block.is_some());
-                let next = after_refusal(Refusal {
+                let next = after_refusal(WriteRefusal {
                     from_memory: !fresh,
                     busy: e.is(error::BUSY),
                     ipv6: error::ipv6_refusal(&e) && v6_in_create && !w.created,
@@ -275,7 +275,7 @@ enum Next {
 
 /// A refused write, as far as the choice of what to do next goes.
 #[derive(Debug, Clone, Copy)]
-struct Refusal {
+struct WriteRefusal {
     /// Planned from the writer's memory, not from a fresh Describe.
     from_memory: bool,
     /// `UnsupportedOperation.FirewallBusy`.
@@ -291,7 +291,7 @@ struct Refusal {
 /// The retry policy of a batch, in the order the cases are tried: a memory plan is never
 /// trusted after a refusal; a busy firewall is waited for; IPv6 grants the API cannot hold are
 /// dropped; a conflict is re-planned at most MAX_ROUNDS times; anything else is the answer.
-fn after_refusal(r: Refusal) -> Next {
+fn after_refusal(r: WriteRefusal) -> Next {
     if r.from_memory {
         Next::Describe
     } else if r.busy {
@@ -482,7 +482,7 @@ mod tests {
 
     #[test]
     fn after_a_refused_write() {
-        let base = Refusal {
+        let base = WriteRefusal {
             from_memory: false,
             busy: false,
             ipv6: false,
@@ -493,7 +493,7 @@ mod tests {
             ("a conflict is re-planned", base, Next::Replan),
             (
                 "a memory plan is described again, whatever the error",
-                Refusal {
+                WriteRefusal {
                     from_memory: true,
                     busy: true,
                     ipv6: true,
@@ -504,7 +504,7 @@ mod tests {
             ),
             (
                 "busy before anything else",
-                Refusal {
+                WriteRefusal {
                     busy: true,
                     ipv6: true,
                     ..base
@@ -513,7 +513,7 @@ mod tests {
             ),
             (
                 "an IPv6 refusal drops the IPv6 grants",
-                Refusal {
+                WriteRefusal {
                     ipv6: true,
                     replannable: false,
                     ..base
@@ -522,7 +522,7 @@ mod tests {
             ),
             (
                 "an error that is no conflict is the answer",
-                Refusal {
+                WriteRefusal {
                     replannable: false,
                     ..base
                 },
@@ -530,7 +530,7 @@ mod tests {
             ),
             (
                 "the last round allowed",
-                Refusal {
+                WriteRefusal {
                     replans: MAX_ROUNDS - 2,
                     ..base
                 },
@@ -538,7 +538,7 @@ mod tests {
             ),
             (
                 "a firewall that keeps changing: given up after MAX_ROUNDS",
-                Refusal {
+                WriteRefusal {
                     replans: MAX_ROUNDS - 1,
                     ..base
                 },

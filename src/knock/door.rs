@@ -12,7 +12,7 @@ use super::events;
 use super::http::{Answers, RequestHead};
 use super::key_knock::Keys;
 use super::lockout::{self, Lockout};
-use super::table::{ConnState, Table};
+use super::table::{ConnState, ConnTable};
 use crate::cloud::writer::{self, Outcome, Writers};
 use crate::config::Config;
 use crate::log::{self, RateLimited};
@@ -55,7 +55,7 @@ pub(crate) struct Door {
     firewall: Box<dyn Firewall>,
     lockout: Mutex<Lockout>,
     /// The open connections, whose state a knock changes while it waits on the firewall.
-    pub(crate) table: Table,
+    pub(crate) table: ConnTable,
     rejects: RateLimited,
     /// `lockout` lines: rate-limited like rejects, on their own budget so that a reject flood
     /// cannot hide them (and a spray of lockouts cannot flood the log either).
@@ -70,7 +70,7 @@ impl Door {
     pub(crate) fn new(
         config: Arc<Config>,
         firewall: Box<dyn Firewall>,
-        table: Table,
+        table: ConnTable,
         notifier: Arc<Notifier>,
         keys: Keys,
     ) -> Door {
@@ -365,7 +365,7 @@ mod tests {
         let door = Door::new(
             config,
             Box::new(fake),
-            Table::new(8),
+            ConnTable::new(8),
             Arc::new(Notifier::disabled()),
             keys,
         );

@@ -49,16 +49,16 @@ impl Entry {
 }
 
 #[derive(Debug)]
-struct Table {
+struct Buckets {
     capacity: usize,
     map: HashMap<IpAddr, Entry>,
     /// The `now` of the last sweep of stale entries (at most one sweep a second).
     swept: Option<u64>,
 }
 
-impl Table {
-    fn new(capacity: usize) -> Table {
-        Table {
+impl Buckets {
+    fn new(capacity: usize) -> Buckets {
+        Buckets {
             capacity: capacity.max(1),
             map: HashMap::new(),
             swept: None,
@@ -87,9 +87,9 @@ pub(super) struct Lockout {
     max_failures: u32,
     window: u64,
     duration: u64,
-    table: Table,
+    table: Buckets,
     /// Aggregates of addresses that found `table` full of live entries.
-    aggregates: Table,
+    aggregates: Buckets,
 }
 
 impl Lockout {
@@ -108,8 +108,8 @@ impl Lockout {
             max_failures,
             window,
             duration,
-            table: Table::new(capacity),
-            aggregates: Table::new(capacity / 4),
+            table: Buckets::new(capacity),
+            aggregates: Buckets::new(capacity / 4),
         }
     }
 
@@ -488,7 +488,7 @@ mod mutant_kills {
 
     #[test]
     fn tables_of_capacity_one_still_lock_an_address_then_a_24_then_refuse() {
-        // Table capacity 1, aggregate capacity 1 (a quarter of 1, at least one).
+        // Buckets capacity 1, aggregate capacity 1 (a quarter of 1, at least one).
         let mut l = Lockout::with_capacity(1, 600, 1800, 1);
         assert!(l.fail(v4(1), 0));
         assert!(

@@ -18,7 +18,7 @@ use super::conn;
 use super::door::Door;
 use super::events;
 use super::key_knock::Keys;
-use super::table::Table;
+use super::table::ConnTable;
 use super::{hygiene, signals};
 use crate::cloud::client::Client;
 use crate::cloud::writer::Writers;
@@ -85,7 +85,7 @@ pub(crate) fn serve(config: &Config) -> Exit {
     let door = Arc::new(Door::new(
         Arc::clone(&config),
         Box::new(writers),
-        Table::new(max_connections),
+        ConnTable::new(max_connections),
         notifier,
         keys,
     ));

@@ -37,7 +37,7 @@ struct Conns {
 }
 
 /// The table: entries, the cap, and a signal for each connection that ends.
-pub(crate) struct Table {
+pub(crate) struct ConnTable {
     /// MAX_CONNECTIONS, or less when the descriptor limit cannot be raised to fit it.
     cap: usize,
     conns: Mutex<Conns>,
@@ -49,9 +49,9 @@ pub(crate) struct Table {
 /// the new connection instead (only when every slot holds a knock waiting on the firewall).
 const ADMIT_WAIT: Duration = Duration::from_millis(500);
 
-impl Table {
-    pub(crate) fn new(cap: usize) -> Table {
-        Table {
+impl ConnTable {
+    pub(crate) fn new(cap: usize) -> ConnTable {
+        ConnTable {
             cap,
             conns: Mutex::new(Conns {
                 next_id: 0,
