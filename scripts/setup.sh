@@ -7,6 +7,7 @@
 # Optional profiles add what one group of targets needs on top:
 #   scripts/setup.sh contrib   systemd-analyze, shellcheck, dash, busybox, strace (make test-contrib)
 #   scripts/setup.sh cross     qemu-user-static, busybox and python3 (make test-cross)
+#   scripts/setup.sh demo      python3 (make demo prints the simulator's firewall with it)
 #   scripts/setup.sh armv7     what make armv7 needs: the armv7-unknown-linux-musleabihf rustup
 #                              target for the stable toolchain or, when rustup cannot download
 #                              it, the nightly route (see prepare_armv7_nightly below)
@@ -27,10 +28,11 @@ want_armv7=0 armv7_nightly=0
 for profile in "$@"; do
     case "$profile" in
         contrib) pairs+=(systemd-analyze:systemd shellcheck:shellcheck dash:dash busybox:busybox strace:strace python3:python3) ;;
+        demo) pairs+=(python3:python3) ;;
         cross) pairs+=(qemu-aarch64-static:qemu-user-static qemu-arm-static:qemu-user-static busybox:busybox python3:python3) ;;
         armv7) want_armv7=1 ;;
         *)
-            echo "setup: unknown profile '$profile' (contrib, cross, armv7)" >&2
+            echo "setup: unknown profile '$profile' (contrib, cross, demo, armv7)" >&2
             exit 2
             ;;
     esac
