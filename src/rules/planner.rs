@@ -411,9 +411,15 @@ pub fn v6_crowding(
     )
 }
 
-/// Owned rules for an address or a label: what `--revoke` deletes.
+/// Owned rules for an address, a CIDR block (every rule whose block lies inside it: an office
+/// /24, or the /64 of a phone's changing IPv6 privacy addresses) or a label: what `--revoke`
+/// deletes.
 pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &str) -> Vec<FirewallRule> {
-    let ip = target.parse::<IpAddr>().ok().map(cidr::canonical);
+    let block = match target.parse::<IpAddr>() {
+        Ok(ip) => Some(Cidr::host(cidr::canonical(ip))),
+        Err(_) if target.contains('/') => Cidr::parse(target).ok(),
+        Err(_) => None,
+    };
     rules
         .iter()
         .filter(|r| {
@@ -421,8 +427,9 @@ pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &str) -> Vec<Firewal
                 Desc::Owned { label, .. } | Desc::Legacy { label, .. } => label,
                 Desc::Foreign | Desc::Unparseable => return false,
             };
-            match ip {
-                Some(ip) => rule_block(r) == Some(Cidr::host(ip)),
+            match block {
+                Some(b) => rule_block(r)
+                    .is_some_and(|rb| rb.prefix() >= b.prefix() && b.contains(rb.addr())),
                 None => label == target,
             }
         })
@@ -1219,6 +1226,25 @@ mod tests {
             // By label: exactly the rules carrying it.
             assert_eq!(revoke(&rules, "Knockd-", "phone"), rules[2..3]);
             assert!(revoke(&rules, "Knockd-", "nobody").is_empty());
+        }
+
+        #[test]
+        fn revoking_a_cidr_block_deletes_the_rules_of_every_owned_address_inside_it() {
+            let rules = vec![
+                owned("TCP", "22", "203.0.113.7", "home", NOW + DAY),
+                owned("TCP", "22", "203.0.113.200/32", "laptop", NOW + DAY),
+                owned("TCP", "22", "203.0.114.1", "elsewhere", NOW + DAY),
+                rule("TCP", "22", "203.0.113.8", "office"),
+                owned("TCP", "22", "2001:db8:1:2::7", "phone", NOW + DAY),
+                owned("TCP", "22", "2001:db8:1:3::7", "tablet", NOW + DAY),
+            ];
+            assert_eq!(revoke(&rules, "Knockd-", "203.0.113.0/24"), rules[..2]);
+            assert_eq!(revoke(&rules, "Knockd-", "2001:db8:1:2::/64"), rules[4..5]);
+            assert!(revoke(&rules, "Knockd-", "10.231.9.0/24").is_empty());
+            // A block narrower than a rule's does not take the wider rule.
+            let wide = vec![owned("TCP", "22", "203.0.113.0/24", "net", NOW + DAY)];
+            assert!(revoke(&wide, "Knockd-", "203.0.113.0/25").is_empty());
+            assert_eq!(revoke(&wide, "Knockd-", "203.0.0.0/16"), wide);
         }
     }
 }
