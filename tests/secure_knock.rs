@@ -747,3 +747,42 @@ fn a_key_knock_notification_announces_the_clients_own_rule_lifetime() {
         "KNOCKD_EXPIRES={expires}, expected 12h from now ({expected:?})"
     );
 }
+
+#[test]
+fn a_granted_knock_whose_answer_is_not_the_expected_text_says_so_showing_both() {
+    let me = own_address();
+    let d = door_on(
+        &me,
+        "1",
+        &default_clients(),
+        &[("MESSAGE_SUCCESS", "door open")],
+    );
+    let key_file = d.dir.join("alice.key");
+    std::fs::write(&key_file, format!("{KEY_A}\n")).expect("key file");
+    let out = Command::new(env!("CARGO_BIN_EXE_knockd"))
+        .args([
+            "--knock",
+            &d.url(),
+            "--label",
+            "alice",
+            "--expect",
+            "door opened",
+        ])
+        .arg("--key-file")
+        .arg(&key_file)
+        .output()
+        .expect("knockd --knock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // knockd granted it: the client must not call that a refusal.
+    assert!(d.wait_log(&format!("knock addr={me} label=alice result=ok")));
+    assert!(
+        stderr.contains(
+            "the answer \"door open\" is not the expected text \"door opened\": if \"door \
+             open\" is the server's MESSAGE_SUCCESS, the knock worked"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("knock refused"), "{stderr}");
+    assert!(!stderr.contains(KEY_A), "{stderr}");
+}

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use report::mask_id;
-pub(crate) use vars::DEFAULT_MESSAGE_SUCCESS;
 use vars::{Checker, Vars};
+pub(crate) use vars::{DEFAULT_MESSAGE_FAILURE, DEFAULT_MESSAGE_SUCCESS};
 
 use crate::notify::NotifyConfig;
 use crate::rules::cidr::Cidr;
