@@ -138,7 +138,7 @@ pub fn run(
             }
         };
         let stamp = |s: &str| match every_secs {
-            Some(_) => format!("{} {s}", crate::clock::utc_rfc3339(crate::clock::now())),
+            Some(_) => format!("{}{s}", crate::log::stamp()),
             None => s.to_string(),
         };
         match knock(&url, label, &key, expect, KNOCK_TIMEOUT) {
