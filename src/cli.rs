@@ -151,15 +151,24 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             "--ttl" => {
                 let v = value("a duration like 12h")?;
-                let secs =
-                    crate::keys::clients::parse_ttl(&v).map_err(|e| format!("--ttl: '{v}' {e}"))?;
+                let secs = crate::keys::clients::parse_rule_ttl(&v)
+                    .map_err(|e| format!("--ttl: '{v}' {e}"))?;
                 once(&mut opts.ttl_secs, secs, flag)?;
                 continue;
             }
             "--expires" => {
                 let v = value("a day like 2027-06-30")?;
-                if crate::keys::clients::Day::parse(&v).is_none() {
+                let Some(day) = crate::keys::clients::Day::parse(&v) else {
                     return Err(format!("--expires: '{v}' is not a day like 2027-06-30"));
+                };
+                // The key works through its expires= day (UTC): an earlier day gives a client
+                // that can never knock.
+                let today = crate::keys::clients::Day::of_unix(crate::clock::now());
+                if day < today {
+                    return Err(format!(
+                        "--expires: {v} is already past (today is {today} UTC), so the key \
+                         would never work: give today or a later day"
+                    ));
                 }
                 once(&mut opts.expires, v, flag)?;
                 continue;

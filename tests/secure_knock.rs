@@ -786,3 +786,31 @@ fn a_granted_knock_whose_answer_is_not_the_expected_text_says_so_showing_both() 
     assert!(!stderr.contains("knock refused"), "{stderr}");
     assert!(!stderr.contains(KEY_A), "{stderr}");
 }
+
+#[test]
+fn add_client_refuses_a_past_expiry_day_and_a_lifetime_under_two_minutes() {
+    let d = door(&default_clients(), &[]);
+    let before = std::fs::read_to_string(d.clients_file()).expect("clients file");
+    for (args, says) in [
+        (
+            &["--add-client", "carol", "--expires", "2020-01-01"][..],
+            "--expires: 2020-01-01 is already past (today is ",
+        ),
+        (
+            &["--add-client", "carol", "--ttl", "30s"][..],
+            "--ttl: '30s' is shorter than 2m, the shortest rule lifetime",
+        ),
+    ] {
+        let (code, out, err) = d.run(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.starts_with(&format!("knockd: {says}")), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(d.clients_file()).expect("clients file"),
+            before,
+            "{args:?} changed the clients file"
+        );
+    }
+    // Today still works (the key works through its expires= day).
+    let today = knockd::clock::utc_date(knockd::clock::now());
+    add_client(&d, &["carol", "--expires", &today, "--ttl", "2m"]);
+}

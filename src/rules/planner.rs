@@ -232,7 +232,12 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
     // Per grant, the rules it must create.
     let mut missing: Vec<Vec<FirewallRule>> = Vec::new();
     for grant in grants {
-        let ttl_secs = grant.ttl_secs.unwrap_or(policy.ttl_secs);
+        // The configuration refuses shorter lifetimes; this keeps any other caller from
+        // writing a rule whose minute-rounded expiry is already past.
+        let ttl_secs = grant
+            .ttl_secs
+            .unwrap_or(policy.ttl_secs)
+            .max(desc::MIN_TTL_SECS as i64);
         let new_expiry = now + ttl_secs;
         let mut need = Vec::new();
         let mut writes = false;
