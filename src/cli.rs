@@ -63,8 +63,8 @@ Commands (at most one; without one, knockd serves knocks):
   --check               validate, then check credentials, instances, quota and clock (read-only)
   --prune [--dry-run]   remove expired firewall rules that knockd made
   --list                list the firewall rules that knockd made
-  --revoke IP|LABEL [--dry-run]
-                        remove knockd's rules for an address or a client label
+  --revoke IP|CIDR|LABEL [--dry-run]
+                        remove knockd's rules for an address, a network or a client label
   --print-cam-policy [--uin ACCOUNT]
                         print the least-privilege CAM policy for the configured instances
   --notify-test         send one test notification (NOTIFY_URL, NOTIFY_COMMAND) and report
