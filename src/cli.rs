@@ -158,18 +158,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             "--expires" => {
                 let v = value("a day like 2027-06-30")?;
-                let Some(day) = crate::keys::clients::Day::parse(&v) else {
-                    return Err(format!("--expires: '{v}' is not a day like 2027-06-30"));
-                };
-                // The key works through its expires= day (UTC): an earlier day gives a client
-                // that can never knock.
-                let today = crate::keys::clients::Day::of_unix(crate::clock::now());
-                if day < today {
-                    return Err(format!(
-                        "--expires: {v} is already past (today is {today} UTC), so the key \
-                         would never work: give today or a later day"
-                    ));
-                }
+                crate::keys::clients::check_expires(&v).map_err(|e| format!("--expires: {e}"))?;
                 once(&mut opts.expires, v, flag)?;
                 continue;
             }
@@ -225,7 +214,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             "--prune" => Command::Prune { dry_run: false },
             "--list" => Command::List,
             "--revoke" => Command::Revoke {
-                target: revoke_target(value("an IP address, a CIDR block or a label")?)?,
+                target: value("an IP address, a CIDR block or a label")?,
                 dry_run: false,
             },
             "--notify-test" => Command::NotifyTest,
@@ -298,40 +287,6 @@ fn label(v: String, flag: &str) -> Result<String, String> {
             crate::keys::clients::MAX_LABEL
         ))
     }
-}
-
-/// What `--revoke` can match: an address, a CIDR block (the rules of every address inside it),
-/// or a label as knockd writes labels into rule descriptions. Anything else could never match
-/// a rule, and "no rule matches" would hide the typo.
-fn revoke_target(v: String) -> Result<String, String> {
-    let t = v.as_str();
-    if t.trim().is_empty() {
-        return Err(
-            "--revoke: the target is blank: give an IP address, a CIDR block or a label".into(),
-        );
-    }
-    if t.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(v);
-    }
-    if t.contains('/') {
-        return match crate::rules::cidr::Cidr::parse(t) {
-            Ok(_) => Ok(v),
-            Err(e) => Err(format!("--revoke: {e} (a label never holds '/')")),
-        };
-    }
-    // Digits and dots only: meant as an IPv4 address, never a label anyone chose.
-    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return Err(format!(
-            "--revoke: '{t}' is not an IPv4 address (four numbers 0 to 255, like 203.0.113.7)"
-        ));
-    }
-    if crate::rules::desc::sanitize_label(t.as_bytes()) != t {
-        return Err(format!(
-            "--revoke: '{t}' is neither an IP address, a CIDR block nor a label knockd could \
-             have written (labels hold only letters, digits and - _ . : +); --list shows them"
-        ));
-    }
-    Ok(v)
 }
 
 /// Puts the client options into their command; an option without its command is an error.

@@ -278,6 +278,22 @@ pub(crate) fn parse_rule_ttl(text: &str) -> Result<u64, &'static str> {
     }
 }
 
+/// An `expires=` day given to `--add-client`: `YYYY-MM-DD`, today or later. The key works
+/// through that day (UTC), so an earlier one would make a client that can never knock.
+pub(crate) fn check_expires(text: &str) -> Result<(), String> {
+    let Some(day) = Day::parse(text) else {
+        return Err(format!("'{text}' is not a day like 2027-06-30"));
+    };
+    let today = Day::of_unix(clock::now());
+    if day < today {
+        return Err(format!(
+            "{text} is already past (today is {today} UTC), so the key would never work: give \
+             today or a later day"
+        ));
+    }
+    Ok(())
+}
+
 /// As RULE_TTL is printed: `30d`, `90m`, `45s`.
 pub(crate) fn format_ttl(secs: u64) -> String {
     grammar::format_duration(secs)

@@ -108,6 +108,11 @@ pub fn list(config: &Config) -> i32 {
 }
 
 pub fn revoke(config: &Config, target: &str, dry_run: bool) -> i32 {
+    // Bad usage, before any API call: what can never match a rule is not "no rule matched".
+    if let Some(problem) = planner::revoke_target_problem(target) {
+        crate::log::fatal(&format!("--revoke: {problem}"));
+        return 2;
+    }
     let Some(client) = client(config) else {
         return 1;
     };

@@ -416,6 +416,36 @@ pub fn v6_crowding(
     )
 }
 
+/// Why `target` can never match a rule for `--revoke`, if it cannot. It can match as an address,
+/// a CIDR block (the rules of every address inside it), or a label as knockd writes labels into
+/// descriptions; anything else would only end in "no rule matches", hiding the typo.
+pub fn revoke_target_problem(t: &str) -> Option<String> {
+    if t.trim().is_empty() {
+        return Some("the target is blank: give an IP address, a CIDR block or a label".into());
+    }
+    if t.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    if t.contains('/') {
+        return Cidr::parse(t)
+            .err()
+            .map(|e| format!("{e} (a label never holds '/')"));
+    }
+    // Digits and dots only: meant as an IPv4 address, never a label anyone chose.
+    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Some(format!(
+            "'{t}' is not an IPv4 address (four numbers 0 to 255, like 203.0.113.7)"
+        ));
+    }
+    if desc::sanitize_label(t.as_bytes()) != t {
+        return Some(format!(
+            "'{t}' is neither an IP address, a CIDR block nor a label knockd could have written \
+             (labels hold only letters, digits and - _ . : +); --list shows them"
+        ));
+    }
+    None
+}
+
 /// Owned rules for an address, a CIDR block (every rule whose block lies inside it: an office
 /// /24, or the /64 of a phone's changing IPv6 privacy addresses) or a label: what `--revoke`
 /// deletes.
@@ -1231,6 +1261,28 @@ mod tests {
             // By label: exactly the rules carrying it.
             assert_eq!(revoke(&rules, "Knockd-", "phone"), rules[2..3]);
             assert!(revoke(&rules, "Knockd-", "nobody").is_empty());
+        }
+
+        #[test]
+        fn revoke_targets_that_can_never_match_are_named() {
+            for ok in [
+                "203.0.113.7",
+                "2001:db8::7",
+                "203.0.113.0/24",
+                "phone",
+                "Office_01",
+            ] {
+                assert_eq!(revoke_target_problem(ok), None, "{ok}");
+            }
+            for (bad, says) in [
+                (" ", "blank"),
+                ("999.1.1.1", "not an IPv4 address"),
+                ("10.231.9.1/24", "did you mean 10.231.9.0/24?"),
+                ("my laptop", "nor a label"),
+            ] {
+                let p = revoke_target_problem(bad).expect(bad);
+                assert!(p.contains(says), "{bad}: {p}");
+            }
         }
 
         #[test]
