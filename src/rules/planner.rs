@@ -417,8 +417,9 @@ pub fn v6_crowding(
 }
 
 /// Why `target` can never match a rule for `--revoke`, if it cannot. It can match as an address,
-/// a CIDR block (the rules of every address inside it), or a label as knockd writes labels into
-/// descriptions; anything else would only end in "no rule matches", hiding the typo.
+/// a CIDR block (the rules of every address inside it), or a label; a label edited in the
+/// console can hold any text, so only what is blank, or is plainly meant as an address or a
+/// block and is not one, is refused: it would only end in "no rule matches", hiding the typo.
 pub fn revoke_target_problem(t: &str) -> Option<String> {
     if t.trim().is_empty() {
         return Some("the target is blank: give an IP address, a CIDR block or a label".into());
@@ -426,21 +427,16 @@ pub fn revoke_target_problem(t: &str) -> Option<String> {
     if t.parse::<IpAddr>().is_ok() {
         return None;
     }
-    if t.contains('/') {
-        return Cidr::parse(t)
-            .err()
-            .map(|e| format!("{e} (a label never holds '/')"));
+    let looks_ipv4 = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if let Some((addr, _)) = t.split_once('/') {
+        if addr.parse::<IpAddr>().is_ok() || looks_ipv4(addr) {
+            return Cidr::parse(t).err();
+        }
+        return None;
     }
-    // Digits and dots only: meant as an IPv4 address, never a label anyone chose.
-    if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    if looks_ipv4(t) {
         return Some(format!(
             "'{t}' is not an IPv4 address (four numbers 0 to 255, like 203.0.113.7)"
-        ));
-    }
-    if desc::sanitize_label(t.as_bytes()) != t {
-        return Some(format!(
-            "'{t}' is neither an IP address, a CIDR block nor a label knockd could have written \
-             (labels hold only letters, digits and - _ . : +); --list shows them"
         ));
     }
     None
@@ -1270,15 +1266,19 @@ mod tests {
                 "2001:db8::7",
                 "203.0.113.0/24",
                 "phone",
-                "Office_01",
+                // A label edited in the console may hold anything, a space or a slash too.
+                "my laptop",
+                "a/b",
             ] {
                 assert_eq!(revoke_target_problem(ok), None, "{ok}");
             }
             for (bad, says) in [
                 (" ", "blank"),
                 ("999.1.1.1", "not an IPv4 address"),
+                ("10.1.1", "not an IPv4 address"),
                 ("10.231.9.1/24", "did you mean 10.231.9.0/24?"),
-                ("my laptop", "nor a label"),
+                ("999.1.1.0/24", "is not an IP address or CIDR block"),
+                ("10.0.0.0/33", "prefix length outside"),
             ] {
                 let p = revoke_target_problem(bad).expect(bad);
                 assert!(p.contains(says), "{bad}: {p}");
