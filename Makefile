@@ -75,7 +75,7 @@ armv7: setup
 			--release --target $(ARMV7) --bin knockd; \
 	fi
 
-# `make dist`: per target a tarball dist/knockd-VERSION-TRIPLE.tar.gz (the binary, contrib/,
+# `make dist`: per target a tarball dist/knockd-VERSION-TRIPLE.tar.gz (the binary, contrib/, LICENSE,
 # .env.sample, README.md), the bare binaries, and dist/SHA256SUMS over all of them.
 # scripts/dist.sh checks that every binary is static and stripped (the release profile strips:
 # Cargo.toml, strip = true). DIST_TARGETS picks the targets, e.g. DIST_TARGETS="x86_64 aarch64".

@@ -5,7 +5,8 @@
 
 .PHONY: demo bench
 
-demo:
+# Like every other target, `demo` runs the setup first (demo.sh adds python3 on top).
+demo: setup
 	scripts/demo.sh
 
 bench:

@@ -19,11 +19,10 @@ REFERER='https://example.com/my-knock-secret'
 INST1=lhins-demo0001 REGION1=ap-guangzhou
 INST2=lhins-demo0002 REGION2=ap-singapore
 
-if ! command -v curl >/dev/null 2>&1; then
-    head "Installing curl"
-    apt-get update -qq && apt-get install -y -qq curl >/dev/null
-fi
-command -v python3 >/dev/null || { echo "demo: python3 is needed to print the firewall table" >&2; exit 1; }
+# The same setup as `make test` (a C compiler for ring, curl, wget, busybox, the musl targets),
+# plus python3 for the firewall table; it returns at once when nothing is missing.
+section "Setup (scripts/setup.sh demo: installs only what is missing)"
+"$ROOT/scripts/setup.sh" demo
 
 section "Build (release): knockd and lighthouse-sim"
 cargo build --release --quiet -p knockd -p lighthouse-sim

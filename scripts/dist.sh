@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Release artefacts from already built binaries (make dist builds them first):
-#   dist/knockd-VERSION-TRIPLE.tar.gz   knockd-VERSION-TRIPLE/{knockd, contrib/, .env.sample, README.md}
+#   dist/knockd-VERSION-TRIPLE.tar.gz   knockd-VERSION-TRIPLE/{knockd, contrib/, .env.sample, README.md, LICENSE}
 #   dist/knockd-ARCH-linux-musl...      the bare binary (the name earlier releases used)
 #   dist/SHA256SUMS                     over all of them
 # Usage: scripts/dist.sh TRIPLE...   (e.g. x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
@@ -55,13 +55,14 @@ for triple in "$@"; do
     mkdir -p "$stage"
     cp "$bin" "$stage/knockd"
     cp -R contrib "$stage/contrib"
-    cp .env.sample README.md "$stage/"
+    cp .env.sample README.md LICENSE "$stage/"
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
         -C dist/stage -cf - "$name" | gzip -n -9 >"dist/$name.tar.gz"
 
-    # What went in is what was meant to: the binary (byte for byte), contrib/, .env.sample, README.
+    # What went in is what was meant to: the binary (byte for byte), contrib/, .env.sample, README,
+    # LICENSE (the MIT terms must travel with every copy of the binary).
     listing=$(tar -tzf "dist/$name.tar.gz")
-    for want in "$name/knockd" "$name/.env.sample" "$name/README.md" \
+    for want in "$name/knockd" "$name/.env.sample" "$name/README.md" "$name/LICENSE" \
         "$name/contrib/systemd/knockd.service" "$name/contrib/openwrt/knockd.init"; do
         grep -qxF "$want" <<<"$listing" || {
             echo "dist: $name.tar.gz lacks $want" >&2

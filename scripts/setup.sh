@@ -9,6 +9,7 @@
 #   scripts/setup.sh cross     qemu-user-static, busybox and python3 (make test-cross)
 #   scripts/setup.sh systemd   debootstrap, systemd-nspawn (systemd-container), ip, python3
 #                              and shellcheck (make test-systemd: a real systemd in a container)
+#   scripts/setup.sh demo      python3 (make demo prints the simulator's firewall with it)
 #   scripts/setup.sh armv7     what make armv7 needs: the armv7-unknown-linux-musleabihf rustup
 #                              target for the stable toolchain or, when rustup cannot download
 #                              it, the nightly route (see prepare_armv7_nightly below)
@@ -29,11 +30,12 @@ want_armv7=0 armv7_nightly=0
 for profile in "$@"; do
     case "$profile" in
         contrib) pairs+=(systemd-analyze:systemd shellcheck:shellcheck dash:dash busybox:busybox strace:strace python3:python3) ;;
+        demo) pairs+=(python3:python3) ;;
         cross) pairs+=(qemu-aarch64-static:qemu-user-static qemu-arm-static:qemu-user-static busybox:busybox python3:python3) ;;
         systemd) pairs+=(debootstrap:debootstrap systemd-nspawn:systemd-container ip:iproute2 python3:python3 shellcheck:shellcheck) ;;
         armv7) want_armv7=1 ;;
         *)
-            echo "setup: unknown profile '$profile' (contrib, cross, systemd, armv7)" >&2
+            echo "setup: unknown profile '$profile' (contrib, cross, systemd, demo, armv7)" >&2
             exit 2
             ;;
     esac

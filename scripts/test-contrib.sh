@@ -250,14 +250,18 @@ policies = [json.loads(b) for b in re.findall(r"```json\n(\{.*?)\n```", text, re
 assert len(policies) >= 2, "expected the English and the Chinese policy"
 for p in policies:
     assert p["version"] == "2.0", p
-    (st,) = p["statement"]
+    (st, *optional) = p["statement"]
     assert st["effect"] == "allow" and set(st["action"]) == want, st["action"]
     for r in st["resource"]:
         assert re.fullmatch(r"qcs::lighthouse:ap-[a-z]+:uin/<ACCOUNT>:instance/lhins-[a-z0-9]{8}", r), r
+    # --print-cam-policy's optional second statement: only what --check reads, on "*".
+    for o in optional:
+        assert set(o["action"]) == {"lighthouse:DescribeRegions", "lighthouse:DescribeInstances"}, o
+        assert o["resource"] == ["*"], o
 print(len(policies))
 EOF
 if out=$(python3 "$TMP/policy.py" README.md 2>&1); then
-    ok "README section: $out CAM policies parse, exactly the 4 actions on one instance"
+    ok "README section: $out CAM policies parse, exactly the 4 actions on one instance (and the optional read-only statement)"
 else
     fail "README section: CAM policy examples: $out"
 fi

@@ -63,8 +63,8 @@ Commands (at most one; without one, knockd serves knocks):
   --check               validate, then check credentials, instances, quota and clock (read-only)
   --prune [--dry-run]   remove expired firewall rules that knockd made
   --list                list the firewall rules that knockd made
-  --revoke IP|LABEL [--dry-run]
-                        remove knockd's rules for an address or a client label
+  --revoke IP|CIDR|LABEL [--dry-run]
+                        remove knockd's rules for an address, a network or a client label
   --print-cam-policy [--uin ACCOUNT]
                         print the least-privilege CAM policy for the configured instances
   --notify-test         send one test notification (NOTIFY_URL, NOTIFY_COMMAND) and report
@@ -151,16 +151,14 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             "--ttl" => {
                 let v = value("a duration like 12h")?;
-                let secs =
-                    crate::keys::clients::parse_ttl(&v).map_err(|e| format!("--ttl: '{v}' {e}"))?;
+                let secs = crate::keys::clients::parse_rule_ttl(&v)
+                    .map_err(|e| format!("--ttl: '{v}' {e}"))?;
                 once(&mut opts.ttl_secs, secs, flag)?;
                 continue;
             }
             "--expires" => {
                 let v = value("a day like 2027-06-30")?;
-                if crate::keys::clients::Day::parse(&v).is_none() {
-                    return Err(format!("--expires: '{v}' is not a day like 2027-06-30"));
-                }
+                crate::keys::clients::check_expires(&v).map_err(|e| format!("--expires: {e}"))?;
                 once(&mut opts.expires, v, flag)?;
                 continue;
             }
@@ -216,7 +214,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             "--prune" => Command::Prune { dry_run: false },
             "--list" => Command::List,
             "--revoke" => Command::Revoke {
-                target: value("an IP address or a label")?,
+                target: value("an IP address, a CIDR block or a label")?,
                 dry_run: false,
             },
             "--notify-test" => Command::NotifyTest,

@@ -1,4 +1,5 @@
-//! One line per event on stderr, each with a UTC timestamp. Callers never pass secrets: the
+//! One line per event on stderr, each with a UTC timestamp (under journald, journald's own).
+//! Callers never pass secrets: the
 //! config types print them as `****`, and request signatures are never formatted into events.
 //!
 //! While knockd serves, lines go through a bounded queue to one logging thread, so a stderr
@@ -49,8 +50,8 @@ fn run(rx: &Receiver<Msg>) {
                 if dropped > 0 {
                     let _ = writeln!(
                         err,
-                        "{} log-dropped lines={dropped} (stderr was not being read)",
-                        clock::utc_rfc3339(clock::now())
+                        "{}log-dropped lines={dropped} (stderr was not being read)",
+                        stamp()
                     );
                 }
                 let _ = err.write_all(line.as_bytes());
@@ -88,7 +89,7 @@ pub(crate) fn flush(limit: Duration) {
 /// panic=abort that would let any stranger's request kill the daemon. A lost log line is the
 /// lesser harm. Never blocks once `start` has run.
 pub(crate) fn event(line: &str) {
-    let text = format!("{} {line}\n", clock::utc_rfc3339(clock::now()));
+    let text = format!("{}{line}\n", stamp());
     let Some(tx) = QUEUE_TX.get() else {
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
         return;
@@ -102,6 +103,20 @@ pub(crate) fn event(line: &str) {
             let _ = std::io::stderr().lock().write_all(text.as_bytes());
         }
         Err(TrySendError::Disconnected(_)) => {}
+    }
+}
+
+/// The timestamp that starts a log line (`2026-11-25T13:38:12Z `), or nothing when stderr goes
+/// to journald: systemd sets JOURNAL_STREAM for a service whose output it journals, and the
+/// journal stamps every line itself, so a second timestamp would only crowd `journalctl`.
+pub(crate) fn stamp() -> String {
+    static JOURNALD: OnceLock<bool> = OnceLock::new();
+    let journald =
+        *JOURNALD.get_or_init(|| std::env::var_os("JOURNAL_STREAM").is_some_and(|v| !v.is_empty()));
+    if journald {
+        String::new()
+    } else {
+        format!("{} ", clock::utc_rfc3339(clock::now()))
     }
 }
 

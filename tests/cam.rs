@@ -129,3 +129,40 @@ fn a_bad_account_id_is_a_usage_error() {
         assert!(out.stdout.is_empty(), "{bad:?}: {}", show(&out));
     }
 }
+
+#[test]
+fn every_policy_in_the_readme_is_exactly_what_print_cam_policy_prints() {
+    let dir = temp_dir("cam-readme");
+    let cfg: Vec<(String, String)> = [
+        ("TENCENT_CLOUD_SECRET_ID", SECRET_ID),
+        ("TENCENT_CLOUD_SECRET_KEY", SECRET_KEY),
+        (
+            "TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS",
+            "ap-guangzhou:lhins-a0ogy7ty",
+        ),
+        ("KNOCK_REFERER", "a-long-enough-knock-secret"),
+        ("FW_PERMIT_PORTS_TCP", "22"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let out = run(&write_config(&dir, &cfg), &["--print-cam-policy"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    // Whole policies only: a ```json block that starts with `{` (not a statement fragment).
+    let blocks: Vec<&str> = readme
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("```").map(|(code, _)| code))
+        .filter(|code| code.starts_with('{'))
+        .collect();
+    assert!(blocks.len() >= 2, "the English and the Chinese policy");
+    for b in blocks {
+        assert_eq!(
+            b, printed,
+            "a README policy differs from --print-cam-policy"
+        );
+    }
+}

@@ -155,7 +155,16 @@ KNOCK_REFERER='https://example.com/a-long-shared-secret'
 
 #[test]
 fn seed_example_env_works_unchanged() {
+    // Its KNOCK_REFERER is public (the original's README): refused, and the only problem.
     let out = check(SEED_ENV, &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(error_lines(&out), ["KNOCK_REFERER"], "{}", out.all());
+    assert!(out.stderr.contains("public on GitHub"), "{}", out.stderr);
+    // Everything else is read as it always was.
+    let out = check(
+        SEED_ENV,
+        &[("KNOCK_REFERER", "a-private-long-knock-secret")],
+    );
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(
         out.stdout.contains("FW_PERMIT_PORTS_TCP = 80,443,3389\n"),
@@ -531,6 +540,193 @@ fn env_sample_is_valid_and_documents_every_variable() {
             "README.md lacks {var}"
         );
     }
+    // Its two published example values are refused, naming each and what to do; filled in,
+    // it is valid.
     let out = check(&sample, &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(
+        error_lines(&out),
+        ["KNOCK_REFERER", "TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS"],
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stderr.contains("is the example value of .env.sample"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("'lhins-xxxxxxxx' is the placeholder of .env.sample, not an instance"),
+        "{}",
+        out.stderr
+    );
+    let filled = [
+        ("KNOCK_REFERER", "a-private-long-knock-secret"),
+        ("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", "lhins-a0ogy7ty"),
+    ];
+    let out = check(&sample, &filled);
     assert_eq!(out.code, 0, "{}", out.all());
+}
+
+/// The variables named by the error lines of a failed load (`  VARIABLE: message`).
+fn error_lines(out: &Out) -> Vec<String> {
+    out.stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter_map(|l| l.split_once(": ").map(|(v, _)| v.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_public_url_whose_path_is_not_the_knock_path_is_refused_naming_both() {
+    let out = check(
+        &format!("{VALID}KNOCK_PUBLIC_URL='http://203.0.113.10:8080/knock'\n"),
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(error_lines(&out), ["KNOCK_PUBLIC_URL"], "{}", out.all());
+    assert!(
+        out.stderr
+            .contains("its path '/knock' is not KNOCK_REQUEST_PATH '/favico.ico'"),
+        "{}",
+        out.stderr
+    );
+    let out = check(
+        &format!("{VALID}KNOCK_PUBLIC_URL='http://203.0.113.10:8080/knock'\nKNOCK_REQUEST_PATH='/knock'\n"),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+}
+
+#[test]
+fn rule_lifetimes_under_two_minutes_are_refused() {
+    for ttl in ["45s", "1m", "119s"] {
+        let out = check(&format!("{VALID}RULE_TTL='{ttl}'\n"), &[]);
+        assert_eq!(out.code, 2, "{ttl}: {}", out.all());
+        assert_eq!(error_lines(&out), ["RULE_TTL"], "{}", out.all());
+        assert!(
+            out.stderr
+                .contains("is shorter than 2m, the shortest rule lifetime"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = check(&format!("{VALID}RULE_TTL='2m'\n"), &[]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    // A client's own ttl= has the same floor.
+    let dir = TempDir::new();
+    let clients = dir.write(
+        "knockd.clients",
+        "alice q3Zx0123456789abcdefghijklmnopqrstuvwxyzABCD ttl=30s\n",
+    );
+    let file = dir.write(
+        "k.env",
+        &format!("{VALID}KNOCK_CLIENTS_FILE='{}'\n", clients.display()),
+    );
+    let out = knockd(
+        dir.path(),
+        &["--check-config", "--config", file.to_str().expect("utf-8")],
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert!(out.stderr.contains("shorter than 2m"), "{}", out.stderr);
+}
+
+#[test]
+fn a_loopback_access_point_without_a_scheme_is_refused_with_the_http_form() {
+    let out = check(
+        &format!("{VALID}TENCENT_CLOUD_ACCESS_POINT='127.0.0.1:9077'\n"),
+        &[],
+    );
+    assert_eq!(out.code, 2, "{}", out.all());
+    assert_eq!(
+        error_lines(&out),
+        ["TENCENT_CLOUD_ACCESS_POINT"],
+        "{}",
+        out.all()
+    );
+    assert!(
+        out.stderr.contains("write http://127.0.0.1:9077"),
+        "{}",
+        out.stderr
+    );
+    for ok in ["http://127.0.0.1:9077", "https://127.0.0.1:9077"] {
+        let out = check(&format!("{VALID}TENCENT_CLOUD_ACCESS_POINT='{ok}'\n"), &[]);
+        assert_eq!(out.code, 0, "{ok}: {}", out.all());
+    }
+}
+
+#[test]
+fn without_any_config_file_knockd_says_so_first() {
+    let dir = TempDir::new();
+    let out = knockd(dir.path(), &["--check-config"], &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let cwd_env = dir.path().join(".env");
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert!(
+        lines[1].starts_with(&format!(
+            "  no configuration file found (looked for: {}, ",
+            cwd_env.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(lines[1].contains("--config FILE"), "{}", out.stderr);
+    // Some of knockd's variables in the environment: the file line first, then what is missing.
+    let out = knockd(dir.path(), &["--check-config"], &[("BIND_PORT", "9000")]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines[1].starts_with("  no configuration file found"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("  TENCENT_CLOUD_SECRET_ID: required"));
+}
+
+#[test]
+fn a_misspelt_name_is_shown_beside_the_error_it_causes_with_the_nearest_name() {
+    let text = VALID.replace(
+        "TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS=",
+        "TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_ID=",
+    );
+    let out = check(&text, &[]);
+    assert_eq!(out.code, 2, "{}", out.all());
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines[1].starts_with("  TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS: required"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        lines[2],
+        "  TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_ID: not a knockd variable, so ignored: did you \
+         mean TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS?",
+        "{}",
+        out.stderr
+    );
+    // A valid file: the warning names the nearest known name too, and only when one is close.
+    let out = check(
+        &format!("{VALID}KNOCK_REFERRER='x'\nFAVOURITE_COLOUR='blue'\n"),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout.contains(
+            "warning: KNOCK_REFERRER in the config file is not a knockd variable and is \
+             ignored; did you mean KNOCK_REFERER?\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "warning: FAVOURITE_COLOUR in the config file is not a knockd variable and is \
+             ignored\n"
+        ),
+        "{}",
+        out.stdout
+    );
 }

@@ -547,6 +547,11 @@ fn notify_test_exits_0_on_an_answer_and_1_on_a_closed_port() {
         )),
         "{text}"
     );
+    // The receiver's answer as it came: quotes are not escaped.
+    assert!(
+        text.contains(": HTTP 200, answer: {\"errcode\":0,\"errmsg\":\"ok\"}"),
+        "{text}"
+    );
     let r = rx.expect("the test event");
     print("test (--notify-test)", &r);
     assert_eq!(r.json()["event"], "test");

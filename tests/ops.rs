@@ -607,3 +607,52 @@ fn revoke_reports_a_delete_whose_answer_was_lost() {
     assert!(has_rule(&sim, A, "203.0.113.7", "office rdp"));
     assert!(stdout(&out).contains("removed 2 rule(s)"), "{}", show(&out));
 }
+
+#[test]
+fn revoke_refuses_targets_that_can_never_match_before_any_api_call() {
+    let dir = temp_dir("revoke-refused");
+    let sim = sim_with(&dir, &revoke_scenario(), &[]);
+    let cfg = config(&dir, &sim, BOTH, &[]);
+    for (target, says) in [
+        ("999.1.1.1", "--revoke: '999.1.1.1' is not an IPv4 address"),
+        (" ", "--revoke: the target is blank"),
+        (
+            "10.231.9.1/24",
+            "has host bits set; did you mean 10.231.9.0/24?",
+        ),
+        (
+            "999.1.1.0/24",
+            "'999.1.1.0/24' is not an IP address or CIDR block",
+        ),
+    ] {
+        let out = knockd(&cfg, &["--revoke", target]);
+        assert_eq!(code(&out), 2, "{target:?}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("knockd: "), "{stderr}");
+        assert!(stderr.contains(says), "{target:?}: {stderr}");
+    }
+    assert_eq!(sim.total_calls(), 0);
+}
+
+#[test]
+fn revoke_of_a_cidr_block_removes_every_owned_address_inside_it() {
+    let dir = temp_dir("revoke-cidr");
+    let sim = sim_with(&dir, &revoke_scenario(), &[]);
+    let cfg = config(&dir, &sim, BOTH, &[]);
+    // 198.51.100.0/24 holds the phones (.21, .22) and the laptop (.30), not home (203.0.113.7).
+    let out = knockd(&cfg, &["--revoke", "198.51.100.0/24"]);
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    for inst in [A, B] {
+        assert!(!has_rule(&sim, inst, "198.51.100.", "Knockd-"), "{inst}");
+        assert!(has_rule(&sim, inst, "203.0.113.7", "Knockd-home"), "{inst}");
+        assert!(has_rule(&sim, inst, "203.0.113.7", "office rdp"), "{inst}");
+    }
+    // A block nobody in it was granted: nothing to do, and it says so.
+    let none = knockd(&cfg, &["--revoke", "10.231.9.0/24"]);
+    assert_eq!(code(&none), 0, "{}", show(&none));
+    assert!(
+        stdout(&none).contains("no rule owned by knockd matches \"10.231.9.0/24\""),
+        "{}",
+        show(&none)
+    );
+}

@@ -747,3 +747,70 @@ fn a_key_knock_notification_announces_the_clients_own_rule_lifetime() {
         "KNOCKD_EXPIRES={expires}, expected 12h from now ({expected:?})"
     );
 }
+
+#[test]
+fn a_granted_knock_whose_answer_is_not_the_expected_text_says_so_showing_both() {
+    let me = own_address();
+    let d = door_on(
+        &me,
+        "1",
+        &default_clients(),
+        &[("MESSAGE_SUCCESS", "door open")],
+    );
+    let key_file = d.dir.join("alice.key");
+    std::fs::write(&key_file, format!("{KEY_A}\n")).expect("key file");
+    let out = Command::new(env!("CARGO_BIN_EXE_knockd"))
+        .args([
+            "--knock",
+            &d.url(),
+            "--label",
+            "alice",
+            "--expect",
+            "door opened",
+        ])
+        .arg("--key-file")
+        .arg(&key_file)
+        .output()
+        .expect("knockd --knock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // knockd granted it: the client must not call that a refusal.
+    assert!(d.wait_log(&format!("knock addr={me} label=alice result=ok")));
+    assert!(
+        stderr.contains(
+            "the answer \"door open\" is not the expected text \"door opened\": if \"door \
+             open\" is the server's MESSAGE_SUCCESS, the knock worked"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("knock refused"), "{stderr}");
+    assert!(!stderr.contains(KEY_A), "{stderr}");
+}
+
+#[test]
+fn add_client_refuses_a_past_expiry_day_and_a_lifetime_under_two_minutes() {
+    let d = door(&default_clients(), &[]);
+    let before = std::fs::read_to_string(d.clients_file()).expect("clients file");
+    for (args, says) in [
+        (
+            &["--add-client", "carol", "--expires", "2020-01-01"][..],
+            "--expires: 2020-01-01 is already past (today is ",
+        ),
+        (
+            &["--add-client", "carol", "--ttl", "30s"][..],
+            "--ttl: '30s' is shorter than 2m, the shortest rule lifetime",
+        ),
+    ] {
+        let (code, out, err) = d.run(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.starts_with(&format!("knockd: {says}")), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(d.clients_file()).expect("clients file"),
+            before,
+            "{args:?} changed the clients file"
+        );
+    }
+    // Today still works (the key works through its expires= day).
+    let today = knockd::clock::utc_date(knockd::clock::now());
+    add_client(&d, &["carol", "--expires", &today, "--ttl", "2m"]);
+}

@@ -49,9 +49,15 @@ pub(crate) enum ClientError {
     NoChallenge {
         body: String,
     },
-    /// Step 2's body is not the expected success text.
+    /// Step 2's body is knockd's default failure text.
     Refused {
         body: String,
+    },
+    /// Step 2's body is neither the expected success text nor knockd's default failure text:
+    /// a server with its own MESSAGE_SUCCESS that granted, or its own MESSAGE_FAILURE.
+    Unexpected {
+        body: String,
+        expect: String,
     },
 }
 
@@ -87,6 +93,13 @@ impl fmt::Display for ClientError {
                 "knock refused (answer {body:?}): wrong label or key, an expired or removed \
                  client, a different address for the two steps, or a lockout; knockd's log \
                  says which (reason=...)"
+            ),
+            ClientError::Unexpected { body, expect } => write!(
+                f,
+                "the answer {body:?} is not the expected text {expect:?}: if {body:?} is the \
+                 server's MESSAGE_SUCCESS, the knock worked and --expect should say so; if it is \
+                 its MESSAGE_FAILURE, the knock was refused (wrong label or key, an expired or \
+                 removed client, or a lockout; knockd's log says which)"
             ),
         }
     }
@@ -126,7 +139,7 @@ pub fn run(
             }
         };
         let stamp = |s: &str| match every_secs {
-            Some(_) => format!("{} {s}", crate::clock::utc_rfc3339(crate::clock::now())),
+            Some(_) => format!("{}{s}", crate::log::stamp()),
             None => s.to_string(),
         };
         match knock(&url, label, &key, expect, KNOCK_TIMEOUT) {
@@ -249,9 +262,16 @@ pub(crate) fn knock(
     let answer = get(&agent, &url.knock_url(label, &challenge, key), "knock")?;
     if answer == expect {
         Ok(())
-    } else {
+    } else if answer == crate::config::DEFAULT_MESSAGE_FAILURE {
         Err(ClientError::Refused {
             body: shown(&answer),
+        })
+    } else {
+        // The client cannot know the server's texts: a different answer may be a grant with
+        // another MESSAGE_SUCCESS, so it is shown beside what was expected, not called a refusal.
+        Err(ClientError::Unexpected {
+            body: shown(&answer),
+            expect: shown(expect),
         })
     }
 }

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use report::mask_id;
-pub(crate) use vars::DEFAULT_MESSAGE_SUCCESS;
 use vars::{Checker, Vars};
+pub(crate) use vars::{DEFAULT_MESSAGE_FAILURE, DEFAULT_MESSAGE_SUCCESS};
 
 use crate::notify::NotifyConfig;
 use crate::rules::cidr::Cidr;
@@ -207,6 +207,10 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // An error about no variable in particular (no file found) is its message alone.
+        if self.variable.is_empty() {
+            return f.write_str(&self.message);
+        }
         write!(f, "{}: {}", self.variable, self.message)
     }
 }
@@ -247,6 +251,7 @@ pub fn load_with(
     exe_dir: Option<&Path>,
     read_clients: bool,
 ) -> Result<Config, ConfigErrors> {
+    let mut looked_for: Vec<PathBuf> = Vec::new();
     let named = explicit.map(Path::to_path_buf).or_else(|| {
         env.get("KNOCKD_CONFIG")
             .filter(|p| !p.trim().is_empty())
@@ -259,6 +264,7 @@ pub fn load_with(
                 std::iter::once(PathBuf::from(".env")).chain(exe_dir.map(|d| d.join(".env")));
             let mut found = None;
             for c in candidates {
+                looked_for.push(c.clone());
                 // A candidate that exists but cannot be read is an error, not a silent skip:
                 // the operator put it there and would otherwise run on defaults.
                 match std::fs::metadata(&c) {
@@ -320,6 +326,28 @@ pub fn load_with(
             Ok(config)
         }
         Ok(_) => Err(ConfigErrors(errors)),
+        Err(ConfigErrors(more)) if path.is_none() => {
+            // Run from the wrong directory or without --config: say so first; when the
+            // environment holds none of knockd's variables either, the "required" errors that
+            // follow from it would only mislead.
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let shown: Vec<String> = looked_for
+                .iter()
+                .map(|p| cwd.join(p).display().to_string())
+                .collect();
+            errors.push(ConfigError {
+                variable: String::new(),
+                message: format!(
+                    "no configuration file found (looked for: {}): give one with --config FILE \
+                     or KNOCKD_CONFIG=FILE, or copy .env.sample to .env and fill it in",
+                    shown.join(", ")
+                ),
+            });
+            if variables().any(|v| env.contains_key(v)) {
+                errors.extend(more);
+            }
+            Err(ConfigErrors(errors))
+        }
         Err(ConfigErrors(more)) => {
             errors.extend(more);
             Err(ConfigErrors(errors))
@@ -420,9 +448,10 @@ fn from_pairs_in(
             unknown.push(k);
         }
     }
-    for k in unknown {
+    for &k in &unknown {
+        let hint = vars::nearest(k).map_or(String::new(), |n| format!("; did you mean {n}?"));
         c.warn(format!(
-            "{k} in the config file is not a knockd variable and is ignored"
+            "{k} in the config file is not a knockd variable and is ignored{hint}"
         ));
     }
 
@@ -438,7 +467,42 @@ fn from_pairs_in(
         clients_dir,
         read_clients,
     );
+    if let Some(url) = keys.public_url.as_deref() {
+        if let Ok(u) = crate::keys::url::KnockUrl::parse(url) {
+            if u.path != knock.path {
+                c.err(
+                    "KNOCK_PUBLIC_URL",
+                    format!(
+                        "its path '{}' is not KNOCK_REQUEST_PATH '{}': every client \
+                         --add-client prints would knock where knockd does not answer; make \
+                         the two paths the same",
+                        u.path, knock.path
+                    ),
+                );
+            }
+        }
+    }
     if !c.errors.is_empty() {
+        // A misspelt name is the likely cause of a "required" error: its warning would be
+        // lost with the failed load, so it goes beside the error it explains.
+        for k in unknown {
+            let near = vars::nearest(k);
+            let e = ConfigError {
+                variable: k.to_string(),
+                message: match near {
+                    Some(n) => format!("not a knockd variable, so ignored: did you mean {n}?"),
+                    None => "not a knockd variable, so ignored".into(),
+                },
+            };
+            match c
+                .errors
+                .iter()
+                .position(|x| Some(x.variable.as_str()) == near)
+            {
+                Some(i) => c.errors.insert(i + 1, e),
+                None => c.errors.push(e),
+            }
+        }
         return Err(ConfigErrors(c.errors));
     }
     Ok(Config {
@@ -611,6 +675,10 @@ mod tests {
         assert_eq!(ok("http://[::1]:9000/").host, "[::1]:9000");
         assert_eq!(ok("http://localhost:9000").scheme, Scheme::Http);
         assert_eq!(ok("https://[2001:db8::1]").host, "[2001:db8::1]");
+        assert_eq!(ok("https://127.0.0.1:9077").scheme, Scheme::Https);
+        assert!(parse_endpoint("127.0.0.1:9077")
+            .expect_err("no scheme")
+            .contains("write http://127.0.0.1:9077"));
         for bad in [
             "http://example.com",
             "http://10.0.0.1:80",
@@ -621,6 +689,9 @@ mod tests {
             "example.com:0",
             "example.com:99999",
             "2001:db8::1",
+            "127.0.0.1:9077",
+            "localhost:9077",
+            "[::1]:9077",
             "exa mple.com",
             "-bad.com",
             "999.1.1.1",

@@ -11,6 +11,7 @@ use super::{
     RulesConfig, Scheme, Secret,
 };
 use crate::rules::cidr::Cidr;
+use crate::rules::desc::MIN_TTL_SECS;
 use crate::rules::Protocol;
 
 /// Which ports to open and how knockd's rules are named and timed.
@@ -48,6 +49,15 @@ pub(crate) fn rules(vars: &Vars, c: &mut Checker) -> RulesConfig {
     if let Some(text) = vars.get("RULE_TTL") {
         match crate::grammar::parse_duration(text, false) {
             Ok(0) => c.err("RULE_TTL", "must be positive"),
+            Ok(s) if s < MIN_TTL_SECS => c.err(
+                "RULE_TTL",
+                format!(
+                    "'{text}' is shorter than {}, the shortest rule lifetime: a rule's expiry is \
+                     written to the minute, so a shorter one could be written already expired \
+                     and removed by the next prune",
+                    crate::grammar::format_duration(MIN_TTL_SECS)
+                ),
+            ),
             Ok(s) => ttl = s,
             Err(e) => c.err("RULE_TTL", e),
         }
@@ -157,6 +167,13 @@ pub(crate) fn cloud(vars: &Vars, c: &mut Checker) -> CloudConfig {
     }
 }
 
+/// Knock secrets that were published as examples (this repository's .env.sample and the
+/// Python original's README): a door that opens for them opens for anyone who read either.
+const PUBLISHED_REFERERS: &[&str] = &[
+    "https://www.example.com/change-me-to-something-long-and-random",
+    "https://www.baidu..com/",
+];
+
 /// The knock port: where it listens, what it answers, what a knock must carry and whose
 /// address it opens.
 pub(crate) fn knock(vars: &Vars, c: &mut Checker) -> KnockConfig {
@@ -173,6 +190,13 @@ pub(crate) fn knock(vars: &Vars, c: &mut Checker) -> KnockConfig {
         c.err(
             "KNOCK_REFERER",
             "must not contain control characters: it is sent as an HTTP header (value not shown)",
+        );
+    } else if PUBLISHED_REFERERS.contains(&referer.as_str()) {
+        c.err(
+            "KNOCK_REFERER",
+            "is the example value of .env.sample (or of the original's README), public on \
+             GitHub: anyone could knock with it. Set a long random secret of your own, e.g. the \
+             output of: head -c 24 /dev/urandom | base64",
         );
     } else if !referer.is_empty() && referer.chars().count() < 16 {
         c.warn(format!(

@@ -104,6 +104,10 @@ pub(crate) fn is_instance_id(s: &str) -> bool {
     })
 }
 
+/// The instance id `.env.sample` ships: well-formed, so it would pass every other check and
+/// only fail at the first API call.
+pub(crate) const PLACEHOLDER_INSTANCE: &str = "lhins-xxxxxxxx";
+
 /// `lhins-xxxxxxxx` or `region:lhins-xxxxxxxx` items; duplicates removed, order kept.
 pub(super) fn parse_instances(s: &str, default_region: &str) -> Result<Vec<Instance>, String> {
     let mut list: Vec<Instance> = Vec::new();
@@ -113,6 +117,13 @@ pub(super) fn parse_instances(s: &str, default_region: &str) -> Result<Vec<Insta
             Some((r, id)) => (r.trim(), id.trim()),
             None => (default_region, item),
         };
+        if id == PLACEHOLDER_INSTANCE {
+            bad.push(format!(
+                "'{id}' is the placeholder of .env.sample, not an instance: put your own instance \
+                 ids here (the Lighthouse console's instance list shows them)"
+            ));
+            continue;
+        }
         if !is_instance_id(id) {
             bad.push(format!(
                 "'{id}' is not an instance id (lhins- and 8 lowercase letters or digits)"
@@ -158,6 +169,7 @@ pub(super) fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
     } else {
         (Scheme::Https, lower.as_str())
     };
+    let implicit_scheme = !lower.contains("://");
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains(['/', '?', '#']) {
         return Err(format!(
@@ -203,6 +215,16 @@ pub(super) fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
     };
     if let Some(p) = port {
         parse_port(p).map_err(|e| format!("'{s}': {e}"))?;
+    }
+    // Without a scheme https is meant, but a loopback endpoint is lighthouse-sim, which speaks
+    // plain HTTP: https would fail every call after seconds of retries with a TLS error that
+    // does not say why. Written out (https://127.0.0.1:…), https on loopback stays allowed.
+    if implicit_scheme && is_loopback_host(host) {
+        return Err(format!(
+            "'{s}' has no scheme and is this machine (loopback): a local test endpoint such as \
+             lighthouse-sim speaks plain HTTP, so write http://{rest}; if it really serves TLS, \
+             write https://{rest}"
+        ));
     }
     if scheme == Scheme::Http && !is_loopback_host(host) {
         return Err(format!(

@@ -71,6 +71,39 @@ pub(crate) fn is_known(name: &str) -> bool {
     VARS.iter().any(|v| v.name == name)
 }
 
+/// The known name closest to `name` (a typo, another case, a missing `S`), when one is close
+/// enough to be what was meant: at most 3 edits, and fewer than a third of the name.
+pub(crate) fn nearest(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    let mut best: Option<(usize, &'static str)> = None;
+    for v in VARS {
+        let d = edit_distance(&upper, v.name);
+        if best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, v.name));
+        }
+    }
+    best.filter(|&(d, _)| d <= 3 && d * 3 < upper.chars().count())
+        .map(|(_, n)| n)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
 fn default_of(name: &str) -> &'static str {
     VARS.iter()
         .find(|v| v.name == name)
@@ -178,5 +211,30 @@ impl Checker {
                 1
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_names_only_when_close() {
+        for (typo, want) in [
+            (
+                "TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_ID",
+                Some("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS"),
+            ),
+            ("KNOCK_REFERRER", Some("KNOCK_REFERER")),
+            ("BIND_PROT", Some("BIND_PORT")),
+            ("bind_port", Some("BIND_PORT")),
+            ("PORT", None),
+            ("HOME", None),
+            ("SOMETHING_ELSE_ENTIRELY", None),
+        ] {
+            assert_eq!(nearest(typo), want, "{typo}");
+        }
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 }

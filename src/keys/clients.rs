@@ -266,6 +266,34 @@ pub(crate) fn parse_ttl(text: &str) -> Result<u64, &'static str> {
     }
 }
 
+/// A rule lifetime (`--ttl`, a line's `ttl=`): a duration of at least
+/// [`MIN_TTL_SECS`](crate::rules::desc::MIN_TTL_SECS), the same floor as RULE_TTL's.
+pub(crate) fn parse_rule_ttl(text: &str) -> Result<u64, &'static str> {
+    match parse_ttl(text)? {
+        s if s < crate::rules::desc::MIN_TTL_SECS => Err(
+            "is shorter than 2m, the shortest rule lifetime: a rule's expiry is written to the \
+             minute, so a shorter one could be written already expired",
+        ),
+        s => Ok(s),
+    }
+}
+
+/// An `expires=` day given to `--add-client`: `YYYY-MM-DD`, today or later. The key works
+/// through that day (UTC), so an earlier one would make a client that can never knock.
+pub(crate) fn check_expires(text: &str) -> Result<(), String> {
+    let Some(day) = Day::parse(text) else {
+        return Err(format!("'{text}' is not a day like 2027-06-30"));
+    };
+    let today = Day::of_unix(clock::now());
+    if day < today {
+        return Err(format!(
+            "{text} is already past (today is {today} UTC), so the key would never work: give \
+             today or a later day"
+        ));
+    }
+    Ok(())
+}
+
 /// As RULE_TTL is printed: `30d`, `90m`, `45s`.
 pub(crate) fn format_ttl(secs: u64) -> String {
     grammar::format_duration(secs)
@@ -410,7 +438,7 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Client>, Vec<ClientsError
             if std::mem::replace(&mut seen_ttl, true) {
                 problems.push(ClientsError::DuplicateOption { line, name: "ttl" });
             }
-            match parse_ttl(v) {
+            match parse_rule_ttl(v) {
                 Ok(s) => ttl_secs = Some(s),
                 Err(problem) => problems.push(ClientsError::Ttl { line, problem }),
             }
@@ -571,6 +599,13 @@ mod tests {
             ),
         ] {
             assert_eq!(parse_ttl(text), want, "{text}");
+        }
+        assert_eq!(parse_rule_ttl("2m"), Ok(120));
+        assert_eq!(crate::rules::desc::MIN_TTL_SECS, 120, "the message says 2m");
+        for short in ["119s", "1m", "45s"] {
+            assert!(parse_rule_ttl(short)
+                .expect_err(short)
+                .contains("shorter than 2m"));
         }
         assert_eq!(format_ttl(5400), "90m");
         assert_eq!(format_ttl(86_400 * 30), "30d");

@@ -69,6 +69,13 @@ pub(crate) fn serve(config: &Config) -> Exit {
         Ok(l)
     }) {
         Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            log::fatal(&format!(
+                "cannot listen on {bind}: {e}: {}",
+                bind_denied_hint(bind)
+            ));
+            return Exit::Usage;
+        }
         Err(e) => {
             log::fatal(&format!("cannot listen on {bind}: {e}"));
             return Exit::Failure;
@@ -199,4 +206,35 @@ fn stop(door: &Door) -> Exit {
     log::event(&format!("stopped ({left} connections cut off)"));
     log::flush(Duration::from_secs(2));
     Exit::Success
+}
+
+/// What to do about a listen socket the system refused. Retrying cannot help (only the
+/// capability or the port can change), so the caller exits 2, which the shipped systemd unit
+/// does not restart (RestartPreventExitStatus=2) instead of failing again every 5 s.
+fn bind_denied_hint(bind: std::net::SocketAddr) -> String {
+    let under_systemd = ["INVOCATION_ID", "JOURNAL_STREAM"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+    let how = if bind.port() >= 1024 {
+        "the system (a sandbox or security policy) forbids this address or port; pick another \
+         BIND_IP or BIND_PORT"
+            .to_string()
+    } else if under_systemd {
+        format!(
+            "port {} is below 1024 and needs the capability CAP_NET_BIND_SERVICE: in \
+             knockd.service replace CapabilityBoundingSet=, AmbientCapabilities= and \
+             PrivateUsers=yes by the three commented lines under them (README, \"A knock port \
+             below 1024\"), then systemctl daemon-reload and restart; or set BIND_PORT to 1024 \
+             or above",
+            bind.port()
+        )
+    } else {
+        format!(
+            "port {} is below 1024 and needs the capability CAP_NET_BIND_SERVICE: run knockd as \
+             root, or grant it once with setcap cap_net_bind_service=+ep on the knockd binary; \
+             or set BIND_PORT to 1024 or above",
+            bind.port()
+        )
+    };
+    format!("{how}. Exit status 2: this cannot fix itself, so it is not retried")
 }

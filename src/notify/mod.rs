@@ -673,7 +673,7 @@ mod tests {
         let report = n.send_test().unwrap();
         assert_eq!(
             report,
-            format!("webhook http://127.0.0.1:{port}/****: HTTP 200, answer: {{\\\"errcode\\\":0,\\\"errmsg\\\":\\\"ok\\\"}}")
+            format!("webhook http://127.0.0.1:{port}/****: HTTP 200, answer: {{\"errcode\":0,\"errmsg\":\"ok\"}}")
         );
         let req = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(
@@ -696,10 +696,7 @@ mod tests {
             .send_test()
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("webhook answered HTTP 403: {\\\"errcode\\\""),
-            "{e}"
-        );
+        assert!(e.contains("webhook answered HTTP 403: {\"errcode\""), "{e}");
         assert!(Notifier::disabled().send_test() == Err(NotifyError::NotConfigured));
     }
 

@@ -327,16 +327,26 @@ fn secret_runs(text: &str) -> Vec<String> {
     out
 }
 
-/// The first 200 bytes of an answer, escaped (no control characters reach a log line).
+/// The first 200 bytes of an answer, readable: quotes, backslashes and other text as they
+/// came (`{"errcode":0}`), only control and invisible formatting characters escaped (`\n`,
+/// `\u{202e}`), so none reaches a terminal or a log line.
 fn snippet(resp: ureq::Response) -> String {
     let mut buf = Vec::new();
     let _ = resp.into_reader().take(MAX_ANSWER).read_to_end(&mut buf);
     buf.truncate(SNIPPET);
-    String::from_utf8_lossy(&buf)
-        .trim()
-        .chars()
-        .flat_map(char::escape_debug)
-        .collect()
+    readable(String::from_utf8_lossy(&buf).trim())
+}
+
+fn readable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            // escape_debug would write these as \" \' \\, which only garbles JSON answers.
+            '"' | '\'' | '\\' => out.push(c),
+            c => out.extend(c.escape_debug()),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -449,6 +459,18 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn answers_stay_readable_with_control_characters_neutralised() {
+        assert_eq!(
+            readable(r#"{"errcode":0,"errmsg":"ok","path":"a\b","说明":"已发送"}"#),
+            r#"{"errcode":0,"errmsg":"ok","path":"a\b","说明":"已发送"}"#
+        );
+        assert_eq!(
+            readable("line\nnext\u{1b}[31m\u{202e}x"),
+            "line\\nnext\\u{1b}[31m\\u{202e}x"
+        );
     }
 
     #[test]

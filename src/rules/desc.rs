@@ -17,6 +17,11 @@ const UNTIL: &str = " until ";
 /// ` until YYYY-MM-DD HH:MMZ`
 const SUFFIX_LEN: usize = UNTIL.len() + 17;
 pub const DEFAULT_LABEL: &str = "DEFAULT";
+/// The shortest rule lifetime (RULE_TTL, `--ttl`, a client's `ttl=`). The expiry is written to
+/// the minute, cut down, so a rule loses up to 59 s of its lifetime when it is written; two
+/// minutes leave it at least one whole minute, while anything under a minute could be written
+/// already expired and be removed by the next prune.
+pub const MIN_TTL_SECS: u64 = 2 * 60;
 /// What the Python original wrote before every label, whatever FW_RULE_NAME_PREFIX said.
 pub const LEGACY_PREFIX: &str = "Knockd-";
 

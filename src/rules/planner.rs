@@ -232,7 +232,12 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
     // Per grant, the rules it must create.
     let mut missing: Vec<Vec<FirewallRule>> = Vec::new();
     for grant in grants {
-        let ttl_secs = grant.ttl_secs.unwrap_or(policy.ttl_secs);
+        // The configuration refuses shorter lifetimes; this keeps any other caller from
+        // writing a rule whose minute-rounded expiry is already past.
+        let ttl_secs = grant
+            .ttl_secs
+            .unwrap_or(policy.ttl_secs)
+            .max(desc::MIN_TTL_SECS as i64);
         let new_expiry = now + ttl_secs;
         let mut need = Vec::new();
         let mut writes = false;
@@ -411,9 +416,41 @@ pub fn v6_crowding(
     )
 }
 
-/// Owned rules for an address or a label: what `--revoke` deletes.
+/// Why `target` can never match a rule for `--revoke`, if it cannot. It can match as an address,
+/// a CIDR block (the rules of every address inside it), or a label; a label edited in the
+/// console can hold any text, so only what is blank, or is plainly meant as an address or a
+/// block and is not one, is refused: it would only end in "no rule matches", hiding the typo.
+pub fn revoke_target_problem(t: &str) -> Option<String> {
+    if t.trim().is_empty() {
+        return Some("the target is blank: give an IP address, a CIDR block or a label".into());
+    }
+    if t.parse::<IpAddr>().is_ok() {
+        return None;
+    }
+    let looks_ipv4 = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if let Some((addr, _)) = t.split_once('/') {
+        if addr.parse::<IpAddr>().is_ok() || looks_ipv4(addr) {
+            return Cidr::parse(t).err();
+        }
+        return None;
+    }
+    if looks_ipv4(t) {
+        return Some(format!(
+            "'{t}' is not an IPv4 address (four numbers 0 to 255, like 203.0.113.7)"
+        ));
+    }
+    None
+}
+
+/// Owned rules for an address, a CIDR block (every rule whose block lies inside it: an office
+/// /24, or the /64 of a phone's changing IPv6 privacy addresses) or a label: what `--revoke`
+/// deletes.
 pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &str) -> Vec<FirewallRule> {
-    let ip = target.parse::<IpAddr>().ok().map(cidr::canonical);
+    let block = match target.parse::<IpAddr>() {
+        Ok(ip) => Some(Cidr::host(cidr::canonical(ip))),
+        Err(_) if target.contains('/') => Cidr::parse(target).ok(),
+        Err(_) => None,
+    };
     rules
         .iter()
         .filter(|r| {
@@ -421,8 +458,9 @@ pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &str) -> Vec<Firewal
                 Desc::Owned { label, .. } | Desc::Legacy { label, .. } => label,
                 Desc::Foreign | Desc::Unparseable => return false,
             };
-            match ip {
-                Some(ip) => rule_block(r) == Some(Cidr::host(ip)),
+            match block {
+                Some(b) => rule_block(r)
+                    .is_some_and(|rb| rb.prefix() >= b.prefix() && b.contains(rb.addr())),
                 None => label == target,
             }
         })
@@ -1219,6 +1257,51 @@ mod tests {
             // By label: exactly the rules carrying it.
             assert_eq!(revoke(&rules, "Knockd-", "phone"), rules[2..3]);
             assert!(revoke(&rules, "Knockd-", "nobody").is_empty());
+        }
+
+        #[test]
+        fn revoke_targets_that_can_never_match_are_named() {
+            for ok in [
+                "203.0.113.7",
+                "2001:db8::7",
+                "203.0.113.0/24",
+                "phone",
+                // A label edited in the console may hold anything, a space or a slash too.
+                "my laptop",
+                "a/b",
+            ] {
+                assert_eq!(revoke_target_problem(ok), None, "{ok}");
+            }
+            for (bad, says) in [
+                (" ", "blank"),
+                ("999.1.1.1", "not an IPv4 address"),
+                ("10.1.1", "not an IPv4 address"),
+                ("10.231.9.1/24", "did you mean 10.231.9.0/24?"),
+                ("999.1.1.0/24", "is not an IP address or CIDR block"),
+                ("10.0.0.0/33", "prefix length outside"),
+            ] {
+                let p = revoke_target_problem(bad).expect(bad);
+                assert!(p.contains(says), "{bad}: {p}");
+            }
+        }
+
+        #[test]
+        fn revoking_a_cidr_block_deletes_the_rules_of_every_owned_address_inside_it() {
+            let rules = vec![
+                owned("TCP", "22", "203.0.113.7", "home", NOW + DAY),
+                owned("TCP", "22", "203.0.113.200/32", "laptop", NOW + DAY),
+                owned("TCP", "22", "203.0.114.1", "elsewhere", NOW + DAY),
+                rule("TCP", "22", "203.0.113.8", "office"),
+                owned("TCP", "22", "2001:db8:1:2::7", "phone", NOW + DAY),
+                owned("TCP", "22", "2001:db8:1:3::7", "tablet", NOW + DAY),
+            ];
+            assert_eq!(revoke(&rules, "Knockd-", "203.0.113.0/24"), rules[..2]);
+            assert_eq!(revoke(&rules, "Knockd-", "2001:db8:1:2::/64"), rules[4..5]);
+            assert!(revoke(&rules, "Knockd-", "10.231.9.0/24").is_empty());
+            // A block narrower than a rule's does not take the wider rule.
+            let wide = vec![owned("TCP", "22", "203.0.113.0/24", "net", NOW + DAY)];
+            assert!(revoke(&wide, "Knockd-", "203.0.113.0/25").is_empty());
+            assert_eq!(revoke(&wide, "Knockd-", "203.0.0.0/16"), wide);
         }
     }
 }
