@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::knockd::{base_config, set};
-use common::sim::{assert_no_duplicate_rules, Sim};
+use common::sim::{assert_no_duplicate_rules, rules_for, Sim};
 use common::{INSTANCE, INSTANCE_ARG, SECRET_KEY};
 use knockd::cloud::client::Client;
 use knockd::cloud::error::ApiError;
@@ -16,7 +16,6 @@ use knockd::cloud::executor;
 use knockd::config::{self, Config};
 use knockd::rules::planner::{Grant, Policy, QUOTA};
 use knockd::rules::FirewallRule;
-use serde_json::Value;
 
 /// A validated Config whose endpoint is the simulator (no process environment involved).
 fn config_for(sim: &Sim, extra: &[(&str, &str)]) -> Config {
@@ -55,15 +54,6 @@ fn tcp_rule(cidr: &str, port: &str, desc: &str) -> FirewallRule {
         action: "ACCEPT".into(),
         description: desc.into(),
     }
-}
-
-/// Simulator rules whose CidrBlock is `addr`.
-fn rules_for(rules: &[Value], addr: &str) -> Vec<Value> {
-    rules
-        .iter()
-        .filter(|r| r["CidrBlock"].as_str() == Some(addr))
-        .cloned()
-        .collect()
 }
 
 /// After a grant of `addr`: exactly one rule per configured protocol, with the right ports.
@@ -131,7 +121,7 @@ fn describe_returns_all_100_rules_complete_and_in_order() {
 
 #[test]
 fn create_modify_and_delete_change_the_simulated_firewall() {
-    let sim = Sim::start(&["--instance", INSTANCE_ARG]);
+    let sim = Sim::single();
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
     let inst = &config.cloud.instances[0];
@@ -190,7 +180,7 @@ fn create_modify_and_delete_change_the_simulated_firewall() {
 
 #[test]
 fn a_stale_firewall_version_is_refused_and_changes_nothing() {
-    let sim = Sim::start(&["--instance", INSTANCE_ARG]);
+    let sim = Sim::single();
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
     let inst = &config.cloud.instances[0];
@@ -458,7 +448,7 @@ fn a_create_applied_but_unanswered_is_not_duplicated() {
 
 #[test]
 fn a_wrong_secret_key_is_final() {
-    let sim = Sim::start(&["--instance", INSTANCE_ARG]);
+    let sim = Sim::single();
     let config = config_for(&sim, &[("TENCENT_CLOUD_SECRET_KEY", "notTheRightKey0001")]);
     let client = client_for(&config);
     let err = client
