@@ -81,18 +81,6 @@ fn api_code(r: Result<impl std::fmt::Debug, ApiError>) -> String {
     }
 }
 
-/// Dropped connections the simulator reports in its log (the log is drained asynchronously).
-fn drops(sim: &Sim, kind: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let n = sim.log().matches(kind).count();
-        if n > 0 || Instant::now() > deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn describe_returns_all_100_rules_complete_and_in_order() {
     // 5 console defaults + 95 foreign rules: the whole quota.
@@ -397,7 +385,7 @@ fn dropped_connections_are_retried_and_apply_never_duplicates() {
         assert_granted_once(&sim, &config, addr);
     }
     assert!(
-        drops(&sim, "DROPPED (before processing)") > 0,
+        sim.wait_log("DROPPED (before processing)", Duration::from_secs(10)),
         "no drop happened"
     );
 }
@@ -438,11 +426,12 @@ fn a_create_applied_but_unanswered_is_not_duplicated() {
         assert_granted_once(&sim, &config, addr);
     }
     assert_eq!(sim.rules(INSTANCE).len(), 5 + 2 * addrs.len());
-    let log = sim.log();
     assert!(
-        log.lines()
-            .any(|l| l.contains("CreateFirewallRules") && l.contains("DROPPED (after apply)")),
-        "no Create was dropped after apply:\n{log}"
+        sim.wait_log_line(Duration::from_secs(10), |l| l
+            .contains("CreateFirewallRules")
+            && l.contains("DROPPED (after apply)")),
+        "no Create was dropped after apply:\n{}",
+        sim.log()
     );
 }
 

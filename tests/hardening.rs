@@ -402,6 +402,7 @@ fn lockout_lines_are_rate_limited() {
     assert_eq!(pipeline(k.port, &reqs).len(), 500);
     let secs = started.elapsed().as_secs();
     thread::sleep(Duration::from_millis(300));
+    k.wait_log("lockout addr=", Duration::from_secs(10));
     let lines = k.log().matches("lockout addr=").count();
     assert!(lines >= 1, "{}", k.log());
     assert!(
@@ -425,9 +426,14 @@ fn sigterm_finishes_the_knock_in_flight_and_exits_0() {
     let status = k.wait_exit(Duration::from_secs(30)).expect("knockd exits");
     assert_eq!(body, SUCCESS, "{}", k.log());
     assert_eq!(status.code(), Some(0), "{status:?}\n{}", k.log());
+    // The log is read as it comes, so its last lines may still be on their way.
+    assert!(
+        k.wait_log("stopped", Duration::from_secs(10)),
+        "{}",
+        k.log()
+    );
     let log = k.log();
     assert!(log.contains("knock addr=203.0.113.80 label="), "{log}");
-    assert!(log.contains("stopped"), "{log}");
     // Nothing listens any more.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }

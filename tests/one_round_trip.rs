@@ -109,7 +109,11 @@ fn a_new_address_costs_one_api_call_per_instance_when_the_writer_remembers_the_f
         assert_eq!(total_delta(&before, &after, inst), 1, "{inst}");
         assert_eq!(delta(&before, &after, inst, "DescribeFirewallRules"), 1);
     }
-    assert!(k.log().contains("memory,"), "{}", k.log());
+    assert!(
+        k.wait_log("memory,", Duration::from_secs(10)),
+        "{}",
+        k.log()
+    );
 }
 
 /// A foreign write (no FirewallVersion, as a console edit or a script does) between knocks.
@@ -210,8 +214,9 @@ fn modify_that_keeps_the_version_is_learned_by_the_writer_and_knocks_still_succe
     // The second Modify was sent assuming a bump, was refused, and the Describe after it
     // showed the version unchanged: learned, exactly, for this writer.
     assert!(
-        k.log().contains(
-            "learned instance=lhins-kn0ck001: ModifyFirewallRuleDescription leaves FirewallVersion unchanged"
+        k.wait_log(
+            "learned instance=lhins-kn0ck001: ModifyFirewallRuleDescription leaves FirewallVersion unchanged",
+            Duration::from_secs(10)
         ),
         "{}",
         k.log()
@@ -265,7 +270,7 @@ fn a_knock_answered_failure_at_its_deadline_is_never_granted_later() {
     }
     assert_eq!(sim.calls("CreateFirewallRules"), 0);
     assert!(
-        k.log().contains("expired instance=lhins-kn0ck001"),
+        k.wait_log("expired instance=lhins-kn0ck001", Duration::from_secs(10)),
         "{}",
         k.log()
     );
@@ -312,7 +317,11 @@ fn a_busy_firewall_is_waited_for_and_re_planned_within_the_knock_deadline() {
         }
     }
     assert!(sim.errors("UnsupportedOperation.FirewallBusy") > 0);
-    assert!(k.log().contains("firewall-busy instance="), "{}", k.log());
+    assert!(
+        k.wait_log("firewall-busy instance=", Duration::from_secs(10)),
+        "{}",
+        k.log()
+    );
 }
 
 #[test]
@@ -372,11 +381,16 @@ fn an_ipv6_knock_where_ipv6_rules_are_unsupported_fails_with_a_clear_log_line() 
         .sim_args(&["--ipv6-unsupported-regions", "ap-guangzhou"])
         .start();
     assert_eq!(knock_curl(&k, "2001:db8::7", "v6"), FAILURE);
-    let log = k.log();
+    // The log is read as it comes: wait for the line rather than take it at once.
     assert!(
-        log.contains("IPv6 rules are not supported for this instance or region"),
-        "{log}"
+        k.wait_log(
+            "IPv6 rules are not supported for this instance or region",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        k.log()
     );
+    let log = k.log();
     assert!(log.contains("ipv6-unsupported"), "{log}");
     // IPv4 knocks are unaffected.
     assert_eq!(knock_curl(&k, "203.0.113.61", "v4"), SUCCESS);
@@ -398,7 +412,11 @@ fn rules_written_after_the_knock_answered_failure_are_withdrawn() {
     );
     assert_eq!(sim.calls("CreateFirewallRules"), 1);
     assert_eq!(assert_no_duplicates(&sim, A, "203.0.113.71"), 0);
-    assert!(k.log().contains("rules=2"), "{}", k.log());
+    assert!(
+        k.wait_log("rules=2", Duration::from_secs(10)),
+        "{}",
+        k.log()
+    );
 }
 
 #[test]

@@ -910,12 +910,15 @@ fn state_dump_counts_calls() {
     assert_eq!(inst["Rules"].as_array().map(Vec::len), Some(6));
     assert_eq!(sim.calls("DescribeFirewallRules"), 3);
     // One log line per call, and never the secret key.
-    let log = sim.log();
     assert!(
-        log.contains("CreateFirewallRules lhins-kn0ck001 OK"),
-        "{log}"
+        sim.wait_log(
+            "CreateFirewallRules lhins-kn0ck001 OK",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        sim.log()
     );
-    assert!(!log.contains(SECRET_KEY));
+    assert!(!sim.log().contains(SECRET_KEY));
 }
 
 #[test]

@@ -234,6 +234,27 @@ impl Sim {
         self.log.lock().expect("log lock").clone()
     }
 
+    /// Whether a line of the log passes `test` within `limit`. A thread drains stderr, so a line
+    /// the simulator wrote before it answered can reach `log()` after the answer reached a test
+    /// (later still on a busy machine): a test that looks for a line waits for it.
+    pub fn wait_log_line(&self, limit: Duration, test: impl Fn(&str) -> bool) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            if self.log().lines().any(&test) {
+                return true;
+            }
+            if start.elapsed() > limit {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `wait_log_line` for a line that contains `needle`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        self.wait_log_line(limit, |l| l.contains(needle))
+    }
+
     pub fn state(&self) -> Value {
         let text = ureq::get(&format!("{}/__state", self.url()))
             .timeout(Duration::from_secs(10))
