@@ -3,8 +3,9 @@
 //! process is alive, and its memory and threads stay bounded. The measured figures are printed
 //! (`cargo test --test hostile -- --nocapture`) so they can be quoted.
 //!
-//! Cases run one at a time (a process-wide lock): they measure time and memory, and a
-//! neighbour's flood would blur the figures.
+//! Cases run one at a time (a process-wide lock under `cargo test`; under cargo-nextest, where
+//! each case is a process of its own, the `hostile` test group of `.config/nextest.toml`): they
+//! measure time and memory, and a neighbour's flood would blur the figures.
 
 mod common;
 
