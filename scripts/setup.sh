@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing knockd needs on a Debian machine that already has rustup:
 # the two musl targets, rustfmt/clippy, clang + lld (ring's C code for aarch64), curl, wget and busybox
-# (integration tests run the client lines --add-client prints), file (CI's static-link check). Idempotent; without anything missing it
+# (integration tests run the client lines --add-client prints), file (CI's static-link check),
+# cargo-nextest (make test's runner). Idempotent; without anything missing it
 # makes no network or apt call, so every make target can run it.
 #
 # Optional profiles add what one group of targets needs on top:
@@ -170,6 +171,13 @@ prepare_armv7_nightly() {
         echo "setup: built $unw/libunwind.a for $ARMV7 from $rustc_v's rust-src" >&2
     fi
 }
+
+# cargo-nextest runs make test's suite (.config/nextest.toml). Built from crates.io, only when
+# `cargo nextest` is missing.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-nextest" >&2
+    cargo install cargo-nextest --locked
+fi
 
 if ((armv7_nightly)); then
     # Called plainly (not under ||) so that set -e stops at the first failing step.

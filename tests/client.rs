@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::knockd::{base_config, set};
-use common::sim::{assert_no_duplicate_rules, Sim};
+use common::sim::{assert_no_duplicate_rules, rules_for, Sim};
 use common::{INSTANCE, INSTANCE_ARG, SECRET_KEY};
 use knockd::cloud::client::Client;
 use knockd::cloud::error::ApiError;
@@ -16,7 +16,6 @@ use knockd::cloud::executor;
 use knockd::config::{self, Config};
 use knockd::rules::planner::{Grant, Policy, QUOTA};
 use knockd::rules::FirewallRule;
-use serde_json::Value;
 
 /// A validated Config whose endpoint is the simulator (no process environment involved).
 fn config_for(sim: &Sim, extra: &[(&str, &str)]) -> Config {
@@ -57,15 +56,6 @@ fn tcp_rule(cidr: &str, port: &str, desc: &str) -> FirewallRule {
     }
 }
 
-/// Simulator rules whose CidrBlock is `addr`.
-fn rules_for(rules: &[Value], addr: &str) -> Vec<Value> {
-    rules
-        .iter()
-        .filter(|r| r["CidrBlock"].as_str() == Some(addr))
-        .cloned()
-        .collect()
-}
-
 /// After a grant of `addr`: exactly one rule per configured protocol, with the right ports.
 fn assert_granted_once(sim: &Sim, config: &Config, addr: &str) {
     let rules = sim.rules(INSTANCE);
@@ -88,18 +78,6 @@ fn api_code(r: Result<impl std::fmt::Debug, ApiError>) -> String {
             .code()
             .unwrap_or_else(|| panic!("expected an API error, got {e:?}"))
             .to_string(),
-    }
-}
-
-/// Dropped connections the simulator reports in its log (the log is drained asynchronously).
-fn drops(sim: &Sim, kind: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let n = sim.log().matches(kind).count();
-        if n > 0 || Instant::now() > deadline {
-            return n;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -131,7 +109,7 @@ fn describe_returns_all_100_rules_complete_and_in_order() {
 
 #[test]
 fn create_modify_and_delete_change_the_simulated_firewall() {
-    let sim = Sim::start(&["--instance", INSTANCE_ARG]);
+    let sim = Sim::single();
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
     let inst = &config.cloud.instances[0];
@@ -190,7 +168,7 @@ fn create_modify_and_delete_change_the_simulated_firewall() {
 
 #[test]
 fn a_stale_firewall_version_is_refused_and_changes_nothing() {
-    let sim = Sim::start(&["--instance", INSTANCE_ARG]);
+    let sim = Sim::single();
     let config = config_for(&sim, &[]);
     let client = client_for(&config);
     let inst = &config.cloud.instances[0];
@@ -407,7 +385,7 @@ fn dropped_connections_are_retried_and_apply_never_duplicates() {
         assert_granted_once(&sim, &config, addr);
     }
     assert!(
-        drops(&sim, "DROPPED (before processing)") > 0,
+        sim.wait_log("DROPPED (before processing)", Duration::from_secs(10)),
         "no drop happened"
     );
 }
@@ -448,17 +426,18 @@ fn a_create_applied_but_unanswered_is_not_duplicated() {
         assert_granted_once(&sim, &config, addr);
     }
     assert_eq!(sim.rules(INSTANCE).len(), 5 + 2 * addrs.len());
-    let log = sim.log();
     assert!(
-        log.lines()
-            .any(|l| l.contains("CreateFirewallRules") && l.contains("DROPPED (after apply)")),
-        "no Create was dropped after apply:\n{log}"
+        sim.wait_log_line(Duration::from_secs(10), |l| l
+            .contains("CreateFirewallRules")
+            && l.contains("DROPPED (after apply)")),
+        "no Create was dropped after apply:\n{}",
+        sim.log()
     );
 }
 
 #[test]
 fn a_wrong_secret_key_is_final() {
-    let sim = Sim::start(&["--instance", INSTANCE_ARG]);
+    let sim = Sim::single();
     let config = config_for(&sim, &[("TENCENT_CLOUD_SECRET_KEY", "notTheRightKey0001")]);
     let client = client_for(&config);
     let err = client

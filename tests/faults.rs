@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::knockd::*;
 use common::sim::{self, Sim};
+use common::Setup;
 use serde_json::{json, Value};
 
 const INSTANCES: [(&str, &str); 2] = [
@@ -124,40 +125,36 @@ fn knock_raw(port: u16, client: &str, label: &str) -> String {
 #[test]
 fn hundred_knocks_from_thirty_addresses_through_cloud_faults_and_a_second_writer() {
     let started = Instant::now();
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--instance",
-        "ap-hongkong:lhins-kn0ck002",
-        "--fail-rate",
-        "0.2",
-        "--fail-code",
-        "InternalError",
-        "--fail-code",
-        "RequestLimitExceeded",
-        "--fail-code",
-        "UnsupportedOperation.FirewallBusy",
-        "--drop-rate",
-        "0.05",
-        "--spike-ms",
-        "2000",
-        "--spike-rate",
-        "0.05",
-        "--foreign-rules",
-        "5",
-        "--conflict-after-describe",
-        "20",
-        "--seed",
-        "20261125",
-    ]);
-    let mut cfg = base_config(
-        &sim,
-        "lhins-kn0ck001,ap-hongkong:lhins-kn0ck002",
-        free_port(),
-    );
-    set(&mut cfg, "KNOCK_TIMEOUT", "30s");
-    set(&mut cfg, "PRUNE_INTERVAL", "5s");
-    let k = Knockd::start(&temp_dir("faults"), &cfg);
+    let (sim, k) = Setup::new("faults")
+        .instances(
+            &["ap-guangzhou:lhins-kn0ck001", "ap-hongkong:lhins-kn0ck002"],
+            "lhins-kn0ck001,ap-hongkong:lhins-kn0ck002",
+        )
+        .sim_args(&[
+            "--fail-rate",
+            "0.2",
+            "--fail-code",
+            "InternalError",
+            "--fail-code",
+            "RequestLimitExceeded",
+            "--fail-code",
+            "UnsupportedOperation.FirewallBusy",
+            "--drop-rate",
+            "0.05",
+            "--spike-ms",
+            "2000",
+            "--spike-rate",
+            "0.05",
+            "--foreign-rules",
+            "5",
+            "--conflict-after-describe",
+            "20",
+            "--seed",
+            "20261125",
+        ])
+        .set("KNOCK_TIMEOUT", "30s")
+        .set("PRUNE_INTERVAL", "5s")
+        .start();
     let foreign_before: Vec<Vec<String>> =
         INSTANCES.iter().map(|(_, i)| foreign(&sim, i)).collect();
     assert_eq!(foreign_before[0].len(), foreign_before[1].len());

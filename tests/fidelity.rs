@@ -5,41 +5,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
 use common::knockd::*;
 use common::show;
-use common::sim::Sim;
+use common::sim::{rules_for, Sim};
+use common::Setup;
 use knockd::clock;
 use serde_json::{json, Value};
 
 const A: &str = "lhins-kn0ck001";
 const DAY: i64 = 86_400;
-
-fn rules_for<'a>(rules: &'a [Value], addr: &str) -> Vec<&'a Value> {
-    rules
-        .iter()
-        .filter(|r| r.get("CidrBlock").and_then(Value::as_str) == Some(addr))
-        .collect()
-}
-
-fn config_file(dir: &Path, sim: &Sim, extra: &[(&str, &str)]) -> PathBuf {
-    let mut cfg = base_config(sim, A, free_port());
-    for (k, v) in extra {
-        set(&mut cfg, k, v);
-    }
-    write_config(dir, &cfg)
-}
-
-fn start(sim: &Sim, name: &str, extra: &[(&str, &str)]) -> Knockd {
-    let mut cfg = base_config(sim, A, free_port());
-    for (k, v) in extra {
-        set(&mut cfg, k, v);
-    }
-    Knockd::start(&temp_dir(name), &cfg)
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
@@ -72,8 +49,8 @@ fn a_mixed_port_setting_is_written_as_one_rule_per_range_plus_one_for_single_por
     let sim = Sim::with_rules(&json!([]), &[]);
     let ports = [("FW_PERMIT_PORTS_TCP", "22,8000-8100,443,9000-9010")];
 
-    let dir = temp_dir("mixed-check-config");
-    let out = run(&config_file(&dir, &sim, &ports), &["--check-config"]);
+    let cfg = Setup::new("mixed-check-config").with(&ports);
+    let out = run(&cfg.write_config(&sim), &["--check-config"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let line = stdout(&out)
         .lines()
@@ -88,7 +65,7 @@ fn a_mixed_port_setting_is_written_as_one_rule_per_range_plus_one_for_single_por
 
     // The strict simulator refuses a list mixed with a range: the knock succeeds only if
     // knockd splits it.
-    let k = start(&sim, "mixed-knock", &ports);
+    let k = Setup::new("mixed-knock").with(&ports).knockd(&sim);
     assert_eq!(knock_curl(&k, "203.0.113.7", "mixed"), SUCCESS);
     let rules = sim.rules(A);
     let mine = rules_for(&rules, "203.0.113.7");
@@ -145,7 +122,9 @@ fn a_reordered_port_list_refreshes_the_rule_the_api_holds_instead_of_creating_it
         ]),
         &[],
     );
-    let k = start(&sim, "reorder", &[("FW_PERMIT_PORTS_TCP", "22,443")]);
+    let k = Setup::new("reorder")
+        .set("FW_PERMIT_PORTS_TCP", "22,443")
+        .knockd(&sim);
     let before = sim.rules(A).len();
     assert_eq!(knock_curl(&k, "203.0.113.8", "home"), SUCCESS);
     assert_eq!(sim.rules(A).len(), before, "nothing added");
@@ -174,14 +153,12 @@ fn a_foreign_accept_rule_for_all_ports_counts_as_access_and_costs_no_quota() {
             &json!([rule("TCP", port, "0.0.0.0/0", "ACCEPT", "全部TCP")]),
             &[],
         );
-        let k = start(
-            &sim,
-            "all-tcp",
-            &[
+        let k = Setup::new("all-tcp")
+            .with(&[
                 ("FW_PERMIT_PORTS_TCP", "22,443"),
                 ("FW_PERMIT_PORTS_UDP", ""),
-            ],
-        );
+            ])
+            .knockd(&sim);
         let before = sim.rules(A).len();
         assert_eq!(knock_curl(&k, "203.0.113.9", "x"), SUCCESS, "{port}");
         assert_eq!(sim.rules(A).len(), before, "{port}: no redundant rule");
@@ -199,8 +176,7 @@ fn check_reports_a_drop_rule_that_covers_knockd_ports() {
         ]),
         &[],
     );
-    let dir = temp_dir("drop-check");
-    let out = run(&config_file(&dir, &sim, &[]), &["--check"]);
+    let out = run(&Setup::new("drop-check").write_config(&sim), &["--check"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = stdout(&out);
     let warns: Vec<&str> = text.lines().filter(|l| l.contains("DROP rule")).collect();
@@ -242,8 +218,9 @@ fn legacy_rules_under_knockd_are_owned_with_a_custom_prefix() {
         ]),
         &[],
     );
-    let dir = temp_dir("legacy");
-    let cfg = config_file(&dir, &sim, &[("FW_RULE_NAME_PREFIX", "Acme-")]);
+    let cfg = Setup::new("legacy")
+        .set("FW_RULE_NAME_PREFIX", "Acme-")
+        .write_config(&sim);
     let out = run(&cfg, &["--check"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = stdout(&out);
@@ -268,14 +245,12 @@ fn legacy_rules_under_knockd_are_owned_with_a_custom_prefix() {
     }
 
     // A knock from a legacy rule's address rewrites it under the configured prefix.
-    let k = start(
-        &sim,
-        "legacy-knock",
-        &[
+    let k = Setup::new("legacy-knock")
+        .with(&[
             ("FW_RULE_NAME_PREFIX", "Acme-"),
             ("FW_PERMIT_PORTS_UDP", ""),
-        ],
-    );
+        ])
+        .knockd(&sim);
     assert_eq!(knock_curl(&k, "198.51.100.2", "new"), SUCCESS);
     let rules = sim.rules(A);
     let mine = rules_for(&rules, "198.51.100.2");
@@ -297,8 +272,7 @@ fn check_names_the_denied_action_and_the_instance_resource() {
             "UnauthorizedOperation.NoPermission",
         ],
     );
-    let dir = temp_dir("denied");
-    let out = run(&config_file(&dir, &sim, &[]), &["--check"]);
+    let out = run(&Setup::new("denied").write_config(&sim), &["--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let text = stdout(&out);
     let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
@@ -328,8 +302,10 @@ fn check_passes_with_only_the_firewall_actions_granted() {
         &json!([]),
         &["--deny-actions", "DescribeRegions,DescribeInstances"],
     );
-    let dir = temp_dir("least-privilege");
-    let out = run(&config_file(&dir, &sim, &[]), &["--check"]);
+    let out = run(
+        &Setup::new("least-privilege").write_config(&sim),
+        &["--check"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = stdout(&out);
     assert!(text.lines().any(|l| l == "check passed"), "{text}");
@@ -345,9 +321,10 @@ fn check_passes_with_only_the_firewall_actions_granted() {
 #[test]
 fn check_notes_that_a_token_expires() {
     let sim = Sim::with_rules(&json!([]), &["--token", "tok3n-for-check"]);
-    let dir = temp_dir("token");
     let out = run(
-        &config_file(&dir, &sim, &[("TENCENT_CLOUD_TOKEN", "tok3n-for-check")]),
+        &Setup::new("token")
+            .set("TENCENT_CLOUD_TOKEN", "tok3n-for-check")
+            .write_config(&sim),
         &["--check"],
     );
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -371,8 +348,7 @@ fn check_does_not_claim_the_key_works_when_no_answer_proves_it() {
         &json!([]),
         &["--fail-rate", "1", "--fail-code", "FailedOperation"],
     );
-    let dir = temp_dir("unproved");
-    let out = run(&config_file(&dir, &sim, &[]), &["--check"]);
+    let out = run(&Setup::new("unproved").write_config(&sim), &["--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let text = stdout(&out);
     assert!(!text.contains("credentials accepted"), "{text}");
@@ -398,14 +374,12 @@ fn a_reordered_port_list_is_the_same_rule_on_a_server_that_compares_sets() {
         )]),
         &["--port-identity-by-set"],
     );
-    let k = start(
-        &sim,
-        "reorder-set",
-        &[
+    let k = Setup::new("reorder-set")
+        .with(&[
             ("FW_PERMIT_PORTS_TCP", "22,443"),
             ("FW_PERMIT_PORTS_UDP", ""),
-        ],
-    );
+        ])
+        .knockd(&sim);
     let before = sim.rules(A).len();
     assert_eq!(knock_curl(&k, "203.0.113.8", "home"), SUCCESS);
     assert_eq!(sim.rules(A).len(), before);
@@ -427,14 +401,12 @@ fn a_knock_under_a_covering_drop_rule_logs_a_warning_naming_it() {
         )]),
         &[],
     );
-    let k = start(
-        &sim,
-        "drop-knock",
-        &[
+    let k = Setup::new("drop-knock")
+        .with(&[
             ("FW_PERMIT_PORTS_TCP", "22,443"),
             ("FW_PERMIT_PORTS_UDP", ""),
-        ],
-    );
+        ])
+        .knockd(&sim);
     assert_eq!(knock_curl(&k, "203.0.113.9", "x"), SUCCESS);
     assert!(
         k.wait_log(

@@ -8,37 +8,24 @@ use std::time::{Duration, Instant};
 
 use common::knockd::*;
 use common::sim::Sim;
+use common::Setup;
 use serde_json::Value;
 
-/// `n` instances, taking `regions` in turn; returns (simulator args, config value).
-fn fleet(n: usize, regions: &[&str]) -> (Vec<String>, String) {
-    let mut args = Vec::new();
+/// `n` instances without default rules, taking `regions` in turn, and their ids.
+fn fleet(n: usize, regions: &[&str]) -> (Setup, Vec<String>) {
+    let mut instances = Vec::new();
     let mut ids = Vec::new();
     for i in 0..n {
         let region = regions[i % regions.len()];
         let id = format!("lhins-fleet{i:03}");
-        args.push("--instance".to_string());
-        args.push(format!("{region}:{id}"));
-        ids.push(format!("{region}:{id}"));
+        instances.push(format!("{region}:{id}"));
+        ids.push(id);
     }
-    (args, ids.join(","))
-}
-
-fn start(n: usize, regions: &[&str], extra: &[&str]) -> (Sim, Knockd, Vec<String>) {
-    let (mut args, instances) = fleet(n, regions);
-    args.push("--no-default-rules".to_string());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let sim = Sim::start(&refs);
-    let k = Knockd::start(
-        &temp_dir("fleet"),
-        &base_config(&sim, &instances, free_port()),
-    );
-    let ids = instances
-        .split(',')
-        .map(|s| s.split_once(':').map_or(s, |(_, id)| id).to_string())
-        .collect();
-    (sim, k, ids)
+    let refs: Vec<&str> = instances.iter().map(String::as_str).collect();
+    let setup = Setup::new("fleet")
+        .instances(&refs, &instances.join(","))
+        .sim_args(&["--no-default-rules"]);
+    (setup, ids)
 }
 
 fn rate_limited(sim: &Sim) -> u64 {
@@ -81,7 +68,8 @@ fn timed_knock(k: &Knockd, addr: &str) -> Duration {
 #[test]
 fn twenty_five_instances_in_one_region_never_trip_the_simulators_rate_limit() {
     // One region: the simulator's per-key limit is the per-region limit here.
-    let (sim, k, ids) = start(25, &["ap-guangzhou"], &[]);
+    let (fleet, ids) = fleet(25, &["ap-guangzhou"]);
+    let (sim, k) = fleet.start();
     let first = timed_knock(&k, "203.0.113.1");
     let new = timed_knock(&k, "203.0.113.2");
     let repeat = timed_knock(&k, "203.0.113.2");
@@ -100,7 +88,8 @@ fn thirty_instances_over_three_regions_are_paced_per_region() {
     // The simulator's own limit here is per key, not per region (the real API's is per region):
     // turned off, so this measures knockd's pacing alone.
     let regions = ["ap-guangzhou", "ap-shanghai", "ap-hongkong"];
-    let (sim, k, ids) = start(30, &regions, &["--no-rate-limit"]);
+    let (fleet, ids) = fleet(30, &regions);
+    let (sim, k) = fleet.sim_args(&["--no-rate-limit"]).start();
     // Knocks a window apart, so each starts with every region's budget free.
     let first = timed_knock(&k, "203.0.113.1");
     std::thread::sleep(WINDOW);
@@ -120,7 +109,8 @@ fn thirty_instances_over_three_regions_are_paced_per_region() {
 #[test]
 fn thirty_instances_over_three_regions_never_trip_per_region_rate_limits() {
     let regions = ["ap-guangzhou", "ap-shanghai", "ap-hongkong"];
-    let (sim, k, ids) = start(30, &regions, &[]);
+    let (fleet, ids) = fleet(30, &regions);
+    let (sim, k) = fleet.start();
     for addr in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
         timed_knock(&k, addr);
         assert_everywhere(&sim, &ids, addr);

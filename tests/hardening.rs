@@ -15,28 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::knockd::*;
 use common::sim::Sim;
-use common::INSTANCE_ARG;
-
-const INSTANCE: &str = "lhins-kn0ck001";
-
-fn sim() -> Sim {
-    Sim::start(&["--instance", INSTANCE_ARG])
-}
-
-fn config(sim: &Sim, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut cfg = base_config(sim, INSTANCE, free_port());
-    for (k, v) in extra {
-        set(&mut cfg, k, v);
-    }
-    cfg
-}
-
-fn start(name: &str, extra: &[(&str, &str)]) -> (Sim, Knockd) {
-    let sim = sim();
-    let cfg = config(&sim, extra);
-    let k = Knockd::start(&temp_dir(name), &cfg);
-    (sim, k)
-}
+use common::{Setup, INSTANCE};
 
 fn addresses(sim: &Sim) -> Vec<String> {
     sim.rules(INSTANCE)
@@ -151,7 +130,7 @@ fn wait_for(log: &Arc<Mutex<String>>, needle: &str, limit: Duration) -> bool {
 /// Item 1: behind a trusted proxy, junk forwarded items do not switch the lockout off.
 #[test]
 fn junk_forwarded_items_still_count_toward_the_lockout() {
-    let (sim, k) = start("junk-xff", &[("LOCKOUT_FAILURES", "10")]);
+    let (sim, k) = Setup::new("junk-xff").set("LOCKOUT_FAILURES", "10").start();
     let client = "198.51.100.5";
     let forms = [
         format!("X-Forwarded-For: junk, {client}\r\n"),
@@ -189,7 +168,7 @@ fn junk_forwarded_items_still_count_toward_the_lockout() {
 /// Item 3: a spray of 20,000 /64s of the locked address's /48 does not unlock it.
 #[test]
 fn a_locked_address_stays_locked_through_a_slash_48_spray() {
-    let (sim, k) = start("spray48", &[("LOCKOUT_FAILURES", "1")]);
+    let (sim, k) = Setup::new("spray48").set("LOCKOUT_FAILURES", "1").start();
     let target = "2001:db8:77:1::1";
     let answers = pipeline(
         k.port,
@@ -235,7 +214,7 @@ fn a_locked_address_stays_locked_through_a_slash_48_spray() {
 /// Item 4: one /64 cannot take over the quota.
 #[test]
 fn a_hundred_knocks_from_one_slash_64_leave_other_clients_rules() {
-    let (sim, k) = start("per64", &[]);
+    let (sim, k) = Setup::new("per64").start();
     assert_eq!(knock_curl(&k, "203.0.113.7", "alice"), SUCCESS);
     assert_eq!(knock_curl(&k, "2001:db8:aa::1", "bob"), SUCCESS);
     let reqs: Vec<String> = (1..=100)
@@ -273,7 +252,7 @@ fn a_hundred_knocks_from_one_slash_64_leave_other_clients_rules() {
 /// Item 5: X-Real-IP (set whole by the proxy) wins over a forged X-Forwarded-For.
 #[test]
 fn x_real_ip_wins_over_a_forged_x_forwarded_for() {
-    let (sim, k) = start("xrealip", &[]);
+    let (sim, k) = Setup::new("xrealip").start();
     let answers = pipeline(
         k.port,
         &[request(
@@ -292,13 +271,10 @@ fn x_real_ip_wins_over_a_forged_x_forwarded_for() {
 /// not stop a knock.
 #[test]
 fn forty_idle_connections_under_ulimit_64_do_not_stop_a_knock() {
-    let sim = sim();
-    let cfg = config(&sim, &[("CONNECTION_TIMEOUT", "30s")]);
-    let port: u16 = cfg
-        .iter()
-        .find(|(k, _)| k == "BIND_PORT")
-        .and_then(|(_, v)| v.parse().ok())
-        .expect("port");
+    let setup = Setup::new("ulimit").set("CONNECTION_TIMEOUT", "30s");
+    let sim = setup.sim();
+    let cfg = setup.config(&sim);
+    let port = bind_port(&cfg);
     let path = write_config(&temp_dir("ulimit"), &cfg);
     let mut child = Command::new("sh")
         .arg("-c")
@@ -360,13 +336,9 @@ impl Fake {
 /// Item 7: a log that blocks (stderr nobody reads) never delays an answer.
 #[test]
 fn answers_do_not_wait_for_a_blocked_stderr() {
-    let sim = sim();
-    let cfg = config(&sim, &[]);
-    let port: u16 = cfg
-        .iter()
-        .find(|(k, _)| k == "BIND_PORT")
-        .and_then(|(_, v)| v.parse().ok())
-        .expect("port");
+    let sim = Sim::single();
+    let cfg = Setup::new("stderr").config(&sim);
+    let port = bind_port(&cfg);
     let path = write_config(&temp_dir("stderr"), &cfg);
     // A one-page pipe for stderr, read up to the start line and then never again.
     let (reader, writer) = std::io::pipe().expect("pipe");
@@ -415,7 +387,9 @@ fn answers_do_not_wait_for_a_blocked_stderr() {
 /// Item 9: lockout lines are rate-limited like rejects.
 #[test]
 fn lockout_lines_are_rate_limited() {
-    let (_sim, k) = start("lockout-lines", &[("LOCKOUT_FAILURES", "1")]);
+    let (_sim, k) = Setup::new("lockout-lines")
+        .set("LOCKOUT_FAILURES", "1")
+        .start();
     let reqs: Vec<String> = (0..500u32)
         .map(|n| {
             request(
@@ -428,6 +402,7 @@ fn lockout_lines_are_rate_limited() {
     assert_eq!(pipeline(k.port, &reqs).len(), 500);
     let secs = started.elapsed().as_secs();
     thread::sleep(Duration::from_millis(300));
+    k.wait_log("lockout addr=", Duration::from_secs(10));
     let lines = k.log().matches("lockout addr=").count();
     assert!(lines >= 1, "{}", k.log());
     assert!(
@@ -440,9 +415,9 @@ fn lockout_lines_are_rate_limited() {
 /// Item 10: SIGTERM lets a knock in flight finish, answered and logged, then exits 0.
 #[test]
 fn sigterm_finishes_the_knock_in_flight_and_exits_0() {
-    let sim = Sim::start(&["--instance", INSTANCE_ARG, "--latency-ms", "700"]);
-    let cfg = config(&sim, &[]);
-    let mut k = Knockd::start(&temp_dir("sigterm"), &cfg);
+    let (_sim, mut k) = Setup::new("sigterm")
+        .sim_args(&["--latency-ms", "700"])
+        .start();
     let port = k.port;
     let knock = thread::spawn(move || Fake { port }.knock("203.0.113.80"));
     thread::sleep(Duration::from_millis(400));
@@ -451,9 +426,14 @@ fn sigterm_finishes_the_knock_in_flight_and_exits_0() {
     let status = k.wait_exit(Duration::from_secs(30)).expect("knockd exits");
     assert_eq!(body, SUCCESS, "{}", k.log());
     assert_eq!(status.code(), Some(0), "{status:?}\n{}", k.log());
+    // The log is read as it comes, so its last lines may still be on their way.
+    assert!(
+        k.wait_log("stopped", Duration::from_secs(10)),
+        "{}",
+        k.log()
+    );
     let log = k.log();
     assert!(log.contains("knock addr=203.0.113.80 label="), "{log}");
-    assert!(log.contains("stopped"), "{log}");
     // Nothing listens any more.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
@@ -461,7 +441,7 @@ fn sigterm_finishes_the_knock_in_flight_and_exits_0() {
 /// Item 10: SIGHUP does not kill the process.
 #[test]
 fn sighup_does_not_kill() {
-    let (_sim, mut k) = start("sighup", &[]);
+    let (_sim, mut k) = Setup::new("sighup").start();
     k.signal("HUP");
     thread::sleep(Duration::from_millis(200));
     assert!(k.alive(), "killed by SIGHUP");
@@ -507,9 +487,9 @@ fn run_limited(
 #[test]
 fn config_input_is_bounded() {
     use std::ffi::OsStr;
-    let sim = sim();
+    let sim = Sim::single();
     let dir = temp_dir("bounded");
-    let good = write_config(&dir, &config(&sim, &[]));
+    let good = Setup::new("bounded").dir(&dir).write_config(&sim);
     let text = std::fs::read_to_string(&good).expect("config");
     let five = Duration::from_secs(5);
 
@@ -568,7 +548,7 @@ fn config_input_is_bounded() {
 /// Item 12: the 1,000th answer on one keep-alive connection says `Connection: close`.
 #[test]
 fn the_thousandth_keep_alive_answer_says_close() {
-    let (_sim, k) = start("thousand", &[("LOCKOUT_FAILURES", "0")]);
+    let (_sim, k) = Setup::new("thousand").set("LOCKOUT_FAILURES", "0").start();
     let reqs: Vec<String> = (0..1000).map(|_| request("wrong", "")).collect();
     let answers = pipeline(k.port, &reqs);
     assert_eq!(answers.len(), 1000);
@@ -593,8 +573,8 @@ fn a_non_utf8_argument_is_a_usage_error() {
 /// Item 12: printing to a closed pipe (`knockd --list | head -1`) is not a panic: exit 0.
 #[test]
 fn a_closed_stdout_is_not_a_panic() {
-    let sim = sim();
-    let path = write_config(&temp_dir("epipe"), &config(&sim, &[]));
+    let sim = Sim::single();
+    let path = Setup::new("epipe").write_config(&sim);
     for args in [
         &["--version"][..],
         &["--check-config"],
@@ -624,8 +604,8 @@ fn a_closed_stdout_is_not_a_panic() {
 #[test]
 fn a_non_utf8_value_of_a_knockd_variable_is_an_error() {
     use std::os::unix::ffi::OsStrExt;
-    let sim = sim();
-    let path = write_config(&temp_dir("envutf8"), &config(&sim, &[]));
+    let sim = Sim::single();
+    let path = Setup::new("envutf8").write_config(&sim);
     let (code, err, _) = run_limited(
         &[
             std::ffi::OsStr::new("--check-config"),
@@ -646,7 +626,7 @@ fn a_non_utf8_value_of_a_knockd_variable_is_an_error() {
 /// Item 13: no core dumps, and never-source addresses are refused like loopback.
 #[test]
 fn no_core_dumps_and_never_source_addresses_are_refused() {
-    let (sim, k) = start("hygiene", &[]);
+    let (sim, k) = Setup::new("hygiene").start();
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", k.pid())).expect("limits");
     let core = limits
         .lines()
@@ -711,13 +691,11 @@ impl Timer {
 #[test]
 #[ignore]
 fn timing_medians() {
-    let sim = sim();
-    let cfg = config(&sim, &[("LOCKOUT_FAILURES", "10")]);
-    let port: u16 = cfg
-        .iter()
-        .find(|(k, _)| k == "BIND_PORT")
-        .and_then(|(_, v)| v.parse().ok())
-        .expect("port");
+    let sim = Sim::single();
+    let cfg = Setup::new("timing")
+        .set("LOCKOUT_FAILURES", "10")
+        .config(&sim);
+    let port = bind_port(&cfg);
     let path = write_config(&temp_dir("timing"), &cfg);
     let bin = std::env::var("KNOCKD_BIN").unwrap_or(env!("CARGO_BIN_EXE_knockd").to_string());
     let mut child = Command::new(&bin)

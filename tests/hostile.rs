@@ -3,8 +3,9 @@
 //! process is alive, and its memory and threads stay bounded. The measured figures are printed
 //! (`cargo test --test hostile -- --nocapture`) so they can be quoted.
 //!
-//! Cases run one at a time (a process-wide lock): they measure time and memory, and a
-//! neighbour's flood would blur the figures.
+//! Cases run one at a time (a process-wide lock under `cargo test`; under cargo-nextest, where
+//! each case is a process of its own, the `hostile` test group of `.config/nextest.toml`): they
+//! measure time and memory, and a neighbour's flood would blur the figures.
 
 mod common;
 
@@ -17,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use common::knockd::*;
 use common::sim::Sim;
+use common::{Setup, INSTANCE};
 
-const INSTANCE: &str = "lhins-kn0ck001";
 /// MAX_CONNECTIONS of the test config: low, so the cases go past it.
 const MAX_CONNECTIONS: usize = 64;
 /// Bounds checked after every case.
@@ -33,7 +34,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 struct Case {
-    name: &'static str,
+    name: String,
     sim: Sim,
     k: Knockd,
     next_client: u32,
@@ -42,30 +43,27 @@ struct Case {
     _serial: MutexGuard<'static, ()>,
 }
 
-fn start(name: &'static str, extra: &[(&str, &str)]) -> Case {
-    start_with(name, &[], extra)
+/// The setup of every case: MAX_CONNECTIONS low and short timeouts, so the attacks reach them.
+fn setup(name: &str) -> Setup {
+    Setup::new(name)
+        .set("MAX_CONNECTIONS", &MAX_CONNECTIONS.to_string())
+        .set("CONNECTION_TIMEOUT", "2s")
+        .set("KNOCK_TIMEOUT", "5s")
 }
 
-fn start_with(name: &'static str, sim_args: &[&str], extra: &[(&str, &str)]) -> Case {
-    let serial = serial();
-    let mut args = vec!["--instance", "ap-guangzhou:lhins-kn0ck001"];
-    args.extend_from_slice(sim_args);
-    let sim = Sim::start(&args);
-    let mut cfg = base_config(&sim, INSTANCE, free_port());
-    set(&mut cfg, "MAX_CONNECTIONS", &MAX_CONNECTIONS.to_string());
-    set(&mut cfg, "CONNECTION_TIMEOUT", "2s");
-    set(&mut cfg, "KNOCK_TIMEOUT", "5s");
-    for (key, value) in extra {
-        set(&mut cfg, key, value);
-    }
-    let k = Knockd::start(&temp_dir(name), &cfg);
-    Case {
-        name,
-        sim,
-        k,
-        next_client: 1,
-        prompt: PROMPT,
-        _serial: serial,
+impl Case {
+    /// Starts a case (one at a time in this process).
+    fn new(setup: Setup) -> Case {
+        let serial = serial();
+        let (sim, k) = setup.start();
+        Case {
+            name: setup.name().to_string(),
+            sim,
+            k,
+            next_client: 1,
+            prompt: PROMPT,
+            _serial: serial,
+        }
     }
 }
 
@@ -189,7 +187,7 @@ fn sampler(pid: u32, stop: &AtomicBool) -> (u64, u64) {
 
 #[test]
 fn slowloris_hundreds_of_connections_trickling_bytes() {
-    let mut case = start("slowloris", &[]);
+    let mut case = Case::new(setup("slowloris"));
     let port = case.k.port;
     let pid = case.k.pid();
     let stop = AtomicBool::new(false);
@@ -241,7 +239,7 @@ fn slowloris_hundreds_of_connections_trickling_bytes() {
 
 #[test]
 fn one_mebibyte_header_line() {
-    let case = start("1MiB-header", &[]);
+    let case = Case::new(setup("1MiB-header"));
     let mut req = b"GET /favico.ico HTTP/1.1\r\nX-Big: ".to_vec();
     req.resize(req.len() + (1 << 20), b'a');
     req.extend_from_slice(b"\r\n\r\n");
@@ -267,7 +265,7 @@ fn one_mebibyte_header_line() {
 
 #[test]
 fn ten_thousand_headers() {
-    let case = start("10k-headers", &[]);
+    let case = Case::new(setup("10k-headers"));
     let mut req = format!("GET /favico.ico HTTP/1.1\r\nReferer: {REFERER}\r\n").into_bytes();
     for i in 0..10_000 {
         req.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
@@ -291,7 +289,7 @@ fn ten_thousand_headers() {
 
 #[test]
 fn huge_content_length_without_a_body() {
-    let case = start("huge-content-length", &[]);
+    let case = Case::new(setup("huge-content-length"));
     let calls = case.sim.total_calls();
     let started = Instant::now();
     // Even with the right secret: a body we will not read is a bad request.
@@ -309,7 +307,7 @@ fn huge_content_length_without_a_body() {
 
 #[test]
 fn chunked_bodies_are_refused() {
-    let case = start("chunked", &[]);
+    let case = Case::new(setup("chunked"));
     let calls = case.sim.total_calls();
     let started = Instant::now();
     for body in [
@@ -337,7 +335,7 @@ fn chunked_bodies_are_refused() {
 
 #[test]
 fn pipelined_requests() {
-    let case = start("pipelined", &[]);
+    let case = Case::new(setup("pipelined"));
     let started = Instant::now();
     // bad, valid, bad (with a small body), valid: four answers, in order, on one connection.
     let mut req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
@@ -367,7 +365,7 @@ fn pipelined_requests() {
 
 #[test]
 fn bare_lf_line_endings() {
-    let case = start("bare-LF", &[]);
+    let case = Case::new(setup("bare-LF"));
     let started = Instant::now();
     let answer = exchange(
         case.k.port,
@@ -394,7 +392,7 @@ fn bare_lf_line_endings() {
 
 #[test]
 fn invalid_utf8_and_nul_bytes_in_paths_and_headers() {
-    let case = start("invalid-utf8-nul", &[]);
+    let case = Case::new(setup("invalid-utf8-nul"));
     let calls = case.sim.total_calls();
     let started = Instant::now();
     let nasty: Vec<Vec<u8>> = vec![
@@ -454,7 +452,7 @@ fn invalid_utf8_and_nul_bytes_in_paths_and_headers() {
 
 #[test]
 fn connection_flood_past_the_cap() {
-    let case = start("connection-flood", &[]);
+    let case = Case::new(setup("connection-flood"));
     let pid = case.k.pid();
     let stop = AtomicBool::new(false);
     let started = Instant::now();
@@ -490,7 +488,7 @@ fn connection_flood_past_the_cap() {
 
 #[test]
 fn clients_that_never_read_the_response() {
-    let case = start("never-read", &[]);
+    let case = Case::new(setup("never-read"));
     let started = Instant::now();
     // 100 connections each pipelining 100 requests and never reading a byte back.
     let big = format!(
@@ -519,7 +517,7 @@ fn clients_that_never_read_the_response() {
 
 #[test]
 fn half_closed_sockets() {
-    let case = start("half-closed", &[]);
+    let case = Case::new(setup("half-closed"));
     let started = Instant::now();
     // A complete knock, then the client shuts its sending side: the answer still arrives.
     let mut s = connect(case.k.port);
@@ -557,7 +555,7 @@ fn half_closed_sockets() {
 
 #[test]
 fn request_split_one_byte_per_write() {
-    let case = start("one-byte-writes", &[]);
+    let case = Case::new(setup("one-byte-writes"));
     let mut s = connect(case.k.port);
     s.set_nodelay(true).expect("nodelay");
     let head =
@@ -613,14 +611,11 @@ fn request_split_one_byte_per_write() {
 
 #[test]
 fn lockout_after_ten_failures_costs_no_api_call_and_spares_others() {
-    let mut case = start(
-        "lockout",
-        &[
-            ("LOCKOUT_FAILURES", "10"),
-            ("LOCKOUT_WINDOW", "10m"),
-            ("LOCKOUT_DURATION", "30m"),
-        ],
-    );
+    let mut case = Case::new(setup("lockout").with(&[
+        ("LOCKOUT_FAILURES", "10"),
+        ("LOCKOUT_WINDOW", "10m"),
+        ("LOCKOUT_DURATION", "30m"),
+    ]));
     let bad =
         "GET /favico.ico HTTP/1.1\r\nReferer: wrong\r\nX-Forwarded-For: 203.0.113.200\r\n\r\n";
     let answer = exchange(case.k.port, bad.repeat(9).as_bytes());
@@ -702,10 +697,10 @@ fn knocks_waiting_on_a_slow_firewall_survive_a_flood_and_the_connection_timeout(
     // Every API answer takes 1.5 s: a knock (read, then write) takes about 3 s, longer than
     // CONNECTION_TIMEOUT (2 s). The knock's answer must still be written, and a flood of
     // connections past the cap must not evict the knocks that wait on the firewall.
-    let case = start_with(
-        "slow-firewall",
-        &["--latency-ms", "1500"],
-        &[("MAX_CONNECTIONS", "8"), ("KNOCK_TIMEOUT", "10s")],
+    let case = Case::new(
+        setup("slow-firewall")
+            .sim_args(&["--latency-ms", "1500"])
+            .with(&[("MAX_CONNECTIONS", "8"), ("KNOCK_TIMEOUT", "10s")]),
     );
     let mut case = case;
     // Two API calls of 1.5 s each, on top of the usual bound.

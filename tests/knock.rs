@@ -8,50 +8,24 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::knockd::*;
-use common::sim::Sim;
+use common::sim::{rules_for, Sim};
+use common::Setup;
 use serde_json::Value;
 
 const A: &str = "lhins-kn0ck001";
 const B: &str = "lhins-kn0ck002";
 
-fn rules_for<'a>(rules: &'a [Value], addr: &str) -> Vec<&'a Value> {
-    rules
-        .iter()
-        .filter(|r| {
-            r.get("CidrBlock").and_then(Value::as_str) == Some(addr)
-                || r.get("Ipv6CidrBlock").and_then(Value::as_str) == Some(addr)
-        })
-        .collect()
-}
-
-fn two_instances() -> (Sim, Knockd) {
-    two_instances_with(&[])
-}
-
-fn two_instances_with(extra: &[(&str, &str)]) -> (Sim, Knockd) {
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--instance",
-        "ap-hongkong:lhins-kn0ck002",
-    ]);
-    let dir = temp_dir("knock");
-    let cfg = base_config(
-        &sim,
+/// knockd for A (ap-guangzhou, the default region) and B (ap-hongkong).
+fn two_instances() -> Setup {
+    Setup::new("knock").instances(
+        &["ap-guangzhou:lhins-kn0ck001", "ap-hongkong:lhins-kn0ck002"],
         "lhins-kn0ck001,ap-hongkong:lhins-kn0ck002",
-        free_port(),
-    );
-    let mut cfg = cfg;
-    for (key, value) in extra {
-        set(&mut cfg, key, value);
-    }
-    let k = Knockd::start(&dir, &cfg);
-    (sim, k)
+    )
 }
 
 #[test]
 fn curl_knock_opens_tcp_and_udp_on_two_instances_in_two_regions() {
-    let (sim, k) = two_instances();
+    let (sim, k) = two_instances().start();
     let before_a = sim.rules(A).len();
     assert_eq!(knock_curl(&k, "203.0.113.7", "Office_01"), SUCCESS);
     for inst in [A, B] {
@@ -103,8 +77,7 @@ fn wget_reknock_refreshes_in_place_without_duplicates() {
              "FirewallRuleDescription": "Knockd-phone@@20000101"}
         ]"#,
     );
-    let dir = temp_dir("reknock");
-    let k = Knockd::start(&dir, &base_config(&sim, A, free_port()));
+    let k = Setup::new("reknock").knockd(&sim);
     let count = sim.rules(A).len();
     assert_eq!(knock_wget(&k, "198.51.100.9", "phone"), SUCCESS);
     let rules = sim.rules(A);
@@ -129,7 +102,7 @@ fn wget_reknock_refreshes_in_place_without_duplicates() {
 
 #[test]
 fn bad_knocks_get_the_failure_body_and_cost_no_api_call() {
-    let (sim, k) = two_instances();
+    let (sim, k) = two_instances().start();
     let before = sim.total_calls();
     let url = k.url("/favico.ico");
     let xff = "X-Forwarded-For: 203.0.113.8";
@@ -194,7 +167,7 @@ fn header_names(response: &str) -> (String, Vec<String>) {
 
 #[test]
 fn success_and_failure_differ_only_in_the_body() {
-    let (_sim, k) = two_instances();
+    let (_sim, k) = two_instances().start();
     let ok = raw_exchange(
         k.port,
         format!(
@@ -223,7 +196,7 @@ fn success_and_failure_differ_only_in_the_body() {
 
 #[test]
 fn ipv6_client_through_x_forwarded_for_gets_ipv6_rules() {
-    let (sim, k) = two_instances();
+    let (sim, k) = two_instances().start();
     assert_eq!(knock_curl(&k, "2001:db8::7", "v6home"), SUCCESS);
     for inst in [A, B] {
         let rules = sim.rules(inst);
@@ -236,7 +209,7 @@ fn ipv6_client_through_x_forwarded_for_gets_ipv6_rules() {
 #[test]
 fn fifty_concurrent_knocks_from_fifty_addresses_batch_into_few_calls() {
     // TCP only: 50 addresses × 2 protocols would not fit the 100-rule quota with the defaults.
-    let (sim, k) = two_instances_with(&[("FW_PERMIT_PORTS_UDP", "")]);
+    let (sim, k) = two_instances().set("FW_PERMIT_PORTS_UDP", "").start();
     let before: Vec<usize> = [A, B].iter().map(|i| sim.rules(i).len()).collect();
     let bodies: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (1..=50)
@@ -279,11 +252,7 @@ fn fifty_concurrent_knocks_from_fifty_addresses_batch_into_few_calls() {
 
 #[test]
 fn dual_stack_bind_serves_ipv4_mapped_and_ipv6_peers() {
-    let sim = Sim::start(&["--instance", "ap-guangzhou:lhins-kn0ck001"]);
-    let dir = temp_dir("dualstack");
-    let mut cfg = base_config(&sim, A, free_port());
-    set(&mut cfg, "BIND_IP", "::");
-    let k = Knockd::start(&dir, &cfg);
+    let (sim, k) = Setup::new("dualstack").set("BIND_IP", "::").start();
     // An IPv4 client of a dual-stack socket arrives as ::ffff:127.0.0.1: it must still count
     // as the trusted loopback proxy, so its X-Forwarded-For is read.
     assert_eq!(knock_curl(&k, "203.0.113.30", "v4mapped"), SUCCESS);
@@ -312,10 +281,9 @@ fn refresh_targets_the_owned_rule_as_written_and_never_a_foreign_twin() {
              "FirewallRuleDescription": "my office"}
         ]"#,
     );
-    let dir = temp_dir("twins");
-    let mut cfg = base_config(&sim, A, free_port());
-    set(&mut cfg, "FW_PERMIT_PORTS_UDP", "");
-    let k = Knockd::start(&dir, &cfg);
+    let k = Setup::new("twins")
+        .set("FW_PERMIT_PORTS_UDP", "")
+        .knockd(&sim);
     assert_eq!(
         knock_curl(&k, "203.0.113.40", "home"),
         SUCCESS,

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use common::knockd::*;
 use common::sim::Sim;
-
-const INSTANCE: &str = "lhins-kn0ck001";
+use common::{Setup, INSTANCE};
 
 /// Addresses that must never be opened, as one header value.
 const BAD: &[&str] = &[
@@ -50,14 +49,12 @@ const LISTS: &[&str] = &[
     ",203.0.113.5",
 ];
 
-fn start(method: &str) -> (Sim, Knockd) {
-    let sim = Sim::start(&["--instance", "ap-guangzhou:lhins-kn0ck001"]);
-    let mut cfg = base_config(&sim, INSTANCE, free_port());
-    set(&mut cfg, "METHOD_TO_GET_CLIENT_IP", method);
-    // Refused knocks must not lock the test's own loopback out half-way.
-    set(&mut cfg, "LOCKOUT_FAILURES", "0");
-    let k = Knockd::start(&temp_dir("never-wider"), &cfg);
-    (sim, k)
+/// knockd taking the client address by `method`.
+fn setup(method: &str) -> Setup {
+    Setup::new("never-wider")
+        .set("METHOD_TO_GET_CLIENT_IP", method)
+        // Refused knocks must not lock the test's own loopback out half-way.
+        .set("LOCKOUT_FAILURES", "0")
 }
 
 /// A knock with the right secret and `headers`, sent raw so any value goes through unchanged.
@@ -96,7 +93,7 @@ fn assert_no_rules_but_defaults(sim: &Sim, expected: usize) {
 
 #[test]
 fn method_2_refuses_anything_but_one_grantable_address() {
-    let (sim, k) = start("2");
+    let (sim, k) = setup("2").start();
     let rules = sim.rules(INSTANCE).len();
     let mut refused = 0;
     for bad in BAD {
@@ -134,7 +131,7 @@ fn method_2_refuses_anything_but_one_grantable_address() {
 
 #[test]
 fn method_3_refuses_anything_but_one_grantable_address() {
-    let (sim, k) = start("3");
+    let (sim, k) = setup("3").start();
     let rules = sim.rules(INSTANCE).len();
     let mut refused = 0;
     for bad in BAD.iter().chain(LISTS) {
@@ -152,7 +149,7 @@ fn method_3_refuses_anything_but_one_grantable_address() {
 
 #[test]
 fn method_1_ignores_forged_forwarding_headers() {
-    let (sim, k) = start("1");
+    let (sim, k) = setup("1").start();
     let rules = sim.rules(INSTANCE).len();
     // The peer is 127.0.0.1: whatever the headers claim, the knock is from loopback and refused.
     for headers in [

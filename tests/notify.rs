@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::knockd::*;
 use common::sim::Sim;
+use common::Setup;
 use common::{assert_no_secrets, show, NOTIFY_TOKEN};
 use serde_json::{json, Value};
 
@@ -130,18 +131,6 @@ fn serve(conn: TcpStream, silent: bool, tx: &mpsc::Sender<Request>) {
 /// A WeCom-style JSON body with every placeholder.
 const BODY: &str = r##"{"msgtype":"text","text":{"content":"#{message}"},"event":"#{event}","ip":"#{ip}","label":"#{label}","ports":"#{ports}","expires":"#{expires}","instances":"#{instances}","result":"#{result}","reason":"#{reason}","count":"#{count}","host":"#{host}","time":"#{time}"}"##;
 
-fn sim_one() -> Sim {
-    Sim::start(&["--instance", "ap-guangzhou:lhins-kn0ck001"])
-}
-
-fn config_with(sim: &Sim, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut cfg = base_config(sim, A, free_port());
-    for (k, v) in extra {
-        set(&mut cfg, k, v);
-    }
-    cfg
-}
-
 /// A knock with a wrong secret, sent raw (no curl process: floods are cheap).
 fn wrong_knock(k: &Knockd, client: &str) {
     let mut s = TcpStream::connect(("127.0.0.1", k.port)).expect("connect knockd");
@@ -183,16 +172,15 @@ fn every_event_arrives_as_valid_json_with_the_label_sanitised() {
         "Action": "ACCEPT", "FirewallRuleDescription": expired}]);
     let sim = Sim::with_rules(&rules, &[]);
     let rx = Receiver::start(false);
-    let cfg = config_with(
-        &sim,
-        &[
+    let cfg = Setup::new("notify")
+        .with(&[
             ("NOTIFY_URL", &rx.url("cgi-bin/webhook/send")),
             ("NOTIFY_BODY", BODY),
             ("NOTIFY_EVENTS", "all"),
             ("PRUNE_INTERVAL", "1h"),
             ("LOCKOUT_FAILURES", "2"),
-        ],
-    );
+        ])
+        .config(&sim);
     let k = Knockd::start(&dir, &cfg);
 
     let prune = rx.expect("the sweep at start");
@@ -295,13 +283,12 @@ fn prune_from_the_command_line_notifies_once() {
     ]);
     let sim = Sim::with_rules(&rules, &[]);
     let rx = Receiver::start(false);
-    let cfg = config_with(
-        &sim,
-        &[
+    let cfg = Setup::new("notify")
+        .with(&[
             ("NOTIFY_URL", &rx.url("send?text=#{message}")),
             ("NOTIFY_EVENTS", "prune"),
-        ],
-    );
+        ])
+        .config(&sim);
     let path = write_config(&dir, &cfg);
     let out = cli(&path, &["--prune", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -321,15 +308,14 @@ fn prune_from_the_command_line_notifies_once() {
 
 #[test]
 fn a_get_carries_url_encoded_values() {
-    let sim = sim_one();
+    let sim = Sim::single();
     let rx = Receiver::start(false);
-    let cfg = config_with(
-        &sim,
-        &[(
+    let cfg = Setup::new("notify")
+        .with(&[(
             "NOTIFY_URL",
             &rx.url("sendMessage?chat_id=-100&text=#{message}&ip=#{ip}&ports=#{ports}"),
-        )],
-    );
+        )])
+        .config(&sim);
     let k = Knockd::start(&temp_dir("notify-get"), &cfg);
     assert_eq!(knock_curl(&k, "2001:db8::7", "my phone"), SUCCESS);
     let r = rx.expect("the grant");
@@ -352,11 +338,13 @@ fn a_get_carries_url_encoded_values() {
 
 #[test]
 fn the_command_hook_sees_the_variables_and_no_shell() {
-    let sim = sim_one();
+    let sim = Sim::single();
     let dir = temp_dir("notify-hook");
     let marker = dir.join("pwned");
     let (command, out) = common::env_hook(&dir);
-    let cfg = config_with(&sim, &[("NOTIFY_COMMAND", &command)]);
+    let cfg = Setup::new("notify")
+        .with(&[("NOTIFY_COMMAND", &command)])
+        .config(&sim);
     let k = Knockd::start(&dir, &cfg);
     let hostile = format!("$(touch {}) `id` ; rm -rf x", marker.display());
     assert_eq!(knock_curl(&k, "203.0.113.9", &hostile), SUCCESS);
@@ -404,21 +392,20 @@ fn knock_latency(k: &Knockd, n: usize, net: u8) -> Duration {
 #[test]
 fn a_receiver_that_never_answers_does_not_slow_knocks() {
     // Baseline: notifications off.
-    let sim = sim_one();
-    let k = Knockd::start(&temp_dir("notify-base"), &config_with(&sim, &[]));
+    let sim = Sim::single();
+    let k = Knockd::start(&temp_dir("notify-base"), &Setup::new("notify").config(&sim));
     let base = knock_latency(&k, 7, 2);
     drop(k);
 
-    let sim = sim_one();
+    let sim = Sim::single();
     let rx = Receiver::start(true);
-    let cfg = config_with(
-        &sim,
-        &[
+    let cfg = Setup::new("notify")
+        .with(&[
             ("NOTIFY_URL", &rx.url("hook")),
             ("NOTIFY_BODY", "#{message}"),
             ("NOTIFY_MIN_INTERVAL", "0"),
-        ],
-    );
+        ])
+        .config(&sim);
     let k = Knockd::start(&temp_dir("notify-silent"), &cfg);
     // The first event sticks the notifier thread on the silent receiver...
     wrong_knock(&k, "198.51.100.1");
@@ -447,17 +434,16 @@ fn a_receiver_that_never_answers_does_not_slow_knocks() {
 
 #[test]
 fn the_rate_limit_holds_during_a_lockout_flood() {
-    let sim = sim_one();
+    let sim = Sim::single();
     let rx = Receiver::start(false);
-    let cfg = config_with(
-        &sim,
-        &[
+    let cfg = Setup::new("notify")
+        .with(&[
             ("NOTIFY_URL", &rx.url("hook?ip=#{ip}")),
             ("NOTIFY_EVENTS", "lockout"),
             ("NOTIFY_MAX_PER_MINUTE", "3"),
             ("LOCKOUT_FAILURES", "2"),
-        ],
-    );
+        ])
+        .config(&sim);
     let k = Knockd::start(&temp_dir("notify-flood"), &cfg);
     // 25 addresses locked out (50 failed knocks), then knocking on while locked out.
     for _ in 0..3 {
@@ -476,16 +462,15 @@ fn the_rate_limit_holds_during_a_lockout_flood() {
 
 #[test]
 fn failures_are_logged_without_the_token_and_check_config_masks_it() {
-    let sim = sim_one();
+    let sim = Sim::single();
     let closed = free_port();
     let url = format!("http://127.0.0.1:{closed}/{NOTIFY_TOKEN}/send?text=#{{message}}");
-    let cfg = config_with(
-        &sim,
-        &[
+    let cfg = Setup::new("notify")
+        .with(&[
             ("NOTIFY_URL", &url),
             ("NOTIFY_HEADERS", "X-Api-Key: HeaderSecretHeaderSecret"),
-        ],
-    );
+        ])
+        .config(&sim);
     let dir = temp_dir("notify-closed");
     let k = Knockd::start(&dir, &cfg);
     assert_eq!(knock_curl(&k, "203.0.113.11", "phone"), SUCCESS);
@@ -529,13 +514,12 @@ fn failures_are_logged_without_the_token_and_check_config_masks_it() {
 
 #[test]
 fn notify_test_exits_0_on_an_answer_and_1_on_a_closed_port() {
-    let sim = sim_one();
+    let sim = Sim::single();
     let dir = temp_dir("notify-test");
     let rx = Receiver::start(false);
-    let cfg = config_with(
-        &sim,
-        &[("NOTIFY_URL", &rx.url("send")), ("NOTIFY_BODY", BODY)],
-    );
+    let cfg = Setup::new("notify")
+        .with(&[("NOTIFY_URL", &rx.url("send")), ("NOTIFY_BODY", BODY)])
+        .config(&sim);
     let path = write_config(&dir, &cfg);
     let out = cli(&path, &["--notify-test"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -587,10 +571,9 @@ fn a_knock_the_firewall_refuses_notifies_a_failure() {
         "ResourceNotFound.InstanceIdNotFound",
     ]);
     let rx = Receiver::start(false);
-    let cfg = config_with(
-        &sim,
-        &[("NOTIFY_URL", &rx.url("send")), ("NOTIFY_BODY", BODY)],
-    );
+    let cfg = Setup::new("notify")
+        .with(&[("NOTIFY_URL", &rx.url("send")), ("NOTIFY_BODY", BODY)])
+        .config(&sim);
     let k = Knockd::start(&temp_dir("notify-apifail"), &cfg);
     assert_eq!(knock_curl(&k, "203.0.113.12", "laptop"), FAILURE);
     let r = rx.expect("the failure");
@@ -627,10 +610,12 @@ fn the_readme_ready_lines_pass_check_config() {
         }
     }
     assert_eq!(channels.len(), 14, "7 channels in English and Chinese");
-    let sim = sim_one();
+    let sim = Sim::single();
     let dir = temp_dir("notify-readme");
     for (url, body) in &channels {
-        let mut cfg = config_with(&sim, &[("NOTIFY_URL", url)]);
+        let mut cfg = Setup::new("notify")
+            .with(&[("NOTIFY_URL", url)])
+            .config(&sim);
         if let Some(b) = body {
             set(&mut cfg, "NOTIFY_BODY", b);
         }
@@ -657,14 +642,13 @@ fn a_label_with_a_quote_and_a_backslash_stays_valid_json() {
     ]);
     let sim = Sim::with_rules(&rules, &[]);
     let rx = Receiver::start(false);
-    let cfg = config_with(
-        &sim,
-        &[
+    let cfg = Setup::new("notify")
+        .with(&[
             ("NOTIFY_URL", &rx.url("send")),
             ("NOTIFY_BODY", BODY),
             ("NOTIFY_EVENTS", "revoke"),
-        ],
-    );
+        ])
+        .config(&sim);
     let path = write_config(&dir, &cfg);
     let out = cli(&path, &["--revoke", label]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

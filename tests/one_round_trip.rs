@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::knockd::*;
 use common::sim::{self, assert_no_duplicate_rules, Sim};
+use common::Setup;
 use serde_json::{json, Value};
 
 const A: &str = "lhins-kn0ck001";
@@ -51,31 +52,24 @@ fn assert_no_duplicates(sim: &Sim, instance: &str, addr: &str) -> usize {
         .count()
 }
 
-fn three_instances(extra: &[&str]) -> (Sim, Knockd) {
-    // Rate limits are tested in tests/fleet.rs: here they would only add retries to the counts.
-    let mut args = vec![
-        "--no-rate-limit",
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--instance",
-        "ap-hongkong:lhins-kn0ck002",
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck003",
-    ];
-    args.extend_from_slice(extra);
-    let sim = Sim::start(&args);
-    let cfg = base_config(
-        &sim,
-        "lhins-kn0ck001,ap-hongkong:lhins-kn0ck002,lhins-kn0ck003",
-        free_port(),
-    );
-    let k = Knockd::start(&temp_dir("one-rt"), &cfg);
-    (sim, k)
+/// knockd for three instances in two regions, against a simulator without rate limits.
+fn three_instances() -> Setup {
+    Setup::new("one-rt")
+        .instances(
+            &[
+                "ap-guangzhou:lhins-kn0ck001",
+                "ap-hongkong:lhins-kn0ck002",
+                "ap-guangzhou:lhins-kn0ck003",
+            ],
+            "lhins-kn0ck001,ap-hongkong:lhins-kn0ck002,lhins-kn0ck003",
+        )
+        // Rate limits are tested in tests/fleet.rs: here they would only add retries to the counts.
+        .sim_args(&["--no-rate-limit"])
 }
 
 #[test]
 fn a_new_address_costs_one_api_call_per_instance_when_the_writer_remembers_the_firewall() {
-    let (sim, k) = three_instances(&[]);
+    let (sim, k) = three_instances().start();
     // The first knock after start: no memory yet, so Describe + Create.
     let s0 = sim.state();
     assert_eq!(knock_curl(&k, "203.0.113.1", "first"), SUCCESS);
@@ -115,7 +109,11 @@ fn a_new_address_costs_one_api_call_per_instance_when_the_writer_remembers_the_f
         assert_eq!(total_delta(&before, &after, inst), 1, "{inst}");
         assert_eq!(delta(&before, &after, inst, "DescribeFirewallRules"), 1);
     }
-    assert!(k.log().contains("memory,"), "{}", k.log());
+    assert!(
+        k.wait_log("memory,", Duration::from_secs(10)),
+        "{}",
+        k.log()
+    );
 }
 
 /// A foreign write (no FirewallVersion, as a console edit or a script does) between knocks.
@@ -127,7 +125,7 @@ fn foreign_create(sim: &Sim, region: &str, instance: &str, rule: Value) {
 
 #[test]
 fn a_foreign_write_in_between_costs_a_describe_and_never_a_duplicate() {
-    let (sim, k) = three_instances(&[]);
+    let (sim, k) = three_instances().start();
     assert_eq!(knock_curl(&k, "203.0.113.1", "first"), SUCCESS);
     // Another writer adds an unrelated rule on A, and on B the very rule the next knock
     // would create, under its own description.
@@ -193,7 +191,7 @@ fn sim_with_expiring_rules(extra: &[&str]) -> Sim {
 }
 
 fn refresh_then_new_address(sim: &Sim) -> (Knockd, u64) {
-    let k = Knockd::start(&temp_dir("modify"), &base_config(sim, A, free_port()));
+    let k = Setup::new("modify").knockd(sim);
     assert_eq!(knock_curl(&k, "198.51.100.9", "phone"), SUCCESS);
     for r in sim.rules(A) {
         if r["CidrBlock"] == "198.51.100.9" {
@@ -216,8 +214,9 @@ fn modify_that_keeps_the_version_is_learned_by_the_writer_and_knocks_still_succe
     // The second Modify was sent assuming a bump, was refused, and the Describe after it
     // showed the version unchanged: learned, exactly, for this writer.
     assert!(
-        k.log().contains(
-            "learned instance=lhins-kn0ck001: ModifyFirewallRuleDescription leaves FirewallVersion unchanged"
+        k.wait_log(
+            "learned instance=lhins-kn0ck001: ModifyFirewallRuleDescription leaves FirewallVersion unchanged",
+            Duration::from_secs(10)
         ),
         "{}",
         k.log()
@@ -247,15 +246,10 @@ fn modify_that_bumps_the_version_makes_the_writer_describe_before_its_next_plan(
 #[test]
 fn a_knock_answered_failure_at_its_deadline_is_never_granted_later() {
     // Every API answer takes 1.5 s; knocks give up after 1 s.
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--latency-ms",
-        "1500",
-    ]);
-    let mut cfg = base_config(&sim, A, free_port());
-    set(&mut cfg, "KNOCK_TIMEOUT", "1s");
-    let k = Knockd::start(&temp_dir("deadline"), &cfg);
+    let (sim, k) = Setup::new("deadline")
+        .sim_args(&["--latency-ms", "1500"])
+        .set("KNOCK_TIMEOUT", "1s")
+        .start();
     let first = thread::spawn({
         let port = k.port;
         move || knock_port(port, "203.0.113.21")
@@ -276,7 +270,7 @@ fn a_knock_answered_failure_at_its_deadline_is_never_granted_later() {
     }
     assert_eq!(sim.calls("CreateFirewallRules"), 0);
     assert!(
-        k.log().contains("expired instance=lhins-kn0ck001"),
+        k.wait_log("expired instance=lhins-kn0ck001", Duration::from_secs(10)),
         "{}",
         k.log()
     );
@@ -300,14 +294,16 @@ fn knock_port(port: u16, client: &str) -> String {
 #[test]
 fn a_busy_firewall_is_waited_for_and_re_planned_within_the_knock_deadline() {
     // Half of all calls answer FirewallBusy; the writer waits and re-plans up to the deadline.
-    let (sim, k) = three_instances(&[
-        "--fail-rate",
-        "0.5",
-        "--fail-code",
-        "UnsupportedOperation.FirewallBusy",
-        "--seed",
-        "1413",
-    ]);
+    let (sim, k) = three_instances()
+        .sim_args(&[
+            "--fail-rate",
+            "0.5",
+            "--fail-code",
+            "UnsupportedOperation.FirewallBusy",
+            "--seed",
+            "1413",
+        ])
+        .start();
     for (n, addr) in ["203.0.113.31", "203.0.113.32", "203.0.113.33"]
         .iter()
         .enumerate()
@@ -321,14 +317,20 @@ fn a_busy_firewall_is_waited_for_and_re_planned_within_the_knock_deadline() {
         }
     }
     assert!(sim.errors("UnsupportedOperation.FirewallBusy") > 0);
-    assert!(k.log().contains("firewall-busy instance="), "{}", k.log());
+    assert!(
+        k.wait_log("firewall-busy instance=", Duration::from_secs(10)),
+        "{}",
+        k.log()
+    );
 }
 
 #[test]
 fn a_firewall_busy_for_eight_seconds_delays_the_knock_but_does_not_fail_it() {
     // Today's general budget (six attempts, about 3-5 s) would give up; the busy budget lasts
     // until the knock's deadline (20 s).
-    let (sim, k) = three_instances(&["--busy-for-ms", "8000"]);
+    let (sim, k) = three_instances()
+        .sim_args(&["--busy-for-ms", "8000"])
+        .start();
     let t = Instant::now();
     assert_eq!(
         knock_curl(&k, "203.0.113.41", "patient"),
@@ -359,9 +361,9 @@ fn firewall_rules_exist_after_a_fresh_describe_counts_as_present() {
              "FirewallRuleDescription": "office"}]),
         &["--port-identity-by-set"],
     );
-    let mut cfg = base_config(&sim, A, free_port());
-    set(&mut cfg, "FW_PERMIT_PORTS_TCP", "443,22");
-    let k = Knockd::start(&temp_dir("exists"), &cfg);
+    let k = Setup::new("exists")
+        .set("FW_PERMIT_PORTS_TCP", "443,22")
+        .knockd(&sim);
     assert_eq!(
         knock_curl(&k, "203.0.113.51", "office"),
         SUCCESS,
@@ -375,19 +377,20 @@ fn firewall_rules_exist_after_a_fresh_describe_counts_as_present() {
 
 #[test]
 fn an_ipv6_knock_where_ipv6_rules_are_unsupported_fails_with_a_clear_log_line() {
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--ipv6-unsupported-regions",
-        "ap-guangzhou",
-    ]);
-    let k = Knockd::start(&temp_dir("v6"), &base_config(&sim, A, free_port()));
+    let (_sim, k) = Setup::new("v6")
+        .sim_args(&["--ipv6-unsupported-regions", "ap-guangzhou"])
+        .start();
     assert_eq!(knock_curl(&k, "2001:db8::7", "v6"), FAILURE);
-    let log = k.log();
+    // The log is read as it comes: wait for the line rather than take it at once.
     assert!(
-        log.contains("IPv6 rules are not supported for this instance or region"),
-        "{log}"
+        k.wait_log(
+            "IPv6 rules are not supported for this instance or region",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        k.log()
     );
+    let log = k.log();
     assert!(log.contains("ipv6-unsupported"), "{log}");
     // IPv4 knocks are unaffected.
     assert_eq!(knock_curl(&k, "203.0.113.61", "v4"), SUCCESS);
@@ -397,15 +400,10 @@ fn an_ipv6_knock_where_ipv6_rules_are_unsupported_fails_with_a_clear_log_line() 
 fn rules_written_after_the_knock_answered_failure_are_withdrawn() {
     // Describe (0.7 s) ends inside the 1 s deadline, so the Create is sent; its answer comes
     // at 1.4 s, after the knock was answered failure.
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--latency-ms",
-        "700",
-    ]);
-    let mut cfg = base_config(&sim, A, free_port());
-    set(&mut cfg, "KNOCK_TIMEOUT", "1s");
-    let k = Knockd::start(&temp_dir("late"), &cfg);
+    let (sim, k) = Setup::new("late")
+        .sim_args(&["--latency-ms", "700"])
+        .set("KNOCK_TIMEOUT", "1s")
+        .start();
     assert_eq!(knock_port(k.port, "203.0.113.71"), FAILURE);
     assert!(
         k.wait_log("withdrawn instance=lhins-kn0ck001", Duration::from_secs(10)),
@@ -414,7 +412,11 @@ fn rules_written_after_the_knock_answered_failure_are_withdrawn() {
     );
     assert_eq!(sim.calls("CreateFirewallRules"), 1);
     assert_eq!(assert_no_duplicates(&sim, A, "203.0.113.71"), 0);
-    assert!(k.log().contains("rules=2"), "{}", k.log());
+    assert!(
+        k.wait_log("rules=2", Duration::from_secs(10)),
+        "{}",
+        k.log()
+    );
 }
 
 #[test]
@@ -431,7 +433,7 @@ fn ipv6_rules_are_refreshed_and_pruned_by_their_ipv6_cidr_block() {
         ]),
         &[],
     );
-    let k = Knockd::start(&temp_dir("v6-refresh"), &base_config(&sim, A, free_port()));
+    let k = Setup::new("v6-refresh").knockd(&sim);
     let before = sim.rules(A).len();
     assert_eq!(knock_curl(&k, "2001:db8::7", "v6"), SUCCESS, "{}", k.log());
     let rules = sim.rules(A);

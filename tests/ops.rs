@@ -541,18 +541,11 @@ fn revoke_retries_a_version_conflict_between_describe_and_write() {
 
 /// Whether the simulator applied a Delete and then dropped the connection unanswered.
 fn delete_lost_after_apply(sim: &Sim) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        let seen = sim.log().lines().any(|l| {
-            l.contains("DeleteFirewallRules")
-                && l.contains(" OK ")
-                && l.contains("DROPPED (after apply)")
-        });
-        if seen || std::time::Instant::now() > deadline {
-            return seen;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    sim.wait_log_line(std::time::Duration::from_secs(10), |l| {
+        l.contains("DeleteFirewallRules")
+            && l.contains(" OK ")
+            && l.contains("DROPPED (after apply)")
+    })
 }
 
 #[test]

@@ -6,32 +6,31 @@
 mod common;
 
 use common::knockd::*;
-use common::sim::Sim;
-use common::{assert_no_secrets, SECRET_KEY};
+use common::{assert_no_secrets, Setup, SECRET_KEY};
 
 #[test]
 fn no_log_line_of_knockd_or_the_simulator_holds_a_secret() {
-    let sim = Sim::start(&[
-        "--instance",
-        "ap-guangzhou:lhins-kn0ck001",
-        "--fail-rate",
-        "0.4",
-        "--fail-code",
-        "InternalError",
-        "--fail-code",
-        "RequestLimitExceeded",
-        "--fail-code",
-        "AuthFailure.SignatureFailure",
-        "--drop-rate",
-        "0.1",
-        "--clock-offset",
-        "900",
-        "--seed",
-        "7",
-    ]);
-    let mut cfg = base_config(&sim, "lhins-kn0ck001", free_port());
-    set(&mut cfg, "KNOCK_TIMEOUT", "10s");
-    set(&mut cfg, "PRUNE_INTERVAL", "1s");
+    let setup = Setup::new("secrets")
+        .sim_args(&[
+            "--fail-rate",
+            "0.4",
+            "--fail-code",
+            "InternalError",
+            "--fail-code",
+            "RequestLimitExceeded",
+            "--fail-code",
+            "AuthFailure.SignatureFailure",
+            "--drop-rate",
+            "0.1",
+            "--clock-offset",
+            "900",
+            "--seed",
+            "7",
+        ])
+        .set("KNOCK_TIMEOUT", "10s")
+        .set("PRUNE_INTERVAL", "1s");
+    let sim = setup.sim();
+    let cfg = setup.config(&sim);
     let k = Knockd::start(&temp_dir("secrets"), &cfg);
     let mut outcomes = Vec::new();
     for i in 0..12 {

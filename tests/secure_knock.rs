@@ -19,8 +19,8 @@ use std::time::Duration;
 use common::forbid_in_logs;
 use common::knockd::*;
 use common::sim::Sim;
+use common::Setup;
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 const INST: &str = "lhins-kn0ck001";
@@ -28,13 +28,6 @@ const KEY_A: &str = "aliceKEYaliceKEYaliceKEYaliceKEYaliceKEY_-0";
 const KEY_B: &str = "bobKEYbobKEYbobKEYbobKEYbobKEYbobKEYbob-_01";
 const KEY_OLD: &str = "oldKEYoldKEYoldKEYoldKEYoldKEYoldKEYold-_01";
 const CHALLENGE_SECRET: &str = "test-challenge-secret-0123456789abcdef";
-
-fn rules_for(sim: &Sim, addr: &str) -> Vec<Value> {
-    sim.rules(INST)
-        .into_iter()
-        .filter(|r| r.get("CidrBlock").and_then(Value::as_str) == Some(addr))
-        .collect()
-}
 
 /// A started simulator and knockd, with the clients file and config directory.
 struct Door {
@@ -150,24 +143,22 @@ fn door(clients: &str, extra: &[(&str, &str)]) -> Door {
 }
 
 fn door_on(host: &str, method: &str, clients: &str, extra: &[(&str, &str)]) -> Door {
-    let sim = Sim::start(&["--instance", common::INSTANCE_ARG]);
     let dir = temp_dir("secure");
     let port = free_port();
-    let mut cfg = base_config(&sim, INST, port);
-    set(&mut cfg, "KNOCK_REFERER", "");
-    set(&mut cfg, "BIND_IP", host);
-    set(&mut cfg, "METHOD_TO_GET_CLIENT_IP", method);
-    set(
-        &mut cfg,
-        "KNOCK_PUBLIC_URL",
-        &format!("http://{host}:{port}/favico.ico"),
-    );
-    set(&mut cfg, "KNOCK_CHALLENGE_SECRET", CHALLENGE_SECRET);
-    for (k, v) in extra {
-        set(&mut cfg, k, v);
-    }
+    let setup = Setup::new("secure")
+        .dir(&dir)
+        .set("BIND_PORT", &port.to_string())
+        .set("KNOCK_REFERER", "")
+        .set("BIND_IP", host)
+        .set("METHOD_TO_GET_CLIENT_IP", method)
+        .set(
+            "KNOCK_PUBLIC_URL",
+            &format!("http://{host}:{port}/favico.ico"),
+        )
+        .set("KNOCK_CHALLENGE_SECRET", CHALLENGE_SECRET)
+        .with(extra);
     write_clients(&dir.join("knockd.clients"), clients);
-    let k = Knockd::start(&dir, &cfg);
+    let (sim, k) = setup.start();
     Door {
         sim,
         k,
@@ -317,7 +308,7 @@ fn printed_curl_wget_busybox_and_knockd_lines_open_the_firewall() {
             d.k.log()
         );
         assert!(d.wait_log(&format!("knock addr={me} label={label} result=ok")));
-        let rules = rules_for(&d.sim, &me);
+        let rules = d.sim.rules_for(INST, &me);
         assert_eq!(rules.len(), 2, "{label}: {rules:?}");
         for r in &rules {
             let desc = r["FirewallRuleDescription"].as_str().expect("desc");
@@ -329,7 +320,7 @@ fn printed_curl_wget_busybox_and_knockd_lines_open_the_firewall() {
         // Gone again, so that the next line has to open the firewall itself.
         let (code, out, err) = d.run(&["--revoke", &me]);
         assert_eq!(code, 0, "{out}{err}");
-        assert!(rules_for(&d.sim, &me).is_empty());
+        assert!(d.sim.rules_for(INST, &me).is_empty());
         ran += 1;
     }
 
@@ -345,7 +336,7 @@ fn printed_curl_wget_busybox_and_knockd_lines_open_the_firewall() {
     let (ok, out, err) = run_line(&["sh", "-c"], &two.join("\n"), &d.dir);
     assert!(ok && out == "knock: ok\n", "{out:?} {err:?}\n{}", d.k.log());
     assert!(d.wait_log(&format!("knock addr={me} label=laptop result=ok")));
-    assert_eq!(rules_for(&d.sim, &me).len(), 2);
+    assert_eq!(d.sim.rules_for(INST, &me).len(), 2);
     assert!(ran == 3 || std::env::var_os("KNOCKD_TEST_REQUIRE_TOOLS").is_none());
 }
 
@@ -370,7 +361,7 @@ fn knock_command_succeeds_and_every_knocks_repeatedly() {
         "{stdout} {stderr}"
     );
     assert!(d.wait_log(&format!("knock addr={me} label=alice result=ok")));
-    assert_eq!(rules_for(&d.sim, &me).len(), 2);
+    assert_eq!(d.sim.rules_for(INST, &me).len(), 2);
 
     // A wrong key: exit 1 with the reason.
     let wrong = d.dir.join("wrong.key");
@@ -421,7 +412,7 @@ fn a_captured_step2_url_sent_again_is_refused_with_no_api_call() {
     let d = door(&default_clients(), &[]);
     let (body, q) = d.knock("alice", KEY_A, "198.51.100.7");
     assert_eq!(body, SUCCESS, "{}", d.k.log());
-    assert_eq!(rules_for(&d.sim, "198.51.100.7").len(), 2);
+    assert_eq!(d.sim.rules_for(INST, "198.51.100.7").len(), 2);
     let calls = d.sim.total_calls();
     assert_eq!(d.get(&q, "198.51.100.7"), FAILURE);
     assert!(d.wait_log("reason=replay"));
@@ -437,7 +428,7 @@ fn a_captured_step2_url_from_another_address_is_refused() {
     // The sniffer sends it first, within the window, from its own address.
     assert_eq!(d.get(&q, "198.51.100.66"), FAILURE);
     assert!(d.wait_log("reject addr=198.51.100.66 reason=challenge"));
-    assert!(rules_for(&d.sim, "198.51.100.66").is_empty());
+    assert!(d.sim.rules_for(INST, "198.51.100.66").is_empty());
     assert_eq!(d.sim.total_calls(), calls);
     // The client's own knock still works: a refusal does not use the challenge up.
     assert_eq!(d.get(&q, "198.51.100.7"), SUCCESS);
@@ -467,7 +458,7 @@ fn a_challenge_older_than_the_ttl_is_refused() {
         d.get(&step2("alice", KEY_A, &fresh), "198.51.100.8"),
         SUCCESS
     );
-    assert!(rules_for(&d.sim, "198.51.100.7").is_empty());
+    assert!(d.sim.rules_for(INST, "198.51.100.7").is_empty());
 }
 
 /// One refusal case with LOCKOUT_FAILURES=1: refused with `reason`, no API call, and it counts
@@ -487,7 +478,7 @@ fn refused_and_counted(query: impl Fn(&Door) -> String, reason: &str) {
     assert_eq!(d.sim.total_calls(), calls);
     // Locked out: even the challenge is refused, so the right knock cannot happen.
     assert_eq!(d.get("c=alice", "198.51.100.7"), FAILURE);
-    assert!(rules_for(&d.sim, "198.51.100.7").is_empty());
+    assert!(d.sim.rules_for(INST, "198.51.100.7").is_empty());
     let (body, _) = d.knock("alice", KEY_A, "198.51.100.9");
     assert_eq!(body, SUCCESS);
 }
@@ -581,9 +572,9 @@ fn after_lockout_failures_refusals_the_right_knock_is_refused() {
     assert!(d.wait_log("lockout addr=198.51.100.7"));
     assert_eq!(d.get("c=alice", from), FAILURE);
     for reason in ["unknown", "expired", "signature", "challenge"] {
-        assert!(d.k.log().contains(&format!("reason={reason}")), "{reason}");
+        assert!(d.wait_log(&format!("reason={reason}")), "{reason}");
     }
-    assert!(rules_for(&d.sim, from).is_empty());
+    assert!(d.sim.rules_for(INST, from).is_empty());
 }
 
 #[test]
@@ -591,10 +582,10 @@ fn remove_client_on_a_running_knockd_revokes_only_that_client() {
     let d = door(&default_clients(), &[]);
     assert_eq!(d.knock("alice", KEY_A, "198.51.100.7").0, SUCCESS);
     assert_eq!(d.knock("bob", KEY_B, "198.51.100.8").0, SUCCESS);
-    assert_eq!(rules_for(&d.sim, "198.51.100.7").len(), 2);
+    assert_eq!(d.sim.rules_for(INST, "198.51.100.7").len(), 2);
     // alice's rules carry her ttl=12h, bob's RULE_TTL (30 days).
     let desc = |ip: &str| {
-        rules_for(&d.sim, ip)[0]["FirewallRuleDescription"]
+        d.sim.rules_for(INST, ip)[0]["FirewallRuleDescription"]
             .as_str()
             .expect("desc")
             .to_string()
@@ -610,15 +601,15 @@ fn remove_client_on_a_running_knockd_revokes_only_that_client() {
     let (code, out, err) = d.run(&["--remove-client", "alice"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Removed client alice"), "{out}");
-    assert!(rules_for(&d.sim, "198.51.100.7").is_empty(), "{out}");
-    assert_eq!(rules_for(&d.sim, "198.51.100.8").len(), 2);
+    assert!(d.sim.rules_for(INST, "198.51.100.7").is_empty(), "{out}");
+    assert_eq!(d.sim.rules_for(INST, "198.51.100.8").len(), 2);
     let text = std::fs::read_to_string(d.clients_file()).expect("clients");
     assert!(!text.contains("alice") && text.contains("bob"), "{text}");
 
     // alice's next knock fails; bob is unaffected.
     assert_eq!(d.knock("alice", KEY_A, "198.51.100.7").0, FAILURE);
     assert!(d.wait_log("reject addr=198.51.100.7 reason=unknown"));
-    assert!(rules_for(&d.sim, "198.51.100.7").is_empty());
+    assert!(d.sim.rules_for(INST, "198.51.100.7").is_empty());
     assert_eq!(d.knock("bob", KEY_B, "198.51.100.8").0, SUCCESS);
 
     let (code, out, _) = d.run(&["--list-clients"]);
@@ -646,7 +637,7 @@ fn a_client_added_while_running_knocks_without_restart() {
         d.k.log()
     );
     assert!(d.wait_log("label=carol result=ok"));
-    assert_eq!(rules_for(&d.sim, "198.51.100.10").len(), 2);
+    assert_eq!(d.sim.rules_for(INST, "198.51.100.10").len(), 2);
     assert!(d.k.alive());
 }
 
@@ -656,7 +647,7 @@ fn the_referer_knock_works_only_when_knock_referer_is_set() {
     let d = door(&default_clients(), &[]);
     assert_eq!(knock_curl(&d.k, "198.51.100.7", "Office_01"), FAILURE);
     assert!(d.wait_log("reject addr=198.51.100.7 reason=secret"));
-    assert!(rules_for(&d.sim, "198.51.100.7").is_empty());
+    assert!(d.sim.rules_for(INST, "198.51.100.7").is_empty());
     drop(d);
     // With KNOCK_REFERER set as well: both knocks work.
     let d = door(&default_clients(), &[("KNOCK_REFERER", REFERER)]);
@@ -672,11 +663,12 @@ fn the_referer_knock_works_only_when_knock_referer_is_set() {
 
 #[test]
 fn without_clients_and_without_knock_referer_knockd_refuses_to_start() {
-    let sim = Sim::start(&["--instance", common::INSTANCE_ARG]);
+    let sim = Sim::single();
     let dir = temp_dir("secure-none");
-    let mut cfg = base_config(&sim, INST, free_port());
-    set(&mut cfg, "KNOCK_REFERER", "");
-    let path = write_config(&dir, &cfg);
+    let path = Setup::new("secure-none")
+        .dir(&dir)
+        .set("KNOCK_REFERER", "")
+        .write_config(&sim);
     let out = run(&path, &["--check-config"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");

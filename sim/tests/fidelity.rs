@@ -316,7 +316,7 @@ fn port_identity_by_set_with_the_flag() {
 
 #[test]
 fn create_appends_by_default() {
-    let sim = Sim::start(&["--instance", INSTANCE_ARG]);
+    let sim = Sim::single();
     ok(&create(
         &sim,
         vec![tcp("22", "203.0.113.1"), tcp("22", "203.0.113.2")],
@@ -503,7 +503,7 @@ fn host_header_with_a_port_is_signed_as_sent() {
     // simulator rebuilds the canonical headers from the request as received, so any form of
     // the host works if it is signed as sent, and a mismatch is a SignatureFailure (tested in
     // sim.rs, host_or_scope_tampering_is_signature_failure).
-    let sim = Sim::start(&["--instance", INSTANCE_ARG]);
+    let sim = Sim::single();
     ok(&api(
         &sim,
         "DescribeFirewallRules",

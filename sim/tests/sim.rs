@@ -12,10 +12,6 @@ use common::{INSTANCE, INSTANCE_ARG, REGION, SECRET_ID, SECRET_KEY};
 use knockd::cloud::sign;
 use serde_json::{json, Value};
 
-fn start() -> Sim {
-    Sim::start(&["--instance", INSTANCE_ARG])
-}
-
 /// A signed call at the current time that must come back with HTTP 200.
 fn api(sim: &Sim, action: &str, body: Value) -> Value {
     let (status, v) = call_now(sim.port, action, Some(REGION), &body.to_string());
@@ -53,7 +49,7 @@ fn has_rule(rules: &[Value], port: &str, cidr: &str) -> bool {
 
 #[test]
 fn correct_call_succeeds_with_the_cloud_envelope() {
-    let sim = start();
+    let sim = Sim::single();
     let body = json!({"InstanceId": INSTANCE, "Offset": 0, "Limit": 100}).to_string();
     let r = post_now(sim.port, "DescribeFirewallRules", Some(REGION), &body).expect("answer");
     assert_eq!(r.status, 200);
@@ -92,7 +88,7 @@ fn correct_call_succeeds_with_the_cloud_envelope() {
 
 #[test]
 fn wrong_key_is_signature_failure() {
-    let sim = start();
+    let sim = Sim::single();
     let body = json!({"InstanceId": INSTANCE}).to_string();
     let (s, v) = call(
         sim.port,
@@ -109,7 +105,7 @@ fn wrong_key_is_signature_failure() {
 
 #[test]
 fn old_timestamp_is_signature_expire() {
-    let sim = start();
+    let sim = Sim::single();
     let body = json!({"InstanceId": INSTANCE}).to_string();
     let (_, v) = call(
         sim.port,
@@ -145,7 +141,7 @@ fn old_timestamp_is_signature_expire() {
 
 #[test]
 fn body_changed_after_signing_is_signature_failure() {
-    let sim = start();
+    let sim = Sim::single();
     let body = json!({"InstanceId": INSTANCE, "FirewallRules": [rule("22", "203.0.113.7/32")]})
         .to_string();
     let headers = signed_headers(
@@ -165,7 +161,7 @@ fn body_changed_after_signing_is_signature_failure() {
 
 #[test]
 fn host_or_scope_tampering_is_signature_failure() {
-    let sim = start();
+    let sim = Sim::single();
     let body = json!({"InstanceId": INSTANCE}).to_string();
     let ts = now();
     let mut headers = signed_headers(
@@ -211,7 +207,7 @@ fn host_or_scope_tampering_is_signature_failure() {
 /// Extra signed headers are allowed when listed and consistent.
 #[test]
 fn extra_signed_header_x_tc_action() {
-    let sim = start();
+    let sim = Sim::single();
     let body = json!({"InstanceId": INSTANCE}).to_string();
     let ts = now();
     let signed_auth = |signed_action: &str| {
@@ -267,7 +263,7 @@ fn extra_signed_header_x_tc_action() {
 
 #[test]
 fn unknown_secret_id_and_malformed_authorization() {
-    let sim = start();
+    let sim = Sim::single();
     let body = json!({"InstanceId": INSTANCE}).to_string();
     let (_, v) = call(
         sim.port,
@@ -296,7 +292,7 @@ fn unknown_secret_id_and_malformed_authorization() {
 
 #[test]
 fn wrong_version_and_unknown_action() {
-    let sim = start();
+    let sim = Sim::single();
     let body = json!({"InstanceId": INSTANCE}).to_string();
     let mut h = signed_headers(
         sim.port,
@@ -320,7 +316,7 @@ fn wrong_version_and_unknown_action() {
 
 #[test]
 fn malformed_instance_id() {
-    let sim = start();
+    let sim = Sim::single();
     for bad in [
         "lhins-ABCD1234",
         "lhins-abc",
@@ -363,7 +359,7 @@ fn instance_in_another_region_is_not_found() {
 
 #[test]
 fn region_header_checks() {
-    let sim = start();
+    let sim = Sim::single();
     let body = json!({"InstanceId": INSTANCE}).to_string();
     let (_, v) = call_now(sim.port, "DescribeFirewallRules", None, &body);
     assert_code(&v, "MissingParameter");
@@ -380,7 +376,7 @@ fn region_header_checks() {
 
 #[test]
 fn body_and_parameter_checks() {
-    let sim = start();
+    let sim = Sim::single();
     let (_, v) = call_now(sim.port, "DescribeFirewallRules", Some(REGION), "[1]");
     assert_code(&v, "InvalidParameter");
     let v = api(
@@ -424,7 +420,7 @@ fn body_and_parameter_checks() {
 
 #[test]
 fn create_appends_then_exists() {
-    let sim = start();
+    let sim = Sim::single();
     let v = create(
         &sim,
         vec![
@@ -452,7 +448,7 @@ fn create_appends_then_exists() {
 
 #[test]
 fn duplicated_in_one_request() {
-    let sim = start();
+    let sim = Sim::single();
     let v = create(
         &sim,
         vec![
@@ -514,7 +510,7 @@ fn hundred_rule_quota() {
 
 #[test]
 fn version_mismatch_changes_nothing() {
-    let sim = start();
+    let sim = Sim::single();
     let before = sim.rules(INSTANCE);
     let v = api(
         &sim,
@@ -541,7 +537,7 @@ fn version_mismatch_changes_nothing() {
 
 #[test]
 fn delete_is_all_or_nothing() {
-    let sim = start();
+    let sim = Sim::single();
     ok(&create(
         &sim,
         vec![rule("22", "203.0.113.7/32"), rule("22", "203.0.113.8/32")],
@@ -569,7 +565,7 @@ fn delete_is_all_or_nothing() {
 
 #[test]
 fn description_limit_is_64_bytes() {
-    let sim = start();
+    let sim = Sim::single();
     let ok64 = format!("{}a", "办".repeat(21)); // 63 + 1 bytes
     let bad65 = format!("{}ab", "办".repeat(21)); // 22 characters, 65 bytes
     let v = create(
@@ -597,7 +593,7 @@ fn description_limit_is_64_bytes() {
 
 #[test]
 fn modify_description_matches_identity_and_bumps_version() {
-    let sim = start();
+    let sim = Sim::single();
     let v = api(
         &sim,
         "ModifyFirewallRuleDescription",
@@ -635,7 +631,7 @@ fn modify_description_matches_identity_and_bumps_version() {
 
 #[test]
 fn modify_rules_replaces_everything() {
-    let sim = start();
+    let sim = Sim::single();
     let v = api(
         &sim,
         "ModifyFirewallRules",
@@ -742,7 +738,7 @@ fn conflict_after_describe_bumps_the_version() {
 
 #[test]
 fn rate_limit_per_action() {
-    let sim = start();
+    let sim = Sim::single();
     // 15 calls at once from threads, so that they surely land within one second even on a
     // loaded machine; the rolling window then lets at most 10 through.
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(15));
@@ -914,17 +910,20 @@ fn state_dump_counts_calls() {
     assert_eq!(inst["Rules"].as_array().map(Vec::len), Some(6));
     assert_eq!(sim.calls("DescribeFirewallRules"), 3);
     // One log line per call, and never the secret key.
-    let log = sim.log();
     assert!(
-        log.contains("CreateFirewallRules lhins-kn0ck001 OK"),
-        "{log}"
+        sim.wait_log(
+            "CreateFirewallRules lhins-kn0ck001 OK",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        sim.log()
     );
-    assert!(!log.contains(SECRET_KEY));
+    assert!(!sim.log().contains(SECRET_KEY));
 }
 
 #[test]
 fn keep_alive_serves_several_requests_on_one_connection() {
-    let sim = start();
+    let sim = Sim::single();
     let mut stream = TcpStream::connect(("127.0.0.1", sim.port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -67,6 +67,15 @@ pub fn set(config: &mut Vec<(String, String)>, key: &str, value: &str) {
     config.push((key.to_string(), value.to_string()));
 }
 
+/// The BIND_PORT of a test config.
+pub fn bind_port(config: &[(String, String)]) -> u16 {
+    config
+        .iter()
+        .find(|(k, _)| k == "BIND_PORT")
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("BIND_PORT in test config")
+}
+
 /// Writes `KEY='value'` lines (single quotes: values stay literal) to `dir/.env`.
 pub fn write_config(dir: &Path, config: &[(String, String)]) -> PathBuf {
     let text: String = config.iter().map(|(k, v)| format!("{k}='{v}'\n")).collect();
@@ -103,11 +112,7 @@ pub struct Knockd {
 impl Knockd {
     /// Starts `knockd` (serve) with this config and waits (10 s) until it listens.
     pub fn start(dir: &Path, config: &[(String, String)]) -> Knockd {
-        let port = config
-            .iter()
-            .find(|(k, _)| k == "BIND_PORT")
-            .and_then(|(_, v)| v.parse().ok())
-            .expect("BIND_PORT in test config");
+        let port = bind_port(config);
         let path = write_config(dir, config);
         let mut child = Command::new(env!("CARGO_BIN_EXE_knockd"))
             .env_clear()

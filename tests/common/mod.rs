@@ -5,9 +5,12 @@
 pub mod capture;
 pub mod knockd;
 pub mod names;
+pub mod setup;
 pub mod sim;
 
 pub use names::*;
+#[allow(unused_imports)] // not every test file starts knockd
+pub use setup::Setup;
 
 /// The bot token in every test's NOTIFY_URL: like a real one, it must never be logged.
 pub const NOTIFY_TOKEN: &str = "bot424242:NotifyT0kenNeverLogged";

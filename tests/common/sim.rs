@@ -25,18 +25,60 @@ pub fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| match option_env!("CARGO_BIN_EXE_lighthouse-sim") {
         Some(path) => PathBuf::from(path),
-        None => build_binary(),
+        None => match std::env::var("NEXTEST_RUN_ID") {
+            Ok(run) => build_binary_once_per_run(&run),
+            Err(_) => build_binary(),
+        },
     })
+}
+
+/// The profile directory of this test binary: `<target dir>[/<triple>]/<profile dir>/`.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in <profile>/deps/", exe.display()))
+        .to_path_buf()
+}
+
+/// cargo-nextest runs every test in a process of its own, so "once per test binary" would be
+/// once per test, each a `cargo build` that waits for the others' lock on the target directory.
+/// Instead the first test of a run (NEXTEST_RUN_ID) builds, holding a lock on a file in the
+/// profile directory, and leaves the path there for the other tests of the same run.
+fn build_binary_once_per_run(run: &str) -> PathBuf {
+    use std::io::{Read, Seek, Write};
+    let file = profile_dir().join("lighthouse-sim-for-tests");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    f.lock()
+        .unwrap_or_else(|e| panic!("lock {}: {e}", file.display()));
+    let mut text = String::new();
+    let _ = f.read_to_string(&mut text);
+    if let Some((id, path)) = text.split_once('\n') {
+        let path = PathBuf::from(path);
+        if id == run && path.is_file() {
+            return path;
+        }
+    }
+    let path = build_binary();
+    let record = format!("{run}\n{}", path.display());
+    f.set_len(0).expect("truncate");
+    f.rewind().expect("rewind");
+    f.write_all(record.as_bytes()).expect("record the path");
+    path
 }
 
 fn build_binary() -> PathBuf {
     // A test binary sits in `<target dir>[/<triple>]/<profile dir>/deps/`. This follows
     // CARGO_TARGET_DIR, `--target-dir`, `--target` and `--release` without reading any of them.
     let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("{} is not in <profile>/deps/", exe.display()));
+    let profile_dir = profile_dir();
+    let profile_dir = profile_dir.as_path();
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => "dev",
         Some(name) => name,
@@ -160,6 +202,11 @@ impl Sim {
         }
     }
 
+    /// The simulator with `INSTANCE` alone (in `REGION`, console default rules).
+    pub fn single() -> Sim {
+        Sim::start(&["--instance", INSTANCE_ARG])
+    }
+
     /// The simulator with `INSTANCE` (console default rules) plus `rules`, a JSON array of
     /// FirewallRule objects given to `--rules` through a file, and `extra` flags.
     pub fn with_rules(rules: &Value, extra: &[&str]) -> Sim {
@@ -185,6 +232,27 @@ impl Sim {
     /// Everything the simulator wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log lock").clone()
+    }
+
+    /// Whether a line of the log passes `test` within `limit`. A thread drains stderr, so a line
+    /// the simulator wrote before it answered can reach `log()` after the answer reached a test
+    /// (later still on a busy machine): a test that looks for a line waits for it.
+    pub fn wait_log_line(&self, limit: Duration, test: impl Fn(&str) -> bool) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            if self.log().lines().any(&test) {
+                return true;
+            }
+            if start.elapsed() > limit {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `wait_log_line` for a line that contains `needle`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        self.wait_log_line(limit, |l| l.contains(needle))
     }
 
     pub fn state(&self) -> Value {
@@ -213,6 +281,14 @@ impl Sim {
             .as_array()
             .expect("Rules array")
             .clone()
+    }
+
+    /// The rules of `instance` for the address `addr` (see `rules_for`).
+    pub fn rules_for(&self, instance: &str, addr: &str) -> Vec<Value> {
+        rules_for(&self.rules(instance), addr)
+            .into_iter()
+            .cloned()
+            .collect()
     }
 
     /// Every API call the simulator received, of any action.
@@ -370,6 +446,17 @@ pub fn post_now(
 ) -> Result<Reply, String> {
     let headers = signed_headers(sim_port, action, region, body, now(), SECRET_ID, SECRET_KEY);
     post_raw(sim_port, &headers, body.as_bytes())
+}
+
+/// The rules of `rules` for the address `addr`: its CidrBlock or its Ipv6CidrBlock.
+pub fn rules_for<'a>(rules: &'a [Value], addr: &str) -> Vec<&'a Value> {
+    rules
+        .iter()
+        .filter(|r| {
+            r.get("CidrBlock").and_then(Value::as_str) == Some(addr)
+                || r.get("Ipv6CidrBlock").and_then(Value::as_str) == Some(addr)
+        })
+        .collect()
 }
 
 /// Every rule identity (protocol, port, address block, action) appears at most once.
