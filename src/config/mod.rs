@@ -1,23 +1,24 @@
 //! The validated configuration. Everything after start-up sees only a `Config`, made of
-//! sections (`cloud`, `knock`, `rules`, `limits`). Finding and reading the file is here
-//! (`load`); the `.env` grammar is in `envfile`, the variables and their defaults in `vars`,
+//! sections (`cloud`, `knock`, `rules`, `limits`). Finding and reading the file is in
+//! `load`; the `.env` grammar is in `envfile`, the variables and their defaults in `vars`,
 //! each section's checks in `sections`, value parsers in `values`, the printed report in
 //! `report`.
 
 pub mod envfile;
+mod load;
 mod report;
 mod sections;
 mod values;
 mod vars;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+pub use load::{from_pairs, load, load_with, variables, MAX_FILE};
 pub use report::mask_id;
-use vars::{Checker, Vars};
+
 pub(crate) use vars::{DEFAULT_MESSAGE_FAILURE, DEFAULT_MESSAGE_SUCCESS};
 
 use crate::notify::NotifyConfig;
@@ -229,296 +230,10 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Finds the config file, reads it and validates everything.
-///
-/// The file is `explicit` (`--config`), else `KNOCKD_CONFIG` from `env`, else `./.env`, else
-/// `.env` in `exe_dir`; with none of them the configuration comes from `env` alone. A file named
-/// by `--config` or `KNOCKD_CONFIG` must be readable. `env` overrides the file.
-pub fn load(
-    explicit: Option<&Path>,
-    env: &HashMap<String, String>,
-    exe_dir: Option<&Path>,
-) -> Result<Config, ConfigErrors> {
-    load_with(explicit, env, exe_dir, true)
-}
-
-/// [`load`] for the commands that do not serve (`--add-client`, `--remove-client`,
-/// `--list-clients`, `--prune`, …): with `read_clients` false the clients file is not read, so
-/// neither a missing or broken file nor an unset KNOCK_REFERER stops them.
-pub fn load_with(
-    explicit: Option<&Path>,
-    env: &HashMap<String, String>,
-    exe_dir: Option<&Path>,
-    read_clients: bool,
-) -> Result<Config, ConfigErrors> {
-    let mut looked_for: Vec<PathBuf> = Vec::new();
-    let named = explicit.map(Path::to_path_buf).or_else(|| {
-        env.get("KNOCKD_CONFIG")
-            .filter(|p| !p.trim().is_empty())
-            .map(PathBuf::from)
-    });
-    let path = match named {
-        Some(p) => Some(p),
-        None => {
-            let candidates =
-                std::iter::once(PathBuf::from(".env")).chain(exe_dir.map(|d| d.join(".env")));
-            let mut found = None;
-            for c in candidates {
-                looked_for.push(c.clone());
-                // A candidate that exists but cannot be read is an error, not a silent skip:
-                // the operator put it there and would otherwise run on defaults.
-                match std::fs::metadata(&c) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    _ => {
-                        found = Some(c);
-                        break;
-                    }
-                }
-            }
-            found
-        }
-    };
-
-    let mut errors = Vec::new();
-    let mut pairs = Vec::new();
-    let mut warnings = Vec::new();
-    if let Some(path) = &path {
-        let shown = path.display().to_string();
-        match read_text(path) {
-            Ok(text) => {
-                let (p, file_errors) = envfile::parse_with_env(&text, env);
-                errors.extend(file_errors.into_iter().map(|e| ConfigError {
-                    variable: shown.clone(),
-                    message: e.to_string(),
-                }));
-                if p.iter().any(|(k, _)| k == "TENCENT_CLOUD_SECRET_KEY") {
-                    if let Some(mode) = group_or_other_readable(path) {
-                        warnings.push(format!(
-                            "{shown} holds TENCENT_CLOUD_SECRET_KEY and is readable by group or \
-                             others (mode {mode:03o}); run: chmod 600 {shown}"
-                        ));
-                    }
-                }
-                pairs = p;
-            }
-            Err(message) => errors.push(ConfigError {
-                variable: shown,
-                message,
-            }),
-        }
-    }
-
-    // The clients file's default home: beside the config file, else beside the binary.
-    let default_dir = match &path {
-        Some(p) => Some(
-            std::fs::canonicalize(p)
-                .unwrap_or_else(|_| p.clone())
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-        ),
-        None => exe_dir.map(Path::to_path_buf),
-    };
-    match from_pairs_in(&pairs, env, default_dir.as_deref(), read_clients) {
-        Ok(mut config) if errors.is_empty() => {
-            config.file = path.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
-            warnings.append(&mut config.warnings);
-            config.warnings = warnings;
-            Ok(config)
-        }
-        Ok(_) => Err(ConfigErrors(errors)),
-        Err(ConfigErrors(more)) if path.is_none() => {
-            // Run from the wrong directory or without --config: say so first; when the
-            // environment holds none of knockd's variables either, the "required" errors that
-            // follow from it would only mislead.
-            let cwd = std::env::current_dir().unwrap_or_default();
-            let shown: Vec<String> = looked_for
-                .iter()
-                .map(|p| cwd.join(p).display().to_string())
-                .collect();
-            errors.push(ConfigError {
-                variable: String::new(),
-                message: format!(
-                    "no configuration file found (looked for: {}): give one with --config FILE \
-                     or KNOCKD_CONFIG=FILE, or copy .env.sample to .env and fill it in",
-                    shown.join(", ")
-                ),
-            });
-            if variables().any(|v| env.contains_key(v)) {
-                errors.extend(more);
-            }
-            Err(ConfigErrors(errors))
-        }
-        Err(ConfigErrors(more)) => {
-            errors.extend(more);
-            Err(ConfigErrors(errors))
-        }
-    }
-}
-
-/// Largest config file read (a real one is a few KiB).
-pub const MAX_FILE: u64 = 1024 * 1024;
-
-/// The config file as text: a regular file (not a FIFO, which would block the start, nor a
-/// device, which may never end) of at most MAX_FILE bytes, checked again while reading in case
-/// it grows.
-fn read_text(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the config file: {e}"))?;
-    if meta.is_dir() {
-        return Err("cannot read the config file: it is a directory".into());
-    }
-    if !meta.is_file() {
-        return Err("cannot read the config file: not a regular file (a FIFO or a device?)".into());
-    }
-    if meta.len() > MAX_FILE {
-        return Err(format!(
-            "the config file is {} bytes; at most 1 MiB is read",
-            meta.len()
-        ));
-    }
-    // O_NONBLOCK (0o4000 on Linux): a path swapped for a FIFO after the check above must not
-    // block the open; for a regular file the flag changes nothing. The open file is checked too.
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(target_os = "linux")]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, 0o4000);
-    let file = options
-        .open(path)
-        .map_err(|e| format!("cannot read the config file: {e}"))?;
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err("cannot read the config file: not a regular file (a FIFO or a device?)".into());
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read the config file: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err("the config file is larger than 1 MiB".into());
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        let bad = e.utf8_error().valid_up_to();
-        let line = e.as_bytes()[..bad].iter().filter(|&&b| b == b'\n').count() + 1;
-        format!("line {line}: not valid UTF-8 (save the file as UTF-8)")
-    })
-}
-
-#[cfg(unix)]
-fn group_or_other_readable(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-    (mode & 0o044 != 0).then_some(mode)
-}
-
-#[cfg(not(unix))]
-fn group_or_other_readable(_path: &Path) -> Option<u32> {
-    None
-}
-
-/// The name of every variable knockd reads, in report order.
-pub fn variables() -> impl Iterator<Item = &'static str> {
-    vars::VARS.iter().map(|v| v.name)
-}
-
-/// The pure core: the file's key/value pairs (later ones win) with `env` on top, validated.
-/// `Config.file` is left `None`; `load` fills it in.
-pub fn from_pairs(
-    pairs: &[(String, String)],
-    env: &HashMap<String, String>,
-) -> Result<Config, ConfigErrors> {
-    from_pairs_in(pairs, env, None, true)
-}
-
-/// [`from_pairs`] with the clients file's default directory and whether to read it.
-fn from_pairs_in(
-    pairs: &[(String, String)],
-    env: &HashMap<String, String>,
-    clients_dir: Option<&Path>,
-    read_clients: bool,
-) -> Result<Config, ConfigErrors> {
-    let mut file: HashMap<&str, &str> = HashMap::new();
-    for (k, v) in pairs {
-        file.insert(k.as_str(), v.as_str());
-    }
-    let vars = Vars { file, env };
-    let mut c = Checker::default();
-
-    let mut unknown: Vec<&str> = Vec::new();
-    for (k, _) in pairs {
-        if !vars::is_known(k) && !unknown.contains(&k.as_str()) {
-            unknown.push(k);
-        }
-    }
-    for &k in &unknown {
-        let hint = vars::nearest(k).map_or(String::new(), |n| format!("; did you mean {n}?"));
-        c.warn(format!(
-            "{k} in the config file is not a knockd variable and is ignored{hint}"
-        ));
-    }
-
-    let knock = sections::knock(&vars, &mut c);
-    let rules = sections::rules(&vars, &mut c);
-    let cloud = sections::cloud(&vars, &mut c);
-    let limits = sections::limits(&vars, &mut c);
-    let notify = sections::notify(&vars, &mut c);
-    let keys = sections::keys(
-        &vars,
-        &mut c,
-        knock.referer.expose(),
-        clients_dir,
-        read_clients,
-    );
-    if let Some(url) = keys.public_url.as_deref() {
-        if let Ok(u) = crate::keys::url::KnockUrl::parse(url) {
-            if u.path != knock.path {
-                c.err(
-                    "KNOCK_PUBLIC_URL",
-                    format!(
-                        "its path '{}' is not KNOCK_REQUEST_PATH '{}': every client \
-                         --add-client prints would knock where knockd does not answer; make \
-                         the two paths the same",
-                        u.path, knock.path
-                    ),
-                );
-            }
-        }
-    }
-    if !c.errors.is_empty() {
-        // A misspelt name is the likely cause of a "required" error: its warning would be
-        // lost with the failed load, so it goes beside the error it explains.
-        for k in unknown {
-            let near = vars::nearest(k);
-            let e = ConfigError {
-                variable: k.to_string(),
-                message: match near {
-                    Some(n) => format!("not a knockd variable, so ignored: did you mean {n}?"),
-                    None => "not a knockd variable, so ignored".into(),
-                },
-            };
-            match c
-                .errors
-                .iter()
-                .position(|x| Some(x.variable.as_str()) == near)
-            {
-                Some(i) => c.errors.insert(i + 1, e),
-                None => c.errors.push(e),
-            }
-        }
-        return Err(ConfigErrors(c.errors));
-    }
-    Ok(Config {
-        file: None,
-        cloud,
-        knock,
-        rules,
-        limits,
-        notify,
-        keys,
-        warnings: c.warnings,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::values::*;
     use super::*;
 
