@@ -474,6 +474,59 @@ fn the_rate_limit_holds_during_a_lockout_flood() {
     assert!((1..=25).contains(&logged), "{}", k.log());
 }
 
+/// Failures cannot drown an alarm: 25 wrong knocks from 25 addresses spend the failures'
+/// budget of a minute (NOTIFY_MAX_PER_MINUTE, default 20), and the grant that follows (someone
+/// holding the secret) still arrives, as does the lockout after it.
+#[test]
+fn a_grant_after_a_flood_of_failures_is_still_notified() {
+    let sim = sim_one();
+    let rx = Receiver::start(false);
+    let cfg = config_with(
+        &sim,
+        &[
+            ("NOTIFY_URL", &rx.url("send")),
+            ("NOTIFY_BODY", BODY),
+            ("LOCKOUT_FAILURES", "2"),
+        ],
+    );
+    let k = Knockd::start(&temp_dir("notify-drown"), &cfg);
+    for i in 0..25 {
+        wrong_knock(&k, &format!("198.51.100.{}", 10 + i));
+    }
+    let mut got = Vec::new();
+    // The 20 failures that fit the budget arrive first.
+    while got.len() < 20 {
+        let Some(r) = rx.next(Duration::from_secs(15)) else {
+            break;
+        };
+        got.push(r);
+    }
+    assert_eq!(got.len(), 20, "{got:?}");
+    assert_eq!(knock_curl(&k, "203.0.113.21", "stolen"), SUCCESS);
+    wrong_knock(&k, "198.51.100.10"); // its second failure: a lockout
+    got.extend(rx.drain(Duration::from_secs(3)));
+    let events: Vec<String> = got
+        .iter()
+        .map(|r| format!("{} {}", r.json()["event"], r.json()["ip"]))
+        .collect();
+    let count = |e: &str| events.iter().filter(|l| l.starts_with(e)).count();
+    println!(
+        "delivered: {} fail, {} grant, {} lockout",
+        count("\"fail\""),
+        count("\"grant\""),
+        count("\"lockout\"")
+    );
+    assert_eq!(count("\"fail\""), 20, "{events:?}");
+    assert!(
+        events.contains(&"\"grant\" \"203.0.113.21\"".to_string()),
+        "the grant was not notified: {events:?}"
+    );
+    assert!(
+        events.contains(&"\"lockout\" \"198.51.100.10\"".to_string()),
+        "the lockout was not notified: {events:?}"
+    );
+}
+
 #[test]
 fn failures_are_logged_without_the_token_and_check_config_masks_it() {
     let sim = sim_one();

@@ -5,8 +5,8 @@
 //! A notification never delays or fails a knock: [`Notifier::notify`] only tries to put the
 //! event on a bounded queue (64); one notifier thread drains it, applies the rate limits
 //! (the same event and address at most once per `NOTIFY_MIN_INTERVAL`, at most
-//! `NOTIFY_MAX_PER_MINUTE` in any minute), sends the webhook (10 s for the whole exchange)
-//! and starts the hook (at most 4 running, each killed after 10 s). What was dropped or
+//! `NOTIFY_MAX_PER_MINUTE` of each kind in any minute), sends the webhook (10 s for the whole
+//! exchange) and starts the hook (at most 4 running, each killed after 10 s). What was dropped or
 //! suppressed is logged in one line at most once a minute.
 //!
 //! The URL usually carries a bot token: it is shown only as [`redact_url`] gives it, and
