@@ -624,6 +624,49 @@ fn notify_test_exits_0_on_an_answer_and_1_on_a_closed_port() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }
 
+/// A receiver that answers every request with a redirect, as a webhook moved elsewhere does.
+fn redirector() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind redirector");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let Ok(mut out) = conn.try_clone() else {
+                return;
+            };
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = write!(
+                out,
+                "HTTP/1.1 302 Found\r\nLocation: https://moved.example/{NOTIFY_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    port
+}
+
+/// A 3xx is not a delivery: redirects are not followed, so nothing reached the receiver.
+#[test]
+fn notify_test_fails_on_a_redirect() {
+    let sim = sim_one();
+    let dir = temp_dir("notify-302");
+    let port = redirector();
+    let url = format!("http://127.0.0.1:{port}/{NOTIFY_TOKEN}/send");
+    let path = write_config(&dir, &config_with(&sim, &[("NOTIFY_URL", &url)]));
+    let out = cli(&path, &["--notify-test"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{}", show(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text.contains("webhook answered HTTP 302 (redirects are not followed: set NOTIFY_URL to the final address)"),
+        "{}",
+        show(&out)
+    );
+}
+
 #[test]
 fn a_knock_the_firewall_refuses_notifies_a_failure() {
     let sim = Sim::start(&[
