@@ -422,3 +422,85 @@ fn a_knock_under_a_covering_drop_rule_logs_a_warning_naming_it() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(k.log().matches("drop-rule ").count(), 1, "{}", k.log());
 }
+
+/// The API calls of each write action and of DescribeFirewallRules.
+fn call_counts(sim: &Sim) -> String {
+    [
+        "DescribeFirewallRules",
+        "CreateFirewallRules",
+        "DeleteFirewallRules",
+    ]
+    .iter()
+    .map(|a| format!("{a}={}", sim.calls(a)))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+// A CAM denial while serving cannot succeed on a retry or a re-plan: the denied call is made
+// once, and the log names the action and the resource to grant
+// (docs/lighthouse-api.md#cam-permissions).
+#[test]
+fn a_denied_write_is_called_once_and_names_what_to_grant() {
+    let resource = format!("qcs::lighthouse:ap-guangzhou:uin/<ACCOUNT>:instance/{A}");
+    let deny = |action: &'static str| {
+        [
+            "--deny-actions",
+            action,
+            "--deny-code",
+            "AuthFailure.UnauthorizedOperation",
+        ]
+    };
+
+    // The sweep at start meets a denied Delete.
+    let expired = owned("old", clock::now() - DAY);
+    let sim = Sim::with_rules(
+        &json!([rule("TCP", "22", "198.51.100.9", "ACCEPT", &expired)]),
+        &deny("DeleteFirewallRules"),
+    );
+    let k = Setup::new("denied-sweep")
+        .set("PRUNE_INTERVAL", "1h")
+        .knockd(&sim);
+    assert!(k.wait_log("prune instance=", Duration::from_secs(10)));
+    let sweep_log = k.log();
+    println!("sweep: {}\n{sweep_log}", call_counts(&sim));
+    let sweep_deletes = sim.calls("DeleteFirewallRules");
+    drop(k);
+
+    // A knock meets a denied Create; the sweep at start left the writer a memory of the
+    // firewall, so the knock's plan starts from it.
+    let sim = Sim::with_rules(&json!([]), &deny("CreateFirewallRules"));
+    let k = Setup::new("denied-knock")
+        .set("PRUNE_INTERVAL", "1h")
+        .knockd(&sim);
+    let t = std::time::Instant::now();
+    while sim.calls("DescribeFirewallRules") == 0 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = sim.total_calls();
+    assert_eq!(knock_curl(&k, "203.0.113.30", "phone"), FAILURE);
+    let knock_calls = sim.total_calls() - before;
+    let knock_log = k.log();
+    println!(
+        "knock: {knock_calls} calls, {}\n{knock_log}",
+        call_counts(&sim)
+    );
+
+    assert_eq!(sweep_deletes, 1, "{sweep_log}");
+    assert!(
+        sweep_log.contains(&format!(
+            "CAM denies lighthouse:DeleteFirewallRules on {resource}"
+        )),
+        "{sweep_log}"
+    );
+    assert_eq!(knock_calls, 1, "{knock_log}");
+    assert!(
+        knock_log.contains(&format!(
+            "CAM denies lighthouse:CreateFirewallRules on {resource}"
+        )),
+        "{knock_log}"
+    );
+    for log in [&sweep_log, &knock_log] {
+        assert!(!log.contains("api-retry"), "{log}");
+        assert!(log.contains("<ACCOUNT>"), "{log}");
+    }
+}

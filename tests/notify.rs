@@ -460,6 +460,58 @@ fn the_rate_limit_holds_during_a_lockout_flood() {
     assert!((1..=25).contains(&logged), "{}", k.log());
 }
 
+/// Failures cannot drown an alarm: 25 wrong knocks from 25 addresses spend the failures'
+/// budget of a minute (NOTIFY_MAX_PER_MINUTE, default 20), and the grant that follows (someone
+/// holding the secret) still arrives, as does the lockout after it.
+#[test]
+fn a_grant_after_a_flood_of_failures_is_still_notified() {
+    let sim = Sim::single();
+    let rx = Receiver::start(false);
+    let cfg = Setup::new("notify-drown")
+        .with(&[
+            ("NOTIFY_URL", &rx.url("send")),
+            ("NOTIFY_BODY", BODY),
+            ("LOCKOUT_FAILURES", "2"),
+        ])
+        .config(&sim);
+    let k = Knockd::start(&temp_dir("notify-drown"), &cfg);
+    for i in 0..25 {
+        wrong_knock(&k, &format!("198.51.100.{}", 10 + i));
+    }
+    let mut got = Vec::new();
+    // The 20 failures that fit the budget arrive first.
+    while got.len() < 20 {
+        let Some(r) = rx.next(Duration::from_secs(15)) else {
+            break;
+        };
+        got.push(r);
+    }
+    assert_eq!(got.len(), 20, "{got:?}");
+    assert_eq!(knock_curl(&k, "203.0.113.21", "stolen"), SUCCESS);
+    wrong_knock(&k, "198.51.100.10"); // its second failure: a lockout
+    got.extend(rx.drain(Duration::from_secs(3)));
+    let events: Vec<String> = got
+        .iter()
+        .map(|r| format!("{} {}", r.json()["event"], r.json()["ip"]))
+        .collect();
+    let count = |e: &str| events.iter().filter(|l| l.starts_with(e)).count();
+    println!(
+        "delivered: {} fail, {} grant, {} lockout",
+        count("\"fail\""),
+        count("\"grant\""),
+        count("\"lockout\"")
+    );
+    assert_eq!(count("\"fail\""), 20, "{events:?}");
+    assert!(
+        events.contains(&"\"grant\" \"203.0.113.21\"".to_string()),
+        "the grant was not notified: {events:?}"
+    );
+    assert!(
+        events.contains(&"\"lockout\" \"198.51.100.10\"".to_string()),
+        "the lockout was not notified: {events:?}"
+    );
+}
+
 #[test]
 fn failures_are_logged_without_the_token_and_check_config_masks_it() {
     let sim = Sim::single();
@@ -558,6 +610,54 @@ fn notify_test_exits_0_on_an_answer_and_1_on_a_closed_port() {
     let path = write_config(&dir, &cfg);
     let out = cli(&path, &["--notify-test"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
+
+/// A receiver that answers every request with a redirect, as a webhook moved elsewhere does.
+fn redirector() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind redirector");
+    let port = listener.local_addr().expect("addr").port();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let Ok(mut out) = conn.try_clone() else {
+                return;
+            };
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            while r.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let _ = write!(
+                out,
+                "HTTP/1.1 302 Found\r\nLocation: https://moved.example/{NOTIFY_TOKEN}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    port
+}
+
+/// A 3xx is not a delivery: redirects are not followed, so nothing reached the receiver.
+#[test]
+fn notify_test_fails_on_a_redirect() {
+    let sim = Sim::single();
+    let dir = temp_dir("notify-302");
+    let port = redirector();
+    let url = format!("http://127.0.0.1:{port}/{NOTIFY_TOKEN}/send");
+    let path = write_config(
+        &dir,
+        &Setup::new("notify-redirect")
+            .set("NOTIFY_URL", &url)
+            .config(&sim),
+    );
+    let out = cli(&path, &["--notify-test"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    println!("{}", show(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text.contains("webhook answered HTTP 302 (redirects are not followed: set NOTIFY_URL to the final address)"),
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]

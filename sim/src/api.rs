@@ -90,7 +90,7 @@ fn check_and_run(
     // CAM checks permissions after authentication (docs/lighthouse-api.md#cam-permissions).
     if cfg.deny_actions.iter().any(|a| a == action.name()) {
         return Err(err(
-            "UnauthorizedOperation.NoPermission",
+            &cfg.deny_code,
             format!(
                 "You are not authorized to perform operation ({}).",
                 action.name()

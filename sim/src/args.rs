@@ -9,6 +9,14 @@ use crate::rules::PortIdentity;
 /// spelling for the same refusal in other Tencent Cloud products (CLB, GAAP).
 pub(crate) const IPV6_UNSUPPORTED_CODE: &str = "UnsupportedOperation.Ipv6NotSupport";
 
+/// The codes a CAM denial arrives with (docs/lighthouse-api.md#cam-permissions); the first is
+/// what the simulator answers unless `--deny-code` picks another.
+pub(crate) const DENY_CODES: [&str; 3] = [
+    "UnauthorizedOperation.NoPermission",
+    "AuthFailure.UnauthorizedOperation",
+    "UnauthorizedOperation",
+];
+
 pub(crate) const USAGE: &str =
     "usage: lighthouse-sim --credential ID:KEY --instance REGION:lhins-xxxxxxxx [options]
   --listen ADDR                 loopback address to bind (default 127.0.0.1:0)
@@ -41,6 +49,9 @@ pub(crate) const USAGE: &str =
                                 UnsupportedOperation.Ipv6NotSupport)
   --deny-actions A1,A2          answer these actions UnauthorizedOperation.NoPermission after
                                 authentication, as CAM does for a sub-user lacking them
+  --deny-code CODE              the code they are denied with: UnauthorizedOperation.NoPermission
+                                (default), AuthFailure.UnauthorizedOperation or
+                                UnauthorizedOperation
   --seed N                      seed of the fault-injection PRNG
 GET /__state dumps the instances and their rules, and the counters: calls (per action),
 calls_by_instance and calls_by_region (per instance or X-TC-Region, then action; every call
@@ -76,6 +87,8 @@ pub(crate) struct Config {
     pub(crate) ipv6_unsupported_code: String,
     /// Actions CAM does not grant this key (`--deny-actions`).
     pub(crate) deny_actions: Vec<String>,
+    /// The denial code CAM answers with (`--deny-code`).
+    pub(crate) deny_code: String,
     pub(crate) seed: Option<u64>,
 }
 
@@ -125,6 +138,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
         ipv6_unsupported_regions: Vec::new(),
         ipv6_unsupported_code: IPV6_UNSUPPORTED_CODE.to_string(),
         deny_actions: Vec::new(),
+        deny_code: DENY_CODES[0].to_string(),
         seed: None,
     };
     let mut it = args.iter();
@@ -157,6 +171,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
             | "--ipv6-unsupported-regions"
             | "--ipv6-unsupported-code"
             | "--deny-actions"
+            | "--deny-code"
             | "--seed" => {
                 let v = it
                     .next()
@@ -233,6 +248,15 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
                     "--deny-actions" => {
                         cfg.deny_actions
                             .extend(v.split(',').filter(|a| !a.is_empty()).map(str::to_string));
+                    }
+                    "--deny-code" => {
+                        if !DENY_CODES.contains(&v) {
+                            return Err(format!(
+                                "{flag}: `{v}` is not one of {}",
+                                DENY_CODES.join(", ")
+                            ));
+                        }
+                        cfg.deny_code = v.to_string();
                     }
                     _ => cfg.seed = Some(number(flag, v)?),
                 }

@@ -510,3 +510,42 @@ fn host_header_with_a_port_is_signed_as_sent() {
         json!({"InstanceId": INSTANCE}),
     ));
 }
+
+#[test]
+fn denied_actions_answer_the_chosen_cam_code_and_change_nothing() {
+    let sim = Sim::start(&[
+        "--instance",
+        INSTANCE_ARG,
+        "--deny-actions",
+        "CreateFirewallRules",
+    ]);
+    assert_code(
+        &create(&sim, vec![tcp("22", "203.0.113.1")]),
+        "UnauthorizedOperation.NoPermission",
+    );
+    let sim = Sim::start(&[
+        "--instance",
+        INSTANCE_ARG,
+        "--deny-actions",
+        "CreateFirewallRules,DeleteFirewallRules",
+        "--deny-code",
+        "AuthFailure.UnauthorizedOperation",
+    ]);
+    let rules = sim.rules(INSTANCE).len();
+    assert_code(
+        &create(&sim, vec![tcp("22", "203.0.113.1")]),
+        "AuthFailure.UnauthorizedOperation",
+    );
+    assert_code(
+        &delete(&sim, vec![tcp("22", "0.0.0.0/0")]),
+        "AuthFailure.UnauthorizedOperation",
+    );
+    // Reads are not denied; nothing was written.
+    ok(&api(
+        &sim,
+        "DescribeFirewallRules",
+        json!({"InstanceId": INSTANCE}),
+    ));
+    assert_eq!(sim.rules(INSTANCE).len(), rules);
+    assert_eq!(sim.version(INSTANCE), 1);
+}

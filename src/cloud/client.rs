@@ -227,7 +227,12 @@ impl Client {
                     ));
                     thread::sleep(wait);
                 }
-                other => return other,
+                // A denial is named after this call (action and resource to grant), so that
+                // whoever logs it can say what to grant.
+                other => {
+                    let instance = body.get("InstanceId").and_then(Value::as_str);
+                    return other.map_err(|e| e.on_call(action, region, instance));
+                }
             }
         }
     }

@@ -1,5 +1,7 @@
 //! The one error type of the cloud layer and the whole error policy: which failures are
-//! retried in place, which call for a fresh Describe and a new plan, and which are final.
+//! retried in place, which call for a fresh Describe and a new plan, and which are final; and
+//! the classification the operator reads (a permission denial with the action and resource to
+//! grant, a bad key, an unknown instance), shared by serving knockd and `--check`.
 //! Each code and what knockd does with it: docs/lighthouse-api.md#error-codes.
 
 use std::fmt;
@@ -20,13 +22,47 @@ pub enum ApiError {
     Clock(String),
     /// TENCENT_CLOUD_CA_FILE could not be used.
     Tls(String),
+    /// CAM denied `action` on `resource` (one of the denial codes, see [`is_denied`]): the key
+    /// is valid and lacks this permission. No retry or re-plan can change that.
+    Denied {
+        action: String,
+        /// `qcs::lighthouse:<region>:uin/<account>:instance/<id>`, or `*` for an action CAM
+        /// grants only on every resource.
+        resource: String,
+        code: String,
+        request_id: String,
+    },
 }
 
 impl ApiError {
     pub fn code(&self) -> Option<&str> {
         match self {
-            ApiError::Api { code, .. } => Some(code),
+            ApiError::Api { code, .. } | ApiError::Denied { code, .. } => Some(code),
             _ => None,
+        }
+    }
+
+    /// A denial, named after the call it answered: `action` in `region` on `instance` (None:
+    /// an action on no one instance, which CAM grants only on `*`). Any other error as it is.
+    pub(crate) fn on_call(
+        self,
+        action: &str,
+        region: Option<&str>,
+        instance: Option<&str>,
+    ) -> ApiError {
+        match self {
+            ApiError::Api {
+                code, request_id, ..
+            } if is_denied_code(&code) => ApiError::Denied {
+                action: action.to_string(),
+                resource: match (region, instance) {
+                    (Some(r), Some(i)) => instance_resource(r, i, None),
+                    _ => "*".to_string(),
+                },
+                code,
+                request_id,
+            },
+            other => other,
         }
     }
 
@@ -45,7 +81,7 @@ impl ApiError {
                     || code == "UnsupportedOperation.FirewallBusy"
             }
             ApiError::Transport(_) | ApiError::BadResponse(_) => true,
-            ApiError::Clock(_) | ApiError::Tls(_) => false,
+            ApiError::Clock(_) | ApiError::Tls(_) | ApiError::Denied { .. } => false,
         }
     }
 }
@@ -108,11 +144,101 @@ impl fmt::Display for ApiError {
             }
             ApiError::Clock(e) => write!(f, "clock: {}", log_safe(e)),
             ApiError::Tls(e) => write!(f, "TENCENT_CLOUD_CA_FILE: {}", log_safe(e)),
+            ApiError::Denied {
+                action,
+                resource,
+                code,
+                request_id,
+            } => write!(
+                f,
+                "{} (RequestId {})",
+                denial(action, resource, code),
+                log_safe(request_id)
+            ),
         }
     }
 }
 
 impl std::error::Error for ApiError {}
+
+/// Stands for the root account's UIN, which no Lighthouse answer carries.
+pub const ACCOUNT_PLACEHOLDER: &str = "<ACCOUNT>";
+
+/// `qcs::lighthouse:<region>:uin/<account>:instance/<id>`: an instance as CAM names it
+/// (docs/lighthouse-api.md#cam-permissions).
+pub fn instance_resource(region: &str, id: &str, uin: Option<&str>) -> String {
+    format!(
+        "qcs::lighthouse:{region}:uin/{}:instance/{id}",
+        uin.unwrap_or(ACCOUNT_PLACEHOLDER)
+    )
+}
+
+/// A permission denial as an operator can act on it: the action, the resource to grant, and,
+/// when the account is not known, where to find it.
+pub(crate) fn denial(action: &str, resource: &str, code: &str) -> String {
+    let account = if resource.contains(ACCOUNT_PLACEHOLDER) {
+        format!("; {ACCOUNT_PLACEHOLDER} is your root account ID (UIN): console, Account Center > Account Information")
+    } else {
+        String::new()
+    };
+    format!(
+        "CAM denies lighthouse:{} on {} ({}); grant it to this key's user (knockd --print-cam-policy prints the least-privilege policy{account})",
+        log_safe(action),
+        log_safe(resource),
+        log_safe(code)
+    )
+}
+
+fn is_denied_code(c: &str) -> bool {
+    c == "UnauthorizedOperation"
+        || c == "AuthFailure.UnauthorizedOperation"
+        || (c.starts_with("UnauthorizedOperation.") && c != "UnauthorizedOperation.TokenInvalid")
+}
+
+/// CAM said no: the key is valid, this action on this resource is not granted.
+pub(crate) fn is_denied(e: &ApiError) -> bool {
+    e.code().is_some_and(is_denied_code)
+}
+
+/// Errors about the key, the token, the clock or the endpoint: every instance and every call
+/// would fail the same way.
+pub(crate) fn is_global(e: &ApiError) -> bool {
+    match e.code() {
+        Some(c) => {
+            (c.starts_with("AuthFailure.") && !is_denied(e) && c != "AuthFailure.InvalidRegion")
+                || c == "UnauthorizedOperation.TokenInvalid"
+        }
+        None => true,
+    }
+}
+
+/// The API authenticated the call and then looked the instance or region up.
+pub(crate) fn is_lookup(e: &ApiError) -> bool {
+    e.code().is_some_and(|c| {
+        c.starts_with("ResourceNotFound.")
+            || c.starts_with("InvalidParameterValue.")
+            || c == "UnsupportedRegion"
+            || c == "AuthFailure.InvalidRegion"
+    })
+}
+
+/// What an operator should do about an API error: the error and, for the credential codes,
+/// which variable to look at.
+pub(crate) fn explain(e: &ApiError) -> String {
+    let hint = match e.code() {
+        Some("AuthFailure.SignatureFailure") => {
+            " — TENCENT_CLOUD_SECRET_KEY does not match the SecretId"
+        }
+        Some("AuthFailure.SecretIdNotFound" | "AuthFailure.InvalidSecretId") => {
+            " — TENCENT_CLOUD_SECRET_ID is unknown or disabled"
+        }
+        Some("AuthFailure.TokenFailure" | "UnauthorizedOperation.TokenInvalid") => {
+            " — TENCENT_CLOUD_TOKEN is wrong or expired (temporary credentials expire; a serving knockd needs a permanent key pair)"
+        }
+        _ => "",
+    };
+    format!("{e}{hint}")
+}
 
 pub(crate) const BUSY: &str = "UnsupportedOperation.FirewallBusy";
 pub(crate) const EXISTS: &str = "InvalidParameter.FirewallRulesExist";
@@ -245,6 +371,83 @@ mod tests {
             assert!(!ipv6_refusal(&api(c)), "{c}");
         }
         assert!(!ipv6_refusal(&ApiError::Transport("x".into())));
+    }
+
+    fn api(code: &str) -> ApiError {
+        ApiError::Api {
+            code: code.into(),
+            message: "m".into(),
+            request_id: "r".into(),
+        }
+    }
+
+    #[test]
+    fn permission_denials_are_told_apart_from_bad_keys() {
+        for code in [
+            "UnauthorizedOperation",
+            "AuthFailure.UnauthorizedOperation",
+            "UnauthorizedOperation.NoPermission",
+        ] {
+            assert!(is_denied(&api(code)), "{code}");
+            assert!(!is_global(&api(code)), "{code}");
+            assert!(!api(code).retryable() && !replan(&api(code)), "{code}");
+        }
+        for code in [
+            "AuthFailure.SignatureFailure",
+            "AuthFailure.SecretIdNotFound",
+            "AuthFailure.TokenFailure",
+            "UnauthorizedOperation.TokenInvalid",
+        ] {
+            assert!(!is_denied(&api(code)), "{code}");
+            assert!(is_global(&api(code)), "{code}");
+        }
+        for code in [
+            "ResourceNotFound.InstanceIdNotFound",
+            "AuthFailure.InvalidRegion",
+            "InternalError",
+        ] {
+            assert!(!is_denied(&api(code)) && !is_global(&api(code)), "{code}");
+        }
+        assert!(is_global(&ApiError::Transport("refused".into())));
+    }
+
+    #[test]
+    fn a_denial_names_the_action_the_resource_and_where_to_find_the_account() {
+        let cases = [
+            (
+                api("AuthFailure.UnauthorizedOperation").on_call(
+                    "CreateFirewallRules",
+                    Some("ap-guangzhou"),
+                    Some("lhins-abcd1234"),
+                ),
+                "CAM denies lighthouse:CreateFirewallRules on qcs::lighthouse:ap-guangzhou:uin/<ACCOUNT>:instance/lhins-abcd1234 (AuthFailure.UnauthorizedOperation); grant it to this key's user (knockd --print-cam-policy prints the least-privilege policy; <ACCOUNT> is your root account ID (UIN): console, Account Center > Account Information) (RequestId r)",
+            ),
+            (
+                api("UnauthorizedOperation.NoPermission").on_call(
+                    "DescribeRegions",
+                    None,
+                    None,
+                ),
+                "CAM denies lighthouse:DescribeRegions on * (UnauthorizedOperation.NoPermission); grant it to this key's user (knockd --print-cam-policy prints the least-privilege policy) (RequestId r)",
+            ),
+        ];
+        for (e, want) in cases {
+            assert!(is_denied(&e) && !e.retryable() && !replan(&e), "{e:?}");
+            assert_eq!(e.to_string(), want);
+        }
+        // Anything else stays as it is.
+        for code in ["InternalError", "UnauthorizedOperation.TokenInvalid"] {
+            let e = api(code).on_call(
+                "CreateFirewallRules",
+                Some("ap-guangzhou"),
+                Some("lhins-abcd1234"),
+            );
+            assert_eq!(e, api(code));
+        }
+        assert_eq!(
+            instance_resource("ap-hongkong", "lhins-abcd1234", Some("100000000001")),
+            "qcs::lighthouse:ap-hongkong:uin/100000000001:instance/lhins-abcd1234"
+        );
     }
 
     #[test]

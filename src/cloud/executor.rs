@@ -209,6 +209,7 @@ pub fn apply_batch(
                 }
                 let v6_in_create = plan.create.iter().any(|r| r.ipv6_cidr_block.is_some());
                 let next = after_refusal(WriteRefusal {
+                    denied: error::is_denied(&e),
                     from_memory: !fresh,
                     busy: e.is(error::BUSY),
                     ipv6: error::ipv6_refusal(&e) && v6_in_create && !w.created,
@@ -276,6 +277,8 @@ enum Next {
 /// A refused write, as far as the choice of what to do next goes.
 #[derive(Debug, Clone, Copy)]
 struct WriteRefusal {
+    /// CAM denies the action: no fresh plan can change that.
+    denied: bool,
     /// Planned from the writer's memory, not from a fresh Describe.
     from_memory: bool,
     /// `UnsupportedOperation.FirewallBusy`.
@@ -288,11 +291,14 @@ struct WriteRefusal {
     replans: u32,
 }
 
-/// The retry policy of a batch, in the order the cases are tried: a memory plan is never
-/// trusted after a refusal; a busy firewall is waited for; IPv6 grants the API cannot hold are
+/// The retry policy of a batch, in the order the cases are tried: a permission denial is the
+/// answer at once (whatever the plan, the action is not granted); a memory plan is never
+/// trusted after another refusal; a busy firewall is waited for; IPv6 grants the API cannot hold are
 /// dropped; a conflict is re-planned at most MAX_ROUNDS times; anything else is the answer.
 fn after_refusal(r: WriteRefusal) -> Next {
-    if r.from_memory {
+    if r.denied {
+        Next::GiveUp
+    } else if r.from_memory {
         Next::Describe
     } else if r.busy {
         Next::WaitBusy
@@ -483,6 +489,7 @@ mod tests {
     #[test]
     fn after_a_refused_write() {
         let base = WriteRefusal {
+            denied: false,
             from_memory: false,
             busy: false,
             ipv6: false,
@@ -492,7 +499,17 @@ mod tests {
         let cases = [
             ("a conflict is re-planned", base, Next::Replan),
             (
-                "a memory plan is described again, whatever the error",
+                "a permission denial is the answer at once, even from memory",
+                WriteRefusal {
+                    denied: true,
+                    from_memory: true,
+                    replannable: false,
+                    ..base
+                },
+                Next::GiveUp,
+            ),
+            (
+                "a memory plan is described again, whatever other error",
                 WriteRefusal {
                     from_memory: true,
                     busy: true,

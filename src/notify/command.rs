@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use super::event::{Event, FIELDS};
 use super::NotifyError;
 
-/// A hook running longer than this is killed (SIGKILL) and reaped.
+/// A hook running longer than this is killed (SIGKILL, with every process of its group) and
+/// reaped.
 pub(crate) const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Hooks running at once; an event arriving when all are busy skips its hook (counted).
 pub(crate) const MAX_RUNNING: usize = 4;
@@ -195,7 +197,10 @@ impl Runner {
             |what: &str, e: std::io::Error| NotifyError::Command(format!("{program}: {what}: {e}"));
         let (reader, writer) = std::io::pipe().map_err(|e| fail("pipe", e))?;
         let mut cmd = Command::new(&program);
+        // Its own process group, so that a timeout kills what it started in the background too
+        // (`curl … &`); otherwise those outlive the kill and pile up, one set per event.
         cmd.args(&self.argv[1..])
+            .process_group(0)
             .env_clear()
             .stdin(Stdio::null())
             .stdout(writer.try_clone().map_err(|e| fail("pipe", e))?)
@@ -243,8 +248,9 @@ fn read_bounded(reader: std::io::PipeReader) -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
-/// The exit status, or None after killing a child that ran past `timeout`. Never leaves a
-/// zombie: a killed child is waited for too.
+/// The exit status, or None after killing a child that ran past `timeout`, together with its
+/// process group (the child leads it: `process_group(0)`). Never leaves a zombie: a killed
+/// child is waited for too.
 fn wait_or_kill(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     let mut nap = Duration::from_millis(2);
@@ -258,6 +264,9 @@ fn wait_or_kill(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
             // Timed out, or try_wait failed: kill, then reap (wait blocks only until the
             // SIGKILL lands).
             _ => {
+                // The group first: once the child is reaped its ID may be reused.
+                let group = rustix::process::Pid::from_child(child);
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
                 let _ = child.kill();
                 let _ = child.wait();
                 return None;
@@ -423,6 +432,54 @@ pub(crate) mod tests {
             "killed after 10s, output: started"
         );
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Whether a process is still running: gone, or a zombie nobody reaped yet (in a container
+    /// whose init does not reap), counts as not running.
+    fn running(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.trim_start().chars().next())
+            })
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    }
+
+    #[test]
+    fn a_killed_hook_takes_its_background_children_with_it() {
+        let dir = temp_dir("group");
+        let pid_file = dir.join("bg.pid");
+        let hook = script(
+            &dir,
+            &format!(
+                "sleep 60 &\necho $! > {}.tmp && mv {}.tmp {}\nsleep 30",
+                pid_file.display(),
+                pid_file.display(),
+                pid_file.display()
+            ),
+        );
+        let runner = Runner::new(vec![hook], Duration::from_millis(500));
+        let outcome = runner.run(&sample(EventKind::Fail)).unwrap();
+        assert_eq!(outcome.status, None, "the hook was not killed");
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let t = Instant::now();
+        while running(pid) && t.elapsed() < Duration::from_secs(5) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let alive = running(pid);
+        if alive {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+        assert!(
+            !alive,
+            "the hook's background child {pid} survived the kill"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

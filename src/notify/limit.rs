@@ -1,6 +1,13 @@
 //! Rate limits, so that a brute force cannot turn knockd into a spammer: the same (event,
 //! address) at most once per `NOTIFY_MIN_INTERVAL`, and at most `NOTIFY_MAX_PER_MINUTE`
-//! notifications in any 60 seconds. Pure: the caller passes a monotonic time in seconds.
+//! notifications of each kind in any 60 seconds. Pure: the caller passes a monotonic time in
+//! seconds.
+//!
+//! Each kind has its own per-minute budget because one shared budget lets the cheapest event
+//! silence the most important one: wrong knocks from many addresses cost an attacker nothing
+//! and would use the whole minute up, so the grant that follows (a stolen secret or key) would
+//! never be told. Only failures and lockouts can be caused without the secret, so a flood from
+//! outside still costs at most twice the cap a minute.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -16,7 +23,7 @@ pub(crate) enum Decision {
     Send,
     /// The same (event, address) was sent less than the interval ago.
     Repeat,
-    /// The per-minute cap is reached.
+    /// The per-minute cap of this kind is reached.
     OverCap,
 }
 
@@ -24,7 +31,8 @@ pub(crate) struct Limiter {
     min_interval: u64,
     per_minute: usize,
     last: HashMap<(EventKind, String), u64>,
-    sent: VecDeque<u64>,
+    /// Per kind, the times of the sends of the last minute.
+    sent: HashMap<EventKind, VecDeque<u64>>,
 }
 
 impl Limiter {
@@ -34,7 +42,7 @@ impl Limiter {
             min_interval,
             per_minute: per_minute.max(1) as usize,
             last: HashMap::new(),
-            sent: VecDeque::new(),
+            sent: HashMap::new(),
         }
     }
 
@@ -47,17 +55,17 @@ impl Limiter {
                 }
             }
         }
-        while self
-            .sent
+        let sent = self.sent.entry(kind).or_default();
+        while sent
             .front()
             .is_some_and(|&t| now.saturating_sub(t) >= WINDOW_SECS)
         {
-            self.sent.pop_front();
+            sent.pop_front();
         }
-        if self.sent.len() >= self.per_minute {
+        if sent.len() >= self.per_minute {
             return Decision::OverCap;
         }
-        self.sent.push_back(now);
+        sent.push_back(now);
         if self.min_interval > 0 {
             self.remember(kind, ip, now);
         }
@@ -123,6 +131,35 @@ mod tests {
         assert_eq!(l.check(Lockout, &ip(4), 60), Send);
         assert_eq!(l.check(Lockout, &ip(5), 61), OverCap);
         assert_eq!(l.check(Lockout, &ip(5), 70), Send);
+    }
+
+    #[test]
+    fn each_kind_has_its_own_budget() {
+        let mut l = Limiter::new(600, 3);
+        let ip = |n: u32| format!("198.51.100.{n}");
+        // Failures from many addresses spend the failures' budget only.
+        for n in 0..3 {
+            assert_eq!(l.check(Fail, &ip(n), 1), Send, "fail {n}");
+        }
+        assert_eq!(l.check(Fail, &ip(3), 2), OverCap);
+        let steps = [
+            (Grant, "203.0.113.5", 3, Send),
+            (Lockout, "198.51.100.1", 4, Send),
+            (Revoke, "203.0.113.5", 5, Send),
+            (Refresh, "203.0.113.6", 5, Send),
+            (Prune, "", 5, Send),
+            (Fail, "198.51.100.9", 6, OverCap),
+            // Grants, too, are capped among themselves.
+            (Grant, "203.0.113.6", 7, Send),
+            (Grant, "203.0.113.7", 8, Send),
+            (Grant, "203.0.113.8", 9, OverCap),
+            (Lockout, "198.51.100.2", 10, Send),
+            // A minute after the first failures their budget is back.
+            (Fail, "198.51.100.9", 61, Send),
+        ];
+        for (i, (kind, ip, now, want)) in steps.into_iter().enumerate() {
+            assert_eq!(l.check(kind, ip, now), want, "step {i}");
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! A notification never delays or fails a knock: [`Notifier::notify`] only tries to put the
 //! event on a bounded queue (64); one notifier thread drains it, applies the rate limits
 //! (the same event and address at most once per `NOTIFY_MIN_INTERVAL`, at most
-//! `NOTIFY_MAX_PER_MINUTE` in any minute), sends the webhook (10 s for the whole exchange)
-//! and starts the hook (at most 4 running, each killed after 10 s). What was dropped or
+//! `NOTIFY_MAX_PER_MINUTE` of each kind in any minute), sends the webhook (10 s for the whole
+//! exchange) and starts the hook (at most 4 running, each killed after 10 s). What was dropped or
 //! suppressed is logged in one line at most once a minute.
 //!
 //! The URL usually carries a bot token: it is shown only as [`redact_url`] gives it, and
@@ -65,6 +65,11 @@ impl fmt::Display for NotifyError {
                 f.write_str("notifications are off: set NOTIFY_URL or NOTIFY_COMMAND")
             }
             NotifyError::Transport(e) => write!(f, "webhook not reached: {e}"),
+            // The answer of a redirect is a page nobody reads; what to do about it is the news.
+            NotifyError::Status { code, .. } if (300..400).contains(code) => write!(
+                f,
+                "webhook answered HTTP {code} (redirects are not followed: set NOTIFY_URL to the final address)"
+            ),
             NotifyError::Status { code, answer } if answer.is_empty() => {
                 write!(f, "webhook answered HTTP {code}")
             }
@@ -533,6 +538,13 @@ mod tests {
                 "webhook answered HTTP 400: bad",
             ),
             (
+                NotifyError::Status {
+                    code: 302,
+                    answer: "<html>moved</html>".into(),
+                },
+                "webhook answered HTTP 302 (redirects are not followed: set NOTIFY_URL to the final address)",
+            ),
+            (
                 NotifyError::Busy(4),
                 "notify command skipped: 4 already running",
             ),
@@ -697,6 +709,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("webhook answered HTTP 403: {\"errcode\""), "{e}");
+        // A redirect is a failure: nothing reached the receiver.
+        for status in [301, 302, 307, 308] {
+            let (port, _rx) = receiver(status, false);
+            let url = format!("http://127.0.0.1:{port}/hook/TOKENTOKENTOKENTOKEN");
+            let e = start(&[("NOTIFY_URL", &url)])
+                .send_test()
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.ends_with(&format!("webhook answered HTTP {status} (redirects are not followed: set NOTIFY_URL to the final address)")),
+                "{e}"
+            );
+        }
         assert!(Notifier::disabled().send_test() == Err(NotifyError::NotConfigured));
     }
 

@@ -194,7 +194,9 @@ impl Webhook {
         out
     }
 
-    /// Sends one request; a non-2xx status is an error carrying the answer's start.
+    /// Sends one request; a non-2xx status is an error carrying the answer's start. A 3xx
+    /// too: redirects are not followed (a redirect could carry the token's request to another
+    /// host), so nothing reached the receiver.
     pub(crate) fn send(&self, agent: &ureq::Agent, event: &Event) -> Result<Answer, NotifyError> {
         let p = self.prepare(event);
         let mut req = agent.request(p.method, &p.url).timeout(SEND_TIMEOUT);
@@ -206,6 +208,13 @@ impl Webhook {
             None => req.call(),
         };
         match result {
+            Ok(resp) if !(200..300).contains(&resp.status()) => {
+                let code = resp.status();
+                Err(NotifyError::Status {
+                    code,
+                    answer: self.scrub(&snippet(resp), &p.url),
+                })
+            }
             Ok(resp) => Ok(Answer {
                 status: resp.status(),
                 snippet: self.scrub(&snippet(resp), &p.url),

@@ -4,6 +4,7 @@
 //! only makes `--check` more precise. `ModifyFirewallRules` (which replaces a whole firewall)
 //! is never granted.
 
+pub(super) use crate::cloud::error::{instance_resource, ACCOUNT_PLACEHOLDER};
 use crate::config::Config;
 use crate::exit::Exit;
 
@@ -16,17 +17,6 @@ pub(super) const INSTANCE_ACTIONS: [&str; 4] = [
 ];
 /// What `--check` also calls when allowed; CAM grants them only on `*`.
 pub(super) const CHECK_ACTIONS: [&str; 2] = ["DescribeRegions", "DescribeInstances"];
-/// Stands for the root account's UIN when it is not given.
-pub(super) const ACCOUNT_PLACEHOLDER: &str = "<ACCOUNT>";
-
-/// `qcs::lighthouse:<region>:uin/<account>:instance/<id>`.
-pub(super) fn instance_resource(region: &str, id: &str, uin: Option<&str>) -> String {
-    format!(
-        "qcs::lighthouse:{region}:uin/{}:instance/{id}",
-        uin.unwrap_or(ACCOUNT_PLACEHOLDER)
-    )
-}
-
 fn quoted_list(items: &[String], indent: &str) -> String {
     let lines: Vec<String> = items
         .iter()

@@ -6,11 +6,10 @@
 
 use serde_json::{json, Value};
 
-use super::cam;
 use super::{client, in_parallel, rule_line};
 use crate::clock;
 use crate::cloud::client::Client;
-use crate::cloud::error::ApiError;
+use crate::cloud::error::{explain, is_denied, is_global, is_lookup, ApiError};
 use crate::cloud::wire;
 use crate::config::{mask_id, Config, Instance};
 use crate::exit::Exit;
@@ -51,49 +50,6 @@ fn probe(client: &Client, inst: &Instance) -> Result<Probe, ApiError> {
         request_id,
         skew,
     })
-}
-
-/// CAM said no: the key is valid, this action on this resource is not granted.
-pub(crate) fn is_denied(e: &ApiError) -> bool {
-    match e.code() {
-        Some(c) => {
-            c == "UnauthorizedOperation"
-                || c == "AuthFailure.UnauthorizedOperation"
-                || (c.starts_with("UnauthorizedOperation.")
-                    && c != "UnauthorizedOperation.TokenInvalid")
-        }
-        None => false,
-    }
-}
-
-/// Errors about the key, the token, the clock or the endpoint: every instance would fail the
-/// same way, so `--check` says it once and stops.
-fn is_global(e: &ApiError) -> bool {
-    match e.code() {
-        Some(c) => {
-            (c.starts_with("AuthFailure.") && !is_denied(e) && c != "AuthFailure.InvalidRegion")
-                || c == "UnauthorizedOperation.TokenInvalid"
-        }
-        None => true,
-    }
-}
-
-/// The API authenticated the call and then looked the instance or region up.
-fn is_lookup(e: &ApiError) -> bool {
-    e.code().is_some_and(|c| {
-        c.starts_with("ResourceNotFound.")
-            || c.starts_with("InvalidParameterValue.")
-            || c == "UnsupportedRegion"
-            || c == "AuthFailure.InvalidRegion"
-    })
-}
-
-/// A permission denial as an operator can act on it: the action and the resource to grant.
-pub(crate) fn denial(action: &str, resource: &str, e: &ApiError) -> String {
-    format!(
-        "CAM denies lighthouse:{action} on {resource} ({}); grant it to this key's user (knockd --print-cam-policy prints the least-privilege policy)",
-        e.code().unwrap_or("denied")
-    )
 }
 
 pub(super) fn check(config: &Config) -> Exit {
@@ -203,23 +159,14 @@ pub(super) fn check(config: &Config) -> Exit {
         }
         let probe = match result {
             Ok(p) => p,
+            // The error names the action and the resource to grant.
             Err(e) if is_denied(&e) => {
                 let exists = if listed.contains(&inst.id) {
                     " — the instance exists (DescribeInstances lists it)"
                 } else {
                     ""
                 };
-                fail(
-                    &what,
-                    format!(
-                        "{}{exists}",
-                        denial(
-                            "DescribeFirewallRules",
-                            &cam::instance_resource(&inst.region, &inst.id, None),
-                            &e
-                        )
-                    ),
-                );
+                fail(&what, format!("{e}{exists}"));
                 continue;
             }
             Err(e) if e.code().is_some_and(|c| c.starts_with("ResourceNotFound.")) => {
@@ -360,23 +307,6 @@ fn optional_note(action: &str, consequence: &str, e: &ApiError) -> String {
     }
 }
 
-/// What an operator should do about an API error.
-fn explain(e: &ApiError) -> String {
-    let hint = match e.code() {
-        Some("AuthFailure.SignatureFailure") => {
-            " — TENCENT_CLOUD_SECRET_KEY does not match the SecretId"
-        }
-        Some("AuthFailure.SecretIdNotFound" | "AuthFailure.InvalidSecretId") => {
-            " — TENCENT_CLOUD_SECRET_ID is unknown or disabled"
-        }
-        Some("AuthFailure.TokenFailure" | "UnauthorizedOperation.TokenInvalid") => {
-            " — TENCENT_CLOUD_TOKEN is wrong or expired (temporary credentials expire; a serving knockd needs a permanent key pair)"
-        }
-        _ => "",
-    };
-    format!("{e}{hint}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,47 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn permission_denials_are_told_apart_from_bad_keys() {
-        for code in [
-            "UnauthorizedOperation",
-            "AuthFailure.UnauthorizedOperation",
-            "UnauthorizedOperation.NoPermission",
-        ] {
-            assert!(is_denied(&api(code)), "{code}");
-            assert!(!is_global(&api(code)), "{code}");
-        }
-        for code in [
-            "AuthFailure.SignatureFailure",
-            "AuthFailure.SecretIdNotFound",
-            "AuthFailure.TokenFailure",
-            "UnauthorizedOperation.TokenInvalid",
-        ] {
-            assert!(!is_denied(&api(code)), "{code}");
-            assert!(is_global(&api(code)), "{code}");
-        }
-        for code in [
-            "ResourceNotFound.InstanceIdNotFound",
-            "AuthFailure.InvalidRegion",
-            "InternalError",
-        ] {
-            assert!(!is_denied(&api(code)) && !is_global(&api(code)), "{code}");
-        }
-        assert!(is_global(&ApiError::Transport("refused".into())));
-    }
-
-    #[test]
-    fn a_denial_names_the_action_and_the_resource() {
-        let msg = denial(
-            "DescribeFirewallRules",
-            &cam::instance_resource("ap-guangzhou", "lhins-abcd1234", None),
-            &api("UnauthorizedOperation.NoPermission"),
-        );
-        assert!(msg.contains("lighthouse:DescribeFirewallRules"), "{msg}");
-        assert!(
-            msg.contains("qcs::lighthouse:ap-guangzhou:uin/<ACCOUNT>:instance/lhins-abcd1234"),
-            "{msg}"
-        );
-        assert!(msg.contains("UnauthorizedOperation.NoPermission"), "{msg}");
+    fn a_denied_optional_action_is_a_note() {
         let note = optional_note(
             "DescribeRegions",
             "x",
