@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use crate::keys::clients::Day;
+use crate::keys::url::KnockUrl;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Serve,
@@ -26,7 +29,7 @@ pub enum Command {
         label: String,
         ttl_secs: Option<u64>,
         /// `YYYY-MM-DD`, checked.
-        expires: Option<String>,
+        expires: Option<Day>,
     },
     /// `--remove-client LABEL [--keep-rules]`.
     RemoveClient {
@@ -37,7 +40,7 @@ pub enum Command {
     /// `--knock URL --label LABEL --key-file FILE [--every DURATION] [--expect TEXT]`: the
     /// client; needs no configuration.
     Knock {
-        url: String,
+        url: KnockUrl,
         label: String,
         key_file: PathBuf,
         every_secs: Option<u64>,
@@ -158,8 +161,9 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             }
             "--expires" => {
                 let v = value("a day like 2027-06-30")?;
-                crate::keys::clients::check_expires(&v).map_err(|e| format!("--expires: {e}"))?;
-                once(&mut opts.expires, v, flag)?;
+                let day = crate::keys::clients::parse_expires(&v)
+                    .map_err(|e| format!("--expires: {e}"))?;
+                once(&mut opts.expires, day, flag)?;
                 continue;
             }
             "--keep-rules" => {
@@ -202,7 +206,8 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             },
             "--list-clients" => Command::ListClients,
             "--knock" => Command::Knock {
-                url: value("the knock URL")?,
+                url: KnockUrl::parse(&value("the knock URL")?)
+                    .map_err(|e| format!("--knock: {e}"))?,
                 label: String::new(),
                 key_file: PathBuf::new(),
                 every_secs: None,
@@ -263,7 +268,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
 #[derive(Default)]
 struct KeyOpts {
     ttl_secs: Option<u64>,
-    expires: Option<String>,
+    expires: Option<Day>,
     keep_rules: bool,
     label: Option<String>,
     key_file: Option<PathBuf>,
@@ -295,7 +300,7 @@ fn with_key_opts(command: Command, o: KeyOpts) -> Result<Command, String> {
         Command::AddClient { label, .. } => Command::AddClient {
             label,
             ttl_secs: o.ttl_secs,
-            expires: o.expires.clone(),
+            expires: o.expires,
         },
         Command::RemoveClient { label, .. } => Command::RemoveClient {
             label,
@@ -477,7 +482,7 @@ mod tests {
             Command::AddClient {
                 label: "office".into(),
                 ttl_secs: Some(12 * 3600),
-                expires: Some("2027-06-30".into())
+                expires: Day::parse("2027-06-30")
             }
         );
         assert_eq!(
@@ -502,7 +507,7 @@ mod tests {
                 "ok"
             ]),
             Command::Knock {
-                url: "http://h:8080/favico.ico".into(),
+                url: KnockUrl::parse("http://h:8080/favico.ico").unwrap(),
                 label: "office".into(),
                 key_file: "office.key".into(),
                 every_secs: Some(600),

@@ -56,7 +56,7 @@ pub mod cloud;
 pub mod config;
 pub mod exit;
 pub mod grammar;
-pub(crate) mod keys;
+pub mod keys;
 pub mod knock;
 pub(crate) mod log;
 pub mod notify;

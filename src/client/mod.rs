@@ -110,19 +110,12 @@ impl std::error::Error for ClientError {}
 /// `--knock`: both steps; 0 on the success body, 1 otherwise, 2 for a bad URL or key file.
 /// With `every_secs`, knocks again at that interval until stopped, and never returns.
 pub fn run(
-    url: &str,
+    url: &KnockUrl,
     label: &str,
     key_file: &Path,
     every_secs: Option<u64>,
     expect: Option<&str>,
 ) -> Exit {
-    let url = match KnockUrl::parse(url) {
-        Ok(u) => u,
-        Err(e) => {
-            crate::log::fatal(&format!("--knock: {e}"));
-            return Exit::Usage;
-        }
-    };
     let expect = expect.unwrap_or(crate::config::DEFAULT_MESSAGE_SUCCESS);
     let once = || -> Exit {
         // Read each time, so that a replaced key file is used without a restart.
@@ -142,7 +135,7 @@ pub fn run(
             Some(_) => format!("{}{s}", crate::log::stamp()),
             None => s.to_string(),
         };
-        match knock(&url, label, &key, expect, KNOCK_TIMEOUT) {
+        match knock(url, label, &key, expect, KNOCK_TIMEOUT) {
             Ok(()) => {
                 outln!("{}", stamp("knock: ok"));
                 Exit::Success

@@ -245,19 +245,17 @@ fn from_pairs_in(
         clients_dir,
         read_clients,
     );
-    if let Some(url) = keys.public_url.as_deref() {
-        if let Ok(u) = crate::keys::url::KnockUrl::parse(url) {
-            if u.path != knock.path {
-                c.err(
-                    "KNOCK_PUBLIC_URL",
-                    format!(
-                        "its path '{}' is not KNOCK_REQUEST_PATH '{}': every client \
-                         --add-client prints would knock where knockd does not answer; make \
-                         the two paths the same",
-                        u.path, knock.path
-                    ),
-                );
-            }
+    if let Some(u) = &keys.public_url {
+        if u.path != knock.path {
+            c.err(
+                "KNOCK_PUBLIC_URL",
+                format!(
+                    "its path '{}' is not KNOCK_REQUEST_PATH '{}': every client \
+                     --add-client prints would knock where knockd does not answer; make \
+                     the two paths the same",
+                    u.path, knock.path
+                ),
+            );
         }
     }
     if !c.errors.is_empty() {

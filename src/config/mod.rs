@@ -161,7 +161,7 @@ pub struct KeysConfig {
     pub replay_cache: usize,
     /// KNOCK_PUBLIC_URL: the knock URL as clients reach it, for the recipes `--add-client`
     /// prints.
-    pub public_url: Option<String>,
+    pub public_url: Option<crate::keys::url::KnockUrl>,
 }
 
 /// Bounds on connections, time and failed knocks.

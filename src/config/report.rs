@@ -167,10 +167,10 @@ impl Config {
         lines.push(("KNOCK_REPLAY_CACHE", self.keys.replay_cache.to_string()));
         lines.push((
             "KNOCK_PUBLIC_URL",
-            self.keys
-                .public_url
-                .clone()
-                .unwrap_or_else(|| "(not set: --add-client prints a placeholder)".to_string()),
+            self.keys.public_url.as_ref().map_or_else(
+                || "(not set: --add-client prints a placeholder)".to_string(),
+                |u| u.as_str().to_string(),
+            ),
         ));
 
         let mut out = match &self.file {

@@ -369,12 +369,11 @@ pub(crate) fn keys(
         1,
         1_000_000,
     ) as usize;
-    let public_url = vars.get("KNOCK_PUBLIC_URL").map(str::to_string);
-    if let Some(u) = &public_url {
-        if let Err(e) = crate::keys::url::KnockUrl::parse(u) {
-            c.err("KNOCK_PUBLIC_URL", e.to_string());
-        }
-    }
+    let public_url = vars.get("KNOCK_PUBLIC_URL").and_then(|u| {
+        crate::keys::url::KnockUrl::parse(u)
+            .map_err(|e| c.err("KNOCK_PUBLIC_URL", e.to_string()))
+            .ok()
+    });
 
     if read_clients {
         let shown = clients_file.display();

@@ -220,7 +220,7 @@ impl fmt::Debug for Key {
 
 /// A calendar day, as days since 1970-01-01 (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Day(pub(crate) i64);
+pub struct Day(pub(crate) i64);
 
 impl Day {
     /// `YYYY-MM-DD`, years 1970–9999, a real day of that month.
@@ -280,7 +280,7 @@ pub(crate) fn parse_rule_ttl(text: &str) -> Result<u64, &'static str> {
 
 /// An `expires=` day given to `--add-client`: `YYYY-MM-DD`, today or later. The key works
 /// through that day (UTC), so an earlier one would make a client that can never knock.
-pub(crate) fn check_expires(text: &str) -> Result<(), String> {
+pub(crate) fn parse_expires(text: &str) -> Result<Day, String> {
     let Some(day) = Day::parse(text) else {
         return Err(format!("'{text}' is not a day like 2027-06-30"));
     };
@@ -291,7 +291,7 @@ pub(crate) fn check_expires(text: &str) -> Result<(), String> {
              today or a later day"
         ));
     }
-    Ok(())
+    Ok(day)
 }
 
 /// As RULE_TTL is printed: `30d`, `90m`, `45s`.

@@ -18,11 +18,11 @@
 
 pub(crate) mod challenge;
 
-pub(crate) mod clients;
+pub mod clients;
 pub(crate) mod clients_file;
 pub(crate) mod recipes;
 pub(crate) mod replay;
-pub(crate) mod url;
+pub mod url;
 
 use std::fmt;
 

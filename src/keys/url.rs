@@ -13,7 +13,7 @@ use super::clients::Key;
 pub(crate) const PLACEHOLDER_URL: &str = "http://YOUR-SERVER:8080/favico.ico";
 /// What is wrong with a knock URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UrlError {
+pub struct UrlError {
     pub(crate) problem: &'static str,
 }
 
@@ -28,14 +28,14 @@ impl fmt::Display for UrlError {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Scheme {
+pub enum Scheme {
     Http,
     Https,
 }
 
 /// A knock URL: scheme, host, port and path, no query. Also KNOCK_PUBLIC_URL's grammar.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct KnockUrl {
+pub struct KnockUrl {
     pub(crate) scheme: Scheme,
     /// As written in the URL: a name, an IPv4 address or a bracketed IPv6 address.
     pub(crate) host: String,

@@ -9,32 +9,15 @@ use crate::exit::Exit;
 use crate::keys::clients::{Day, CHECK_INTERVAL};
 use crate::keys::clients_file::{self as clients, ClientsFile, Reload};
 use crate::keys::recipes::{self, Recipe};
-use crate::keys::url::KnockUrl;
 
 pub(super) fn add_client(
     config: &Config,
     label: &str,
     ttl_secs: Option<u64>,
-    expires: Option<&str>,
+    expires: Option<Day>,
 ) -> Exit {
     let path = &config.keys.clients_file;
-    let expires = match expires.map(Day::parse) {
-        None => None,
-        Some(Some(d)) => Some(d),
-        Some(None) => {
-            crate::log::fatal("--expires is not a day like 2027-06-30");
-            return Exit::Usage;
-        }
-    };
-    // Checked before a key is written: a URL the recipes cannot use is a configuration error.
-    let url = match config.keys.public_url.as_deref().map(KnockUrl::parse) {
-        None => None,
-        Some(Ok(u)) => Some(u),
-        Some(Err(e)) => {
-            crate::log::fatal(&format!("KNOCK_PUBLIC_URL: {e}"));
-            return Exit::Usage;
-        }
-    };
+    let url = config.keys.public_url.as_ref();
     let key = match clients::add_client(path, label, ttl_secs, expires) {
         Ok(k) => k,
         Err(e) => {
@@ -58,7 +41,7 @@ pub(super) fn add_client(
         path.display()
     );
     let recipe = Recipe {
-        url: url.as_ref(),
+        url,
         label,
         key: &key,
         success: &config.knock.message_success,

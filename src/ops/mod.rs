@@ -31,7 +31,7 @@ pub fn run(command: &Command, config: &Config) -> Exit {
             label,
             ttl_secs,
             expires,
-        } => clients::add_client(config, label, *ttl_secs, expires.as_deref()),
+        } => clients::add_client(config, label, *ttl_secs, *expires),
         Command::RemoveClient { label, keep_rules } => {
             clients::remove_client(config, label, *keep_rules)
         }
