@@ -119,6 +119,15 @@ fn run() -> i32 {
     };
 
     if args.command == Command::CheckConfig {
+        // A clients-file line a serving knockd would ignore is an error here: the check is
+        // where the operator learns that one of their clients cannot knock.
+        if !config.keys.invalid_lines.is_empty() {
+            eprintln_safe("knockd: configuration error");
+            for e in &config.keys.invalid_lines {
+                eprintln_safe(&format!("  KNOCK_CLIENTS_FILE: {e}"));
+            }
+            return 2;
+        }
         stdout::print(config.report().trim_end_matches('\n'));
         return 0;
     }

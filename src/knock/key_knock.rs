@@ -29,8 +29,9 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    /// At start-up: the clients file is read (a broken one was already refused by the
-    /// configuration) and its warnings logged.
+    /// At start-up: the clients file is read (one that cannot be read was already refused by
+    /// the configuration), its warnings and invalid lines logged: an invalid line disables
+    /// itself only, it does not stop the door.
     pub(crate) fn open(config: &Config) -> Result<Keys, String> {
         let secret = match &config.keys.challenge_secret {
             Some(s) => s.expose().as_bytes().to_vec(),
@@ -85,10 +86,24 @@ fn log_reload(file: &ClientsFile, reload: &Reload) {
     let path = file.path().display();
     match reload {
         Reload::Unchanged => {}
-        Reload::Loaded { clients, warnings } => {
-            log::event(&format!("clients file={path} clients={clients}"));
+        Reload::Loaded {
+            clients,
+            warnings,
+            problems,
+        } => {
+            let ignored = match problems.len() {
+                0 => String::new(),
+                n => format!(" ignored-lines={n}"),
+            };
+            log::event(&format!("clients file={path} clients={clients}{ignored}"));
             for w in warnings {
                 log::event(&format!("clients warning=\"{w}\""));
+            }
+            // Once per change of the file; the problem names the line, never the key.
+            for p in problems {
+                log::event(&format!(
+                    "clients file={path} result=line-ignored problem=\"{p}\""
+                ));
             }
         }
         Reload::Missing => log::event(&format!("clients file={path} clients=0 (no file)")),
@@ -605,13 +620,19 @@ mod tests {
             assert_eq!(keys.client_count(), 0);
         }
 
-        /// A clients file broken after the configuration was read stops the start.
+        /// A clients file that cannot be read after the configuration was read stops the
+        /// start; an invalid line does not, it only disables itself.
         #[test]
-        fn a_broken_clients_file_stops_the_start() {
+        fn an_unreadable_clients_file_stops_the_start_an_invalid_line_does_not() {
             let dir = Dir::new(&format!("office {KEY}\n"));
             let c = config(&dir);
-            dir.write("office not-a-key\n");
+            dir.write(&format!("office not-a-key\nhome {KEY}x\n"));
+            let keys = Keys::open(&c).expect("one invalid line does not stop the start");
+            assert_eq!(keys.client_count(), 1);
+            std::fs::remove_file(dir.file()).expect("rm");
+            std::fs::create_dir(dir.file()).expect("a directory in its place");
             assert!(Keys::open(&c).is_err());
+            std::fs::remove_dir(dir.file()).expect("rmdir");
         }
     }
 }

@@ -1,0 +1,211 @@
+//! "A removed key stops working, always": the real knockd and lighthouse-sim, knocking with
+//! curl from loopback (METHOD_TO_GET_CLIENT_IP=2, the client named in X-Forwarded-For), as
+//! tests/secure_knock.rs does. Each test prints a `FIGURES` line: what it measured.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::forbid_in_logs;
+use common::knockd::*;
+use common::sim::Sim;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const INST: &str = common::INSTANCE;
+const KEY_A: &str = "aliceKEYaliceKEYaliceKEYaliceKEYaliceKEY_-0";
+const KEY_M: &str = "malloryKEYmalloryKEYmalloryKEYmalloryKEY-_0";
+const KEY_R: &str = "routerKEYrouterKEYrouterKEYrouterKEYrouter_1";
+const CHALLENGE_SECRET: &str = "revocation-challenge-secret-0123456789ab";
+
+struct Door {
+    sim: Sim,
+    k: Knockd,
+    dir: PathBuf,
+}
+
+impl Door {
+    fn clients_file(&self) -> PathBuf {
+        self.dir.join("knockd.clients")
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = run(&self.k.config, args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// One GET on the knock path with this query, from `xff` behind the loopback proxy.
+    fn get(&self, query: &str, xff: &str) -> String {
+        let url = format!("{}?{query}", self.k.url("/favico.ico"));
+        let (status, body) = curl(&["-H", &format!("X-Forwarded-For: {xff}"), &url]);
+        assert_eq!(status, 500, "knockd always answers 500");
+        body
+    }
+
+    /// Both steps of a key knock; the step-2 body (a failed step 1 is a failure too).
+    fn knock(&self, label: &str, key: &str, xff: &str) -> String {
+        let c = self.get(&format!("c={label}"), xff);
+        if c == FAILURE {
+            return c;
+        }
+        self.get(&step2(label, key, &c), xff)
+    }
+
+    fn rules_for(&self, addr: &str) -> Vec<Value> {
+        self.sim
+            .rules(INST)
+            .into_iter()
+            .filter(|r| r.get("CidrBlock").and_then(Value::as_str) == Some(addr))
+            .collect()
+    }
+}
+
+fn step2(label: &str, key: &str, challenge: &str) -> String {
+    let h = hex::encode(Sha256::digest(format!("{key}:{label}:{challenge}:{key}")));
+    forbid_in_logs("a knock's H", &h);
+    format!("k={label}.{challenge}.{h}")
+}
+
+/// Writes a clients file (mode 0600) and registers every key field as a secret.
+fn write_clients(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        if let Some(key) = line.split_whitespace().nth(1) {
+            forbid_in_logs("a client key", key);
+        }
+    }
+    std::fs::write(path, text).expect("write clients");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+fn door(clients: &str, extra: &[(&str, &str)]) -> Door {
+    let sim = Sim::start(&["--instance", common::INSTANCE_ARG]);
+    let dir = temp_dir("revocation");
+    let port = free_port();
+    let mut cfg = base_config(&sim, INST, port);
+    set(&mut cfg, "KNOCK_REFERER", "");
+    set(&mut cfg, "BIND_IP", "127.0.0.1");
+    set(&mut cfg, "METHOD_TO_GET_CLIENT_IP", "2");
+    set(&mut cfg, "KNOCK_CHALLENGE_SECRET", CHALLENGE_SECRET);
+    for (k, v) in extra {
+        set(&mut cfg, k, v);
+    }
+    write_clients(&dir.join("knockd.clients"), clients);
+    let k = Knockd::start(&dir, &cfg);
+    Door { sim, k, dir }
+}
+
+/// Item 1: a typo appended to the clients file (`router.home KEY`, a label with a dot) used to
+/// freeze the client set a serving knockd uses (`result=kept-previous`), so `--remove-client
+/// mallory` (exit 0, her rules deleted) left her key working. Now that line alone is left out.
+#[test]
+fn remove_client_revokes_the_key_while_the_file_holds_an_invalid_line() {
+    let d = door(
+        &format!("alice {KEY_A}\nmallory {KEY_M}\n"),
+        &[("LOCKOUT_FAILURES", "0")],
+    );
+    assert_eq!(d.knock("mallory", KEY_M, "198.51.100.66"), SUCCESS);
+    let mut text = std::fs::read_to_string(d.clients_file()).expect("clients");
+    text.push_str(&format!("router.home {KEY_R}\n"));
+    write_clients(&d.clients_file(), &text);
+    // knockd looks at the file (at most once a second) when a knock needs it.
+    thread::sleep(Duration::from_millis(1100));
+    assert_eq!(d.knock("alice", KEY_A, "198.51.100.7"), SUCCESS);
+
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_knockd"))
+        .args(["--config"])
+        .arg(&d.k.config)
+        .args(["--remove-client", "mallory"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("--remove-client");
+    // Mallory keeps knocking, each time from a new address so that no rule of an earlier
+    // success stands in the way of seeing the answer.
+    let mut refused_after = None;
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        n += 1;
+        if d.knock("mallory", KEY_M, &format!("198.51.100.{}", 100 + n % 100)) == FAILURE {
+            refused_after = Some(started.elapsed());
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    println!(
+        "FIGURES item 1: mallory's key knock refused {} after --remove-client started \
+         (the file holding `router.home KEY`)",
+        refused_after.map_or("never within 10 s".into(), |t| format!(
+            "{} ms",
+            t.as_millis()
+        ))
+    );
+    let t = refused_after.expect("mallory's key still works after --remove-client");
+    assert!(t < Duration::from_millis(1500), "refused only after {t:?}");
+    assert!(d.k.log().contains("reason=unknown"), "{}", d.k.log());
+    // Her rules are gone, alice keeps hers, and alice still knocks.
+    assert!(d.rules_for("198.51.100.66").is_empty());
+    assert_eq!(d.rules_for("198.51.100.7").len(), 2);
+    assert_eq!(d.knock("alice", KEY_A, "198.51.100.8"), SUCCESS);
+    // The bad line is reported with its number, once per change of the file, never its key.
+    let log = d.k.log();
+    // Line 3 until --remove-client took line 2 (mallory's) out, line 2 after.
+    assert_eq!(
+        log.matches("result=line-ignored problem=\"line 3: the label")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("result=line-ignored problem=\"line 2: the label")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(
+        stderr.contains("line 2:") && stderr.contains("ignores this line"),
+        "{stderr}"
+    );
+    assert!(!log.contains("kept-previous"), "{log}");
+}
+
+/// Item 1: one invalid line no longer stops the door at start-up (it used to exit 2, so a
+/// restart after the typo took the door down), while `--check-config` still fails on it.
+#[test]
+fn one_invalid_line_neither_stops_the_start_nor_passes_the_check() {
+    let d = door(
+        &format!("alice {KEY_A}\nrouter.home {KEY_R}\n# a comment\n"),
+        &[],
+    );
+    assert_eq!(d.knock("alice", KEY_A, "198.51.100.7"), SUCCESS);
+    let log = d.k.log();
+    assert!(log.contains("clients=1 ignored-lines=1"), "{log}");
+    assert!(
+        log.contains("result=line-ignored problem=\"line 2: the label"),
+        "{log}"
+    );
+    assert!(
+        log.contains("line 2: the label") && log.contains("IGNORED"),
+        "the start-up warning on stderr:\n{log}"
+    );
+    let (code, out, err) = d.run(&["--check-config"]);
+    println!("FIGURES item 1: start-up with one invalid line: serving; --check-config exit {code}");
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("KNOCK_CLIENTS_FILE") && err.contains("line 2:"),
+        "{err}"
+    );
+    assert!(!err.contains(KEY_R) && !out.contains(KEY_R));
+}
