@@ -209,3 +209,41 @@ fn one_invalid_line_neither_stops_the_start_nor_passes_the_check() {
     );
     assert!(!err.contains(KEY_R) && !out.contains(KEY_R));
 }
+
+/// Item 6: a FIFO as the clients file used to hang `--check-config` (and every key knock, and
+/// `--list-clients`) on the open until a writer came. It is refused at once.
+#[test]
+fn a_fifo_as_clients_file_is_refused_at_once() {
+    let d = door(&format!("alice {KEY_A}\n"), &[]);
+    std::fs::remove_file(d.clients_file()).expect("rm");
+    let made = Command::new("mkfifo")
+        .arg(d.clients_file())
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    for args in [&["--check-config"][..], &["--list-clients"][..]] {
+        let started = Instant::now();
+        let out = Command::new("timeout")
+            .arg("5")
+            .arg(env!("CARGO_BIN_EXE_knockd"))
+            .arg("--config")
+            .arg(&d.k.config)
+            .args(args)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        println!(
+            "FIGURES item 6: {args:?} on a FIFO clients file: exit {:?} after {} ms",
+            out.status.code(),
+            started.elapsed().as_millis()
+        );
+        assert_ne!(out.status.code(), Some(124), "{args:?} hung on the FIFO");
+        assert!(err.contains("not a regular file"), "{args:?}: {err}");
+    }
+    // The serving knockd keeps the clients it had, and answers at once.
+    thread::sleep(Duration::from_millis(1100));
+    let started = Instant::now();
+    assert_eq!(d.knock("alice", KEY_A, "198.51.100.7"), SUCCESS);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(d.k.log().contains("not a regular file"), "{}", d.k.log());
+}
