@@ -247,3 +247,47 @@ fn a_fifo_as_clients_file_is_refused_at_once() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(d.k.log().contains("not a regular file"), "{}", d.k.log());
 }
+
+/// Item 4: a valid key knock used to clear the address's failure count, so a key holder could
+/// interleave 9 guesses of the shared KNOCK_REFERER with 1 valid key knock and never be locked
+/// out. Now a success clears nothing: the tenth guess within the window locks the address.
+#[test]
+fn valid_key_knocks_do_not_wash_out_referer_guesses() {
+    let d = door(
+        &format!("alice {KEY_A}\n"),
+        &[("KNOCK_REFERER", REFERER), ("LOCKOUT_FAILURES", "10")],
+    );
+    let from = "198.51.100.7";
+    let url = d.k.url("/favico.ico");
+    let mut guesses = 0;
+    let mut locked_after = None;
+    'rounds: for round in 0..3 {
+        for i in 0..9 {
+            let (status, body) = curl(&[
+                "-H",
+                &format!("X-Forwarded-For: {from}"),
+                "-H",
+                &format!("Referer: https://guess-{round}-{i}.example/"),
+                &url,
+            ]);
+            assert_eq!((status, body.as_str()), (500, FAILURE));
+            guesses += 1;
+            if d.k
+                .wait_log(&format!("lockout addr={from}"), Duration::from_millis(50))
+            {
+                locked_after = Some(guesses);
+                break 'rounds;
+            }
+        }
+        assert_eq!(d.knock("alice", KEY_A, from), SUCCESS, "{}", d.k.log());
+    }
+    println!(
+        "FIGURES item 4: 9 Referer guesses + 1 valid key knock, repeated: locked out after {}",
+        locked_after.map_or(format!("never ({guesses} guesses)"), |n| format!(
+            "{n} guesses"
+        ))
+    );
+    assert_eq!(locked_after, Some(10), "{}", d.k.log());
+    // Locked out: alice's own key knock from that address is refused now too.
+    assert_eq!(d.knock("alice", KEY_A, from), FAILURE);
+}
