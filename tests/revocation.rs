@@ -120,7 +120,7 @@ fn remove_client_revokes_the_key_while_the_file_holds_an_invalid_line() {
     assert_eq!(d.knock("alice", KEY_A, "198.51.100.7"), SUCCESS);
 
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_knockd"))
+    let child = Command::new(env!("CARGO_BIN_EXE_knockd"))
         .args(["--config"])
         .arg(&d.k.config)
         .args(["--remove-client", "mallory"])
@@ -290,4 +290,60 @@ fn valid_key_knocks_do_not_wash_out_referer_guesses() {
     assert_eq!(locked_after, Some(10), "{}", d.k.log());
     // Locked out: alice's own key knock from that address is refused now too.
     assert_eq!(d.knock("alice", KEY_A, from), FAILURE);
+}
+
+/// Item 3: one key holder filling the replay cache with her own valid knocks used to refuse
+/// every other client (`reason=replay-full`), each refusal counting toward their lockout. Now
+/// she stops at her share (capacity / clients), and only she is refused, uncounted.
+#[test]
+fn one_client_cannot_fill_the_replay_cache_for_the_others() {
+    let d = door(
+        &format!("alice {KEY_A}\nmallory {KEY_M}\n"),
+        &[("KNOCK_REPLAY_CACHE", "8"), ("LOCKOUT_FAILURES", "2")],
+    );
+    let mallory = "198.51.100.66";
+    let mut ok = 0;
+    for _ in 0..10 {
+        if d.knock("mallory", KEY_M, mallory) == SUCCESS {
+            ok += 1;
+        }
+    }
+    let alice = (0..3)
+        .filter(|i| d.knock("alice", KEY_A, &format!("198.51.100.{}", 7 + i)) == SUCCESS)
+        .count();
+    let log = d.k.log();
+    println!(
+        "FIGURES item 3: KNOCK_REPLAY_CACHE=8, 2 clients: mallory {ok}/10 knocks ok, then \
+         alice {alice}/3 ok; replay-full refusals {}, lockouts {}",
+        log.matches("reason=replay-full").count(),
+        log.matches("lockout addr=").count()
+    );
+    assert_eq!(ok, 4, "mallory's share is 8 / 2\n{log}");
+    assert_eq!(alice, 3, "{log}");
+    assert!(log.contains(&format!("reject addr={mallory} reason=replay-share")));
+    assert!(!log.contains("lockout addr="), "{log}");
+    // Six refusals with LOCKOUT_FAILURES=2, and mallory is not locked out: still challenged.
+    assert_ne!(d.get("c=mallory", mallory), FAILURE);
+}
+
+/// Item 3: at most GRANTS_PER_MINUTE (30) verified key knocks per label in any 60 seconds.
+#[test]
+fn one_key_cannot_knock_hundreds_of_times_a_minute() {
+    let d = door(
+        &format!("alice {KEY_A}\nmallory {KEY_M}\n"),
+        &[("LOCKOUT_FAILURES", "3")],
+    );
+    let started = Instant::now();
+    let ok = (0..40)
+        .filter(|_| d.knock("mallory", KEY_M, "198.51.100.66") == SUCCESS)
+        .count();
+    let log = d.k.log();
+    println!(
+        "FIGURES item 3: 40 valid knocks of one key in {} ms: {ok} ok, {} refused reason=rate",
+        started.elapsed().as_millis(),
+        log.matches("reason=rate").count()
+    );
+    assert_eq!(ok, 30, "{log}");
+    assert!(!log.contains("lockout addr="), "{log}");
+    assert_eq!(d.knock("alice", KEY_A, "198.51.100.66"), SUCCESS);
 }

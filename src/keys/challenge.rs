@@ -236,6 +236,11 @@ pub(crate) enum Reason {
     Replay,
     /// The replay cache is full of live entries: refused rather than forgetting one.
     ReplayFull,
+    /// This client holds its whole share of the replay cache: refused rather than forgetting
+    /// one of its live entries, and rather than taking another client's room.
+    ReplayShare,
+    /// This client made `replay::GRANTS_PER_MINUTE` knocks in the last 60 seconds.
+    Rate,
 }
 
 impl Reason {
@@ -248,6 +253,8 @@ impl Reason {
             Reason::Signature => "signature",
             Reason::Replay => "replay",
             Reason::ReplayFull => "replay-full",
+            Reason::ReplayShare => "replay-share",
+            Reason::Rate => "rate",
         }
     }
 }
@@ -264,6 +271,10 @@ impl fmt::Display for Reason {
             Reason::Signature => "the response does not match the client's key",
             Reason::Replay => "this challenge was already used",
             Reason::ReplayFull => "the replay cache is full (raise KNOCK_REPLAY_CACHE)",
+            Reason::ReplayShare => {
+                "the client holds its share of the replay cache (KNOCK_REPLAY_CACHE / clients)"
+            }
+            Reason::Rate => "the client knocked too often in the last minute",
         };
         write!(f, "reason={}: {what}", self.as_str())
     }
@@ -344,13 +355,16 @@ pub(crate) fn verify(
     let until = knock
         .t
         .saturating_add(check.ttl_secs.min(i64::MAX as u64) as i64);
-    match replay.insert(knock.g, until, check.now) {
+    let clients = check.clients.len();
+    match replay.insert(knock.g, until, check.now, &client.label, clients) {
         Replay::Fresh => Ok(Grant {
             label: client.label.clone(),
             rule_ttl_secs: client.ttl_secs,
         }),
         Replay::Seen => Err(Reason::Replay),
         Replay::Full => Err(Reason::ReplayFull),
+        Replay::Share => Err(Reason::ReplayShare),
+        Replay::Rate => Err(Reason::Rate),
     }
 }
 
@@ -609,7 +623,8 @@ mod tests {
         let mut r = ReplayCache::new(1);
         assert!(run(&knock_text("office", KEY, NOW, a), NOW, a, &mut r).is_ok());
         let second = knock_text("office", KEY, NOW + 1, a);
-        assert_eq!(run(&second, NOW + 1, a, &mut r), Err(Reason::ReplayFull));
+        // One slot is office's whole share (of 2 clients, at least one entry each).
+        assert_eq!(run(&second, NOW + 1, a, &mut r), Err(Reason::ReplayShare));
         // Once the first entry's T + TTL has passed, there is room again.
         assert!(run(&second, NOW + 61, a, &mut r).is_ok());
     }
@@ -624,6 +639,8 @@ mod tests {
             Reason::Signature,
             Reason::Replay,
             Reason::ReplayFull,
+            Reason::ReplayShare,
+            Reason::Rate,
         ]
         .iter()
         .map(|r| r.as_str())
@@ -637,7 +654,9 @@ mod tests {
                 "expired",
                 "signature",
                 "replay",
-                "replay-full"
+                "replay-full",
+                "replay-share",
+                "rate"
             ]
         );
         let text = knock_text("office", KEY, NOW, "203.0.113.7");

@@ -170,9 +170,9 @@ pub(crate) fn answer(door: &Door, head: &RequestHead, peer: IpAddr, conn: u64) -
     }
 }
 
-/// A failure: counted toward the lockout of `key`, unless the bucket is locked already.
+/// A failure: counted toward the lockout of `key`, unless it does not count (`Reject::counts`).
 fn reject(door: &Door, reason: Reject, key: IpAddr, now: u64) -> Verdict {
-    let locked = reason != Reject::LockedOut && lock(&door.lockout).fail(key, now);
+    let locked = reason.counts() && lock(&door.lockout).fail(key, now);
     Verdict {
         ok: false,
         note: Note::Reject {
