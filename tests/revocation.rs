@@ -347,3 +347,50 @@ fn one_key_cannot_knock_hundreds_of_times_a_minute() {
     assert!(!log.contains("lockout addr="), "{log}");
     assert_eq!(d.knock("alice", KEY_A, "198.51.100.66"), SUCCESS);
 }
+
+/// Item 6: the replay cache is in memory, so with KNOCK_CHALLENGE_SECRET fixed a used `?k=`
+/// URL was accepted again right after a restart (same address, within the challenge TTL).
+/// Challenges issued up to the process's start are now stale.
+#[test]
+fn a_used_knock_is_refused_after_a_restart() {
+    let mut d = door(&format!("alice {KEY_A}\n"), &[]);
+    let from = "198.51.100.7";
+    let c = d.get("c=alice", from);
+    let q = step2("alice", KEY_A, &c);
+    assert_eq!(d.get(&q, from), SUCCESS);
+    assert_eq!(d.get(&q, from), FAILURE, "a replay");
+    // The rules go, so that a success could only come from the replayed knock.
+    let (code, out, err) = d.run(&["--revoke", from]);
+    assert_eq!(code, 0, "{out}{err}");
+    let config: Vec<(String, String)> = std::fs::read_to_string(&d.k.config)
+        .expect("config")
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect();
+    // The same configuration and clients file, on a new port (the old process holds its own
+    // until it is stopped, right after).
+    let new = Knockd::start(&d.dir, &restart_config(&config));
+    drop(std::mem::replace(&mut d.k, new));
+    let replayed = d.get(&q, from);
+    println!(
+        "FIGURES item 6: a used ?k= URL sent again right after a restart: {}",
+        if replayed == SUCCESS {
+            "accepted"
+        } else {
+            "refused"
+        }
+    );
+    assert_eq!(replayed, FAILURE, "{}", d.k.log());
+    assert!(d.k.wait_log("reason=stale", Duration::from_secs(5)));
+    assert!(d.rules_for(from).is_empty());
+    // A fresh knock works.
+    assert_eq!(d.knock("alice", KEY_A, from), SUCCESS, "{}", d.k.log());
+}
+
+/// The same configuration on another port.
+fn restart_config(config: &[(String, String)]) -> Vec<(String, String)> {
+    let mut c = config.to_vec();
+    set(&mut c, "BIND_PORT", &free_port().to_string());
+    c
+}

@@ -222,7 +222,7 @@ fn hex_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
 /// Why a step-2 knock was refused; `as_str` is the log's `reason=` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reason {
-    /// T outside `now - ttl ..= now + 1`.
+    /// T outside `now - ttl ..= now + 1`, or not after the serving knockd started.
     Stale,
     /// G is not ours for this label, T, N and address (forged, tampered, or another address).
     Challenge,
@@ -299,6 +299,10 @@ pub(crate) struct Check<'a> {
     pub(crate) addr_text: &'a str,
     pub(crate) now: i64,
     pub(crate) clients: &'a Clients,
+    /// Challenges with T at or before this Unix second are stale: the serving knockd's start
+    /// (see `knock::key_knock::Keys`). Its replay cache is in memory, so a knock used before a
+    /// restart would otherwise pass again after it, with KNOCK_CHALLENGE_SECRET fixed.
+    pub(crate) issued_after: i64,
 }
 
 /// Key hashed for labels without a (live) client, so that every refusal costs the same work.
@@ -320,7 +324,9 @@ pub(crate) fn verify(
 ) -> Result<Grant, Reason> {
     let t = i128::from(knock.t);
     let now = i128::from(check.now);
-    let fresh = now - i128::from(check.ttl_secs) <= t && t <= now + i128::from(FUTURE_SLACK);
+    let fresh = now - i128::from(check.ttl_secs) <= t
+        && t <= now + i128::from(FUTURE_SLACK)
+        && t > i128::from(check.issued_after);
 
     let g = tag(
         check.secret,
@@ -542,6 +548,7 @@ mod tests {
             addr_text: addr,
             now,
             clients: &clients,
+            issued_after: 0,
         };
         verify(&parse(knock), &check, replay)
     }

@@ -159,6 +159,7 @@ pub(super) fn judge_key(
                 addr_text: &addr_text,
                 now,
                 clients: &clients,
+                issued_after: keys.started,
             };
             match challenge::verify(&k, &check, &mut lock(&keys.replay)) {
                 Ok(grant) => Some(Decision::Grant {
