@@ -394,3 +394,33 @@ fn restart_config(config: &[(String, String)]) -> Vec<(String, String)> {
     set(&mut c, "BIND_PORT", &free_port().to_string());
     c
 }
+
+/// Item 6: a key knock from an address holding another label's rules only refreshed them under
+/// the old label, so `--revoke` of the new label found nothing. The rules are relabelled in
+/// place (a description Modify per rule: no gap, no duplicate) to the last knock's label.
+#[test]
+fn a_knock_relabels_the_rules_it_refreshes() {
+    let d = door(&format!("alice {KEY_A}\nmallory {KEY_M}\n"), &[]);
+    let from = "198.51.100.7";
+    assert_eq!(d.knock("alice", KEY_A, from), SUCCESS);
+    assert_eq!(d.knock("mallory", KEY_M, from), SUCCESS);
+    let descs: Vec<String> = d
+        .rules_for(from)
+        .iter()
+        .map(|r| {
+            r["FirewallRuleDescription"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    println!("FIGURES item 6: after alice then mallory knock from one address: {descs:?}");
+    assert_eq!(descs.len(), 2, "relabelled, not duplicated: {descs:?}");
+    assert!(
+        descs.iter().all(|d| d.starts_with("Knockd-mallory until ")),
+        "{descs:?}"
+    );
+    let (code, out, err) = d.run(&["--revoke", "mallory"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(d.rules_for(from).is_empty(), "{out}");
+}
