@@ -119,13 +119,12 @@ fn run() -> Exit {
         }
     };
 
-    if args.command == Command::CheckConfig {
-        stdout::print(config.report().trim_end_matches('\n'));
-        return Exit::Success;
-    }
-    // Printed here once so that no command has to remember to.
-    for w in &config.warnings {
-        eprintln_safe(&format!("knockd: warning: {w}"));
+    // Printed here once so that no command has to remember to (the check prints them in its
+    // report).
+    if args.command != Command::CheckConfig {
+        for w in &config.warnings {
+            eprintln_safe(&format!("knockd: warning: {w}"));
+        }
     }
     ops::run(&args.command, &config)
 }

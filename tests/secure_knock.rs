@@ -521,7 +521,9 @@ fn tampered(d: &Door, i: usize) -> String {
     let c = d.challenge("alice", "198.51.100.7");
     let mut parts: Vec<String> = c.split('.').map(str::to_string).collect();
     parts[i] = match i {
-        0 => (parts[0].parse::<i64>().expect("T") - 1).to_string(),
+        // One second later, not earlier: a knockd started a second ago refuses T at or before
+        // its start as stale, before it looks at G.
+        0 => (parts[0].parse::<i64>().expect("T") + 1).to_string(),
         _ => {
             let first = if parts[i].starts_with('0') { "1" } else { "0" };
             format!("{first}{}", &parts[i][1..])

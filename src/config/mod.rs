@@ -162,6 +162,9 @@ pub struct KeysConfig {
     /// KNOCK_PUBLIC_URL: the knock URL as clients reach it, for the recipes `--add-client`
     /// prints.
     pub public_url: Option<crate::keys::url::KnockUrl>,
+    /// The clients file's invalid lines (`PATH: line N: …`, never a key), when it was read.
+    /// Serving leaves them out and goes on (each is a warning); `--check-config` fails on them.
+    pub invalid_lines: Vec<String>,
 }
 
 /// Bounds on connections, time and failed knocks.

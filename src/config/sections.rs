@@ -375,13 +375,26 @@ pub(crate) fn keys(
             .ok()
     });
 
+    let mut invalid_lines = Vec::new();
     if read_clients {
         let shown = clients_file.display();
         match crate::keys::clients_file::ClientsFile::open(&clients_file) {
             Err(e) => c.err("KNOCK_CLIENTS_FILE", format!("{shown}: {e}")),
             Ok((file, reload)) => {
-                if let crate::keys::clients_file::Reload::Loaded { warnings, .. } = reload {
+                if let crate::keys::clients_file::Reload::Loaded {
+                    warnings, problems, ..
+                } = reload
+                {
                     warnings.into_iter().for_each(|w| c.warn(w));
+                    // Not an error here: a serving knockd leaves such a line out and serves
+                    // every other client; `--check-config` fails on it (see `invalid_lines`).
+                    for p in &problems {
+                        c.warn(format!(
+                            "KNOCK_CLIENTS_FILE {shown} {p}; this line is IGNORED (its client \
+                             cannot knock) until it is fixed"
+                        ));
+                    }
+                    invalid_lines = problems.iter().map(|p| format!("{shown}: {p}")).collect();
                 }
                 if referer.is_empty() && file.clients().is_empty() {
                     c.err(
@@ -392,6 +405,9 @@ pub(crate) fn keys(
                              clients send as their Referer header"
                         ),
                     );
+                    for line in &invalid_lines {
+                        c.err("KNOCK_CLIENTS_FILE", line.clone());
+                    }
                 }
             }
         }
@@ -402,5 +418,6 @@ pub(crate) fn keys(
         challenge_ttl,
         replay_cache,
         public_url,
+        invalid_lines,
     }
 }

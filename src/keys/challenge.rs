@@ -222,7 +222,7 @@ fn hex_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
 /// Why a step-2 knock was refused; `as_str` is the log's `reason=` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reason {
-    /// T outside `now - ttl ..= now + 1`.
+    /// T outside `now - ttl ..= now + 1`, or not after the serving knockd started.
     Stale,
     /// G is not ours for this label, T, N and address (forged, tampered, or another address).
     Challenge,
@@ -236,6 +236,11 @@ pub(crate) enum Reason {
     Replay,
     /// The replay cache is full of live entries: refused rather than forgetting one.
     ReplayFull,
+    /// This client holds its whole share of the replay cache: refused rather than forgetting
+    /// one of its live entries, and rather than taking another client's room.
+    ReplayShare,
+    /// This client made `replay::GRANTS_PER_MINUTE` knocks in the last 60 seconds.
+    Rate,
 }
 
 impl Reason {
@@ -248,6 +253,8 @@ impl Reason {
             Reason::Signature => "signature",
             Reason::Replay => "replay",
             Reason::ReplayFull => "replay-full",
+            Reason::ReplayShare => "replay-share",
+            Reason::Rate => "rate",
         }
     }
 }
@@ -264,6 +271,10 @@ impl fmt::Display for Reason {
             Reason::Signature => "the response does not match the client's key",
             Reason::Replay => "this challenge was already used",
             Reason::ReplayFull => "the replay cache is full (raise KNOCK_REPLAY_CACHE)",
+            Reason::ReplayShare => {
+                "the client holds its share of the replay cache (KNOCK_REPLAY_CACHE / clients)"
+            }
+            Reason::Rate => "the client knocked too often in the last minute",
         };
         write!(f, "reason={}: {what}", self.as_str())
     }
@@ -288,6 +299,10 @@ pub(crate) struct Check<'a> {
     pub(crate) addr_text: &'a str,
     pub(crate) now: i64,
     pub(crate) clients: &'a Clients,
+    /// Challenges with T at or before this Unix second are stale: the serving knockd's start
+    /// (see `knock::key_knock::Keys`). Its replay cache is in memory, so a knock used before a
+    /// restart would otherwise pass again after it, with KNOCK_CHALLENGE_SECRET fixed.
+    pub(crate) issued_after: i64,
 }
 
 /// Key hashed for labels without a (live) client, so that every refusal costs the same work.
@@ -309,7 +324,9 @@ pub(crate) fn verify(
 ) -> Result<Grant, Reason> {
     let t = i128::from(knock.t);
     let now = i128::from(check.now);
-    let fresh = now - i128::from(check.ttl_secs) <= t && t <= now + i128::from(FUTURE_SLACK);
+    let fresh = now - i128::from(check.ttl_secs) <= t
+        && t <= now + i128::from(FUTURE_SLACK)
+        && t > i128::from(check.issued_after);
 
     let g = tag(
         check.secret,
@@ -344,13 +361,16 @@ pub(crate) fn verify(
     let until = knock
         .t
         .saturating_add(check.ttl_secs.min(i64::MAX as u64) as i64);
-    match replay.insert(knock.g, until, check.now) {
+    let clients = check.clients.len();
+    match replay.insert(knock.g, until, check.now, &client.label, clients) {
         Replay::Fresh => Ok(Grant {
             label: client.label.clone(),
             rule_ttl_secs: client.ttl_secs,
         }),
         Replay::Seen => Err(Reason::Replay),
         Replay::Full => Err(Reason::ReplayFull),
+        Replay::Share => Err(Reason::ReplayShare),
+        Replay::Rate => Err(Reason::Rate),
     }
 }
 
@@ -528,6 +548,7 @@ mod tests {
             addr_text: addr,
             now,
             clients: &clients,
+            issued_after: 0,
         };
         verify(&parse(knock), &check, replay)
     }
@@ -609,7 +630,8 @@ mod tests {
         let mut r = ReplayCache::new(1);
         assert!(run(&knock_text("office", KEY, NOW, a), NOW, a, &mut r).is_ok());
         let second = knock_text("office", KEY, NOW + 1, a);
-        assert_eq!(run(&second, NOW + 1, a, &mut r), Err(Reason::ReplayFull));
+        // One slot is office's whole share (of 2 clients, at least one entry each).
+        assert_eq!(run(&second, NOW + 1, a, &mut r), Err(Reason::ReplayShare));
         // Once the first entry's T + TTL has passed, there is room again.
         assert!(run(&second, NOW + 61, a, &mut r).is_ok());
     }
@@ -624,6 +646,8 @@ mod tests {
             Reason::Signature,
             Reason::Replay,
             Reason::ReplayFull,
+            Reason::ReplayShare,
+            Reason::Rate,
         ]
         .iter()
         .map(|r| r.as_str())
@@ -637,7 +661,9 @@ mod tests {
                 "expired",
                 "signature",
                 "replay",
-                "replay-full"
+                "replay-full",
+                "replay-share",
+                "rate"
             ]
         );
         let text = knock_text("office", KEY, NOW, "203.0.113.7");

@@ -14,10 +14,11 @@
 //!
 //! Reloading ([`ClientsFile`]): the file is stat-ed at most once a second and re-read when its
 //! inode, size, mtime or ctime changed, or on [`ClientsFile::force_reload`] (SIGHUP). A missing
-//! file means no clients (deleting the file revokes every key). A file that cannot be read or
-//! has any invalid line keeps the previous good set, and says so once per change of the file:
-//! a half-saved edit or a typo must not lock every client out of the server, and revocation by
-//! `--remove-client` never goes through an invalid state because it rewrites atomically.
+//! file means no clients (deleting the file revokes every key). An invalid line disables that
+//! line only: every valid line applies, and each invalid one is logged once per change of the
+//! file with its line number (never its key). Keeping the whole previous set instead would keep
+//! a client removed after a typo working. A file that cannot be read at all (too large, not a
+//! regular file, unreadable) keeps the previous set and says so.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -336,8 +337,21 @@ pub(crate) struct Clients {
 }
 
 impl Clients {
-    /// Parses the whole text; every problem is reported, each with its line number.
+    /// Parses the whole text; every problem is reported, each with its line number. For what
+    /// must be right as a whole (`--check-config`, `--add-client`); serving uses
+    /// [`Clients::parse_lines`].
     pub(crate) fn parse(text: &str) -> Result<Clients, Vec<ClientsError>> {
+        match Clients::parse_lines(text) {
+            (clients, problems) if problems.is_empty() => Ok(clients),
+            (_, problems) => Err(problems),
+        }
+    }
+
+    /// Every valid line, and a problem for each invalid one (with its line number, never its
+    /// key). An invalid line only disables itself: a typo appended to the file must not keep a
+    /// removed client's key working, nor stop every other client. A line whose label repeats
+    /// an earlier one (ignoring case) is the invalid one; the earlier line stays.
+    pub(crate) fn parse_lines(text: &str) -> (Clients, Vec<ClientsError>) {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut problems = Vec::new();
         let mut list: Vec<Client> = Vec::new();
@@ -370,11 +384,7 @@ impl Clients {
                 Err(mut e) => problems.append(&mut e),
             }
         }
-        if problems.is_empty() {
-            Ok(Clients { list, warnings })
-        } else {
-            Err(problems)
-        }
+        (Clients { list, warnings }, problems)
     }
 
     /// The client with exactly this label.

@@ -61,14 +61,17 @@ impl Stamp {
 pub(crate) enum Reload {
     /// Not looked at (checked less than a second ago) or not changed.
     Unchanged,
-    /// Read and now in use; `warnings` are worth a log line each.
+    /// Read and now in use; `warnings` are worth a log line each, and so is each of
+    /// `problems`: an invalid line, left out of the set in use.
     Loaded {
         clients: usize,
         warnings: Vec<String>,
+        problems: Vec<ClientsError>,
     },
     /// The file is gone: no clients any more.
     Missing,
-    /// The file changed but cannot be used; the previous set stays in use.
+    /// The file changed but cannot be read (too large, not UTF-8, not a regular file,
+    /// unreadable); the previous set stays in use.
     Kept { problems: Vec<ClientsError> },
 }
 
@@ -85,8 +88,9 @@ pub(crate) struct ClientsFile {
 }
 
 impl ClientsFile {
-    /// At start-up: a missing file is no clients; an unreadable or invalid one is an error
-    /// (exit 2), listing every problem. The `Reload` carries the warnings to print.
+    /// At start-up: a missing file is no clients; one that cannot be read is an error. Invalid
+    /// lines are not: the `Reload` carries them (and the warnings) to report, and the caller
+    /// decides whether they are fatal (`--check-config`) or logged (serving).
     pub(crate) fn open(path: &Path) -> Result<(ClientsFile, Reload), ClientsError> {
         let mut file = ClientsFile {
             path: path.to_path_buf(),
@@ -152,7 +156,7 @@ impl ClientsFile {
                 self.clients = Arc::default();
                 Reload::Missing
             }
-            Ok(Some((clients, mode))) => {
+            Ok(Some((clients, problems, mode))) => {
                 let mut warnings = clients.warnings().to_vec();
                 warnings.extend(clients_mode_warning(&self.path, mode));
                 let n = clients.len();
@@ -160,6 +164,7 @@ impl ClientsFile {
                 Reload::Loaded {
                     clients: n,
                     warnings,
+                    problems,
                 }
             }
             Err(problems) => Reload::Kept { problems },
@@ -175,14 +180,29 @@ fn io_error(path: &Path, action: &'static str, e: &io::Error) -> ClientsError {
     }
 }
 
-/// The file's text and mode; `None` when it does not exist.
+/// The file's text and mode; `None` when it does not exist. Only a regular file is read: a
+/// FIFO would block the open (and with it every key knock, holding the clients lock) until a
+/// writer came, and a device might never end. The open does not block (O_NONBLOCK, 0o4000 on
+/// Linux; nothing for a regular file), and the opened file's own metadata is what is checked,
+/// so a path swapped between a check and the open cannot slip through.
 fn read_text(path: &Path) -> Result<Option<(String, fs::Metadata)>, ClientsError> {
-    let file = match File::open(path) {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    options.custom_flags(0o4000);
+    let file = match options.open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(path, "read", &e)),
     };
     let meta = file.metadata().map_err(|e| io_error(path, "read", &e))?;
+    if !meta.is_file() {
+        return Err(ClientsError::Io {
+            path: path.to_path_buf(),
+            action: "read",
+            what: "not a regular file (a FIFO, a device or a directory?)".into(),
+        });
+    }
     let mut bytes = Vec::new();
     file.take(MAX_FILE + 1)
         .read_to_end(&mut bytes)
@@ -194,11 +214,15 @@ fn read_text(path: &Path) -> Result<Option<(String, fs::Metadata)>, ClientsError
     Ok(Some((text, meta)))
 }
 
-fn read_clients(path: &Path) -> Result<Option<(Clients, u32)>, Vec<ClientsError>> {
+/// The valid clients, the invalid lines' problems and the file's mode.
+type Loaded = (Clients, Vec<ClientsError>, u32);
+
+fn read_clients(path: &Path) -> Result<Option<Loaded>, Vec<ClientsError>> {
     let Some((text, meta)) = read_text(path).map_err(|e| vec![e])? else {
         return Ok(None);
     };
-    Ok(Some((Clients::parse(&text)?, meta.mode())))
+    let (clients, problems) = Clients::parse_lines(&text);
+    Ok(Some((clients, problems, meta.mode())))
 }
 
 /// Adds a client with a fresh key and returns the key (to print once, in the recipes).
@@ -478,17 +502,20 @@ mod tests {
             f.refresh(t1),
             Reload::Loaded {
                 clients: 1,
-                warnings: vec![]
+                warnings: vec![],
+                problems: vec![]
             }
         );
         assert_eq!(f.refresh(t1 + CHECK_INTERVAL * 2), Reload::Unchanged);
 
-        // Invalid: the previous set stays, the problem is reported once.
+        // An invalid line: left out, the others apply, the problem is reported once.
         fs::write(&path, format!("a {K1}\nb\n")).unwrap();
         let t2 = t1 + CHECK_INTERVAL * 4;
         assert_eq!(
             f.refresh(t2),
-            Reload::Kept {
+            Reload::Loaded {
+                clients: 1,
+                warnings: vec![],
                 problems: vec![ClientsError::MissingKey { line: 2 }]
             }
         );
@@ -502,6 +529,7 @@ mod tests {
             Reload::Loaded {
                 clients: 2,
                 warnings,
+                ..
             } => {
                 assert_eq!(warnings.len(), 1);
                 assert!(warnings[0].contains("chmod o-r"));
@@ -514,7 +542,8 @@ mod tests {
             f.force_reload(),
             Reload::Loaded {
                 clients: 2,
-                warnings: vec![]
+                warnings: vec![],
+                problems: vec![]
             }
         );
         assert!(f.clients().get("b").is_some());
@@ -527,17 +556,85 @@ mod tests {
         );
         assert!(f.clients().is_empty());
 
-        // At start-up an invalid file is an error.
-        fs::write(&path, "x\ny\n").unwrap();
-        assert!(matches!(
-            ClientsFile::open(&path),
-            Err(ClientsError::Invalid { .. })
-        ));
-        fs::write(&path, "x\n").unwrap();
+        // At start-up invalid lines are reported, not fatal: the caller decides.
+        fs::write(&path, format!("x\ny\nz {K2}\n")).unwrap();
+        let (f, r) = ClientsFile::open(&path).unwrap();
+        let Reload::Loaded {
+            clients: 1,
+            problems,
+            ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
         assert_eq!(
-            ClientsFile::open(&path).unwrap_err(),
-            ClientsError::MissingKey { line: 1 }
+            problems,
+            [
+                ClientsError::MissingKey { line: 1 },
+                ClientsError::MissingKey { line: 2 }
+            ]
         );
+        assert!(f.clients().get("z").is_some());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Revocation while the file holds a typo: `--remove-client mallory` rewrites the file
+    /// without her line, but with `router.home KEY` (a label with a dot) appended earlier.
+    /// The whole previous set used to stay in use (`result=kept-previous`), mallory included.
+    #[test]
+    fn one_invalid_line_disables_that_line_only() {
+        let dir = tmpdir("badline");
+        let path = dir.join("clients");
+        fs::write(&path, format!("alice {K1}\nmallory {K2}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let (mut f, _) = ClientsFile::open(&path).unwrap();
+        assert!(f.clients().get("mallory").is_some());
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str(&format!("router.home {K1}x\n"));
+        fs::write(&path, &text).unwrap();
+        remove_client(&path, "mallory").unwrap();
+        let r = f.refresh(Instant::now() + CHECK_INTERVAL * 2);
+        assert_eq!(
+            r,
+            Reload::Loaded {
+                clients: 1,
+                warnings: vec![],
+                problems: vec![ClientsError::Label { line: 2 }]
+            }
+        );
+        assert!(f.clients().get("mallory").is_none(), "mallory is revoked");
+        assert!(f.clients().get("alice").is_some(), "alice still works");
+        // The problem names the line, never the key.
+        let shown = format!("{r:?} {}", ClientsError::Label { line: 2 });
+        assert!(!shown.contains(K1), "{shown}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A FIFO as the clients file used to block the open until a writer came: every key knock
+    /// (under the clients lock) and `--check-config` hung. It is refused, at once.
+    #[test]
+    fn a_fifo_or_a_directory_is_refused_without_blocking() {
+        let dir = tmpdir("fifo");
+        let path = dir.join("clients");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(ClientsFile::open(&p).map(|_| ()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("opening a FIFO returns at once");
+        let e = got.expect_err("a FIFO is refused");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        let e = ClientsFile::open(&path).expect_err("a directory is refused");
+        assert!(e.to_string().contains("not a regular file"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

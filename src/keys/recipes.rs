@@ -290,6 +290,7 @@ mod tests {
                     addr_text: &addr,
                     now: now(),
                     clients,
+                    issued_after: 0,
                 };
                 let outcome = challenge::verify(&k, &check, replay);
                 let body = if outcome.is_ok() { SUCCESS } else { FAILURE };

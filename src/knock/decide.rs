@@ -34,6 +34,18 @@ pub(crate) enum Reject {
 }
 
 impl Reject {
+    /// Whether this failure counts toward the lockout. A locked-out request was counted
+    /// already; a knock with the right key refused for room in the replay cache or for its
+    /// rate is no guess, and counting it would let one client's flood lock others out.
+    pub(crate) fn counts(self) -> bool {
+        use crate::keys::challenge::Reason;
+        !matches!(
+            self,
+            Reject::LockedOut
+                | Reject::Key(Reason::ReplayFull | Reason::ReplayShare | Reason::Rate)
+        )
+    }
+
     /// The `reason=` of the log line.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -147,6 +159,7 @@ pub(super) fn judge_key(
                 addr_text: &addr_text,
                 now,
                 clients: &clients,
+                issued_after: keys.started,
             };
             match challenge::verify(&k, &check, &mut lock(&keys.replay)) {
                 Ok(grant) => Some(Decision::Grant {
@@ -585,6 +598,25 @@ mod tests {
             }
             assert!(secret_matches(SECRET.as_bytes(), SECRET));
             assert!(secret_matches(b"", ""), "equal empty inputs compare equal");
+        }
+
+        /// A right key refused for room or rate is no guess: it must not lock anyone out.
+        #[test]
+        fn which_rejections_count_toward_the_lockout() {
+            let cases = [
+                (Reject::LockedOut, false),
+                (Reject::Key(Reason::ReplayFull), false),
+                (Reject::Key(Reason::ReplayShare), false),
+                (Reject::Key(Reason::Rate), false),
+                (Reject::Key(Reason::Replay), true),
+                (Reject::Key(Reason::Signature), true),
+                (Reject::Secret, true),
+                (Reject::Malformed, true),
+                (Reject::Path, true),
+            ];
+            for (reject, want) in cases {
+                assert_eq!(reject.counts(), want, "{reject:?}");
+            }
         }
 
         #[test]

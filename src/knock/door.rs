@@ -160,15 +160,19 @@ pub(crate) fn answer(door: &Door, head: &RequestHead, peer: IpAddr, conn: u64) -
         Decision::Grant {
             ip,
             label,
-            key,
+            // A success clears no failure of its bucket: failures only age out of
+            // LOCKOUT_WINDOW. Clearing them let a key holder interleave guesses at the shared
+            // KNOCK_REFERER with her own valid key knocks and never be locked out; and any
+            // success from one address (a NAT) cleared the guesses of everyone behind it.
+            key: _,
             ttl_secs,
-        } => Answer::Fixed(grant(door, conn, ip, label, key, ttl_secs)),
+        } => Answer::Fixed(grant(door, conn, ip, label, ttl_secs)),
     }
 }
 
-/// A failure: counted toward the lockout of `key`, unless the bucket is locked already.
+/// A failure: counted toward the lockout of `key`, unless it does not count (`Reject::counts`).
 fn reject(door: &Door, reason: Reject, key: IpAddr, now: u64) -> Verdict {
-    let locked = reason != Reject::LockedOut && lock(&door.lockout).fail(key, now);
+    let locked = reason.counts() && lock(&door.lockout).fail(key, now);
     Verdict {
         ok: false,
         note: Note::Reject {
@@ -180,14 +184,7 @@ fn reject(door: &Door, reason: Reject, key: IpAddr, now: u64) -> Verdict {
 }
 
 /// A grant, carried out on every instance's writer.
-fn grant(
-    door: &Door,
-    conn: u64,
-    ip: IpAddr,
-    label: String,
-    key: IpAddr,
-    ttl_secs: Option<u64>,
-) -> Verdict {
+fn grant(door: &Door, conn: u64, ip: IpAddr, label: String, ttl_secs: Option<u64>) -> Verdict {
     let config = &door.config;
     let started = Instant::now();
     // A knock that waits on the firewall is shielded from eviction at the connection cap until
@@ -210,9 +207,6 @@ fn grant(
         if !outcomes.iter().any(|o| &o.instance == id) {
             per_instance.push(format!("{id}=timeout"));
         }
-    }
-    if ok {
-        lock(&door.lockout).succeed(key);
     }
     // Non-blocking (a bounded queue), so it costs the answer nothing.
     events::knocked(&door.notifier, config, &grant, &outcomes, ok, &per_instance);
@@ -448,6 +442,30 @@ mod tests {
         let (ok, _) = ok_of(answer(&door, &head(SECRET, "x"), peer, 1));
         assert!(!ok);
         assert!(lock(&grants).is_empty());
+    }
+
+    /// A success used to clear its address's failures, so guesses interleaved with valid
+    /// knocks never locked anyone out. Now failures only age out of the window.
+    #[test]
+    fn a_success_clears_no_failure() {
+        let (door, grants) = door(vec![true, true]);
+        let peer: IpAddr = PEER.parse().unwrap();
+        let mut verdicts = Vec::new();
+        for secret in ["wrong", "wrong", SECRET, "wrong", SECRET] {
+            let (ok, note) = ok_of(answer(&door, &head(secret, "x"), peer, 1));
+            verdicts.push(match note {
+                Note::Reject { locked: true, .. } => "locked",
+                Note::Reject {
+                    reason: Reject::LockedOut,
+                    ..
+                } => "refused",
+                _ if ok => "ok",
+                _ => "failed",
+            });
+        }
+        // LOCKOUT_FAILURES=3: the third failure locks, the success between does not reset.
+        assert_eq!(verdicts, ["failed", "failed", "ok", "locked", "refused"]);
+        assert_eq!(lock(&grants).len(), 1);
     }
 
     #[test]

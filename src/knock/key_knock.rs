@@ -24,13 +24,21 @@ use crate::sync::lock;
 pub(crate) struct Keys {
     pub(super) secret: Vec<u8>,
     pub(super) ttl_secs: u64,
+    /// The Unix second the keys were opened (the serving knockd's start): challenges issued up
+    /// to it are refused as stale. The replay cache starts empty, so a knock used before a
+    /// restart would pass again; with a random secret per process its G would fail anyway,
+    /// but KNOCK_CHALLENGE_SECRET keeps G valid across restarts. Whole seconds, like T: the
+    /// start's own second is refused too (a knock used by the previous process in it would
+    /// pass otherwise), so `open` waits for the next second before anything is issued.
+    pub(super) started: i64,
     clients: Mutex<ClientsFile>,
     pub(super) replay: Mutex<ReplayCache>,
 }
 
 impl Keys {
-    /// At start-up: the clients file is read (a broken one was already refused by the
-    /// configuration) and its warnings logged.
+    /// At start-up: the clients file is read (one that cannot be read was already refused by
+    /// the configuration), its warnings and invalid lines logged: an invalid line disables
+    /// itself only, it does not stop the door.
     pub(crate) fn open(config: &Config) -> Result<Keys, String> {
         let secret = match &config.keys.challenge_secret {
             Some(s) => s.expose().as_bytes().to_vec(),
@@ -42,9 +50,12 @@ impl Keys {
         let (file, reload) =
             ClientsFile::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
         log_reload(&file, &reload);
+        let started = crate::clock::now();
+        wait_past(started);
         Ok(Keys {
             secret,
             ttl_secs: config.keys.challenge_ttl.as_secs(),
+            started,
             clients: Mutex::new(file),
             replay: Mutex::new(ReplayCache::new(config.keys.replay_cache)),
         })
@@ -55,6 +66,7 @@ impl Keys {
         Keys {
             secret: secret.to_vec(),
             ttl_secs,
+            started: 0,
             clients: Mutex::new(file),
             replay: Mutex::new(ReplayCache::new(replay)),
         }
@@ -81,14 +93,38 @@ impl Keys {
     }
 }
 
+/// Waits (at most 1.1 s) until the clock shows a second after `second`, so that every
+/// challenge this process issues has T > `second`. Bounded: a clock stepped back meanwhile
+/// only refuses key knocks (as stale) until it catches up, it does not hold up the start.
+fn wait_past(second: i64) {
+    let limit = Instant::now() + std::time::Duration::from_millis(1100);
+    while crate::clock::now() <= second && Instant::now() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn log_reload(file: &ClientsFile, reload: &Reload) {
     let path = file.path().display();
     match reload {
         Reload::Unchanged => {}
-        Reload::Loaded { clients, warnings } => {
-            log::event(&format!("clients file={path} clients={clients}"));
+        Reload::Loaded {
+            clients,
+            warnings,
+            problems,
+        } => {
+            let ignored = match problems.len() {
+                0 => String::new(),
+                n => format!(" ignored-lines={n}"),
+            };
+            log::event(&format!("clients file={path} clients={clients}{ignored}"));
             for w in warnings {
                 log::event(&format!("clients warning=\"{w}\""));
+            }
+            // Once per change of the file; the problem names the line, never the key.
+            for p in problems {
+                log::event(&format!(
+                    "clients file={path} result=line-ignored problem=\"{p}\""
+                ));
             }
         }
         Reload::Missing => log::event(&format!("clients file={path} clients=0 (no file)")),
@@ -429,6 +465,35 @@ mod tests {
         ));
     }
 
+    /// The replay cache is in memory: with KNOCK_CHALLENGE_SECRET fixed, a knock used just
+    /// before a restart used to pass again after it. Challenges up to the start are stale.
+    #[test]
+    fn challenges_issued_up_to_the_start_are_stale() {
+        let mut k = keys(16);
+        k.started = NOW;
+        let a = "203.0.113.7";
+        // Issued by an earlier process (same secret) in the start's second and before it.
+        for t in [NOW, NOW - 30] {
+            let c = challenge::issue(S, "office", a, t, NONCE);
+            let q = format!(
+                "/favico.ico?k=office.{c}.{}",
+                response_hash(KEY, "office", &c)
+            );
+            assert_eq!(
+                run(&k, ClientIpMethod::Peer, &q, "", a),
+                rejected(Reject::Key(Reason::Stale), a),
+                "T = {t}"
+            );
+        }
+        // Issued by this process, in a later second: accepted.
+        k.started = NOW - 1;
+        let q = step2(&k, "office", KEY, a);
+        assert!(matches!(
+            run(&k, ClientIpMethod::Peer, &q, "", a),
+            KeyDecision::Decided(Decision::Grant { .. }, _)
+        ));
+    }
+
     #[test]
     fn a_full_replay_cache_fails_closed() {
         let k = keys(1);
@@ -543,7 +608,9 @@ mod tests {
         fn a_head_request_is_a_key_knock_too() {
             let dir = Dir::new(&format!("office {KEY}\n"));
             let c = config(&dir);
-            let keys = Keys::open(&c).expect("keys");
+            let mut keys = Keys::open(&c).expect("keys");
+            // Judged at NOW, a fixed time before this process started.
+            keys.started = NOW - 1;
             let want = challenge::issue(SECRET.as_bytes(), "office", "203.0.113.7", NOW, NONCE);
             for method in ["GET", "HEAD"] {
                 assert_eq!(
@@ -567,7 +634,9 @@ mod tests {
         fn keys_opened_from_the_configuration_grant_a_listed_client() {
             let dir = Dir::new(&format!("office {KEY} ttl=2h\n"));
             let c = config(&dir);
-            let keys = Keys::open(&c).expect("keys");
+            let mut keys = Keys::open(&c).expect("keys");
+            // Judged at NOW, a fixed time before this process started.
+            keys.started = NOW - 1;
             assert_eq!(keys.client_count(), 1);
             let KeyDecision::Challenge(ch) = judge_at(&keys, &c, "GET", "/favico.ico?c=office")
             else {
@@ -605,13 +674,19 @@ mod tests {
             assert_eq!(keys.client_count(), 0);
         }
 
-        /// A clients file broken after the configuration was read stops the start.
+        /// A clients file that cannot be read after the configuration was read stops the
+        /// start; an invalid line does not, it only disables itself.
         #[test]
-        fn a_broken_clients_file_stops_the_start() {
+        fn an_unreadable_clients_file_stops_the_start_an_invalid_line_does_not() {
             let dir = Dir::new(&format!("office {KEY}\n"));
             let c = config(&dir);
-            dir.write("office not-a-key\n");
+            dir.write(&format!("office not-a-key\nhome {KEY}x\n"));
+            let keys = Keys::open(&c).expect("one invalid line does not stop the start");
+            assert_eq!(keys.client_count(), 1);
+            std::fs::remove_file(dir.file()).expect("rm");
+            std::fs::create_dir(dir.file()).expect("a directory in its place");
             assert!(Keys::open(&c).is_err());
+            std::fs::remove_dir(dir.file()).expect("rmdir");
         }
     }
 }

@@ -160,11 +160,6 @@ impl Lockout {
         false
     }
 
-    /// A good knock clears the address's own record (not its aggregate's).
-    pub(super) fn succeed(&mut self, ip: IpAddr) {
-        self.table.map.remove(&ip);
-    }
-
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.table.map.len() + self.aggregates.map.len()
@@ -208,11 +203,7 @@ mod tests {
     }
 
     #[test]
-    fn success_clears_and_zero_disables() {
-        let mut l = Lockout::new(2, 600, 1800);
-        l.fail(ip(1), 0);
-        l.succeed(ip(1));
-        assert!(!l.fail(ip(1), 1));
+    fn zero_disables() {
         let mut off = Lockout::new(0, 600, 1800);
         for t in 0..100 {
             assert!(!off.fail(ip(1), t));
@@ -371,17 +362,6 @@ mod mutant_kills {
         assert!(!l.fail(v4(1), 201));
         assert!(!l.is_locked(v4(1), 202));
         assert!(l.fail(v4(1), 202));
-    }
-
-    #[test]
-    fn success_clears_only_that_address() {
-        let mut l = Lockout::new(2, 600, 1800);
-        l.fail(v4(1), 0);
-        l.fail(v4(2), 0);
-        l.succeed(v4(1));
-        assert!(!l.fail(v4(1), 1), "cleared: its count starts again");
-        assert!(l.fail(v4(2), 1), "not cleared");
-        assert!(l.is_locked(v4(2), 2));
     }
 
     #[test]

@@ -52,6 +52,20 @@ fn probe(client: &Client, inst: &Instance) -> Result<Probe, ApiError> {
     })
 }
 
+/// `--check-config`: the report, offline. A clients-file line a serving knockd would ignore is
+/// an error here: the check is where the operator learns that one of their clients cannot knock.
+pub(super) fn check_config(config: &Config) -> Exit {
+    if !config.keys.invalid_lines.is_empty() {
+        crate::log::stderr_line("knockd: configuration error");
+        for e in &config.keys.invalid_lines {
+            crate::log::stderr_line(&format!("  KNOCK_CLIENTS_FILE: {e}"));
+        }
+        return Exit::Usage;
+    }
+    crate::stdout::print(config.report().trim_end_matches('\n'));
+    Exit::Success
+}
+
 pub(super) fn check(config: &Config) -> Exit {
     outln!(
         "ok    configuration {}",

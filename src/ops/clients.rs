@@ -36,8 +36,8 @@ pub(super) fn add_client(
     );
     let until = expires.map_or_else(|| "no expiry".to_string(), |d| format!("expires {d}"));
     outln!(
-        "Added client {label} to {} (rule lifetime {ttl}, {until}); a running knockd accepts \
-         it within a second.",
+        "Added client {label} to {} (rule lifetime {ttl}, {until}); a knockd serving this \
+         file accepts it within about a second (SIGHUP: at once).",
         path.display()
     );
     let recipe = Recipe {
@@ -56,10 +56,14 @@ pub(super) fn remove_client(config: &Config, label: &str, keep_rules: bool) -> E
         crate::log::fatal(&format!("{}: {e}", path.display()));
         return Exit::Failure;
     }
+    // True whatever else the file holds: a serving knockd leaves an invalid line out and
+    // applies every valid one, so this removal takes effect at its next look at the file.
     outln!(
-        "Removed client {label} from {}; a running knockd refuses its knocks within a second.",
+        "Removed client {label} from {}; a knockd serving this file refuses its knocks within \
+         about a second (SIGHUP: at once).",
         path.display()
     );
+    warn_invalid_lines(path);
     if keep_rules {
         outln!("Its firewall rules are kept (--keep-rules) until they expire.");
         return Exit::Success;
@@ -84,6 +88,7 @@ pub(super) fn list_clients(config: &Config) -> Exit {
             crate::log::fatal(&format!("warning: {w}"));
         }
     }
+    warn_invalid_lines(path);
     let list = file.clients();
     let now = clock::now();
     let what = match reload {
@@ -99,4 +104,17 @@ pub(super) fn list_clients(config: &Config) -> Exit {
         outln!("  {line}");
     }
     Exit::Success
+}
+
+/// The invalid lines of the clients file, one warning each (never a key): a serving knockd
+/// ignores them, so their clients cannot knock.
+fn warn_invalid_lines(path: &std::path::Path) {
+    if let Ok((_, Reload::Loaded { problems, .. })) = ClientsFile::open(path) {
+        for p in problems {
+            crate::log::fatal(&format!(
+                "warning: {}: {p}; knockd ignores this line until it is fixed",
+                path.display()
+            ));
+        }
+    }
 }

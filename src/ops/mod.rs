@@ -21,6 +21,7 @@ use crate::rules::FirewallRule;
 pub fn run(command: &Command, config: &Config) -> Exit {
     match command {
         Command::Serve => crate::knock::serve(config),
+        Command::CheckConfig => check::check_config(config),
         Command::Check => check::check(config),
         Command::Prune { dry_run } => rules::prune(config, *dry_run),
         Command::List => rules::list(config),
@@ -38,9 +39,7 @@ pub fn run(command: &Command, config: &Config) -> Exit {
         Command::ListClients => clients::list_clients(config),
         // Handled in main before a configuration is loaded or printed there (`--knock` needs
         // none: it runs where there is no configuration, a router or a laptop).
-        Command::Knock { .. } | Command::CheckConfig | Command::Version | Command::Help => {
-            Exit::Success
-        }
+        Command::Knock { .. } | Command::Version | Command::Help => Exit::Success,
     }
 }
 

@@ -244,12 +244,23 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
         for (protocol, port) in policy.ports {
             let mut want = wanted_rule(grant.ip, *protocol, port);
             want.description = desc::encode(policy.prefix, &grant.label, new_expiry);
+            // The label as the description holds it (cut to fit), to compare with a rule's.
+            let label = match desc::parse(policy.prefix, &want.description) {
+                Desc::Owned { label, .. } => label,
+                _ => grant.label.clone(),
+            };
             let exact = (0..rules.len()).find(|&i| same_target(&rules[i], &want, grant.ip));
             match exact {
                 Some(i) => {
                     keep[i] = true;
                     let stale = match &descs[i] {
                         Desc::Legacy { .. } => true,
+                        // Another client's rule for this address becomes this grant's: its label
+                        // and its lifetime, rewritten in place (one description Modify per
+                        // rule, never a delete and create, so never a gap or a duplicate). The
+                        // last knock names the rules, so --revoke and --remove-client of its
+                        // label find them and the notification names who holds them.
+                        Desc::Owned { label: held, .. } if *held != label => true,
                         Desc::Owned { .. } => {
                             expiry(i).is_some_and(|e| new_expiry - e >= refresh_step(ttl_secs))
                         }
@@ -586,6 +597,52 @@ mod tests {
         assert_eq!(plan.refresh[1].cidr_block.as_deref(), Some("203.0.113.7"));
         assert!(plan.refresh[0].description.ends_with("2025-12-25 13:38Z"));
         assert!(plan.delete.is_empty());
+    }
+
+    /// A knock from an address holding another label's rules used to refresh them under the
+    /// old label (or, recent, not at all): `--revoke` of the new label found nothing. They are
+    /// relabelled in place, with the new grant's lifetime, even when recent.
+    #[test]
+    fn a_grant_relabels_another_labels_rules_in_place() {
+        let p = ports();
+        let mut rules = defaults();
+        for (proto, port) in [("TCP", "22,443"), ("UDP", "51820")] {
+            rules.push(owned(proto, port, "203.0.113.7", "alice", NOW + TTL - 600));
+        }
+        let plan = plan(&rules, &policy(&p), &[grant("203.0.113.7", "bob")], NOW);
+        assert_eq!(plan.grants, vec![GrantStatus::Writes]);
+        assert!(plan.create.is_empty() && plan.delete.is_empty());
+        assert_eq!(plan.refresh.len(), 2);
+        for r in &plan.refresh {
+            // NOW is a whole minute: the description holds NOW + TTL exactly.
+            assert_eq!(
+                desc::parse("Knockd-", &r.description),
+                Desc::Owned {
+                    label: "bob".into(),
+                    expires: NOW + TTL
+                }
+            );
+        }
+        let relabelled: Vec<FirewallRule> = rules
+            .iter()
+            .map(|r| {
+                plan.refresh
+                    .iter()
+                    .find(|n| same_target(r, n, "203.0.113.7".parse().unwrap()))
+                    .cloned()
+                    .unwrap_or_else(|| r.clone())
+            })
+            .collect();
+        assert_eq!(revoke(&relabelled, "Knockd-", "bob").len(), 2);
+        assert!(revoke(&relabelled, "Knockd-", "alice").is_empty());
+        // Knocking again as bob: nothing to write.
+        let again = super::plan(
+            &relabelled,
+            &policy(&p),
+            &[grant("203.0.113.7", "bob")],
+            NOW,
+        );
+        assert_eq!(again.writes(), 0);
     }
 
     #[test]
