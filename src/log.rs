@@ -125,9 +125,14 @@ pub(crate) fn stderr_line(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-/// A start-up error, printed as `knockd: …`, with the same never-panic rule.
-pub(crate) fn fatal(line: &str) {
+/// An error that ends the command, printed as `knockd: …`, with the same never-panic rule.
+pub(crate) fn error(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "knockd: {line}");
+}
+
+/// Something that works but the operator should know, printed as `knockd: warning: …`.
+pub(crate) fn warning(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "knockd: warning: {line}");
 }
 
 /// At most `per_sec` lines a second, then a count of what was held back. Lock-free: every

@@ -122,12 +122,12 @@ pub fn run(
         let key = match read_key_file(key_file, label) {
             Ok((key, warning)) => {
                 if let Some(w) = warning {
-                    crate::log::fatal(&format!("warning: {w}"));
+                    crate::log::warning(w);
                 }
                 key
             }
             Err(e) => {
-                crate::log::fatal(&format!("{e}"));
+                crate::log::error(&format!("{e}"));
                 return Exit::Usage;
             }
         };

@@ -34,20 +34,20 @@ pub(crate) fn serve(config: &Config) -> Exit {
     let keys = match Keys::open(&config) {
         Ok(k) => k,
         Err(e) => {
-            log::fatal(&e);
+            log::error(&e);
             return Exit::Usage;
         }
     };
     let client = match Client::new(&config) {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            log::fatal(&e.to_string());
+            log::error(&e.to_string());
             return Exit::Usage;
         }
     };
     log::start();
     if let Err(e) = signals::install() {
-        log::fatal(&format!("cannot install signal handlers: {e}"));
+        log::error(&format!("cannot install signal handlers: {e}"));
         return Exit::Failure;
     }
     let instances = config.cloud.instances.len();
@@ -70,14 +70,14 @@ pub(crate) fn serve(config: &Config) -> Exit {
     }) {
         Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            log::fatal(&format!(
+            log::error(&format!(
                 "cannot listen on {bind}: {e}: {}",
                 bind_denied_hint(bind)
             ));
             return Exit::Usage;
         }
         Err(e) => {
-            log::fatal(&format!("cannot listen on {bind}: {e}"));
+            log::error(&format!("cannot listen on {bind}: {e}"));
             return Exit::Failure;
         }
     };
@@ -85,7 +85,7 @@ pub(crate) fn serve(config: &Config) -> Exit {
     let writers = match Writers::start(&config, &client, &notifier) {
         Ok(w) => w,
         Err(e) => {
-            log::fatal(&e);
+            log::error(&e);
             return Exit::Failure;
         }
     };

@@ -52,13 +52,13 @@ pub(super) fn policy(config: &Config, uin: Option<&str>) -> String {
 pub(super) fn print_policy(config: &Config, uin: Option<&str>) -> Exit {
     outln!("{}", policy(config, uin).trim_end());
     // CAM policies take no comments: the explanation goes to stderr, the JSON alone to stdout.
-    crate::log::fatal(&format!(
+    crate::log::error(&format!(
         "statement 1 is what knockd needs, on its {} instance(s) only. Statement 2 (resource \"*\") is OPTIONAL: only --check uses {} and CAM cannot grant them on an instance; delete it for the strictest policy.",
         config.cloud.instances.len(),
         CHECK_ACTIONS.join(" and ")
     ));
     if uin.is_none() {
-        crate::log::fatal(&format!(
+        crate::log::error(&format!(
             "replace {ACCOUNT_PLACEHOLDER} with your root account ID (UIN), or pass --uin ACCOUNT"
         ));
     }

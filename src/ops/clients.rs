@@ -21,7 +21,7 @@ pub(super) fn add_client(
     let key = match clients::add_client(path, label, ttl_secs, expires) {
         Ok(k) => k,
         Err(e) => {
-            crate::log::fatal(&format!("{}: {e}", path.display()));
+            crate::log::error(&format!("{}: {e}", path.display()));
             return Exit::Failure;
         }
     };
@@ -53,7 +53,7 @@ pub(super) fn add_client(
 pub(super) fn remove_client(config: &Config, label: &str, keep_rules: bool) -> Exit {
     let path = &config.keys.clients_file;
     if let Err(e) = clients::remove_client(path, label) {
-        crate::log::fatal(&format!("{}: {e}", path.display()));
+        crate::log::error(&format!("{}: {e}", path.display()));
         return Exit::Failure;
     }
     // True whatever else the file holds: a serving knockd leaves an invalid line out and
@@ -79,13 +79,13 @@ pub(super) fn list_clients(config: &Config) -> Exit {
     let (file, reload) = match ClientsFile::open(path) {
         Ok(x) => x,
         Err(e) => {
-            crate::log::fatal(&format!("{}: {e}", path.display()));
+            crate::log::error(&format!("{}: {e}", path.display()));
             return Exit::Failure;
         }
     };
     if let Reload::Loaded { warnings, .. } = &reload {
         for w in warnings {
-            crate::log::fatal(&format!("warning: {w}"));
+            crate::log::warning(w);
         }
     }
     warn_invalid_lines(path);
@@ -111,7 +111,7 @@ pub(super) fn list_clients(config: &Config) -> Exit {
 fn warn_invalid_lines(path: &std::path::Path) {
     if let Ok((_, Reload::Loaded { problems, .. })) = ClientsFile::open(path) {
         for p in problems {
-            crate::log::fatal(&format!(
+            crate::log::error(&format!(
                 "warning: {}: {p}; knockd ignores this line until it is fixed",
                 path.display()
             ));

@@ -92,13 +92,13 @@ pub(crate) fn revoked(config: &Config, target: &str, removed: &[(&str, Vec<Firew
 /// notifications are off.
 pub(super) fn notify_test(config: &Config) -> Exit {
     let Some(notify) = &config.notify else {
-        log::fatal(&NotifyError::NotConfigured.to_string());
+        log::error(&NotifyError::NotConfigured.to_string());
         return Exit::Usage;
     };
     let n = match notifier(config, notify) {
         Ok(n) => n,
         Err(e) => {
-            log::fatal(&e.to_string());
+            log::error(&e.to_string());
             return Exit::Failure;
         }
     };

@@ -47,7 +47,7 @@ pub(crate) fn client(config: &Config) -> Option<Client> {
     match Client::new(config) {
         Ok(c) => Some(c),
         Err(e) => {
-            crate::log::fatal(&e.to_string());
+            crate::log::error(&e.to_string());
             None
         }
     }

@@ -111,7 +111,7 @@ pub(super) fn list(config: &Config) -> Exit {
 pub(super) fn revoke(config: &Config, target: &str, dry_run: bool) -> Exit {
     // Bad usage, before any API call: what can never match a rule is not "no rule matched".
     if let Some(problem) = planner::revoke_target_problem(target) {
-        crate::log::fatal(&format!("--revoke: {problem}"));
+        crate::log::error(&format!("--revoke: {problem}"));
         return Exit::Usage;
     }
     let Some(client) = client(config) else {
