@@ -122,7 +122,7 @@ pub fn run(
         let key = match read_key_file(key_file, label) {
             Ok((key, warning)) => {
                 if let Some(w) = warning {
-                    crate::log::warning(w);
+                    crate::log::warning(&w);
                 }
                 key
             }
