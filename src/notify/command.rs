@@ -106,14 +106,14 @@ pub(crate) fn env_vars(event: &Event) -> Vec<(String, String)> {
 
 /// How a hook ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Outcome {
+pub(crate) struct HookRun {
     /// None when it was killed for running too long.
     pub status: Option<ExitStatus>,
     /// First non-empty line of its output, escaped, at most 200 characters.
     pub first_line: String,
 }
 
-impl Outcome {
+impl HookRun {
     pub(crate) fn ok(&self) -> bool {
         self.status.is_some_and(|s| s.success())
     }
@@ -159,7 +159,7 @@ impl Runner {
     pub(crate) fn start(
         &self,
         event: &Event,
-        done: impl FnOnce(Result<Outcome, NotifyError>) + Send + 'static,
+        done: impl FnOnce(Result<HookRun, NotifyError>) + Send + 'static,
     ) -> Result<(), NotifyError> {
         if self
             .running
@@ -187,11 +187,11 @@ impl Runner {
     }
 
     /// Runs the hook on this thread: at most `timeout`, then killed; always reaped.
-    pub(crate) fn run(&self, event: &Event) -> Result<Outcome, NotifyError> {
+    pub(crate) fn run(&self, event: &Event) -> Result<HookRun, NotifyError> {
         self.run_vars(&env_vars(event))
     }
 
-    fn run_vars(&self, vars: &[(String, String)]) -> Result<Outcome, NotifyError> {
+    fn run_vars(&self, vars: &[(String, String)]) -> Result<HookRun, NotifyError> {
         let program = self.program().to_string();
         let fail =
             |what: &str, e: std::io::Error| NotifyError::Command(format!("{program}: {what}: {e}"));
@@ -224,7 +224,7 @@ impl Runner {
         let text = output
             .recv_timeout(Duration::from_millis(500))
             .unwrap_or_default();
-        Ok(Outcome {
+        Ok(HookRun {
             status,
             first_line: first_line(&text),
         })

@@ -19,7 +19,7 @@ pub(crate) const MAX_KEYS: usize = 4096;
 const WINDOW_SECS: u64 = 60;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub(crate) enum Admission {
     Send,
     /// The same (event, address) was sent less than the interval ago.
     Repeat,
@@ -47,11 +47,11 @@ impl Limiter {
     }
 
     /// Whether to send (kind, ip) at `now`; a Send is recorded against both limits.
-    pub(crate) fn check(&mut self, kind: EventKind, ip: &str, now: u64) -> Decision {
+    pub(crate) fn check(&mut self, kind: EventKind, ip: &str, now: u64) -> Admission {
         if self.min_interval > 0 {
             if let Some(&t) = self.last.get(&(kind, ip.to_string())) {
                 if now.saturating_sub(t) < self.min_interval {
-                    return Decision::Repeat;
+                    return Admission::Repeat;
                 }
             }
         }
@@ -63,13 +63,13 @@ impl Limiter {
             sent.pop_front();
         }
         if sent.len() >= self.per_minute {
-            return Decision::OverCap;
+            return Admission::OverCap;
         }
         sent.push_back(now);
         if self.min_interval > 0 {
             self.remember(kind, ip, now);
         }
-        Decision::Send
+        Admission::Send
     }
 
     fn remember(&mut self, kind: EventKind, ip: &str, now: u64) {
@@ -99,7 +99,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Decision::*;
+    use Admission::*;
     use EventKind::*;
 
     #[test]

@@ -33,7 +33,7 @@ pub use webhook::redact_url;
 use crate::log;
 use crate::sync::lock;
 use command::{Runner, HOOK_TIMEOUT};
-use limit::{Decision, Limiter};
+use limit::{Admission, Limiter};
 use webhook::Webhook;
 
 /// Events waiting for the notifier thread; more are dropped (and counted).
@@ -271,11 +271,11 @@ fn run(inner: &Arc<Inner>, rx: Receiver<Event>, mut limiter: Limiter) {
                 }
                 let now = started.elapsed().as_secs();
                 match limiter.check(event.kind, &event.ip, now) {
-                    Decision::Send => deliver(inner, &event),
-                    Decision::Repeat => {
+                    Admission::Send => deliver(inner, &event),
+                    Admission::Repeat => {
                         inner.stats.repeats.fetch_add(1, Ordering::Relaxed);
                     }
-                    Decision::OverCap => {
+                    Admission::OverCap => {
                         inner.stats.over_cap.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -29,7 +29,7 @@ pub(crate) struct Prepared {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Answer {
+pub(crate) struct Receipt {
     pub status: u16,
     /// The first 200 bytes of the answer, escaped and scrubbed.
     pub snippet: String,
@@ -197,7 +197,7 @@ impl Webhook {
     /// Sends one request; a non-2xx status is an error carrying the answer's start. A 3xx
     /// too: redirects are not followed (a redirect could carry the token's request to another
     /// host), so nothing reached the receiver.
-    pub(crate) fn send(&self, agent: &ureq::Agent, event: &Event) -> Result<Answer, NotifyError> {
+    pub(crate) fn send(&self, agent: &ureq::Agent, event: &Event) -> Result<Receipt, NotifyError> {
         let p = self.prepare(event);
         let mut req = agent.request(p.method, &p.url).timeout(SEND_TIMEOUT);
         for (k, v) in &p.headers {
@@ -215,7 +215,7 @@ impl Webhook {
                     answer: self.scrub(&snippet(resp), &p.url),
                 })
             }
-            Ok(resp) => Ok(Answer {
+            Ok(resp) => Ok(Receipt {
                 status: resp.status(),
                 snippet: self.scrub(&snippet(resp), &p.url),
             }),
