@@ -87,6 +87,22 @@ pub fn apply(
     apply_batch(client, inst, policy, &batch, &mut Memory::none(), dry_run)
 }
 
+/// What one batch has learnt, round after round.
+#[derive(Default)]
+struct Learned {
+    /// Deletes of rounds that failed: (expired, evicted).
+    tried: (Vec<FirewallRule>, Vec<FirewallRule>),
+    /// Rules the API says exist although a fresh Describe did not show them under the same
+    /// text (InvalidParameter.FirewallRulesExist after a fresh Describe): present.
+    exists: Vec<FirewallRule>,
+    /// After a multi-rule Create met FirewallRulesExist: create one rule per call to learn which.
+    one_by_one: bool,
+    /// The memory proved stale (or could not be sent from): describe from now on.
+    fallback: bool,
+    replans: u32,
+    busy_attempt: u32,
+}
+
 /// Plans and applies a batch on one instance, from `memory` when it can, else from a Describe.
 pub fn apply_batch(
     client: &Client,
@@ -101,22 +117,12 @@ pub fn apply_batch(
         dropped: vec![None; n],
         ..Applied::default()
     };
-    // Deletes of rounds that failed: (expired, evicted).
-    let mut tried: (Vec<FirewallRule>, Vec<FirewallRule>) = (Vec::new(), Vec::new());
-    // Rules the API says exist although a fresh Describe did not show them under the same text
-    // (InvalidParameter.FirewallRulesExist after a fresh Describe): present.
-    let mut exists: Vec<FirewallRule> = Vec::new();
-    // After a multi-rule Create met FirewallRulesExist: create one rule per call to learn which.
-    let mut one_by_one = false;
-    let mut fallback = false;
-    let mut replans = 0;
-    let mut busy_attempt = 0;
+    let mut l = Learned::default();
     loop {
-        let now = Instant::now();
-        let remembered = if dry_run || fallback {
+        let remembered = if dry_run || l.fallback {
             None
         } else {
-            memory.usable(now).cloned()
+            memory.usable(Instant::now()).cloned()
         };
         let fresh = remembered.is_none();
         let (rules, version) = match remembered {
@@ -130,7 +136,7 @@ pub fn apply_batch(
                 // Not a documented answer of DescribeFirewallRules, but one a busy firewall
                 // may give: the read waits on the same budget as a write.
                 Err(e) if e.is(error::BUSY) => {
-                    busy_wait(e, inst, batch.until, &mut busy_attempt)?;
+                    busy_wait(e, inst, batch.until, &mut l.busy_attempt)?;
                     out.busy_waits += 1;
                     continue;
                 }
@@ -139,18 +145,7 @@ pub fn apply_batch(
         };
         out.rounds += 1;
         // Grants whose knock gave up are dropped before planning: never granted later.
-        let planned_at = Instant::now();
-        let mut live = Vec::with_capacity(n);
-        for i in 0..n {
-            if out.dropped[i].is_some() {
-                continue;
-            }
-            if batch.deadlines.is_some_and(|d| d[i] <= planned_at) {
-                out.dropped[i] = Some(Dropped::Expired);
-            } else {
-                live.push(i);
-            }
-        }
+        let live = live_grants(batch, &mut out.dropped, Instant::now());
         if n > 0 && live.is_empty() {
             out.plan.grants = vec![GrantStatus::NoRoom; n];
             return Ok(out);
@@ -158,7 +153,7 @@ pub fn apply_batch(
         let grants: Vec<Grant> = live.iter().map(|&i| batch.grants[i].clone()).collect();
         let mut plan = planner::plan(&rules, policy, &grants, client.now());
         plan.create
-            .retain(|r| !exists.iter().any(|e| e.same_identity(r)));
+            .retain(|r| !l.exists.iter().any(|e| e.same_identity(r)));
         plan.grants = spread(&plan.grants, &live, n);
         out.rules_before = rules.len();
         out.from_memory = !fresh;
@@ -167,12 +162,12 @@ pub fn apply_batch(
             // From memory only pure Creates are sent: a knock that finds its rules present
             // confirms them with a Describe, and deletes and refreshes touch existing rules,
             // which are always named from a fresh read.
-            fallback = true;
+            l.fallback = true;
             out.rounds -= 1;
             continue;
         }
         if dry_run || plan.writes() == 0 {
-            out.plan = with_gone(plan, &tried, &rules);
+            out.plan = with_gone(plan, &l.tried, &rules);
             return Ok(out);
         }
         let mut w = Written::new(version);
@@ -182,14 +177,14 @@ pub fn apply_batch(
             &plan,
             &mut w,
             memory.modify_keeps_version,
-            one_by_one,
-            &mut exists,
+            l.one_by_one,
+            &mut l.exists,
             &mut out.request_ids,
         );
         memory.modify_probe = w.modify_probe;
         match result {
             Ok(()) => {
-                out.plan = with_gone(plan, &tried, &rules);
+                out.plan = with_gone(plan, &l.tried, &rules);
                 remember_writes(memory, rules, &out.plan, &w);
                 if !fresh {
                     memory.misses = 0;
@@ -198,65 +193,118 @@ pub fn apply_batch(
             }
             Err(e) => {
                 memory.forget();
-                if fresh && e.is(error::EXISTS) && !plan.create.is_empty() && !w.created {
-                    // After a fresh Describe the API still holds a rule we would create: it
-                    // compares rules its own way (a reordered port list, say). Present.
-                    if plan.create.len() == 1 {
-                        exists.push(plan.create[0].clone());
-                    } else {
-                        one_by_one = true;
-                    }
-                }
-                let v6_in_create = plan.create.iter().any(|r| r.ipv6_cidr_block.is_some());
-                let next = after_refusal(WriteRefusal {
-                    denied: error::is_denied(&e),
-                    from_memory: !fresh,
-                    busy: e.is(error::BUSY),
-                    ipv6: error::ipv6_refusal(&e) && v6_in_create && !w.created,
-                    replannable: replan(&e),
-                    replans,
-                });
-                match next {
-                    Next::Describe => {
-                        // A stale memory costs this one refused write; whatever the error, the
-                        // next round describes and decides from what is really there.
-                        memory.memory_missed();
-                        fallback = true;
-                    }
-                    Next::WaitBusy => {
-                        busy_wait(e, inst, batch.until, &mut busy_attempt)?;
-                        out.busy_waits += 1;
-                    }
-                    Next::DropIpv6 => {
-                        let code = e.code().unwrap_or("").to_string();
-                        log::event(&format!(
-                            "ipv6-unsupported instance={} region={} code={}: IPv6 rules are not supported for this instance or region; IPv6 knocks fail there",
-                            inst.id,
-                            inst.region,
-                            error::log_safe(&code)
-                        ));
-                        for &i in &live {
-                            let ip = batch.grants[i].ip;
-                            if ip.is_ipv6() && !is_mapped(ip) {
-                                out.dropped[i] = Some(Dropped::Ipv6Refused(code.clone()));
-                            }
-                        }
-                        if live.iter().all(|&i| out.dropped[i].is_some()) {
-                            out.plan.grants = vec![GrantStatus::NoRoom; n];
-                            return Ok(out);
-                        }
-                    }
-                    Next::Replan => {
-                        let expired = plan.delete.len() - plan.evicted;
-                        remember(&mut tried.0, &plan.delete[..expired]);
-                        remember(&mut tried.1, &plan.delete[expired..]);
-                        replans += 1;
-                    }
-                    Next::GiveUp => return Err(e),
+                let round = Round {
+                    inst,
+                    batch,
+                    plan: &plan,
+                    written: &w,
+                    fresh,
+                    live: &live,
+                };
+                if after_failed_write(e, &round, memory, &mut l, &mut out)? {
+                    return Ok(out);
                 }
             }
         }
     }
+}
+
+/// The indices of the grants still wanted at `at`: a grant whose knock's deadline has passed
+/// is marked dropped and never planned again.
+fn live_grants(batch: &Batch, dropped: &mut [Option<Dropped>], at: Instant) -> Vec<usize> {
+    let mut live = Vec::with_capacity(dropped.len());
+    for (i, d) in dropped.iter_mut().enumerate() {
+        if d.is_some() {
+            continue;
+        }
+        if batch.deadlines.is_some_and(|dl| dl[i] <= at) {
+            *d = Some(Dropped::Expired);
+        } else {
+            live.push(i);
+        }
+    }
+    live
+}
+
+/// One write round that failed, as the next step needs it.
+struct Round<'a> {
+    inst: &'a Instance,
+    batch: &'a Batch<'a>,
+    plan: &'a Plan,
+    written: &'a Written,
+    /// Planned from a fresh Describe, not from memory.
+    fresh: bool,
+    live: &'a [usize],
+}
+
+/// Learns from a refused write and takes the next step `after_refusal` chooses. `Ok(true)`:
+/// the batch is finished (`out` is the answer); `Ok(false)`: another round; `Err`: the error
+/// is the answer.
+fn after_failed_write(
+    e: ApiError,
+    r: &Round,
+    memory: &mut Memory,
+    l: &mut Learned,
+    out: &mut Applied,
+) -> Result<bool, ApiError> {
+    let (plan, w) = (r.plan, r.written);
+    if r.fresh && e.is(error::EXISTS) && !plan.create.is_empty() && !w.created {
+        // After a fresh Describe the API still holds a rule we would create: it compares rules
+        // its own way (a reordered port list, say). Present.
+        if plan.create.len() == 1 {
+            l.exists.push(plan.create[0].clone());
+        } else {
+            l.one_by_one = true;
+        }
+    }
+    let v6_in_create = plan.create.iter().any(|r| r.ipv6_cidr_block.is_some());
+    let next = after_refusal(WriteRefusal {
+        denied: error::is_denied(&e),
+        from_memory: !r.fresh,
+        busy: e.is(error::BUSY),
+        ipv6: error::ipv6_refusal(&e) && v6_in_create && !w.created,
+        replannable: replan(&e),
+        replans: l.replans,
+    });
+    match next {
+        Next::Describe => {
+            // A stale memory costs this one refused write; whatever the error, the next round
+            // describes and decides from what is really there.
+            memory.memory_missed();
+            l.fallback = true;
+        }
+        Next::WaitBusy => {
+            busy_wait(e, r.inst, r.batch.until, &mut l.busy_attempt)?;
+            out.busy_waits += 1;
+        }
+        Next::DropIpv6 => {
+            let code = e.code().unwrap_or("").to_string();
+            log::event(&format!(
+                "ipv6-unsupported instance={} region={} code={}: IPv6 rules are not supported for this instance or region; IPv6 knocks fail there",
+                r.inst.id,
+                r.inst.region,
+                error::log_safe(&code)
+            ));
+            for &i in r.live {
+                let ip = r.batch.grants[i].ip;
+                if ip.is_ipv6() && !is_mapped(ip) {
+                    out.dropped[i] = Some(Dropped::Ipv6Refused(code.clone()));
+                }
+            }
+            if r.live.iter().all(|&i| out.dropped[i].is_some()) {
+                out.plan.grants = vec![GrantStatus::NoRoom; r.batch.grants.len()];
+                return Ok(true);
+            }
+        }
+        Next::Replan => {
+            let expired = plan.delete.len() - plan.evicted;
+            remember(&mut l.tried.0, &plan.delete[..expired]);
+            remember(&mut l.tried.1, &plan.delete[expired..]);
+            l.replans += 1;
+        }
+        Next::GiveUp => return Err(e),
+    }
+    Ok(false)
 }
 
 /// What a refused write leads to.
