@@ -2,7 +2,9 @@
 //! client-side pacing under the documented rate limits, and clock-skew correction.
 //! The contract it relies on: docs/lighthouse-api.md.
 
+use std::collections::HashMap;
 use std::io::Read;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -14,7 +16,7 @@ use super::error::{self, ApiError};
 use super::pacer::Pacer;
 use super::sign;
 use super::wire::{self, Reply};
-use crate::config::{Config, Endpoint, Instance, Secret};
+use crate::config::{AccessPoint, Config, Endpoint, Instance, Scheme, Secret};
 use crate::notify::{Notifier, NotifyConfig};
 use crate::rules::FirewallRule;
 use crate::{clock, log};
@@ -43,8 +45,12 @@ pub fn calls_on_this_thread() -> u64 {
 }
 
 pub struct Client {
-    agent: ureq::Agent,
-    endpoint: Endpoint,
+    /// One agent per API host, keyed by `Endpoint::host`: each host gets the proxy NO_PROXY
+    /// chooses for it, and a plain-http host connects to loopback only.
+    agents: HashMap<String, ureq::Agent>,
+    access_point: AccessPoint,
+    /// TENCENT_CLOUD_REGION: whose host serves the calls without an instance (DescribeRegions).
+    home_region: String,
     secret_id: String,
     secret_key: Secret,
     token: Option<Secret>,
@@ -154,14 +160,52 @@ pub fn backoff(attempt: u32) -> Duration {
     base.mul_f64(jitter_factor())
 }
 
+/// The addresses a plain-http endpoint may be reached at: loopback only, whatever the name
+/// resolved to. `.localhost` names are loopback by RFC 6761, but a DNS server may answer them
+/// otherwise, and a plain-http call must never leave the machine (it carries the token).
+pub(crate) fn loopback_only(
+    netloc: &str,
+    addrs: Vec<SocketAddr>,
+) -> Result<Vec<SocketAddr>, String> {
+    let (loopback, other): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.into_iter().partition(|a| a.ip().is_loopback());
+    match other.first() {
+        Some(a) if loopback.is_empty() => Err(format!(
+            "{netloc} resolves to {}, not a loopback address: plain http:// is only for loopback endpoints",
+            a.ip()
+        )),
+        _ => Ok(loopback),
+    }
+}
+
 impl Client {
     pub fn new(config: &Config) -> Result<Client, ApiError> {
-        let builder = agent_builder(config, &config.cloud.endpoint.host)?
-            .timeout(CALL_TIMEOUT)
-            .max_idle_connections_per_host(8);
+        let cloud = &config.cloud;
+        let mut agents = HashMap::new();
+        let hosts = cloud
+            .endpoints()
+            .into_iter()
+            .map(|(e, _)| e)
+            .chain(std::iter::once(cloud.endpoint(None)));
+        for endpoint in hosts {
+            if agents.contains_key(&endpoint.host) {
+                continue;
+            }
+            let mut builder = agent_builder(config, &endpoint.host)?
+                .timeout(CALL_TIMEOUT)
+                .max_idle_connections_per_host(8);
+            if endpoint.scheme == Scheme::Http {
+                builder = builder.resolver(|netloc: &str| {
+                    let addrs = netloc.to_socket_addrs()?.collect();
+                    loopback_only(netloc, addrs).map_err(std::io::Error::other)
+                });
+            }
+            agents.insert(endpoint.host, builder.build());
+        }
         Ok(Client {
-            agent: builder.build(),
-            endpoint: config.cloud.endpoint.clone(),
+            agents,
+            access_point: cloud.access_point.clone(),
+            home_region: cloud.region.clone(),
             secret_id: config.cloud.secret_id.clone(),
             secret_key: config.cloud.secret_key.clone(),
             token: config.cloud.token.clone(),
@@ -187,13 +231,18 @@ impl Client {
         body: &Value,
     ) -> Result<Reply, ApiError> {
         let bytes = body.to_string().into_bytes();
+        // The host decides the access region, which Tencent's rate limits count per
+        // (docs/lighthouse-api.md#rate-limits): the host is the pacer's key.
+        let endpoint = self
+            .access_point
+            .endpoint(region.unwrap_or(&self.home_region));
         let mut skew_fixed = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.pacer.wait(action, region);
+            self.pacer.wait(action, &endpoint.host);
             let started = Instant::now();
-            let (result, date) = self.send_once(action, region, &bytes);
+            let (result, date) = self.send_once(&endpoint, action, region, &bytes);
             match result {
                 Err(e) if e.is("AuthFailure.SignatureExpire") && !skew_fixed => {
                     skew_fixed = true;
@@ -234,6 +283,7 @@ impl Client {
 
     fn send_once(
         &self,
+        endpoint: &Endpoint,
         action: &'static str,
         region: Option<&str>,
         body: &[u8],
@@ -246,15 +296,29 @@ impl Client {
                 secret_key: self.secret_key.expose(),
             },
             SERVICE,
-            &self.endpoint.host,
+            &endpoint.host,
             CONTENT_TYPE,
             timestamp,
             body,
         );
-        let mut req = self
-            .agent
-            .post(&self.endpoint.url())
-            .set("Host", &self.endpoint.host)
+        // Every host the configuration names got its agent in `new`; a region outside it (no
+        // caller asks for one) would borrow another host's, which differs only in its proxy.
+        let Some(agent) = self
+            .agents
+            .get(&endpoint.host)
+            .or_else(|| self.agents.values().next())
+        else {
+            return (
+                Err(ApiError::Transport(format!(
+                    "no agent for {}",
+                    endpoint.host
+                ))),
+                None,
+            );
+        };
+        let mut req = agent
+            .post(&endpoint.url())
+            .set("Host", &endpoint.host)
             .set("Content-Type", CONTENT_TYPE)
             .set("Authorization", &signed.authorization)
             .set("X-TC-Action", action)
@@ -499,6 +563,35 @@ mod tests {
             "http://[::1]:9000/",
         ] {
             assert!(agent.post(url).request_url().is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn plain_http_connects_to_loopback_addresses_only() {
+        let a = |s: &str| s.parse::<SocketAddr>().expect(s);
+        for (addrs, want) in [
+            (vec!["127.0.0.1:9000"], Ok(vec!["127.0.0.1:9000"])),
+            (
+                vec!["[::1]:9000", "127.0.0.1:9000"],
+                Ok(vec!["[::1]:9000", "127.0.0.1:9000"]),
+            ),
+            // A name with loopback and other answers: only the loopback ones are tried.
+            (
+                vec!["203.0.113.5:9000", "127.0.0.1:9000"],
+                Ok(vec!["127.0.0.1:9000"]),
+            ),
+            (vec!["203.0.113.5:9000"], Err("203.0.113.5")),
+            (vec!["[2001:db8::1]:9000"], Err("2001:db8::1")),
+            (vec![], Ok(vec![])),
+        ] {
+            let got = loopback_only("x.localhost:9000", addrs.iter().map(|s| a(s)).collect());
+            match want {
+                Ok(w) => assert_eq!(got, Ok(w.iter().map(|s| a(s)).collect()), "{addrs:?}"),
+                Err(ip) => {
+                    let e = got.expect_err("refused");
+                    assert!(e.contains(ip) && e.contains("x.localhost:9000"), "{e}");
+                }
+            }
         }
     }
 

@@ -5,10 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::vars::{Checker, Vars, DEFAULT_ACCESS_POINT};
+use super::vars::{Checker, Vars};
 use super::{
-    values, ClientIpMethod, CloudConfig, Endpoint, KeysConfig, KnockConfig, LimitsConfig,
-    RulesConfig, Scheme, Secret,
+    values, AccessPoint, ClientIpMethod, CloudConfig, Endpoint, KeysConfig, KnockConfig,
+    LimitsConfig, RulesConfig, Scheme, Secret,
 };
 use crate::rules::cidr::Cidr;
 use crate::rules::Protocol;
@@ -92,23 +92,30 @@ pub(crate) fn cloud(vars: &Vars, c: &mut Checker) -> CloudConfig {
         }),
     };
 
-    let endpoint = match values::parse_endpoint(vars.value("TENCENT_CLOUD_ACCESS_POINT")) {
-        Ok(ep) => {
-            if ep.scheme == Scheme::Http {
-                c.warn(format!(
-                    "TENCENT_CLOUD_ACCESS_POINT uses plain http://{}: only for local testing",
-                    ep.host
-                ));
+    let access_point = match vars.get("TENCENT_CLOUD_ACCESS_POINT") {
+        None => AccessPoint::regional(),
+        Some(text) => match values::parse_access_point(text) {
+            Ok(ap) => {
+                if let AccessPoint::One(Endpoint {
+                    scheme: Scheme::Http,
+                    host,
+                })
+                | AccessPoint::PerRegion {
+                    scheme: Scheme::Http,
+                    host,
+                } = &ap
+                {
+                    c.warn(format!(
+                        "TENCENT_CLOUD_ACCESS_POINT uses plain http://{host}: only for local testing"
+                    ));
+                }
+                ap
             }
-            ep
-        }
-        Err(e) => {
-            c.err("TENCENT_CLOUD_ACCESS_POINT", e);
-            Endpoint {
-                scheme: Scheme::Https,
-                host: DEFAULT_ACCESS_POINT.into(),
+            Err(e) => {
+                c.err("TENCENT_CLOUD_ACCESS_POINT", e);
+                AccessPoint::regional()
             }
-        }
+        },
     };
 
     let ca_file = vars.get("TENCENT_CLOUD_CA_FILE").map(PathBuf::from);
@@ -149,7 +156,7 @@ pub(crate) fn cloud(vars: &Vars, c: &mut Checker) -> CloudConfig {
     CloudConfig {
         instances,
         region,
-        endpoint,
+        access_point,
         ca_file,
         secret_id,
         secret_key: Secret::new(secret_key),
