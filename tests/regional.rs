@@ -456,3 +456,247 @@ fn thirty_instances_through_one_named_host_share_its_one_budget() {
     drop(k);
     drop(sim);
 }
+
+// Credentials: knockd's own variables, then the SDKs' environment names, then their profile
+// file (docs/lighthouse-api.md#credentials). Fake values, each checked absent from the output.
+
+const ENV_ID: &str = "AKIDenvironmentENVenvENVenv0003";
+const ENV_KEY: &str = "environmentSecretKey0003XYZ";
+const FILE_ID: &str = "AKIDprofilePROFILEprofile0004";
+const FILE_KEY: &str = "profileSecretKey0004XYZ";
+
+/// `knockd --check-config` with a config file holding `config` and exactly `env` (plus PATH).
+fn check_config(config: &[(&str, &str)], env: &[(&str, &str)]) -> (Output, String) {
+    let dir = temp_dir("credentials");
+    let mut all = vec![
+        ("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", "lhins-kn0ck001"),
+        ("KNOCK_REFERER", REFERER),
+        ("FW_PERMIT_PORTS_TCP", "22"),
+    ];
+    all.extend_from_slice(config);
+    let pairs: Vec<(String, String)> = all
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let path = write_config(&dir, &pairs);
+    let out = Command::new(env!("CARGO_BIN_EXE_knockd"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run knockd --check-config");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for secret in [
+        SECRET_KEY,
+        ENV_KEY,
+        FILE_KEY,
+        "tokenFromTerraform",
+        "tokenFromTccli",
+    ] {
+        assert!(!text.contains(secret), "a secret in the output:\n{text}");
+    }
+    (out, text)
+}
+
+/// A profile file in the SDKs' INI form, mode 600.
+fn profile(dir: &Path, text: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("credentials");
+    std::fs::write(&path, text).expect("write profile");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    path
+}
+
+fn credentials_line(text: &str) -> &str {
+    text.lines()
+        .find(|l| l.starts_with("# credentials: "))
+        .unwrap_or_else(|| panic!("no credentials line:\n{text}"))
+}
+
+#[test]
+fn knockds_own_variables_win_over_the_sdks_environment_and_profile() {
+    let dir = temp_dir("profile-ignored");
+    let file = profile(
+        &dir,
+        &format!("[default]\nsecret_id={FILE_ID}\nsecret_key={FILE_KEY}\n"),
+    );
+    let (out, text) = check_config(
+        &[
+            ("TENCENT_CLOUD_SECRET_ID", SECRET_ID),
+            ("TENCENT_CLOUD_SECRET_KEY", SECRET_KEY),
+        ],
+        &[
+            ("TENCENTCLOUD_SECRET_ID", ENV_ID),
+            ("TENCENTCLOUD_SECRET_KEY", ENV_KEY),
+            (
+                "TENCENTCLOUD_CREDENTIALS_FILE",
+                file.to_str().expect("utf-8"),
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        credentials_line(&text),
+        "# credentials: SecretId from TENCENT_CLOUD_SECRET_ID (config file); SecretKey from \
+         TENCENT_CLOUD_SECRET_KEY (config file); token not set"
+    );
+    assert!(
+        text.contains("TENCENT_CLOUD_SECRET_ID = AKID****001\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_sdks_environment_names_are_read_with_terraforms_token_before_tcclis() {
+    let env = [
+        ("TENCENTCLOUD_SECRET_ID", ENV_ID),
+        ("TENCENTCLOUD_SECRET_KEY", ENV_KEY),
+        ("TENCENTCLOUD_TOKEN", "tokenFromTccli"),
+    ];
+    let (out, text) = check_config(&[], &env);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        credentials_line(&text),
+        "# credentials: SecretId from TENCENTCLOUD_SECRET_ID (environment); SecretKey from \
+         TENCENTCLOUD_SECRET_KEY (environment); token from TENCENTCLOUD_TOKEN (environment)"
+    );
+    assert!(
+        text.contains("TENCENT_CLOUD_SECRET_ID = AKID****003\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TENCENT_CLOUD_TOKEN = **** (set)\n"),
+        "{text}"
+    );
+    let mut both = env.to_vec();
+    both.push(("TENCENTCLOUD_SECURITY_TOKEN", "tokenFromTerraform"));
+    let (out, text) = check_config(&[], &both);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        credentials_line(&text).ends_with("token from TENCENTCLOUD_SECURITY_TOKEN (environment)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_profile_file_is_read_from_the_variable_or_home() {
+    let dir = temp_dir("profile");
+    let text = format!(
+        "# written by tccli configure\n[other]\nsecret_id=AKIDotherOTHERother\n[default]\n\
+         secret_id = {FILE_ID}\nsecret_key = {FILE_KEY}\n"
+    );
+    let file = profile(&dir, &text);
+    let (out, report) = check_config(
+        &[],
+        &[(
+            "TENCENTCLOUD_CREDENTIALS_FILE",
+            file.to_str().expect("utf-8"),
+        )],
+    );
+    assert!(out.status.success(), "{report}");
+    let shown = file.display();
+    assert_eq!(
+        credentials_line(&report),
+        format!(
+            "# credentials: SecretId from secret_id in {shown} [default]; SecretKey from \
+             secret_key in {shown} [default]; token not set"
+        )
+    );
+    assert!(
+        report.contains("TENCENT_CLOUD_SECRET_ID = AKID****004\n"),
+        "{report}"
+    );
+
+    // ~/.tencentcloud/credentials, with HOME.
+    let home = temp_dir("home");
+    std::fs::create_dir_all(home.join(".tencentcloud")).expect("mkdir");
+    profile(
+        &home.join(".tencentcloud"),
+        &format!("[default]\nsecret_id={FILE_ID}\nsecret_key={FILE_KEY}\ntoken=tokenFromTccli\n"),
+    );
+    let (out, report) = check_config(&[], &[("HOME", home.to_str().expect("utf-8"))]);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        credentials_line(&report).contains(&format!(
+            "secret_id in {}/.tencentcloud/credentials [default]",
+            home.display()
+        )),
+        "{report}"
+    );
+    assert!(
+        credentials_line(&report).contains("token from token in"),
+        "{report}"
+    );
+
+    // A file named by the variable must be there.
+    let (out, report) = check_config(
+        &[],
+        &[("TENCENTCLOUD_CREDENTIALS_FILE", "/nonexistent/credentials")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    assert!(
+        report.contains(
+            "/nonexistent/credentials: the Tencent Cloud credentials file cannot be read"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_key_pair_split_over_two_sources_is_refused_naming_both() {
+    let (out, text) = check_config(
+        &[("TENCENT_CLOUD_SECRET_ID", SECRET_ID)],
+        &[("TENCENTCLOUD_SECRET_KEY", ENV_KEY)],
+    );
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(
+            "TENCENT_CLOUD_SECRET_ID: TENCENT_CLOUD_SECRET_ID (config file) is set but its other \
+             half is not, while TENCENTCLOUD_SECRET_KEY (environment) is"
+        ),
+        "{text}"
+    );
+    // The environment's SecretId with the profile's SecretKey.
+    let dir = temp_dir("split");
+    let file = profile(&dir, &format!("[default]\nsecret_key={FILE_KEY}\n"));
+    let (out, text) = check_config(
+        &[],
+        &[
+            ("TENCENTCLOUD_SECRET_ID", ENV_ID),
+            (
+                "TENCENTCLOUD_CREDENTIALS_FILE",
+                file.to_str().expect("utf-8"),
+            ),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("TENCENTCLOUD_SECRET_ID (environment) is set"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("secret_key in {} [default] is", file.display())),
+        "{text}"
+    );
+    // knockd's token with the SDKs' pair: a token belongs to its own pair.
+    let (out, text) = check_config(
+        &[("TENCENT_CLOUD_TOKEN", "tokenFromTccli")],
+        &[
+            ("TENCENTCLOUD_SECRET_ID", ENV_ID),
+            ("TENCENTCLOUD_SECRET_KEY", ENV_KEY),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("TENCENT_CLOUD_TOKEN: TENCENT_CLOUD_TOKEN (config file) is set but the key pair comes from TENCENTCLOUD_SECRET_ID (environment)"),
+        "{text}"
+    );
+}

@@ -4,6 +4,7 @@
 //! each section's checks in `sections`, value parsers in `values`, the printed report in
 //! `report`.
 
+mod credentials;
 pub mod envfile;
 mod report;
 mod sections;
@@ -161,6 +162,9 @@ pub struct CloudConfig {
     pub secret_id: String,
     pub secret_key: Secret,
     pub token: Option<Secret>,
+    /// Where the SecretId, SecretKey and token came from (`TENCENTCLOUD_SECRET_ID
+    /// (environment)`), never their values; empty for one not found.
+    pub credentials_from: [String; 3],
 }
 
 /// The knock port.

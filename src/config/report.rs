@@ -198,6 +198,19 @@ impl Config {
             Some(p) => format!("# config file: {}\n", p.display()),
             None => "# config file: none (environment only)\n".to_string(),
         };
+        // Where the credentials came from (knockd's variables, the SDKs' environment names or
+        // their profile file), never what they are.
+        let [id, key, token] = &self.cloud.credentials_from;
+        if !id.is_empty() {
+            out.push_str(&format!(
+                "# credentials: SecretId from {id}; SecretKey from {key}; token {}\n",
+                if token.is_empty() {
+                    "not set".to_string()
+                } else {
+                    format!("from {token}")
+                }
+            ));
+        }
         // The table's order; variables shown through another (DAYS_RULE_EXPIRES as RULE_TTL)
         // have no line of their own.
         for var in VARS {

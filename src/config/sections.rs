@@ -125,42 +125,17 @@ pub(crate) fn cloud(vars: &Vars, c: &mut Checker) -> CloudConfig {
         }
     }
 
-    let secret_id = vars.value("TENCENT_CLOUD_SECRET_ID").to_string();
-    c.require_token(
-        "TENCENT_CLOUD_SECRET_ID",
-        &secret_id,
-        "the API SecretId (AKID…)",
-    );
-    let secret_key = vars.value("TENCENT_CLOUD_SECRET_KEY").to_string();
-    c.require_token("TENCENT_CLOUD_SECRET_KEY", &secret_key, "the API SecretKey");
-    for (var, value) in [
-        ("TENCENT_CLOUD_SECRET_ID", &secret_id),
-        ("TENCENT_CLOUD_SECRET_KEY", &secret_key),
-    ] {
-        if value.contains('*') {
-            c.warn(format!(
-                "{var} contains '*': it looks like the masked example value, not a real key"
-            ));
-        }
-    }
-    let token = vars.get("TENCENT_CLOUD_TOKEN").map(str::to_string);
-    if token
-        .as_deref()
-        .is_some_and(|t| !t.bytes().all(|b| b.is_ascii_graphic()))
-    {
-        c.err(
-            "TENCENT_CLOUD_TOKEN",
-            "must be printable ASCII without spaces (value not shown)",
-        );
-    }
+    // knockd's variables, else the SDKs' environment names, else their profile file.
+    let credentials = super::credentials::find(vars, c);
     CloudConfig {
         instances,
         region,
         access_point,
         ca_file,
-        secret_id,
-        secret_key: Secret::new(secret_key),
-        token: token.map(Secret::new),
+        secret_id: credentials.secret_id,
+        secret_key: Secret::new(credentials.secret_key),
+        token: credentials.token.map(Secret::new),
+        credentials_from: credentials.from,
     }
 }
 
