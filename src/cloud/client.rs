@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -16,7 +15,7 @@ use super::error::{self, ApiError};
 use super::pacer::Pacer;
 use super::sign;
 use super::wire::{self, Reply};
-use crate::config::{AccessPoint, Config, Endpoint, Instance, Scheme, Secret};
+use crate::config::{AccessPoint, Config, Endpoint, Instance, Secret};
 use crate::notify::{Notifier, NotifyConfig};
 use crate::rules::FirewallRule;
 use crate::{clock, log};
@@ -160,48 +159,14 @@ pub fn backoff(attempt: u32) -> Duration {
     base.mul_f64(jitter_factor())
 }
 
-/// The addresses a plain-http endpoint may be reached at: loopback only, whatever the name
-/// resolved to. `.localhost` names are loopback by RFC 6761, but a DNS server may answer them
-/// otherwise, and a plain-http call must never leave the machine (it carries the token).
-pub(crate) fn loopback_only(
-    netloc: &str,
-    addrs: Vec<SocketAddr>,
-) -> Result<Vec<SocketAddr>, String> {
-    let (loopback, other): (Vec<SocketAddr>, Vec<SocketAddr>) =
-        addrs.into_iter().partition(|a| a.ip().is_loopback());
-    match other.first() {
-        Some(a) if loopback.is_empty() => Err(format!(
-            "{netloc} resolves to {}, not a loopback address: plain http:// is only for loopback endpoints",
-            a.ip()
-        )),
-        _ => Ok(loopback),
-    }
-}
-
 impl Client {
     pub fn new(config: &Config) -> Result<Client, ApiError> {
         let cloud = &config.cloud;
-        let mut agents = HashMap::new();
-        let hosts = cloud
-            .endpoints()
-            .into_iter()
-            .map(|(e, _)| e)
-            .chain(std::iter::once(cloud.endpoint(None)));
-        for endpoint in hosts {
-            if agents.contains_key(&endpoint.host) {
-                continue;
-            }
-            let mut builder = agent_builder(config, &endpoint.host)?
+        let agents = super::agents::per_host(config, |host| {
+            Ok(agent_builder(config, host)?
                 .timeout(CALL_TIMEOUT)
-                .max_idle_connections_per_host(8);
-            if endpoint.scheme == Scheme::Http {
-                builder = builder.resolver(|netloc: &str| {
-                    let addrs = netloc.to_socket_addrs()?.collect();
-                    loopback_only(netloc, addrs).map_err(std::io::Error::other)
-                });
-            }
-            agents.insert(endpoint.host, builder.build());
-        }
+                .max_idle_connections_per_host(8))
+        })?;
         Ok(Client {
             agents,
             access_point: cloud.access_point.clone(),
@@ -563,35 +528,6 @@ mod tests {
             "http://[::1]:9000/",
         ] {
             assert!(agent.post(url).request_url().is_ok(), "{url}");
-        }
-    }
-
-    #[test]
-    fn plain_http_connects_to_loopback_addresses_only() {
-        let a = |s: &str| s.parse::<SocketAddr>().expect(s);
-        for (addrs, want) in [
-            (vec!["127.0.0.1:9000"], Ok(vec!["127.0.0.1:9000"])),
-            (
-                vec!["[::1]:9000", "127.0.0.1:9000"],
-                Ok(vec!["[::1]:9000", "127.0.0.1:9000"]),
-            ),
-            // A name with loopback and other answers: only the loopback ones are tried.
-            (
-                vec!["203.0.113.5:9000", "127.0.0.1:9000"],
-                Ok(vec!["127.0.0.1:9000"]),
-            ),
-            (vec!["203.0.113.5:9000"], Err("203.0.113.5")),
-            (vec!["[2001:db8::1]:9000"], Err("2001:db8::1")),
-            (vec![], Ok(vec![])),
-        ] {
-            let got = loopback_only("x.localhost:9000", addrs.iter().map(|s| a(s)).collect());
-            match want {
-                Ok(w) => assert_eq!(got, Ok(w.iter().map(|s| a(s)).collect()), "{addrs:?}"),
-                Err(ip) => {
-                    let e = got.expect_err("refused");
-                    assert!(e.contains(ip) && e.contains("x.localhost:9000"), "{e}");
-                }
-            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! The Lighthouse API: signing, the client, its error policy, and the writers that apply plans
 //! to each instance (docs/lighthouse-api.md).
 
+mod agents;
 pub mod client;
 pub mod error;
 pub mod executor;

@@ -2,8 +2,10 @@
 //! sections (`cloud`, `knock`, `rules`, `limits`). Finding and reading the file is here
 //! (`load`); the `.env` grammar is in `envfile`, the variables and their defaults in `vars`,
 //! each section's checks in `sections`, value parsers in `values`, the printed report in
-//! `report`.
+//! `report`, where API calls go in `access_point`, where the key pair comes from in
+//! `credentials`.
 
+mod access_point;
 mod credentials;
 pub mod envfile;
 mod report;
@@ -17,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use access_point::{AccessPoint, REGIONAL_HOSTS, REGION_PLACEHOLDER};
 pub use report::mask_id;
 pub(crate) use vars::DEFAULT_MESSAGE_SUCCESS;
 use vars::{Checker, Vars};
@@ -78,50 +81,6 @@ impl Endpoint {
             Scheme::Https => format!("https://{}/", self.host),
             Scheme::Http => format!("http://{}/", self.host),
         }
-    }
-}
-
-/// What stands for the region in a per-region TENCENT_CLOUD_ACCESS_POINT.
-pub const REGION_PLACEHOLDER: &str = "{region}";
-/// Unset TENCENT_CLOUD_ACCESS_POINT: each region's own host
-/// (docs/lighthouse-api.md#endpoints-and-transport).
-pub const REGIONAL_HOSTS: &str = "lighthouse.{region}.tencentcloudapi.com";
-
-/// Where the API calls go (TENCENT_CLOUD_ACCESS_POINT). Tencent counts rate limits per action,
-/// access region and sub-account, and the host decides the access region
-/// (docs/lighthouse-api.md#rate-limits), so this also decides the budgets knockd paces on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccessPoint {
-    /// One host for every call: one access region, one budget per action.
-    One(Endpoint),
-    /// A host per region: `{region}` in `host` becomes the region of the instance called, or
-    /// TENCENT_CLOUD_REGION for a call without an instance (DescribeRegions).
-    PerRegion { scheme: Scheme, host: String },
-}
-
-impl AccessPoint {
-    /// Each region's own host, `lighthouse.<region>.tencentcloudapi.com`: the default.
-    pub fn regional() -> AccessPoint {
-        AccessPoint::PerRegion {
-            scheme: Scheme::Https,
-            host: REGIONAL_HOSTS.to_string(),
-        }
-    }
-
-    /// The endpoint of the calls about `region`.
-    pub fn endpoint(&self, region: &str) -> Endpoint {
-        match self {
-            AccessPoint::One(e) => e.clone(),
-            AccessPoint::PerRegion { scheme, host } => Endpoint {
-                scheme: *scheme,
-                host: host.replace(REGION_PLACEHOLDER, region),
-            },
-        }
-    }
-
-    /// As configured: a URL, with `{region}` in the host when per region.
-    pub fn url(&self) -> String {
-        self.endpoint(REGION_PLACEHOLDER).url()
     }
 }
 
@@ -227,29 +186,6 @@ pub struct LimitsConfig {
     pub lockout_failures: u32,
     pub lockout_window: Duration,
     pub lockout_duration: Duration,
-}
-
-impl CloudConfig {
-    /// The endpoint of the calls about `region`; `None`: a call without an instance, sent to
-    /// TENCENT_CLOUD_REGION's host.
-    pub fn endpoint(&self, region: Option<&str>) -> Endpoint {
-        self.access_point.endpoint(region.unwrap_or(&self.region))
-    }
-
-    /// Every endpoint the instances' calls go to, in the order of the instances' first use,
-    /// with the regions served through each.
-    pub fn endpoints(&self) -> Vec<(Endpoint, Vec<&str>)> {
-        let mut out: Vec<(Endpoint, Vec<&str>)> = Vec::new();
-        for inst in &self.instances {
-            let ep = self.endpoint(Some(&inst.region));
-            match out.iter_mut().find(|(e, _)| *e == ep) {
-                Some((_, regions)) if regions.contains(&inst.region.as_str()) => {}
-                Some((_, regions)) => regions.push(&inst.region),
-                None => out.push((ep, vec![&inst.region])),
-            }
-        }
-        out
-    }
 }
 
 impl Config {

@@ -243,7 +243,7 @@ pub(crate) fn is_hostname(h: &str) -> bool {
 /// Loopback addresses, `localhost` and names under `.localhost`, which RFC 6761 (section 6.3)
 /// reserves for loopback. A resolver may still answer such a name with another address, so the
 /// API client also refuses to connect a plain-http endpoint anywhere but loopback
-/// (`cloud::client::loopback_only`).
+/// (`cloud::agents::loopback_only`).
 pub(crate) fn is_loopback_host(host: &str) -> bool {
     if host == "localhost" || host.ends_with(".localhost") {
         return true;
