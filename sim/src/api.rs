@@ -97,8 +97,7 @@ fn check_and_run(
             ),
         ));
     }
-    let rate_region = req.header("x-tc-region").unwrap_or("");
-    if cfg.rate_limit && !st.admit(action, rate_region, &secret_id) {
+    if cfg.rate_limit && !st.admit(action, &req.host(), &secret_id) {
         return Err(err(
             "RequestLimitExceeded",
             format!(

@@ -37,7 +37,7 @@ pub(crate) const USAGE: &str =
   --conflict-after-describe N   the first N DescribeFirewallRules bump FirewallVersion afterwards
   --modify-description-keeps-version
                                 ModifyFirewallRuleDescription leaves FirewallVersion alone
-  --no-rate-limit               disable the rate limits (per action, region and SecretId)
+  --no-rate-limit               disable the rate limits (per action, Host and SecretId)
   --port-identity-by-set        tell rules apart by the set of ports (`22,443` = `443,22`,
                                 `ALL` = `1-65535`) instead of the Port text as written
   --create-inserts-first        CreateFirewallRules puts new rules first instead of last
@@ -54,8 +54,8 @@ pub(crate) const USAGE: &str =
                                 UnauthorizedOperation
   --seed N                      seed of the fault-injection PRNG
 GET /__state dumps the instances and their rules, and the counters: calls (per action),
-calls_by_instance and calls_by_region (per instance or X-TC-Region, then action; every call
-routed, whatever its outcome) and errors (per code).";
+calls_by_instance, calls_by_region and calls_by_host (per instance, X-TC-Region or Host, then
+action; every call routed, whatever its outcome) and errors (per code).";
 
 pub(crate) struct Config {
     pub(crate) listen: SocketAddr,

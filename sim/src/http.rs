@@ -19,6 +19,24 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// The `Host` the client sent, lowercase, which is what decides the access region at the
+    /// real API (docs/lighthouse-api.md#rate-limits): `-` when absent, `?` when it is not a
+    /// plausible `host[:port]` (so a hostile header cannot add odd keys to the state dump).
+    pub(crate) fn host(&self) -> String {
+        match self.header("host").map(str::trim) {
+            None | Some("") => "-".to_string(),
+            Some(h)
+                if h.len() <= 255
+                    && h.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                    }) =>
+            {
+                h.to_ascii_lowercase()
+            }
+            Some(_) => "?".to_string(),
+        }
+    }
+
     /// The first header of that (lowercase) name.
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers

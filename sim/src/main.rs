@@ -294,7 +294,7 @@ fn api_call(shared: &Shared, req: &Request) -> Option<Vec<u8>> {
     let (dropped, delay_ms) = {
         let mut st = shared.lock();
         if let Some(a) = action {
-            st.count_call(a, instance.as_deref(), peek_region(req));
+            st.count_call(a, instance.as_deref(), peek_region(req), &req.host());
         }
         let dropped = st.rng.chance(cfg.drop_rate);
         let spike = st.rng.chance(cfg.spike_rate);

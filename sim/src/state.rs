@@ -61,7 +61,7 @@ impl Rng {
     }
 }
 
-/// What one rate limit counts: (action, region, SecretId).
+/// What one rate limit counts: (action, host, SecretId).
 type RateKey = (Action, String, String);
 
 pub(crate) struct State {
@@ -70,6 +70,8 @@ pub(crate) struct State {
     pub(crate) calls_by_instance: BTreeMap<String, BTreeMap<String, u64>>,
     /// Region (`X-TC-Region` as sent, `-` when absent) → action → calls.
     pub(crate) calls_by_region: BTreeMap<String, BTreeMap<String, u64>>,
+    /// `Host` as sent (lowercase; `-` when absent, `?` when implausible) → action → calls.
+    pub(crate) calls_by_host: BTreeMap<String, BTreeMap<String, u64>>,
     pub(crate) errors: BTreeMap<String, u64>,
     pub(crate) rng: Rng,
     rate: HashMap<RateKey, VecDeque<Instant>>,
@@ -83,6 +85,7 @@ impl State {
             calls: BTreeMap::new(),
             calls_by_instance: BTreeMap::new(),
             calls_by_region: BTreeMap::new(),
+            calls_by_host: BTreeMap::new(),
             errors: BTreeMap::new(),
             rng: Rng::new(seed),
             rate: HashMap::new(),
@@ -90,10 +93,23 @@ impl State {
         }
     }
 
-    /// `calls`, `calls_by_instance` and `calls_by_region` count a request as soon as it is
-    /// routed, whatever happens next (a refusal, an injected fault, a dropped connection).
-    pub(crate) fn count_call(&mut self, action: Action, instance: Option<&str>, region: &str) {
+    /// `calls`, `calls_by_instance`, `calls_by_region` and `calls_by_host` count a request as
+    /// soon as it is routed, whatever happens next (a refusal, an injected fault, a dropped
+    /// connection).
+    pub(crate) fn count_call(
+        &mut self,
+        action: Action,
+        instance: Option<&str>,
+        region: &str,
+        host: &str,
+    ) {
         *self.calls.entry(action.name().to_string()).or_insert(0) += 1;
+        *self
+            .calls_by_host
+            .entry(host.to_string())
+            .or_default()
+            .entry(action.name().to_string())
+            .or_insert(0) += 1;
         *self
             .calls_by_region
             .entry(region.to_string())
@@ -129,19 +145,21 @@ impl State {
             "calls": self.calls,
             "calls_by_instance": self.calls_by_instance,
             "calls_by_region": self.calls_by_region,
+            "calls_by_host": self.calls_by_host,
             "errors": self.errors,
         })
     }
 
-    /// A rolling one-second window per (action, region, SecretId): Tencent documents the
-    /// rate-limit dimension as "API + access region + sub-account" (docs/lighthouse-api.md,
-    /// quotas and rate limits), each action with its own limit. The account-wide and per-IP
-    /// limits that also exist are not simulated.
-    pub(crate) fn admit(&mut self, action: Action, region: &str, secret_id: &str) -> bool {
+    /// A rolling one-second window per (action, host, SecretId): Tencent documents the
+    /// rate-limit dimension as "API + access region + sub-account", the access region being
+    /// decided by the host the request went to, not by `X-TC-Region`
+    /// (docs/lighthouse-api.md#rate-limits), each action with its own limit. The account-wide
+    /// and per-IP limits that also exist are not simulated.
+    pub(crate) fn admit(&mut self, action: Action, host: &str, secret_id: &str) -> bool {
         let now = Instant::now();
         let window = self
             .rate
-            .entry((action, region.to_string(), secret_id.to_string()))
+            .entry((action, host.to_string(), secret_id.to_string()))
             .or_default();
         while window
             .front()

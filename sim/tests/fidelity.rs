@@ -1,5 +1,5 @@
 //! The simulator's fidelity to the real API where knockd's correctness depends on it: rate limits
-//! per (action, region, SecretId), the Port grammar and how ports take part in a rule's
+//! per (action, Host, SecretId), the Port grammar and how ports take part in a rule's
 //! identity, where created rules go, busy firewalls, regions without IPv6, and the per-region
 //! call counts knockd's tests assert on (docs/lighthouse-api.md).
 
@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::sim::{call, call_now, code, now, Sim};
+use common::sim::{call_now, call_via_host, code, now, Sim};
 use common::{INSTANCE, INSTANCE_ARG, REGION};
 use serde_json::{json, Value};
 
@@ -73,30 +73,36 @@ fn ports_and_blocks(sim: &Sim) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Sends all `calls` (region, SecretId, SecretKey, action, body) at once from threads, so they
-/// land within one second even on a loaded machine; returns the answers in order and whether
-/// they all came back within 900 ms (only then are exact counts asserted).
-fn burst(
-    sim: &Sim,
-    calls: Vec<(
-        &'static str,
-        &'static str,
-        &'static str,
-        &'static str,
-        Value,
-    )>,
-) -> (Vec<Value>, bool) {
+/// Regional hosts the tests send `Host` for (docs/lighthouse-api.md#endpoints-and-transport).
+const HOST: &str = "lighthouse.ap-guangzhou.tencentcloudapi.com";
+const OTHER_HOST: &str = "lighthouse.ap-shanghai.tencentcloudapi.com";
+
+/// One call of a burst: (Host, region, SecretId, SecretKey, action, body).
+type Call = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Value,
+);
+
+/// Sends all `calls` at once from threads, so they land within one second even on a loaded
+/// machine; returns the answers in order and whether they all came back within 900 ms (only
+/// then are exact counts asserted).
+fn burst(sim: &Sim, calls: Vec<Call>) -> (Vec<Value>, bool) {
     let barrier = Arc::new(Barrier::new(calls.len()));
     let started = Instant::now();
     let handles: Vec<_> = calls
         .into_iter()
-        .map(|(region, id, key, action, body)| {
+        .map(|(host, region, id, key, action, body)| {
             let barrier = Arc::clone(&barrier);
             let port = sim.port;
             thread::spawn(move || {
                 barrier.wait();
-                call(
+                call_via_host(
                     port,
+                    host,
                     action,
                     Some(region),
                     &body.to_string(),
@@ -123,7 +129,7 @@ const OTHER_ID: &str = "AKIDknockdTESTtestTESTtestTEST0002";
 const OTHER_KEY: &str = "knockdTestSecretKey0002XYZ";
 
 #[test]
-fn rate_limits_are_per_action_region_and_secret_id() {
+fn rate_limits_are_per_action_host_and_secret_id() {
     let other_credential = format!("{OTHER_ID}:{OTHER_KEY}");
     let sim = Sim::start(&[
         "--instance",
@@ -135,14 +141,22 @@ fn rate_limits_are_per_action_region_and_secret_id() {
     ]);
     let (id, key) = (common::SECRET_ID, common::SECRET_KEY);
     let describe = |inst: &str| json!({"InstanceId": inst});
-    // 11 calls in one region and 10 in another, in the same second: each region has its own
-    // budget of 10, so only the 11th in the first region is refused.
+    // 11 calls to one host and 10 to another, in the same second: each host (access region)
+    // has its own budget of 10, so only the 11th to the first is refused.
     let mut calls = Vec::new();
     for _ in 0..11 {
-        calls.push((REGION, id, key, "DescribeFirewallRules", describe(INSTANCE)));
+        calls.push((
+            HOST,
+            REGION,
+            id,
+            key,
+            "DescribeFirewallRules",
+            describe(INSTANCE),
+        ));
     }
     for _ in 0..10 {
         calls.push((
+            OTHER_HOST,
             OTHER_REGION,
             id,
             key,
@@ -158,7 +172,9 @@ fn rate_limits_are_per_action_region_and_secret_id() {
         assert_eq!(count(first, Some("RequestLimitExceeded")), 1, "{first:?}");
         assert_eq!(count(second, None), 10, "{second:?}");
     }
-    // Calls are counted per region and action, refused ones included.
+    // Calls are counted per host, per region and action, refused ones included.
+    assert_eq!(sim.calls_to(HOST, "DescribeFirewallRules"), 11);
+    assert_eq!(sim.calls_to(OTHER_HOST, "DescribeFirewallRules"), 10);
     assert_eq!(sim.calls_in(REGION, "DescribeFirewallRules"), 11);
     assert_eq!(sim.calls_in(OTHER_REGION, "DescribeFirewallRules"), 10);
     assert_eq!(sim.calls_in(OTHER_REGION, "CreateFirewallRules"), 0);
@@ -166,12 +182,43 @@ fn rate_limits_are_per_action_region_and_secret_id() {
         sim.errors("RequestLimitExceeded") as usize,
         count(first, Some("RequestLimitExceeded"))
     );
-    // Another SecretId (sub-account) has its own budget in the same region and second.
+    thread::sleep(Duration::from_millis(1100));
+
+    // Two regions through one host are one access region: one budget, whatever X-TC-Region.
+    let errors_before = sim.errors("RequestLimitExceeded");
+    let mut calls = Vec::new();
+    for i in 0..11 {
+        let (region, inst) = if i % 2 == 0 {
+            (REGION, INSTANCE)
+        } else {
+            (OTHER_REGION, OTHER)
+        };
+        calls.push((
+            HOST,
+            region,
+            id,
+            key,
+            "DescribeFirewallRules",
+            describe(inst),
+        ));
+    }
+    let (answers, within_a_second) = burst(&sim, calls);
+    if within_a_second {
+        assert_eq!(count(&answers, None), 10, "{answers:?}");
+        assert_eq!(count(&answers, Some("RequestLimitExceeded")), 1);
+    }
+    assert_eq!(
+        sim.errors("RequestLimitExceeded") - errors_before,
+        count(&answers, Some("RequestLimitExceeded")) as u64
+    );
+
+    // Another SecretId (sub-account) has its own budget at the same host and second.
     let (answers, _) = burst(
         &sim,
         (0..10)
             .map(|_| {
                 (
+                    HOST,
                     REGION,
                     OTHER_ID,
                     OTHER_KEY,
@@ -195,6 +242,7 @@ fn rate_limits_are_per_action_region_and_secret_id() {
         (0..21)
             .map(|_| {
                 (
+                    HOST,
                     REGION,
                     id,
                     key,
@@ -208,10 +256,14 @@ fn rate_limits_are_per_action_region_and_secret_id() {
         assert_eq!(count(&answers, None), 20, "{answers:?}");
         assert_eq!(count(&answers, Some("RequestLimitExceeded")), 1);
     }
-    // DescribeRegions names no region: it has a budget of its own, counted under `-`.
+    // DescribeRegions names no region: counted under `-` there, and under the host it went to.
     let (_, v) = call_now(sim.port, "DescribeRegions", None, "{}");
     ok(&v);
     assert_eq!(sim.calls_in("-", "DescribeRegions"), 1);
+    assert_eq!(
+        sim.calls_to(&format!("127.0.0.1:{}", sim.port), "DescribeRegions"),
+        1
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! client-side pacing under the documented rate limits, and clock-skew correction.
 //! The contract it relies on: docs/lighthouse-api.md.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use super::error::{self, ApiError};
 use super::pacer::Pacer;
 use super::sign;
 use super::wire::{self, Reply};
-use crate::config::{Config, Endpoint, Instance, Secret};
+use crate::config::{AccessPoint, Config, Endpoint, Instance, Secret};
 use crate::notify::{Notifier, NotifyConfig};
 use crate::rules::FirewallRule;
 use crate::{clock, log};
@@ -43,8 +44,12 @@ pub fn calls_on_this_thread() -> u64 {
 }
 
 pub struct Client {
-    agent: ureq::Agent,
-    endpoint: Endpoint,
+    /// One agent per API host, keyed by `Endpoint::host`: each host gets the proxy NO_PROXY
+    /// chooses for it, and a plain-http host connects to loopback only.
+    agents: HashMap<String, ureq::Agent>,
+    access_point: AccessPoint,
+    /// TENCENT_CLOUD_REGION: whose host serves the calls without an instance (DescribeRegions).
+    home_region: String,
     secret_id: String,
     secret_key: Secret,
     token: Option<Secret>,
@@ -156,12 +161,16 @@ pub fn backoff(attempt: u32) -> Duration {
 
 impl Client {
     pub fn new(config: &Config) -> Result<Client, ApiError> {
-        let builder = agent_builder(config, &config.cloud.endpoint.host)?
-            .timeout(CALL_TIMEOUT)
-            .max_idle_connections_per_host(8);
+        let cloud = &config.cloud;
+        let agents = super::agents::per_host(config, |host| {
+            Ok(agent_builder(config, host)?
+                .timeout(CALL_TIMEOUT)
+                .max_idle_connections_per_host(8))
+        })?;
         Ok(Client {
-            agent: builder.build(),
-            endpoint: config.cloud.endpoint.clone(),
+            agents,
+            access_point: cloud.access_point.clone(),
+            home_region: cloud.region.clone(),
             secret_id: config.cloud.secret_id.clone(),
             secret_key: config.cloud.secret_key.clone(),
             token: config.cloud.token.clone(),
@@ -187,13 +196,18 @@ impl Client {
         body: &Value,
     ) -> Result<Reply, ApiError> {
         let bytes = body.to_string().into_bytes();
+        // The host decides the access region, which Tencent's rate limits count per
+        // (docs/lighthouse-api.md#rate-limits): the host is the pacer's key.
+        let endpoint = self
+            .access_point
+            .endpoint(region.unwrap_or(&self.home_region));
         let mut skew_fixed = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.pacer.wait(action, region);
+            self.pacer.wait(action, &endpoint.host);
             let started = Instant::now();
-            let (result, date) = self.send_once(action, region, &bytes);
+            let (result, date) = self.send_once(&endpoint, action, region, &bytes);
             match result {
                 Err(e) if e.is("AuthFailure.SignatureExpire") && !skew_fixed => {
                     skew_fixed = true;
@@ -239,6 +253,7 @@ impl Client {
 
     fn send_once(
         &self,
+        endpoint: &Endpoint,
         action: &'static str,
         region: Option<&str>,
         body: &[u8],
@@ -251,15 +266,29 @@ impl Client {
                 secret_key: self.secret_key.expose(),
             },
             SERVICE,
-            &self.endpoint.host,
+            &endpoint.host,
             CONTENT_TYPE,
             timestamp,
             body,
         );
-        let mut req = self
-            .agent
-            .post(&self.endpoint.url())
-            .set("Host", &self.endpoint.host)
+        // Every host the configuration names got its agent in `new`; a region outside it (no
+        // caller asks for one) would borrow another host's, which differs only in its proxy.
+        let Some(agent) = self
+            .agents
+            .get(&endpoint.host)
+            .or_else(|| self.agents.values().next())
+        else {
+            return (
+                Err(ApiError::Transport(format!(
+                    "no agent for {}",
+                    endpoint.host
+                ))),
+                None,
+            );
+        };
+        let mut req = agent
+            .post(&endpoint.url())
+            .set("Host", &endpoint.host)
             .set("Content-Type", CONTENT_TYPE)
             .set("Authorization", &signed.authorization)
             .set("X-TC-Action", action)

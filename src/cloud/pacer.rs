@@ -1,11 +1,13 @@
 //! Client-side pacing under the API's documented rate limits.
 //!
-//! Tencent counts a rate limit per action, access region and sub-account
-//! (docs/lighthouse-api.md#rate-limits), so knockd paces each (action, region) on its own: a
-//! fleet over three regions gets three budgets. Account-wide and per-IP limits also exist and
-//! cannot be seen from here; they surface as `RequestLimitExceeded*`: the client backs off, and
-//! the action is then paced on one budget for all regions for `SHARED_FOR`, the process-wide
-//! pace that never trips a per-account limit of the documented size.
+//! Tencent counts a rate limit per action, access region and sub-account, and the access region
+//! is decided by the host a call is sent to, not by `X-TC-Region`
+//! (docs/lighthouse-api.md#rate-limits). So knockd paces each (action, host) on its own: a fleet
+//! over three regions, each called through its own regional host, gets three budgets; the same
+//! fleet through one host gets one. Account-wide and per-IP limits also exist and cannot be seen
+//! from here; they surface as `RequestLimitExceeded*`: the client backs off, and the action is
+//! then paced on one budget for all hosts for `SHARED_FOR`, the process-wide pace that never
+//! trips a per-account limit of the documented size.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -17,12 +19,12 @@ use crate::sync::lock;
 /// The window the documented per-second limits are held to. 10% longer than a second, because
 /// network jitter can bunch requests that left a second apart.
 pub(crate) const WINDOW: Duration = Duration::from_millis(1100);
-/// How long an action stays on one budget for all regions after a `RequestLimitExceeded*`.
+/// How long an action stays on one budget for all hosts after a `RequestLimitExceeded*`.
 pub(crate) const SHARED_FOR: Duration = Duration::from_secs(60);
-/// The region key of that shared budget.
-const ALL_REGIONS: &str = "*";
+/// The host key of that shared budget.
+const ALL_HOSTS: &str = "*";
 
-/// Calls per second an action may make in one region (docs/lighthouse-api.md#rate-limits).
+/// Calls per second an action may make in one access region (docs/lighthouse-api.md#rate-limits).
 pub(crate) fn rate_limit(action: &str) -> usize {
     match action {
         "ModifyFirewallRuleDescription" | "ModifyFirewallRules" => 20,
@@ -31,29 +33,29 @@ pub(crate) fn rate_limit(action: &str) -> usize {
     }
 }
 
-/// The pure scheduling state: per (action, region), the send times given out that still
+/// The pure scheduling state: per (action, host), the send times given out that still
 /// matter (in the past window or reserved in the future), oldest first.
 #[derive(Default)]
 pub(crate) struct Schedule {
     sent: HashMap<(String, String), VecDeque<Instant>>,
-    /// Actions paced on one budget for all regions, until when.
+    /// Actions paced on one budget for all hosts, until when.
     shared_until: HashMap<String, Instant>,
 }
 
 impl Schedule {
     /// Reserves the earliest send time at or after `now` that keeps every `WINDOW` of this
-    /// (action, region) at most at the action's limit, and returns it. Reservations of one key
+    /// (action, host) at most at the action's limit, and returns it. Reservations of one key
     /// never go backwards, so the k-th and the (k + limit)-th are always a window apart.
-    pub(crate) fn reserve(&mut self, action: &str, region: &str, now: Instant) -> Instant {
+    pub(crate) fn reserve(&mut self, action: &str, host: &str, now: Instant) -> Instant {
         let limit = rate_limit(action).max(1);
-        let region = if self.shared_until.get(action).is_some_and(|t| now < *t) {
-            ALL_REGIONS
+        let host = if self.shared_until.get(action).is_some_and(|t| now < *t) {
+            ALL_HOSTS
         } else {
-            region
+            host
         };
         let q = self
             .sent
-            .entry((action.to_string(), region.to_string()))
+            .entry((action.to_string(), host.to_string()))
             .or_default();
         while q.front().is_some_and(|t| *t + WINDOW <= now) {
             q.pop_front();
@@ -69,8 +71,8 @@ impl Schedule {
         at
     }
 
-    /// The API refused a call of `action` for its rate: pace it on one budget for all regions
-    /// until `now + SHARED_FOR`. Returns whether it was on per-region budgets until now.
+    /// The API refused a call of `action` for its rate: pace it on one budget for all hosts
+    /// until `now + SHARED_FOR`. Returns whether it was on per-host budgets until now.
     pub(crate) fn limited(&mut self, action: &str, now: Instant) -> bool {
         let was = self.shared_until.get(action).is_some_and(|t| now < *t);
         self.shared_until
@@ -79,7 +81,7 @@ impl Schedule {
     }
 }
 
-/// Keeps each (action, region) under its documented rate across all threads.
+/// Keeps each (action, host) under its documented rate across all threads.
 #[derive(Default)]
 pub(crate) struct Pacer {
     schedule: Mutex<Schedule>,
@@ -92,12 +94,12 @@ impl Pacer {
         s.limited(action, Instant::now())
     }
 
-    /// Waits until a call of `action` in `region` (None: a call without region) may be sent.
-    pub(crate) fn wait(&self, action: &str, region: Option<&str>) {
+    /// Waits until a call of `action` to `host` (as sent in `Host`) may be sent.
+    pub(crate) fn wait(&self, action: &str, host: &str) {
         let now = Instant::now();
         let at = {
             let mut s = lock(&self.schedule);
-            s.reserve(action, region.unwrap_or(""), now)
+            s.reserve(action, host, now)
         };
         let wait = at.saturating_duration_since(Instant::now());
         if !wait.is_zero() {
@@ -109,6 +111,13 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Regional hosts (docs/lighthouse-api.md#endpoints-and-transport): the pacer's keys.
+    const GZ: &str = "lighthouse.ap-guangzhou.tencentcloudapi.com";
+    const SH: &str = "lighthouse.ap-shanghai.tencentcloudapi.com";
+    const HK: &str = "lighthouse.ap-hongkong.tencentcloudapi.com";
+    const TOKYO: &str = "lighthouse.ap-tokyo.tencentcloudapi.com";
+    const SEOUL: &str = "lighthouse.ap-seoul.tencentcloudapi.com";
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -124,33 +133,30 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::default();
         for _ in 0..10 {
-            assert_eq!(s.reserve("CreateFirewallRules", "ap-guangzhou", t0), t0);
+            assert_eq!(s.reserve("CreateFirewallRules", GZ, t0), t0);
         }
-        assert_eq!(
-            s.reserve("CreateFirewallRules", "ap-guangzhou", t0),
-            t0 + WINDOW
-        );
+        assert_eq!(s.reserve("CreateFirewallRules", GZ, t0), t0 + WINDOW);
         // The twenty-first a window after that.
         let mut last = t0;
         for _ in 0..10 {
-            last = s.reserve("CreateFirewallRules", "ap-guangzhou", t0 + ms(10));
+            last = s.reserve("CreateFirewallRules", GZ, t0 + ms(10));
         }
         assert_eq!(last, t0 + WINDOW * 2);
     }
 
     #[test]
-    fn regions_and_actions_have_their_own_budgets() {
+    fn hosts_and_actions_have_their_own_budgets() {
         let t0 = Instant::now();
         let mut s = Schedule::default();
-        for region in ["ap-guangzhou", "ap-shanghai", "ap-hongkong"] {
+        for host in [GZ, SH, HK] {
             for _ in 0..10 {
-                assert_eq!(s.reserve("CreateFirewallRules", region, t0), t0, "{region}");
+                assert_eq!(s.reserve("CreateFirewallRules", host, t0), t0, "{host}");
             }
         }
         for _ in 0..10 {
-            assert_eq!(s.reserve("DescribeFirewallRules", "ap-guangzhou", t0), t0);
+            assert_eq!(s.reserve("DescribeFirewallRules", GZ, t0), t0);
         }
-        assert!(s.reserve("CreateFirewallRules", "ap-shanghai", t0) > t0);
+        assert!(s.reserve("CreateFirewallRules", SH, t0) > t0);
     }
 
     #[test]
@@ -159,21 +165,21 @@ mod tests {
         let mut s = Schedule::default();
         assert!(s.limited("CreateFirewallRules", t0));
         assert!(!s.limited("CreateFirewallRules", t0), "already shared");
-        let regions = ["ap-guangzhou", "ap-shanghai", "ap-hongkong"];
+        let hosts = [GZ, SH, HK];
         let times: Vec<Instant> = (0..30)
-            .map(|i| s.reserve("CreateFirewallRules", regions[i % 3], t0))
+            .map(|i| s.reserve("CreateFirewallRules", hosts[i % 3], t0))
             .collect();
         assert_eq!(times[29], t0 + WINDOW * 2);
         assert!(within_limit(&times, 10));
-        // Other actions keep their per-region budgets.
-        for region in regions {
-            assert_eq!(s.reserve("DescribeFirewallRules", region, t0), t0);
+        // Other actions keep their per-host budgets.
+        for host in hosts {
+            assert_eq!(s.reserve("DescribeFirewallRules", host, t0), t0);
         }
-        // After SHARED_FOR, per region again.
+        // After SHARED_FOR, per host again.
         let later = t0 + SHARED_FOR + WINDOW;
-        for region in regions {
+        for host in hosts {
             for _ in 0..10 {
-                assert_eq!(s.reserve("CreateFirewallRules", region, later), later);
+                assert_eq!(s.reserve("CreateFirewallRules", host, later), later);
             }
         }
     }
@@ -183,13 +189,10 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::default();
         for _ in 0..20 {
-            assert_eq!(
-                s.reserve("ModifyFirewallRuleDescription", "ap-guangzhou", t0),
-                t0
-            );
+            assert_eq!(s.reserve("ModifyFirewallRuleDescription", GZ, t0), t0);
         }
         assert_eq!(
-            s.reserve("ModifyFirewallRuleDescription", "ap-guangzhou", t0),
+            s.reserve("ModifyFirewallRuleDescription", GZ, t0),
             t0 + WINDOW
         );
     }
@@ -199,26 +202,26 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Schedule::default();
         for _ in 0..12 {
-            s.reserve("DeleteFirewallRules", "ap-tokyo", t0);
+            s.reserve("DeleteFirewallRules", TOKYO, t0);
         }
         let later = t0 + WINDOW * 3;
-        assert_eq!(s.reserve("DeleteFirewallRules", "ap-tokyo", later), later);
+        assert_eq!(s.reserve("DeleteFirewallRules", TOKYO, later), later);
     }
 
     #[test]
-    fn a_fleet_of_fifty_in_one_region_takes_four_windows() {
+    fn a_fleet_of_fifty_through_one_host_takes_four_windows() {
         let t0 = Instant::now();
         let mut s = Schedule::default();
         let times: Vec<Instant> = (0..50)
-            .map(|_| s.reserve("CreateFirewallRules", "ap-guangzhou", t0))
+            .map(|_| s.reserve("CreateFirewallRules", GZ, t0))
             .collect();
         assert_eq!(times[49], t0 + WINDOW * 4);
         assert!(within_limit(&times, 10));
-        // Thirty over three regions: all at once.
+        // Thirty over three regional hosts: all at once.
         let mut s = Schedule::default();
-        let regions = ["ap-guangzhou", "ap-shanghai", "ap-hongkong"];
+        let hosts = [GZ, SH, HK];
         let last = (0..30)
-            .map(|i| s.reserve("CreateFirewallRules", regions[i % 3], t0))
+            .map(|i| s.reserve("CreateFirewallRules", hosts[i % 3], t0))
             .max();
         assert_eq!(last, Some(t0));
     }
@@ -232,7 +235,7 @@ mod tests {
         // A deterministic, bursty arrival pattern: gaps of 0-97 ms.
         for i in 0u64..300 {
             now += ms((i * 37) % 98);
-            times.push(s.reserve("DescribeFirewallRules", "ap-seoul", now));
+            times.push(s.reserve("DescribeFirewallRules", SEOUL, now));
         }
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "never backwards");
         assert!(within_limit(&times, 10));

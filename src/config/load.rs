@@ -181,14 +181,14 @@ fn read_text(path: &Path) -> Result<String, String> {
 }
 
 #[cfg(unix)]
-fn group_or_other_readable(path: &Path) -> Option<u32> {
+pub(super) fn group_or_other_readable(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
     (mode & 0o044 != 0).then_some(mode)
 }
 
 #[cfg(not(unix))]
-fn group_or_other_readable(_path: &Path) -> Option<u32> {
+pub(super) fn group_or_other_readable(_path: &Path) -> Option<u32> {
     None
 }
 

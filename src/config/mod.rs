@@ -2,8 +2,11 @@
 //! sections (`cloud`, `knock`, `rules`, `limits`). Finding and reading the file is in
 //! `load`; the `.env` grammar is in `envfile`, the variables and their defaults in `vars`,
 //! each section's checks in `sections`, value parsers in `values`, the printed report in
-//! `report`.
+//! `report`, where API calls go in `access_point`, where the key pair comes from in
+//! `credentials`.
 
+mod access_point;
+mod credentials;
 pub mod envfile;
 mod load;
 mod report;
@@ -16,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use access_point::{AccessPoint, REGIONAL_HOSTS, REGION_PLACEHOLDER};
 pub use load::{from_pairs, load, load_with, variables, MAX_FILE};
 pub use report::mask_id;
 
@@ -113,11 +117,14 @@ pub struct CloudConfig {
     pub instances: Vec<Instance>,
     /// TENCENT_CLOUD_REGION: the region of instances listed without one.
     pub region: String,
-    pub endpoint: Endpoint,
+    pub access_point: AccessPoint,
     pub ca_file: Option<PathBuf>,
     pub secret_id: String,
     pub secret_key: Secret,
     pub token: Option<Secret>,
+    /// Where the SecretId, SecretKey and token came from (`TENCENTCLOUD_SECRET_ID
+    /// (environment)`), never their values; empty for one not found.
+    pub credentials_from: [String; 3],
 }
 
 /// The knock port.
@@ -292,9 +299,10 @@ mod tests {
                 region: "ap-shanghai".into()
             }]
         );
+        assert_eq!(c.cloud.access_point, AccessPoint::regional());
         assert_eq!(
-            c.cloud.endpoint.url(),
-            "https://lighthouse.tencentcloudapi.com/"
+            c.cloud.endpoint(None).url(),
+            "https://lighthouse.ap-shanghai.tencentcloudapi.com/"
         );
         assert_eq!(c.knock.path, "/favico.ico");
         assert_eq!(c.knock.client_ip_method, ClientIpMethod::Peer);

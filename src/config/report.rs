@@ -1,7 +1,7 @@
 //! The `--check-config` report and the one way secrets are masked for people to read.
 
 use super::vars::VARS;
-use super::{ClientIpMethod, Config, Protocol, Secret};
+use super::{AccessPoint, ClientIpMethod, CloudConfig, Config, Protocol, Secret};
 use crate::grammar::format_duration;
 
 /// `AKID****oSs`: enough to tell keys apart, not enough to use one. Short ids are fully
@@ -25,6 +25,27 @@ pub(crate) const REFERER_REPLAYABLE: &str = "KNOCK_REFERER is set, so the Refere
 /// A secret is only ever shown as set: not even its length.
 fn mask_secret(_: &Secret) -> String {
     "**** (set)".to_string()
+}
+
+/// The access point and the hosts it gives the configured instances: which hosts, and so how
+/// many rate budgets (docs/lighthouse-api.md#rate-limits).
+fn access_point_line(cloud: &CloudConfig) -> String {
+    let hosts: Vec<String> = cloud
+        .endpoints()
+        .iter()
+        .map(|(e, regions)| format!("{} for {}", e.host, regions.join(",")))
+        .collect();
+    match &cloud.access_point {
+        AccessPoint::One(e) => format!(
+            "{} (one host for every region: one access region, one rate budget per action)",
+            e.url()
+        ),
+        AccessPoint::PerRegion { .. } => format!(
+            "{} (a host per region: {})",
+            cloud.access_point.url(),
+            hosts.join("; ")
+        ),
+    }
 }
 
 impl Config {
@@ -74,7 +95,7 @@ impl Config {
             .collect();
         lines.push(("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", instances.join(",")));
         lines.push(("TENCENT_CLOUD_REGION", self.cloud.region.clone()));
-        lines.push(("TENCENT_CLOUD_ACCESS_POINT", self.cloud.endpoint.url()));
+        lines.push(("TENCENT_CLOUD_ACCESS_POINT", access_point_line(&self.cloud)));
         lines.push((
             "TENCENT_CLOUD_CA_FILE",
             self.cloud.ca_file.as_ref().map_or_else(
@@ -177,6 +198,19 @@ impl Config {
             Some(p) => format!("# config file: {}\n", p.display()),
             None => "# config file: none (environment only)\n".to_string(),
         };
+        // Where the credentials came from (knockd's variables, the SDKs' environment names or
+        // their profile file), never what they are.
+        let [id, key, token] = &self.cloud.credentials_from;
+        if !id.is_empty() {
+            out.push_str(&format!(
+                "# credentials: SecretId from {id}; SecretKey from {key}; token {}\n",
+                if token.is_empty() {
+                    "not set".to_string()
+                } else {
+                    format!("from {token}")
+                }
+            ));
+        }
         // The table's order; variables shown through another (DAYS_RULE_EXPIRES as RULE_TTL)
         // have no line of their own.
         for var in VARS {

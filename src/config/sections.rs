@@ -5,10 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::vars::{Checker, Vars, DEFAULT_ACCESS_POINT};
+use super::vars::{Checker, Vars};
 use super::{
-    values, ClientIpMethod, CloudConfig, Endpoint, KeysConfig, KnockConfig, LimitsConfig,
-    RulesConfig, Scheme, Secret,
+    values, AccessPoint, ClientIpMethod, CloudConfig, Endpoint, KeysConfig, KnockConfig,
+    LimitsConfig, RulesConfig, Scheme, Secret,
 };
 use crate::rules::cidr::Cidr;
 use crate::rules::desc::MIN_TTL_SECS;
@@ -102,23 +102,30 @@ pub(crate) fn cloud(vars: &Vars, c: &mut Checker) -> CloudConfig {
         }),
     };
 
-    let endpoint = match values::parse_endpoint(vars.value("TENCENT_CLOUD_ACCESS_POINT")) {
-        Ok(ep) => {
-            if ep.scheme == Scheme::Http {
-                c.warn(format!(
-                    "TENCENT_CLOUD_ACCESS_POINT uses plain http://{}: only for local testing",
-                    ep.host
-                ));
+    let access_point = match vars.get("TENCENT_CLOUD_ACCESS_POINT") {
+        None => AccessPoint::regional(),
+        Some(text) => match values::parse_access_point(text) {
+            Ok(ap) => {
+                if let AccessPoint::One(Endpoint {
+                    scheme: Scheme::Http,
+                    host,
+                })
+                | AccessPoint::PerRegion {
+                    scheme: Scheme::Http,
+                    host,
+                } = &ap
+                {
+                    c.warn(format!(
+                        "TENCENT_CLOUD_ACCESS_POINT uses plain http://{host}: only for local testing"
+                    ));
+                }
+                ap
             }
-            ep
-        }
-        Err(e) => {
-            c.err("TENCENT_CLOUD_ACCESS_POINT", e);
-            Endpoint {
-                scheme: Scheme::Https,
-                host: DEFAULT_ACCESS_POINT.into(),
+            Err(e) => {
+                c.err("TENCENT_CLOUD_ACCESS_POINT", e);
+                AccessPoint::regional()
             }
-        }
+        },
     };
 
     let ca_file = vars.get("TENCENT_CLOUD_CA_FILE").map(PathBuf::from);
@@ -128,42 +135,17 @@ pub(crate) fn cloud(vars: &Vars, c: &mut Checker) -> CloudConfig {
         }
     }
 
-    let secret_id = vars.value("TENCENT_CLOUD_SECRET_ID").to_string();
-    c.require_token(
-        "TENCENT_CLOUD_SECRET_ID",
-        &secret_id,
-        "the API SecretId (AKID…)",
-    );
-    let secret_key = vars.value("TENCENT_CLOUD_SECRET_KEY").to_string();
-    c.require_token("TENCENT_CLOUD_SECRET_KEY", &secret_key, "the API SecretKey");
-    for (var, value) in [
-        ("TENCENT_CLOUD_SECRET_ID", &secret_id),
-        ("TENCENT_CLOUD_SECRET_KEY", &secret_key),
-    ] {
-        if value.contains('*') {
-            c.warn(format!(
-                "{var} contains '*': it looks like the masked example value, not a real key"
-            ));
-        }
-    }
-    let token = vars.get("TENCENT_CLOUD_TOKEN").map(str::to_string);
-    if token
-        .as_deref()
-        .is_some_and(|t| !t.bytes().all(|b| b.is_ascii_graphic()))
-    {
-        c.err(
-            "TENCENT_CLOUD_TOKEN",
-            "must be printable ASCII without spaces (value not shown)",
-        );
-    }
+    // knockd's variables, else the SDKs' environment names, else their profile file.
+    let credentials = super::credentials::find(vars, c);
     CloudConfig {
         instances,
         region,
-        endpoint,
+        access_point,
         ca_file,
-        secret_id,
-        secret_key: Secret::new(secret_key),
-        token: token.map(Secret::new),
+        secret_id: credentials.secret_id,
+        secret_key: Secret::new(credentials.secret_key),
+        token: credentials.token.map(Secret::new),
+        credentials_from: credentials.from,
     }
 }
 

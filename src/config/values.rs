@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use super::{Endpoint, Instance, Scheme};
+use super::{AccessPoint, Endpoint, Instance, Scheme, REGION_PLACEHOLDER};
 use crate::grammar::split_list;
 
 /// The API's limit on a rule's `Port` string (docs/lighthouse-api.md#firewall-rules).
@@ -228,7 +228,7 @@ pub(super) fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
     }
     if scheme == Scheme::Http && !is_loopback_host(host) {
         return Err(format!(
-            "'{s}': http:// is allowed only for a loopback endpoint (127.0.0.0/8, [::1], localhost); use https://"
+            "'{s}': http:// is allowed only for a loopback endpoint (127.0.0.0/8, [::1], localhost, a name under .localhost); use https://"
         ));
     }
     // The scheme's default port is neither sent nor signed, as the SDKs do
@@ -262,14 +262,45 @@ pub(crate) fn is_hostname(h: &str) -> bool {
     })
 }
 
+/// Loopback addresses, `localhost` and names under `.localhost`, which RFC 6761 (section 6.3)
+/// reserves for loopback. A resolver may still answer such a name with another address, so the
+/// API client also refuses to connect a plain-http endpoint anywhere but loopback
+/// (`cloud::agents::loopback_only`).
 pub(crate) fn is_loopback_host(host: &str) -> bool {
-    if host == "localhost" {
+    if host == "localhost" || host.ends_with(".localhost") {
         return true;
     }
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return inner.parse::<Ipv6Addr>().is_ok_and(|a| a.is_loopback());
     }
     host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
+}
+
+/// TENCENT_CLOUD_ACCESS_POINT: one endpoint as [`parse_endpoint`] reads it, or one whose host
+/// holds `{region}`, a host per region (`lighthouse.{region}.tencentcloudapi.com`, or
+/// `http://lighthouse.{region}.sim.localhost:9000` for a simulator).
+pub(super) fn parse_access_point(s: &str) -> Result<AccessPoint, String> {
+    if !s.contains(REGION_PLACEHOLDER) {
+        return parse_endpoint(s).map(AccessPoint::One);
+    }
+    // A stand-in region that cannot occur in the text otherwise checks the pattern as every
+    // region would be: region names are host-name labels (`is_region`).
+    const SAMPLE: &str = "zz-regionplaceholder0";
+    let endpoint = parse_endpoint(&s.replace(REGION_PLACEHOLDER, SAMPLE))
+        .map_err(|e| e.replace(SAMPLE, REGION_PLACEHOLDER))?;
+    let name = match endpoint.host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(']') || port.parse::<u16>().is_ok() => name,
+        _ => endpoint.host.as_str(),
+    };
+    if !name.contains(SAMPLE) {
+        return Err(format!(
+            "'{s}': {REGION_PLACEHOLDER} may stand only in the host name, like lighthouse.{REGION_PLACEHOLDER}.tencentcloudapi.com"
+        ));
+    }
+    Ok(AccessPoint::PerRegion {
+        scheme: endpoint.scheme,
+        host: endpoint.host.replace(SAMPLE, REGION_PLACEHOLDER),
+    })
 }
 
 pub(crate) fn parse_ip(s: &str) -> Option<IpAddr> {
@@ -343,6 +374,91 @@ mod tests {
             parse_endpoint("https://lighthouse.tencentcloudapi.com:443/").map(|e| e.url()),
             Ok("https://lighthouse.tencentcloudapi.com/".to_string())
         );
+    }
+
+    #[test]
+    fn access_points_are_one_host_or_a_host_per_region() {
+        let ap = |s: &str| parse_access_point(s);
+        let per_region = |scheme, host: &str| {
+            Ok(AccessPoint::PerRegion {
+                scheme,
+                host: host.to_string(),
+            })
+        };
+        for (text, want) in [
+            (
+                "lighthouse.{region}.tencentcloudapi.com",
+                per_region(Scheme::Https, "lighthouse.{region}.tencentcloudapi.com"),
+            ),
+            (
+                "https://Lighthouse.{region}.TencentCloudAPI.com:443/",
+                per_region(Scheme::Https, "lighthouse.{region}.tencentcloudapi.com"),
+            ),
+            (
+                "http://lighthouse.{region}.sim.localhost:9000",
+                per_region(Scheme::Http, "lighthouse.{region}.sim.localhost:9000"),
+            ),
+            (
+                "lighthouse.intl.tencentcloudapi.com",
+                Ok(AccessPoint::One(Endpoint {
+                    scheme: Scheme::Https,
+                    host: "lighthouse.intl.tencentcloudapi.com".into(),
+                })),
+            ),
+            (
+                "http://api.sim.localhost:9000",
+                Ok(AccessPoint::One(Endpoint {
+                    scheme: Scheme::Http,
+                    host: "api.sim.localhost:9000".into(),
+                })),
+            ),
+        ] {
+            assert_eq!(ap(text), want, "{text}");
+        }
+        for bad in [
+            // Plain http only where the name is loopback's, whatever the region.
+            "http://lighthouse.{region}.example.com:9000",
+            "http://{region}:9000",
+            "http://api.localhost.example.com",
+            "lighthouse.example.com:{region}",
+            "{region}://lighthouse.example.com",
+            "https://lighthouse.example.com/{region}",
+            "lighthouse.{Region}.com",
+        ] {
+            let e = ap(bad).expect_err(bad);
+            assert!(!e.contains("zz-"), "{bad}: {e}");
+        }
+        assert_eq!(
+            AccessPoint::regional().endpoint("ap-hongkong").url(),
+            "https://lighthouse.ap-hongkong.tencentcloudapi.com/"
+        );
+        assert_eq!(
+            ap("http://lighthouse.{region}.sim.localhost:9000")
+                .map(|a| a.endpoint("na-ashburn").url()),
+            Ok("http://lighthouse.na-ashburn.sim.localhost:9000/".to_string())
+        );
+    }
+
+    #[test]
+    fn localhost_names_are_loopback() {
+        for host in [
+            "localhost",
+            "a.localhost",
+            "lighthouse.ap-guangzhou.sim.localhost",
+            "127.0.0.2",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "localhost.example.com",
+            "notlocalhost",
+            "a.localhost.com",
+            "10.0.0.1",
+            "[2001:db8::1]",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
     }
 
     #[test]

@@ -20,7 +20,6 @@ const fn var(name: &'static str, default: Option<&'static str>) -> Var {
 
 pub(crate) const DEFAULT_MESSAGE_SUCCESS: &str = "500 Internal Server Error.";
 pub(crate) const DEFAULT_MESSAGE_FAILURE: &str = "500 Internal Server Error";
-pub(crate) const DEFAULT_ACCESS_POINT: &str = "lighthouse.tencentcloudapi.com";
 
 /// Every variable knockd reads, in report order.
 pub(crate) const VARS: &[Var] = &[
@@ -31,7 +30,8 @@ pub(crate) const VARS: &[Var] = &[
     var("FW_RULE_NAME_PREFIX", Some("Knockd-")),
     var("TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS", None),
     var("TENCENT_CLOUD_REGION", Some("ap-shanghai")),
-    var("TENCENT_CLOUD_ACCESS_POINT", Some(DEFAULT_ACCESS_POINT)),
+    // Unset: each region's own host (AccessPoint::regional).
+    var("TENCENT_CLOUD_ACCESS_POINT", None),
     var("TENCENT_CLOUD_CA_FILE", None),
     var("TENCENT_CLOUD_SECRET_ID", None),
     var("TENCENT_CLOUD_SECRET_KEY", None),

@@ -108,6 +108,14 @@ pub(crate) fn serve(config: &Config) -> Exit {
         .iter()
         .map(|i| format!("{}:{}", i.region, i.id))
         .collect();
+    // The hosts the instances' calls go to: one per region unless TENCENT_CLOUD_ACCESS_POINT
+    // names one (docs/lighthouse-api.md#rate-limits).
+    let endpoints: Vec<String> = config
+        .cloud
+        .endpoints()
+        .iter()
+        .map(|(e, _)| e.url())
+        .collect();
     log::event(&format!(
         "knockd {} listening on {} path={} instances={} ports={} endpoint={} clients={} \
          referer-knock={}",
@@ -116,7 +124,7 @@ pub(crate) fn serve(config: &Config) -> Exit {
         config.knock.path,
         instances.join(","),
         ports.join(","),
-        config.cloud.endpoint.url(),
+        endpoints.join(","),
         door.keys.client_count(),
         if config.knock.referer.expose().is_empty() {
             "off"

@@ -76,6 +76,11 @@ pub(super) fn check(config: &Config) -> Exit {
                 .display()
                 .to_string())
     );
+    // Which hosts the calls go to, and so which rate budgets they share
+    // (docs/lighthouse-api.md#rate-limits).
+    for line in endpoint_lines(config) {
+        outln!("ok    {line}");
+    }
     let mut failed = false;
     let mut fail = |what: &str, why: String| {
         failed = true;
@@ -235,6 +240,36 @@ pub(super) fn check(config: &Config) -> Exit {
         outln!("check passed");
     }
     Exit::failed_if(failed)
+}
+
+/// One line per API host: its URL, the regions and instances it serves, and whether the calls
+/// without an instance (DescribeRegions) go there too.
+fn endpoint_lines(config: &Config) -> Vec<String> {
+    let cloud = &config.cloud;
+    let home = cloud.endpoint(None);
+    let mut endpoints = cloud.endpoints();
+    if !endpoints.iter().any(|(e, _)| *e == home) {
+        endpoints.push((home.clone(), Vec::new()));
+    }
+    endpoints
+        .iter()
+        .map(|(e, regions)| {
+            let n = cloud
+                .instances
+                .iter()
+                .filter(|i| regions.contains(&i.region.as_str()))
+                .count();
+            let mut served = Vec::new();
+            if n > 0 {
+                let s = if n == 1 { "" } else { "s" };
+                served.push(format!("{} ({n} instance{s})", regions.join(",")));
+            }
+            if *e == home {
+                served.push("DescribeRegions".to_string());
+            }
+            format!("API host {} for {}", e.url(), served.join("; "))
+        })
+        .collect()
 }
 
 const TOKEN_NOTE: &str = "TENCENT_CLOUD_TOKEN is set: temporary credentials expire (STS defaults: GetFederationToken 1800 s, AssumeRole 7200 s) and the API does not say when; knockd reads them once at start, so a serving knockd needs a permanent key pair (docs/lighthouse-api.md#temporary-credentials)";

@@ -473,3 +473,51 @@ pub fn assert_no_duplicate_rules(who: &str, rules: &[Value]) {
         assert!(seen.insert(key), "{who}: duplicate rule {r}: {rules:#?}");
     }
 }
+
+/// A correctly signed call to the simulator on `sim_port` that names `host` in `Host` and in
+/// the signature, as a client of that host (a regional host, through a proxy or a hosts file)
+/// sends it. The simulator counts rate limits per Host (docs/lighthouse-api.md#rate-limits).
+#[allow(clippy::too_many_arguments)]
+pub fn call_via_host(
+    sim_port: u16,
+    host: &str,
+    action: &str,
+    region: Option<&str>,
+    body: &str,
+    timestamp: i64,
+    secret_id: &str,
+    secret_key: &str,
+) -> (u16, Value) {
+    let signed = sign::sign(
+        &Credentials {
+            secret_id,
+            secret_key,
+        },
+        "lighthouse",
+        host,
+        "application/json",
+        timestamp,
+        body.as_bytes(),
+    );
+    let mut headers = vec![
+        ("Host".to_string(), host.to_string()),
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("X-TC-Action".to_string(), action.to_string()),
+        ("X-TC-Version".to_string(), VERSION.to_string()),
+        ("X-TC-Timestamp".to_string(), timestamp.to_string()),
+        ("Authorization".to_string(), signed.authorization),
+    ];
+    if let Some(r) = region {
+        headers.push(("X-TC-Region".to_string(), r.to_string()));
+    }
+    call_raw(sim_port, &headers, body.as_bytes())
+}
+
+impl Sim {
+    /// Calls of `action` sent with `Host: host` (lowercase; `-` for none), whatever their outcome.
+    pub fn calls_to(&self, host: &str, action: &str) -> u64 {
+        self.state()["calls_by_host"][host][action]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
