@@ -156,6 +156,7 @@ pub(super) fn judge_key(
             let check = Check {
                 secret: &keys.secret,
                 ttl_secs: keys.ttl_secs,
+                rule_ttl_secs: keys.rule_ttl_secs,
                 addr_text: &addr_text,
                 now,
                 clients: &clients,

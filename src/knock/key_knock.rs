@@ -24,6 +24,8 @@ use crate::sync::lock;
 pub(crate) struct Keys {
     pub(super) secret: Vec<u8>,
     pub(super) ttl_secs: u64,
+    /// RULE_TTL in seconds: caps the lifetime a knock asks for when its client has no `ttl=`.
+    pub(super) rule_ttl_secs: u64,
     /// The Unix second the keys were opened (the serving knockd's start): challenges issued up
     /// to it are refused as stale. The replay cache starts empty, so a knock used before a
     /// restart would pass again; with a random secret per process its G would fail anyway,
@@ -55,6 +57,7 @@ impl Keys {
         Ok(Keys {
             secret,
             ttl_secs: config.keys.challenge_ttl.as_secs(),
+            rule_ttl_secs: config.rules.ttl.as_secs(),
             started,
             clients: Mutex::new(file),
             replay: Mutex::new(ReplayCache::new(config.keys.replay_cache)),
@@ -66,6 +69,7 @@ impl Keys {
         Keys {
             secret: secret.to_vec(),
             ttl_secs,
+            rule_ttl_secs: 30 * 86_400,
             started: 0,
             clients: Mutex::new(file),
             replay: Mutex::new(ReplayCache::new(replay)),
