@@ -348,6 +348,9 @@ pub(crate) struct Grant {
     /// The rule lifetime ([`lifetime`]): the requested one capped, or the client's `ttl=`;
     /// `None` = the configured rule lifetime.
     pub(crate) rule_ttl_secs: Option<u64>,
+    /// The client's `v4_prefix=` and `v6_prefix=` (`None`: the address alone).
+    pub(crate) v4_prefix: Option<u8>,
+    pub(crate) v6_prefix: Option<u8>,
 }
 
 /// Everything [`verify`] needs besides the knock and the replay cache.
@@ -431,6 +434,8 @@ pub(crate) fn verify(
         Replay::Fresh => Ok(Grant {
             label: client.label.clone(),
             rule_ttl_secs: lifetime(knock.lifetime, client.ttl_secs, check.rule_ttl_secs),
+            v4_prefix: client.v4_prefix,
+            v6_prefix: client.v6_prefix,
         }),
         Replay::Seen => Err(Reason::Replay),
         Replay::Full => Err(Reason::ReplayFull),
@@ -629,6 +634,8 @@ mod tests {
         let granted = Grant {
             label: "office".into(),
             rule_ttl_secs: Some(12 * 3600),
+            v4_prefix: None,
+            v6_prefix: None,
         };
         assert_eq!(run(&good, NOW + 60, a, &mut r), Ok(granted));
         assert_eq!(run(&good, NOW + 60, a, &mut r), Err(Reason::Replay));
@@ -792,6 +799,8 @@ mod tests {
             Ok(Grant {
                 label: label.into(),
                 rule_ttl_secs: ttl,
+                v4_prefix: None,
+                v6_prefix: None,
             })
         };
         let mut r = ReplayCache::new(16);

@@ -7,6 +7,8 @@
 //! - `ttl=`: the rule lifetime for this client, RULE_TTL's grammar (`30d`, `12h`, `90m`, `45s`;
 //!   a unit is required; positive; at most 36500d).
 //! - `expires=`: the last UTC day the key works.
+//! - `v4_prefix=` / `v6_prefix=`: open the knocking address's /N network instead of the address
+//!   alone; IPv4 16–32, IPv6 48–128 (wider is refused: the line is disabled like any bad line).
 //! - `#` starts a comment, at the start of a line or as a field of its own after the fields
 //!   (`office KEY ttl=12h # Alice's laptop`); blank lines are ignored; CRLF and a BOM are fine.
 //!
@@ -34,6 +36,10 @@ pub(crate) const MIN_KEY: usize = 22;
 pub(crate) const MAX_KEY: usize = 128;
 /// A clients file larger than this is refused: about 5,000 clients with comments.
 pub(crate) const MAX_FILE: u64 = 1 << 20;
+/// The widest block a client line may open: an IPv4 /16 (65,536 addresses) and an IPv6 /48 (a
+/// whole site). Anything wider is no longer "this client's network" but a provider's.
+pub(crate) const MIN_V4_PREFIX: u8 = 16;
+pub(crate) const MIN_V6_PREFIX: u8 = 48;
 /// Same bound as every duration of the configuration.
 /// How often [`ClientsFile::refresh`] looks at the file's metadata at most.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -62,7 +68,14 @@ pub(crate) enum ClientsError {
     Expires {
         line: usize,
     },
-    /// A field after the key that is neither `ttl=` nor `expires=` (1-based field number).
+    /// `v4_prefix=` or `v6_prefix=` (`name`) is not a whole number from `min` to `max`.
+    Prefix {
+        line: usize,
+        name: &'static str,
+        min: u8,
+        max: u8,
+    },
+    /// A field after the key that is none of the options (1-based field number).
     Field {
         line: usize,
         field: usize,
@@ -102,7 +115,8 @@ pub(crate) enum ClientsError {
     Random(RandomUnavailable),
 }
 
-const LINE_FORMAT: &str = "lines are LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD]";
+const LINE_FORMAT: &str =
+    "lines are LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD] [v4_prefix=N] [v6_prefix=N]";
 
 impl fmt::Display for ClientsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,10 +149,21 @@ impl fmt::Display for ClientsError {
                 f,
                 "line {line}: expires= must be a date YYYY-MM-DD, the last UTC day the key works"
             ),
+            Prefix {
+                line,
+                name,
+                min,
+                max,
+            } => write!(
+                f,
+                "line {line}: {name}= must be a prefix length from {min} to {max} (no wider \
+                 than /{min}; {max} = the address alone); this client is disabled until it is \
+                 fixed"
+            ),
             Field { line, field } => write!(
                 f,
-                "line {line}: field {field} is neither ttl=DURATION nor expires=YYYY-MM-DD \
-                 ({LINE_FORMAT}; # starts a comment)"
+                "line {line}: field {field} is none of ttl=DURATION, expires=YYYY-MM-DD, \
+                 v4_prefix=N, v6_prefix=N ({LINE_FORMAT}; # starts a comment)"
             ),
             DuplicateOption { line, name } => {
                 write!(f, "line {line}: {name}= is given twice; keep one")
@@ -316,6 +341,10 @@ pub(crate) struct Client {
     pub(crate) ttl_secs: Option<u64>,
     /// `expires=`: the last UTC day the key works.
     pub(crate) expires: Option<Day>,
+    /// `v4_prefix=`: open the knocking IPv4 address's /N (16–32); `None` = the address alone.
+    pub(crate) v4_prefix: Option<u8>,
+    /// `v6_prefix=`: the same for IPv6 (48–128).
+    pub(crate) v6_prefix: Option<u8>,
     /// 1-based line in the file.
     pub(crate) line: usize,
 }
@@ -443,7 +472,32 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Client>, Vec<ClientsError
     };
     let (mut ttl_secs, mut expires) = (None, None);
     let (mut seen_ttl, mut seen_expires) = (false, false);
+    let (mut v4_prefix, mut v6_prefix) = (None, None);
     for (i, field) in fields.enumerate() {
+        let prefix_option = [
+            ("v4_prefix", MIN_V4_PREFIX, 32, &mut v4_prefix),
+            ("v6_prefix", MIN_V6_PREFIX, 128, &mut v6_prefix),
+        ]
+        .into_iter()
+        .find_map(|(name, min, max, slot)| {
+            let v = field.strip_prefix(name)?.strip_prefix('=')?;
+            Some((name, min, max, slot, v))
+        });
+        if let Some((name, min, max, slot, v)) = prefix_option {
+            match parse_prefix(v, min, max) {
+                Some(_) if slot.is_some() => {
+                    problems.push(ClientsError::DuplicateOption { line, name })
+                }
+                Some(n) => *slot = Some(n),
+                None => problems.push(ClientsError::Prefix {
+                    line,
+                    name,
+                    min,
+                    max,
+                }),
+            }
+            continue;
+        }
         if let Some(v) = field.strip_prefix("ttl=") {
             if std::mem::replace(&mut seen_ttl, true) {
                 problems.push(ClientsError::DuplicateOption { line, name: "ttl" });
@@ -471,10 +525,20 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Client>, Vec<ClientsError
             key,
             ttl_secs,
             expires,
+            v4_prefix,
+            v6_prefix,
             line,
         })),
         _ => Err(problems),
     }
+}
+
+/// A prefix length in `min..=max`, plain decimal digits (no sign, no `/`).
+fn parse_prefix(v: &str, min: u8, max: u8) -> Option<u8> {
+    if v.is_empty() || v.len() > 3 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok().filter(|n| (min..=max).contains(n))
 }
 
 #[cfg(test)]
@@ -485,6 +549,74 @@ mod tests {
 
     const K1: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     const K2: &str = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+
+    #[test]
+    fn prefix_options_and_their_limits() {
+        for (fields, want) in [
+            ("", Ok((None, None))),
+            ("v4_prefix=24", Ok((Some(24), None))),
+            ("v6_prefix=64", Ok((None, Some(64)))),
+            ("v4_prefix=16 v6_prefix=48", Ok((Some(16), Some(48)))),
+            ("v4_prefix=32 v6_prefix=128", Ok((Some(32), Some(128)))),
+            ("v6_prefix=56 ttl=1h v4_prefix=24", Ok((Some(24), Some(56)))),
+            (
+                "v4_prefix=15",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v4_prefix=33",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v4_prefix=0",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v4_prefix=/24",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v4_prefix=+24",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v4_prefix=",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v6_prefix=47",
+                Err("line 1: v6_prefix= must be a prefix length from 48 to 128"),
+            ),
+            (
+                "v6_prefix=129",
+                Err("line 1: v6_prefix= must be a prefix length from 48 to 128"),
+            ),
+            (
+                "v4_prefix=24 v4_prefix=24",
+                Err("line 1: v4_prefix= is given twice"),
+            ),
+            (
+                "v4_prefix24",
+                Err("line 1: field 3 is none of ttl=DURATION"),
+            ),
+        ] {
+            let got = Clients::parse_lines(&format!("office {K1} {fields}\n"));
+            match want {
+                Ok(w) => {
+                    assert!(got.1.is_empty(), "{fields}: {:?}", got.1);
+                    let c = got.0.get("office").expect("office");
+                    assert_eq!((c.v4_prefix, c.v6_prefix), w, "{fields}");
+                }
+                Err(msg) => {
+                    // The line is disabled, and the problem names it.
+                    assert!(got.0.is_empty(), "{fields}");
+                    let text = got.1[0].to_string();
+                    assert!(text.starts_with(msg), "{fields}: {text}");
+                    assert!(!text.contains(K1));
+                }
+            }
+        }
+    }
 
     #[test]
     fn parses_lines_options_comments() {

@@ -376,6 +376,8 @@ mod tests {
         let want = Grant {
             label: "office".into(),
             rule_ttl_secs: Some(12 * 3600),
+            v4_prefix: None,
+            v6_prefix: None,
         };
         assert_eq!(*outcomes.lock().unwrap(), [Ok(want)], "{tools:?}");
 
@@ -465,6 +467,8 @@ mod tests {
             let want = Grant {
                 label: "office".into(),
                 rule_ttl_secs: Some(600),
+                v4_prefix: None,
+                v6_prefix: None,
             };
             assert_eq!(*outcomes.lock().unwrap(), [Ok(want)], "{tools:?}");
         }

@@ -168,12 +168,14 @@ mod tests {
                 label,
                 key,
                 ttl_secs,
+                prefix,
             }) => KeyDecision::Decided(
                 Decision::Grant {
                     ip,
                     label,
                     key,
                     ttl_secs: None,
+                    prefix,
                 },
                 ttl_secs,
             ),
@@ -371,6 +373,7 @@ mod tests {
                         label: "office".into(),
                         key: ip(a),
                         ttl_secs: None,
+                        prefix: None,
                     },
                     Some(7200),
                 ),
@@ -438,6 +441,7 @@ mod tests {
                     label: "plain".into(),
                     key: ip(a),
                     ttl_secs: None,
+                    prefix: None,
                 },
                 None
             )
@@ -658,6 +662,7 @@ mod tests {
                         label: "office".into(),
                         key: "203.0.113.7".parse().expect("ip"),
                         ttl_secs: None,
+                        prefix: None,
                     },
                     Some(7200)
                 )
