@@ -20,9 +20,8 @@ pub struct Grant {
     /// This grant's rule lifetime (a client's `ttl=`), instead of the policy's; `None` = the
     /// policy's.
     pub ttl_secs: Option<i64>,
-    /// Open the /prefix network `ip` lies in instead of `ip` alone (a client's `v4_prefix=` /
-    /// `v6_prefix=`, already checked against their limits); `None` = the address alone. Planned
-    /// as one grant either way: one rule per port setting, one entry of the quota's count.
+    /// Open the /prefix network of `ip` (a client's checked `v4_prefix=` / `v6_prefix=`);
+    /// `None` = `ip` alone. One grant either way: one rule per port setting.
     pub prefix: Option<u8>,
 }
 
@@ -210,8 +209,7 @@ pub fn plan(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64)
     let mut index = Vec::with_capacity(grants.len());
     for g in grants {
         let ip = cidr::canonical(g.ip);
-        // Keyed by the block opened: two knocks from one /24 of a v4_prefix=24 client are one
-        // grant, while a host grant inside that /24 is another rule.
+        // Keyed by the block opened: two knocks from one /24 of a v4_prefix=24 client are one.
         match unique.iter().position(|u| u.block() == g.block()) {
             Some(j) => index.push(j),
             None => {
