@@ -37,14 +37,16 @@ pub enum Command {
         keep_rules: bool,
     },
     ListClients,
-    /// `--knock URL --label LABEL --key-file FILE [--every DURATION] [--expect TEXT]`: the
-    /// client; needs no configuration.
+    /// `--knock URL --label LABEL --key-file FILE [--every DURATION] [--expect TEXT]
+    /// [--ttl DURATION]`: the client; needs no configuration. `ttl_secs`: the rule lifetime
+    /// to ask for (knockd caps it by the client's `ttl=` or RULE_TTL).
     Knock {
         url: KnockUrl,
         label: String,
         key_file: PathBuf,
         every_secs: Option<u64>,
         expect: Option<String>,
+        ttl_secs: Option<u64>,
     },
     Version,
     Help,
@@ -76,8 +78,9 @@ Commands (at most one; without one, knockd serves knocks):
   --remove-client LABEL [--keep-rules]
                         remove a client's key and (unless --keep-rules) its firewall rules
   --list-clients        list the clients: label, rule lifetime, expiry, key fingerprint
-  --knock URL --label LABEL --key-file FILE [--every DURATION] [--expect TEXT]
-                        knock as a client (challenge-response); no configuration needed
+  --knock URL --label LABEL --key-file FILE [--every DURATION] [--expect TEXT] [--ttl 2h]
+                        knock as a client (challenge-response); no configuration needed;
+                        --ttl asks for a shorter rule lifetime (at least 2m)
   --version, -V         print the version
   --help, -h            print this help
 
@@ -212,6 +215,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
                 key_file: PathBuf::new(),
                 every_secs: None,
                 expect: None,
+                ttl_secs: None,
             },
             "--print-cam-policy" => Command::PrintCamPolicy { uin: None },
             "--check-config" => Command::CheckConfig,
@@ -312,6 +316,7 @@ fn with_key_opts(command: Command, o: KeyOpts) -> Result<Command, String> {
             key_file: o.key_file.clone().ok_or("--knock needs --key-file FILE")?,
             every_secs: o.every_secs,
             expect: o.expect.clone(),
+            ttl_secs: o.ttl_secs,
         },
         c => c,
     };
@@ -321,7 +326,12 @@ fn with_key_opts(command: Command, o: KeyOpts) -> Result<Command, String> {
         matches!(command, Command::Knock { .. }),
     );
     for (given, flag, ok, with) in [
-        (o.ttl_secs.is_some(), "--ttl", add, "--add-client"),
+        (
+            o.ttl_secs.is_some(),
+            "--ttl",
+            add || knock,
+            "--add-client or --knock",
+        ),
         (o.expires.is_some(), "--expires", add, "--add-client"),
         (o.keep_rules, "--keep-rules", remove, "--remove-client"),
         (o.label.is_some(), "--label", knock, "--knock"),
@@ -511,7 +521,28 @@ mod tests {
                 label: "office".into(),
                 key_file: "office.key".into(),
                 every_secs: Some(600),
-                expect: Some("ok".into())
+                expect: Some("ok".into()),
+                ttl_secs: None,
+            }
+        );
+        assert_eq!(
+            cmd(&[
+                "--knock",
+                "http://h:8080/favico.ico",
+                "--ttl",
+                "10m",
+                "--label",
+                "office",
+                "--key-file",
+                "office.key",
+            ]),
+            Command::Knock {
+                url: KnockUrl::parse("http://h:8080/favico.ico").unwrap(),
+                label: "office".into(),
+                key_file: "office.key".into(),
+                every_secs: None,
+                expect: None,
+                ttl_secs: Some(600),
             }
         );
         for bad in [
@@ -535,6 +566,18 @@ mod tests {
                 "f",
             ][..],
             &["--check", "--every", "1m"][..],
+            &["--check", "--ttl", "1h"][..],
+            // Under the 2m floor: refused here, before any knock.
+            &[
+                "--knock",
+                "http://h/k",
+                "--label",
+                "x",
+                "--key-file",
+                "f",
+                "--ttl",
+                "1m",
+            ][..],
             &["--list-clients=1"][..],
         ] {
             let e = parse(bad).expect_err(&format!("{bad:?}"));

@@ -66,7 +66,17 @@ fn run() -> Exit {
             key_file,
             every_secs,
             expect,
-        } => return client::run(url, label, key_file, *every_secs, expect.as_deref()),
+            ttl_secs,
+        } => {
+            return client::run(
+                url,
+                label,
+                key_file,
+                *every_secs,
+                expect.as_deref(),
+                *ttl_secs,
+            )
+        }
         _ => {}
     }
     // Every command below reads the SecretKey: no core file may ever hold it.

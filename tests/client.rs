@@ -42,6 +42,7 @@ fn grant(ip: &str, label: &str) -> Grant {
         ip: ip.parse().expect("ip"),
         label: label.to_string(),
         ttl_secs: None,
+        prefix: None,
     }
 }
 

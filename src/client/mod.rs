@@ -49,9 +49,11 @@ pub(crate) enum ClientError {
     NoChallenge {
         body: String,
     },
-    /// Step 2's body is knockd's default failure text.
+    /// Step 2's body is knockd's default failure text. `lifetime`: the knock asked for one
+    /// (`--ttl`), which a knockd from before lifetimes refuses as malformed.
     Refused {
         body: String,
+        lifetime: bool,
     },
     /// Step 2's body is neither the expected success text nor knockd's default failure text:
     /// a server with its own MESSAGE_SUCCESS that granted, or its own MESSAGE_FAILURE.
@@ -88,12 +90,21 @@ impl fmt::Display for ClientError {
                  URL or path, a knockd without client keys, or this address is locked out for \
                  now"
             ),
-            ClientError::Refused { body } => write!(
-                f,
-                "knock refused (answer {body:?}): wrong label or key, an expired or removed \
-                 client, a different address for the two steps, or a lockout; knockd's log \
-                 says which (reason=...)"
-            ),
+            ClientError::Refused { body, lifetime } => {
+                write!(
+                    f,
+                    "knock refused (answer {body:?}): wrong label or key, an expired or removed \
+                     client, a different address for the two steps, or a lockout; knockd's log \
+                     says which (reason=...)"
+                )?;
+                if *lifetime {
+                    f.write_str(
+                        "; a knockd older than client-chosen lifetimes refuses --ttl \
+                         (reason=malformed): knock without --ttl there",
+                    )?;
+                }
+                Ok(())
+            }
             ClientError::Unexpected { body, expect } => write!(
                 f,
                 "the answer {body:?} is not the expected text {expect:?}: if {body:?} is the \
@@ -108,13 +119,16 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 /// `--knock`: both steps; 0 on the success body, 1 otherwise, 2 for a bad URL or key file.
-/// With `every_secs`, knocks again at that interval until stopped, and never returns.
+/// With `every_secs`, knocks again at that interval until stopped, and never returns. With
+/// `lifetime_secs` (`--ttl`), asks for that rule lifetime (knockd caps it by the client's
+/// `ttl=` or RULE_TTL).
 pub fn run(
     url: &KnockUrl,
     label: &str,
     key_file: &Path,
     every_secs: Option<u64>,
     expect: Option<&str>,
+    lifetime_secs: Option<u64>,
 ) -> Exit {
     let expect = expect.unwrap_or(crate::config::DEFAULT_MESSAGE_SUCCESS);
     let once = || -> Exit {
@@ -135,7 +149,7 @@ pub fn run(
             Some(_) => format!("{}{s}", crate::log::stamp()),
             None => s.to_string(),
         };
-        match knock(url, label, &key, expect, KNOCK_TIMEOUT) {
+        match knock(url, label, &key, expect, lifetime_secs, KNOCK_TIMEOUT) {
             Ok(()) => {
                 outln!("{}", stamp("knock: ok"));
                 Exit::Success
@@ -232,11 +246,13 @@ pub(crate) fn read_key_file(
 }
 
 /// Both steps. `Ok` when the knock's answer is exactly `expect` (the server's MESSAGE_SUCCESS).
+/// `lifetime`: the rule lifetime to ask for, in seconds; `None` knocks exactly as before.
 pub(crate) fn knock(
     url: &KnockUrl,
     label: &str,
     key: &Key,
     expect: &str,
+    lifetime: Option<u64>,
     timeout: Duration,
 ) -> Result<(), ClientError> {
     if !clients::is_label(label) {
@@ -252,12 +268,14 @@ pub(crate) fn knock(
             body: shown(&challenge),
         });
     }
-    let answer = get(&agent, &url.knock_url(label, &challenge, key), "knock")?;
+    let step2 = url.knock_url(label, &challenge, key, lifetime);
+    let answer = get(&agent, &step2, "knock")?;
     if answer == expect {
         Ok(())
     } else if answer == crate::config::DEFAULT_MESSAGE_FAILURE {
         Err(ClientError::Refused {
             body: shown(&answer),
+            lifetime: lifetime.is_some(),
         })
     } else {
         // The client cannot know the server's texts: a different answer may be a grant with
@@ -402,7 +420,7 @@ mod tests {
         let (url, h) = serve(vec![c.into(), ok.into()]);
         let url = KnockUrl::parse(&url).unwrap();
         assert_eq!(
-            knock(&url, "office", &key, ok, Duration::from_secs(5)),
+            knock(&url, "office", &key, ok, None, Duration::from_secs(5)),
             Ok(())
         );
         let targets = h.join().unwrap();
@@ -420,6 +438,7 @@ mod tests {
             "office",
             &key,
             ok,
+            None,
             Duration::from_secs(5),
         );
         assert!(matches!(r, Err(ClientError::Refused { .. })), "{r:?}");
@@ -431,6 +450,7 @@ mod tests {
             "office",
             &key,
             ok,
+            None,
             Duration::from_secs(5),
         );
         assert!(matches!(r, Err(ClientError::NoChallenge { .. })), "{r:?}");
@@ -445,6 +465,7 @@ mod tests {
             "office",
             &key,
             ok,
+            None,
             Duration::from_secs(5),
         );
         match r {
@@ -454,8 +475,32 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            knock(&url, "bad label", &key, ok, Duration::from_secs(1)),
+            knock(&url, "bad label", &key, ok, None, Duration::from_secs(1)),
             Err(ClientError::Label)
+        );
+    }
+
+    /// `--ttl`: step 2 carries L inside the signed part, and a refusal says that an older
+    /// knockd refuses it.
+    #[test]
+    fn knock_with_a_lifetime() {
+        let c = "1760000000.0102030405060708.d7cdcd4b037f0d64a50783fceedfa74f";
+        let key = Key::parse(KEY).unwrap();
+        let ok = "500 Internal Server Error.";
+        let (u, h) = serve(vec![c.into(), "500 Internal Server Error".into()]);
+        let url = KnockUrl::parse(&u).unwrap();
+        let r = knock(&url, "office", &key, ok, Some(600), Duration::from_secs(5));
+        let e = r.expect_err("refused");
+        assert!(
+            e.to_string().contains("older than client-chosen lifetimes"),
+            "{e}"
+        );
+        let targets = h.join().unwrap();
+        let signed = format!("{c}.600");
+        let want_h = crate::keys::challenge::response_hash(KEY, "office", &signed);
+        assert_eq!(
+            targets[1],
+            format!("/favico.ico?k=office.{signed}.{want_h}")
         );
     }
 }

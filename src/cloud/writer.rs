@@ -4,7 +4,6 @@
 //! (`executor::Memory`) so that a new address costs one API call; each job carries its knock's
 //! deadline, and a job whose knock was already answered failure is dropped, never planned.
 
-use std::net::IpAddr;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,7 +13,6 @@ use super::executor::{self, Applied, Batch, Dropped, Memory};
 use crate::config::{Config, Instance};
 use crate::log;
 use crate::notify::{Event, EventKind, Notifier};
-use crate::rules::cidr;
 use crate::rules::planner::Plan;
 use crate::rules::planner::{Grant, QUOTA};
 use crate::rules::FirewallRule;
@@ -235,7 +233,7 @@ fn run_writer(w: &Writer, client: &Client, config: &Config, notifier: &Notifier)
                 },
                 Err(e) => (false, format!("error(calls={calls}): {e}")),
             };
-            let created = matches!(&result, Ok(a) if creates_for(&a.plan, job.grant.ip));
+            let created = matches!(&result, Ok(a) if creates_for(&a.plan, &job.grant));
             let _ = job.reply.send(Outcome {
                 instance: w.inst.id.clone(),
                 ok,
@@ -260,25 +258,20 @@ fn withdraw_late(
     done: Instant,
     memory: &mut Memory,
 ) -> Vec<usize> {
-    let ip_of = |j: &Job| cidr::canonical(j.grant.ip);
-    let created_for = |ip: IpAddr| -> Vec<FirewallRule> {
+    // By the block the grant opens (the address itself, or a client's /N network).
+    let ip_of = |j: &Job| j.grant.block().rule_text();
+    let created_for = |addr: &str| -> Vec<FirewallRule> {
         applied
             .plan
             .create
             .iter()
-            .filter(|r| {
-                r.ipv6_cidr_block
-                    .as_deref()
-                    .or(r.cidr_block.as_deref())
-                    .and_then(|a| a.parse::<IpAddr>().ok())
-                    == Some(ip)
-            })
+            .filter(|r| r.address() == addr)
             .cloned()
             .collect()
     };
     let late: Vec<usize> = (0..jobs.len())
         .filter(|&i| applied.granted(i) && jobs[i].deadline <= done)
-        .filter(|&i| !created_for(ip_of(&jobs[i])).is_empty())
+        .filter(|&i| !created_for(&ip_of(&jobs[i])).is_empty())
         .filter(|&i| {
             !(0..jobs.len()).any(|k| {
                 jobs[k].deadline > done && applied.granted(k) && ip_of(&jobs[k]) == ip_of(&jobs[i])
@@ -290,7 +283,7 @@ fn withdraw_late(
     }
     let mut doomed: Vec<FirewallRule> = Vec::new();
     for &i in &late {
-        for r in created_for(ip_of(&jobs[i])) {
+        for r in created_for(&ip_of(&jobs[i])) {
             if !doomed.iter().any(|d| d.same_identity(&r)) {
                 doomed.push(r);
             }
@@ -309,7 +302,7 @@ fn withdraw_late(
             .cloned()
             .collect()
     };
-    let addrs: Vec<String> = late.iter().map(|&i| ip_of(&jobs[i]).to_string()).collect();
+    let addrs: Vec<String> = late.iter().map(|&i| ip_of(&jobs[i])).collect();
     match executor::delete_matching(client, &w.inst, &select, false) {
         Ok(removed) => log::event(&format!(
             "withdrawn instance={} addr={} rules={}: written after the knock had answered failure",
@@ -393,10 +386,10 @@ pub(crate) fn collect(rx: &mpsc::Receiver<Outcome>, n: usize, deadline: Instant)
     outcomes
 }
 
-/// Whether `plan` creates rules for `ip` (a grant) rather than only refreshing or keeping
-/// them (a refresh).
-pub(crate) fn creates_for(plan: &Plan, ip: IpAddr) -> bool {
-    let addr = crate::rules::cidr::canonical(ip).to_string();
+/// Whether `plan` creates rules for `grant`'s block (a grant) rather than only refreshing or
+/// keeping them (a refresh).
+pub(crate) fn creates_for(plan: &Plan, grant: &Grant) -> bool {
+    let addr = grant.block().rule_text();
     plan.create.iter().any(|r| r.address() == addr)
 }
 

@@ -80,7 +80,9 @@ pub(crate) fn grant_address_text(ip: IpAddr) -> String {
     }
 }
 
-/// H: lowercase hex SHA-256 of `KEY:LABEL:T.N.G:KEY`. Also what a client computes.
+/// H: lowercase hex SHA-256 of `KEY:LABEL:T.N.G:KEY`. Also what a client computes. With a
+/// requested rule lifetime L the signed text is `T.N.G.L` instead of `T.N.G` (see
+/// [`signed_text`]).
 pub(crate) fn response_hash(key: &str, label: &str, challenge: &str) -> String {
     hex::encode(response_digest(key, label, challenge))
 }
@@ -95,6 +97,39 @@ fn response_digest(key: &str, label: &str, challenge: &str) -> [u8; 32] {
     out
 }
 
+/// The text H signs after `KEY:LABEL:` for a challenge `T.N.G`: the challenge itself, or with
+/// a requested lifetime `T.N.G.L` (L in decimal seconds). The lifetime is signed so that a
+/// relay cannot lengthen (or strip) it: a knock without L is signed over a different text, so
+/// moving H between the two forms fails the signature check. The two texts cannot collide:
+/// `T.N.G` has exactly three dotted fields, `T.N.G.L` four, and no field holds a `:`.
+pub(crate) fn signed_text(challenge: &str, lifetime_secs: Option<u64>) -> String {
+    match lifetime_secs {
+        Some(l) => format!("{challenge}.{l}"),
+        None => challenge.to_string(),
+    }
+}
+
+/// The shortest lifetime a knock may ask for: the shortest rule lifetime knockd writes at all
+/// (RULE_TTL's floor; a rule's expiry is written to the minute).
+pub(crate) const MIN_LIFETIME_SECS: u64 = crate::rules::desc::MIN_TTL_SECS;
+/// At most this many decimal digits of L (36500d, the longest duration knockd reads, has 10).
+const MAX_LIFETIME_DIGITS: usize = 10;
+
+/// The rule lifetime a verified knock gets: without a request, the client's `ttl=` (`None` =
+/// RULE_TTL, exactly as before lifetimes could be asked for); with one, the request capped by
+/// the client's `ttl=`, or by RULE_TTL (`rule_ttl_secs`) when the line has none. A request is at
+/// least [`MIN_LIFETIME_SECS`] by grammar, and every cap is too, so the floor always holds.
+pub(crate) fn lifetime(
+    requested: Option<u64>,
+    client_ttl: Option<u64>,
+    rule_ttl_secs: u64,
+) -> Option<u64> {
+    match requested {
+        None => client_ttl,
+        Some(r) => Some(r.min(client_ttl.unwrap_or(rule_ttl_secs))),
+    }
+}
+
 /// A step-2 knock after its grammar was checked. T, N, G are kept in canonical (lowercase)
 /// form; H as bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -103,6 +138,9 @@ pub(crate) struct Knock {
     pub(crate) t: i64,
     n: String,
     g: [u8; 16],
+    /// L: the rule lifetime the client asks for, in seconds (`k=LABEL.T.N.G.L.H`); `None` for
+    /// today's five-field knock.
+    pub(crate) lifetime: Option<u64>,
     h: [u8; 32],
 }
 
@@ -116,7 +154,11 @@ impl Knock {
 /// Debug shows neither H nor G.
 impl fmt::Debug for Knock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Knock {{ label: {:?}, t: {} }}", self.label, self.t)
+        write!(
+            f,
+            "Knock {{ label: {:?}, t: {}, lifetime: {:?} }}",
+            self.label, self.t, self.lifetime
+        )
     }
 }
 
@@ -130,7 +172,7 @@ pub(crate) enum Target {
     Plain,
     /// `?c=LABEL`.
     Challenge { label: String },
-    /// `?k=LABEL.T.N.G.H`.
+    /// `?k=LABEL.T.N.G.H`, or `?k=LABEL.T.N.G.L.H` asking for a rule lifetime of L seconds.
     Knock(Knock),
     /// A `c=` or `k=` parameter that breaks the grammar, or comes with other parameters.
     /// Counts toward the lockout; log `reason=malformed`.
@@ -183,33 +225,52 @@ fn is_label(s: &str) -> bool {
     super::clients::is_label(s) && s.len() <= MAX_LABEL
 }
 
-/// `LABEL.T.N.G.H`: T canonical decimal (no sign, no leading zero) within i64; N 16 hex, G 32
-/// hex, H 64 hex, each in either case.
+/// `LABEL.T.N.G.H` or `LABEL.T.N.G.L.H`: T canonical decimal (no sign, no leading zero) within
+/// i64; N 16 hex, G 32 hex, H 64 hex, each in either case; L canonical decimal seconds, at
+/// least [`MIN_LIFETIME_SECS`], at most 10 digits.
+///
+/// Decision: an L under the floor is malformed, not raised to it. The client signed a request
+/// for less exposure than knockd can give; granting more than was asked for is the wrong
+/// direction to round, and neither `--knock --ttl` nor the printed clients can send one.
 fn parse_knock(text: &str) -> Option<Knock> {
-    let mut parts = text.split('.');
-    let (label, t, n, g, h) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if parts.next().is_some() || !is_label(label) {
+    let parts: Vec<&str> = text.split('.').collect();
+    let (label, t, n, g, lifetime, h) = match parts[..] {
+        [label, t, n, g, h] => (label, t, n, g, None, h),
+        [label, t, n, g, l, h] => (label, t, n, g, Some(l), h),
+        _ => return None,
+    };
+    if !is_label(label) {
         return None;
     }
-    let t_ok = !t.is_empty()
-        && t.len() <= 19
-        && t.bytes().all(|b| b.is_ascii_digit())
-        && (t == "0" || !t.starts_with('0'));
-    let t: i64 = if t_ok { t.parse().ok()? } else { return None };
+    let t: i64 = canonical_decimal(t, 19)?.parse().ok()?;
+    let lifetime = match lifetime {
+        None => None,
+        Some(l) => {
+            let secs: u64 = canonical_decimal(l, MAX_LIFETIME_DIGITS)?.parse().ok()?;
+            (secs >= MIN_LIFETIME_SECS).then_some(secs)?;
+            Some(secs)
+        }
+    };
     let n_bytes: [u8; 8] = hex_exact(n)?;
     Some(Knock {
         label: label.to_string(),
         t,
         n: hex::encode(n_bytes),
         g: hex_exact(g)?,
+        lifetime,
         h: hex_exact(h)?,
     })
+}
+
+/// `s` if it is a decimal number of at most `max_digits` in its one spelling (no sign, no
+/// leading zero): the signed text is rebuilt from the parsed value, so two spellings of one
+/// value would be two knocks.
+fn canonical_decimal(s: &str, max_digits: usize) -> Option<&str> {
+    let ok = !s.is_empty()
+        && s.len() <= max_digits
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && (s == "0" || !s.starts_with('0'));
+    ok.then_some(s)
 }
 
 fn hex_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -284,8 +345,12 @@ impl fmt::Display for Reason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Grant {
     pub(crate) label: String,
-    /// The client's `ttl=`; `None` = the configured rule lifetime.
+    /// The rule lifetime ([`lifetime`]): the requested one capped, or the client's `ttl=`;
+    /// `None` = the configured rule lifetime.
     pub(crate) rule_ttl_secs: Option<u64>,
+    /// The client's `v4_prefix=` and `v6_prefix=` (`None`: the address alone).
+    pub(crate) v4_prefix: Option<u8>,
+    pub(crate) v6_prefix: Option<u8>,
 }
 
 /// Everything [`verify`] needs besides the knock and the replay cache.
@@ -295,6 +360,8 @@ pub(crate) struct Check<'a> {
     pub(crate) secret: &'a [u8],
     /// KNOCK_CHALLENGE_TTL in seconds.
     pub(crate) ttl_secs: u64,
+    /// RULE_TTL in seconds: the cap of a requested lifetime for a client without `ttl=`.
+    pub(crate) rule_ttl_secs: u64,
     /// [`grant_address_text`] of the address this request would open.
     pub(crate) addr_text: &'a str,
     pub(crate) now: i64,
@@ -340,7 +407,8 @@ pub(crate) fn verify(
     let client = check.clients.get(&knock.label);
     let expired = client.is_some_and(|c| c.is_expired(check.now));
     let key: &str = client.map_or(DUMMY_KEY, |c: &super::clients::Client| Key::expose(&c.key));
-    let h = response_digest(key, &knock.label, &knock.challenge());
+    let signed = signed_text(&knock.challenge(), knock.lifetime);
+    let h = response_digest(key, &knock.label, &signed);
     let h_ok = super::ct_eq(&h, &knock.h);
 
     if !fresh {
@@ -365,7 +433,9 @@ pub(crate) fn verify(
     match replay.insert(knock.g, until, check.now, &client.label, clients) {
         Replay::Fresh => Ok(Grant {
             label: client.label.clone(),
-            rule_ttl_secs: client.ttl_secs,
+            rule_ttl_secs: lifetime(knock.lifetime, client.ttl_secs, check.rule_ttl_secs),
+            v4_prefix: client.v4_prefix,
+            v6_prefix: client.v6_prefix,
         }),
         Replay::Seen => Err(Reason::Replay),
         Replay::Full => Err(Reason::ReplayFull),
@@ -381,10 +451,12 @@ mod tests {
     const S: &[u8] = b"test secret";
     const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     const NOW: i64 = 1_760_000_000;
+    /// RULE_TTL of these tests: the cap for `bob`, who has no `ttl=`.
+    const RULE_TTL: u64 = 30 * 86_400;
 
     fn clients() -> Clients {
         Clients::parse(&format!(
-            "office {KEY} ttl=12h\nold {KEY}x expires=2020-01-01\n"
+            "office {KEY} ttl=12h\nold {KEY}x expires=2020-01-01\nbob {KEY}y\n"
         ))
         .unwrap()
     }
@@ -545,6 +617,7 @@ mod tests {
         let check = Check {
             secret: S,
             ttl_secs: 60,
+            rule_ttl_secs: RULE_TTL,
             addr_text: addr,
             now,
             clients: &clients,
@@ -561,6 +634,8 @@ mod tests {
         let granted = Grant {
             label: "office".into(),
             rule_ttl_secs: Some(12 * 3600),
+            v4_prefix: None,
+            v6_prefix: None,
         };
         assert_eq!(run(&good, NOW + 60, a, &mut r), Ok(granted));
         assert_eq!(run(&good, NOW + 60, a, &mut r), Err(Reason::Replay));
@@ -634,6 +709,136 @@ mod tests {
         assert_eq!(run(&second, NOW + 1, a, &mut r), Err(Reason::ReplayShare));
         // Once the first entry's T + TTL has passed, there is room again.
         assert!(run(&second, NOW + 61, a, &mut r).is_ok());
+    }
+
+    /// A correct step-2 query value asking for `lifetime` seconds: `LABEL.T.N.G.L.H`.
+    fn knock_with_lifetime(label: &str, key: &str, t: i64, addr: &str, lifetime: u64) -> String {
+        let c = issue(S, label, addr, t, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let signed = signed_text(&c, Some(lifetime));
+        format!("{label}.{signed}.{}", response_hash(key, label, &signed))
+    }
+
+    #[test]
+    fn lifetime_caps() {
+        let h12 = Some(12 * 3600);
+        for (requested, client, want) in [
+            // Without a request: exactly as before (the client's ttl=, else RULE_TTL).
+            (None, h12, h12),
+            (None, None, None),
+            // Under the cap: as asked.
+            (Some(600), h12, Some(600)),
+            (Some(600), None, Some(600)),
+            // Above it: the client's ttl=, or RULE_TTL for a line without one.
+            (Some(86_400), h12, h12),
+            (Some(90 * 86_400), None, Some(RULE_TTL)),
+            (Some(12 * 3600), h12, h12),
+        ] {
+            assert_eq!(
+                lifetime(requested, client, RULE_TTL),
+                want,
+                "{requested:?} {client:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn signed_texts() {
+        assert_eq!(signed_text("1.ab.cd", None), "1.ab.cd");
+        assert_eq!(signed_text("1.ab.cd", Some(600)), "1.ab.cd.600");
+        // printf '%s' 'KEY:label:T.N.G.600:KEY' | sha256sum
+        assert_eq!(
+            response_hash("KEY", "label", &signed_text("T.N.G", Some(600))),
+            "2349f0047a67d6fb77518d6b56f55691f8af3b54c8e8317cf96485766d2f3618"
+        );
+    }
+
+    #[test]
+    fn lifetime_grammar() {
+        let base = format!("office.1760000000.0102030405060708.{}", "b".repeat(32));
+        let h = "a".repeat(64);
+        let target = |l: &str| format!("/favico.ico?k={base}.{l}.{h}");
+        for (l, want) in [
+            ("120", Some(120)),
+            ("600", Some(600)),
+            ("3153600000", Some(3_153_600_000)),
+            // Under the floor: refused, not raised (see parse_knock).
+            ("119", None),
+            ("60", None),
+            ("0", None),
+            // One spelling per value.
+            ("0600", None),
+            ("+600", None),
+            ("600s", None),
+            ("10m", None),
+            ("", None),
+            ("31536000000", None),
+        ] {
+            match (parse_target(target(l).as_bytes(), "/favico.ico"), want) {
+                (Target::Knock(k), Some(w)) => assert_eq!(k.lifetime, Some(w), "{l}"),
+                (Target::Malformed, None) => {}
+                (got, _) => panic!("{l}: {got:?}"),
+            }
+        }
+        // Today's five fields: no lifetime; seven fields: malformed.
+        let today = format!("/favico.ico?k={base}.{h}");
+        assert!(matches!(
+            parse_target(today.as_bytes(), "/favico.ico"),
+            Target::Knock(Knock { lifetime: None, .. })
+        ));
+        let seven = format!("/favico.ico?k={base}.600.600.{h}");
+        assert_eq!(
+            parse_target(seven.as_bytes(), "/favico.ico"),
+            Target::Malformed
+        );
+    }
+
+    #[test]
+    fn a_requested_lifetime_is_signed_and_capped() {
+        let a = "203.0.113.7";
+        let granted = |label: &str, ttl: Option<u64>| {
+            Ok(Grant {
+                label: label.into(),
+                rule_ttl_secs: ttl,
+                v4_prefix: None,
+                v6_prefix: None,
+            })
+        };
+        let mut r = ReplayCache::new(16);
+        // Asked 10m of a 12h client: 10m.
+        let k = knock_with_lifetime("office", KEY, NOW, a, 600);
+        assert_eq!(run(&k, NOW, a, &mut r), granted("office", Some(600)));
+        // Asked a day of a 12h client: capped at 12h.
+        let k = knock_with_lifetime("office", KEY, NOW + 1, a, 86_400);
+        assert_eq!(
+            run(&k, NOW + 1, a, &mut r),
+            granted("office", Some(12 * 3600))
+        );
+        // A client without ttl=: capped at RULE_TTL.
+        let bob = format!("{KEY}y");
+        let k = knock_with_lifetime("bob", &bob, NOW, a, 90 * 86_400);
+        assert_eq!(run(&k, NOW, a, &mut r), granted("bob", Some(RULE_TTL)));
+        // Today's knock: the client's own ttl=, or None (RULE_TTL), as before.
+        assert_eq!(
+            run(&knock_text("bob", &bob, NOW + 1, a), NOW + 1, a, &mut r),
+            granted("bob", None)
+        );
+
+        // A relay changing L, adding one, or stripping it breaks H.
+        let mut r = ReplayCache::new(16);
+        let k = knock_with_lifetime("office", KEY, NOW + 2, a, 600);
+        let lengthened = k.replacen(".600.", ".3600.", 1);
+        assert_eq!(run(&lengthened, NOW + 2, a, &mut r), Err(Reason::Signature));
+        let stripped = k.replacen(".600.", ".", 1);
+        assert_eq!(run(&stripped, NOW + 2, a, &mut r), Err(Reason::Signature));
+        let plain = knock_text("office", KEY, NOW + 2, a);
+        let (head, h) = plain.rsplit_once('.').unwrap();
+        let added = format!("{head}.600.{h}");
+        assert_eq!(run(&added, NOW + 2, a, &mut r), Err(Reason::Signature));
+        // None of those used the challenge up: the genuine knock still works, once.
+        assert_eq!(run(&k, NOW + 2, a, &mut r), granted("office", Some(600)));
+        // One challenge, one grant: the same G with another L is a replay.
+        let again = knock_with_lifetime("office", KEY, NOW + 2, a, 900);
+        assert_eq!(run(&again, NOW + 2, a, &mut r), Err(Reason::Replay));
     }
 
     #[test]

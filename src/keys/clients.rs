@@ -7,6 +7,8 @@
 //! - `ttl=`: the rule lifetime for this client, RULE_TTL's grammar (`30d`, `12h`, `90m`, `45s`;
 //!   a unit is required; positive; at most 36500d).
 //! - `expires=`: the last UTC day the key works.
+//! - `v4_prefix=` / `v6_prefix=`: open the knocking address's /N network instead of the address
+//!   alone; IPv4 16–32, IPv6 48–128 (wider is refused: the line is disabled like any bad line).
 //! - `#` starts a comment, at the start of a line or as a field of its own after the fields
 //!   (`office KEY ttl=12h # Alice's laptop`); blank lines are ignored; CRLF and a BOM are fine.
 //!
@@ -26,14 +28,20 @@ use std::time::Duration;
 
 use ring::digest::{digest, SHA256};
 
+pub(crate) use super::day::parse_expires;
+pub use super::day::Day;
 use super::RandomUnavailable;
-use crate::{clock, grammar};
+use crate::grammar;
 
 pub(crate) const MAX_LABEL: usize = 24;
 pub(crate) const MIN_KEY: usize = 22;
 pub(crate) const MAX_KEY: usize = 128;
 /// A clients file larger than this is refused: about 5,000 clients with comments.
 pub(crate) const MAX_FILE: u64 = 1 << 20;
+/// The widest block a client line may open: an IPv4 /16 (65,536 addresses) and an IPv6 /48 (a
+/// whole site). Anything wider is no longer "this client's network" but a provider's.
+pub(crate) const MIN_V4_PREFIX: u8 = 16;
+pub(crate) const MIN_V6_PREFIX: u8 = 48;
 /// Same bound as every duration of the configuration.
 /// How often [`ClientsFile::refresh`] looks at the file's metadata at most.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -62,7 +70,14 @@ pub(crate) enum ClientsError {
     Expires {
         line: usize,
     },
-    /// A field after the key that is neither `ttl=` nor `expires=` (1-based field number).
+    /// `v4_prefix=` or `v6_prefix=` (`name`) is not a whole number from `min` to `max`.
+    Prefix {
+        line: usize,
+        name: &'static str,
+        min: u8,
+        max: u8,
+    },
+    /// A field after the key that is none of the options (1-based field number).
     Field {
         line: usize,
         field: usize,
@@ -102,7 +117,8 @@ pub(crate) enum ClientsError {
     Random(RandomUnavailable),
 }
 
-const LINE_FORMAT: &str = "lines are LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD]";
+const LINE_FORMAT: &str =
+    "lines are LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD] [v4_prefix=N] [v6_prefix=N]";
 
 impl fmt::Display for ClientsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,10 +151,21 @@ impl fmt::Display for ClientsError {
                 f,
                 "line {line}: expires= must be a date YYYY-MM-DD, the last UTC day the key works"
             ),
+            Prefix {
+                line,
+                name,
+                min,
+                max,
+            } => write!(
+                f,
+                "line {line}: {name}= must be a prefix length from {min} to {max} (no wider \
+                 than /{min}; {max} = the address alone); this client is disabled until it is \
+                 fixed"
+            ),
             Field { line, field } => write!(
                 f,
-                "line {line}: field {field} is neither ttl=DURATION nor expires=YYYY-MM-DD \
-                 ({LINE_FORMAT}; # starts a comment)"
+                "line {line}: field {field} is none of ttl=DURATION, expires=YYYY-MM-DD, \
+                 v4_prefix=N, v6_prefix=N ({LINE_FORMAT}; # starts a comment)"
             ),
             DuplicateOption { line, name } => {
                 write!(f, "line {line}: {name}= is given twice; keep one")
@@ -219,43 +246,6 @@ impl fmt::Debug for Key {
     }
 }
 
-/// A calendar day, as days since 1970-01-01 (UTC).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Day(pub(crate) i64);
-
-impl Day {
-    /// `YYYY-MM-DD`, years 1970–9999, a real day of that month.
-    pub(crate) fn parse(text: &str) -> Option<Day> {
-        let b = text.as_bytes();
-        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-            return None;
-        }
-        let num = |r: std::ops::Range<usize>| -> Option<i64> {
-            let s = &text[r];
-            s.bytes()
-                .all(|c| c.is_ascii_digit())
-                .then(|| s.parse().ok())?
-        };
-        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        if y < 1970 {
-            return None;
-        }
-        clock::days_from_civil(y, u32::try_from(m).ok()?, u32::try_from(d).ok()?).map(Day)
-    }
-
-    /// The day holding this Unix time.
-    pub(crate) fn of_unix(secs: i64) -> Day {
-        Day(secs.div_euclid(86_400))
-    }
-}
-
-impl fmt::Display for Day {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, m, d) = clock::civil_from_days(self.0);
-        write!(f, "{y:04}-{m:02}-{d:02}")
-    }
-}
-
 /// RULE_TTL's grammar (`grammar::parse_duration` without bare numbers): digits then `s`, `m`,
 /// `h` or `d`; positive; at most 36500d. The error never repeats the text: a key written in the
 /// wrong field must not reach a message.
@@ -279,22 +269,6 @@ pub(crate) fn parse_rule_ttl(text: &str) -> Result<u64, &'static str> {
     }
 }
 
-/// An `expires=` day given to `--add-client`: `YYYY-MM-DD`, today or later. The key works
-/// through that day (UTC), so an earlier one would make a client that can never knock.
-pub(crate) fn parse_expires(text: &str) -> Result<Day, String> {
-    let Some(day) = Day::parse(text) else {
-        return Err(format!("'{text}' is not a day like 2027-06-30"));
-    };
-    let today = Day::of_unix(clock::now());
-    if day < today {
-        return Err(format!(
-            "{text} is already past (today is {today} UTC), so the key would never work: give \
-             today or a later day"
-        ));
-    }
-    Ok(day)
-}
-
 /// As RULE_TTL is printed: `30d`, `90m`, `45s`.
 pub(crate) fn format_ttl(secs: u64) -> String {
     grammar::format_duration(secs)
@@ -316,6 +290,10 @@ pub(crate) struct Client {
     pub(crate) ttl_secs: Option<u64>,
     /// `expires=`: the last UTC day the key works.
     pub(crate) expires: Option<Day>,
+    /// `v4_prefix=`: open the knocking IPv4 address's /N (16–32); `None` = the address alone.
+    pub(crate) v4_prefix: Option<u8>,
+    /// `v6_prefix=`: the same for IPv6 (48–128).
+    pub(crate) v6_prefix: Option<u8>,
     /// 1-based line in the file.
     pub(crate) line: usize,
 }
@@ -443,7 +421,32 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Client>, Vec<ClientsError
     };
     let (mut ttl_secs, mut expires) = (None, None);
     let (mut seen_ttl, mut seen_expires) = (false, false);
+    let (mut v4_prefix, mut v6_prefix) = (None, None);
     for (i, field) in fields.enumerate() {
+        let prefix_option = [
+            ("v4_prefix", MIN_V4_PREFIX, 32, &mut v4_prefix),
+            ("v6_prefix", MIN_V6_PREFIX, 128, &mut v6_prefix),
+        ]
+        .into_iter()
+        .find_map(|(name, min, max, slot)| {
+            let v = field.strip_prefix(name)?.strip_prefix('=')?;
+            Some((name, min, max, slot, v))
+        });
+        if let Some((name, min, max, slot, v)) = prefix_option {
+            match parse_prefix(v, min, max) {
+                Some(_) if slot.is_some() => {
+                    problems.push(ClientsError::DuplicateOption { line, name })
+                }
+                Some(n) => *slot = Some(n),
+                None => problems.push(ClientsError::Prefix {
+                    line,
+                    name,
+                    min,
+                    max,
+                }),
+            }
+            continue;
+        }
         if let Some(v) = field.strip_prefix("ttl=") {
             if std::mem::replace(&mut seen_ttl, true) {
                 problems.push(ClientsError::DuplicateOption { line, name: "ttl" });
@@ -471,10 +474,20 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Client>, Vec<ClientsError
             key,
             ttl_secs,
             expires,
+            v4_prefix,
+            v6_prefix,
             line,
         })),
         _ => Err(problems),
     }
+}
+
+/// A prefix length in `min..=max`, plain decimal digits (no sign, no `/`).
+fn parse_prefix(v: &str, min: u8, max: u8) -> Option<u8> {
+    if v.is_empty() || v.len() > 3 || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    v.parse().ok().filter(|n| (min..=max).contains(n))
 }
 
 #[cfg(test)]
@@ -485,6 +498,74 @@ mod tests {
 
     const K1: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     const K2: &str = "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+
+    #[test]
+    fn prefix_options_and_their_limits() {
+        for (fields, want) in [
+            ("", Ok((None, None))),
+            ("v4_prefix=24", Ok((Some(24), None))),
+            ("v6_prefix=64", Ok((None, Some(64)))),
+            ("v4_prefix=16 v6_prefix=48", Ok((Some(16), Some(48)))),
+            ("v4_prefix=32 v6_prefix=128", Ok((Some(32), Some(128)))),
+            ("v6_prefix=56 ttl=1h v4_prefix=24", Ok((Some(24), Some(56)))),
+            (
+                "v4_prefix=15",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v4_prefix=33",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v4_prefix=0",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v4_prefix=/24",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v4_prefix=+24",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v4_prefix=",
+                Err("line 1: v4_prefix= must be a prefix length from 16 to 32"),
+            ),
+            (
+                "v6_prefix=47",
+                Err("line 1: v6_prefix= must be a prefix length from 48 to 128"),
+            ),
+            (
+                "v6_prefix=129",
+                Err("line 1: v6_prefix= must be a prefix length from 48 to 128"),
+            ),
+            (
+                "v4_prefix=24 v4_prefix=24",
+                Err("line 1: v4_prefix= is given twice"),
+            ),
+            (
+                "v4_prefix24",
+                Err("line 1: field 3 is none of ttl=DURATION"),
+            ),
+        ] {
+            let got = Clients::parse_lines(&format!("office {K1} {fields}\n"));
+            match want {
+                Ok(w) => {
+                    assert!(got.1.is_empty(), "{fields}: {:?}", got.1);
+                    let c = got.0.get("office").expect("office");
+                    assert_eq!((c.v4_prefix, c.v6_prefix), w, "{fields}");
+                }
+                Err(msg) => {
+                    // The line is disabled, and the problem names it.
+                    assert!(got.0.is_empty(), "{fields}");
+                    let text = got.1[0].to_string();
+                    assert!(text.starts_with(msg), "{fields}: {text}");
+                    assert!(!text.contains(K1));
+                }
+            }
+        }
+    }
 
     #[test]
     fn parses_lines_options_comments() {

@@ -363,11 +363,34 @@ fn write_atomically(
     })
 }
 
+/// What a client's knock opens, for `--list-clients`: `address` (the default: the knocking
+/// address alone), else the wider prefix per family, `/24,/64`, with `/32` or `/128` for a
+/// family that stays one address.
+fn opens(v4: Option<u8>, v6: Option<u8>) -> String {
+    match (v4, v6) {
+        (None, None) => "address".to_string(),
+        (v4, v6) => format!("/{},/{}", v4.unwrap_or(32), v6.unwrap_or(128)),
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn opens_column() {
+    for (v4, v6, want) in [
+        (None, None, "address"),
+        (Some(24), None, "/24,/128"),
+        (None, Some(64), "/32,/64"),
+        (Some(16), Some(48), "/16,/48"),
+    ] {
+        assert_eq!(opens(v4, v6), want);
+    }
+}
+
 /// `--list-clients`: one line per client, never the key.
 pub(crate) fn list_text(clients: &Clients, now_unix: i64) -> String {
     let mut out = format!(
-        "{:<24}  {:<8}  {:<18}  {}\n",
-        "LABEL", "TTL", "EXPIRES", "KEY SHA-256"
+        "{:<24}  {:<8}  {:<18}  {:<11}  {}\n",
+        "LABEL", "TTL", "EXPIRES", "OPENS", "KEY SHA-256"
     );
     for c in clients.iter() {
         let ttl = c.ttl_secs.map_or_else(|| "default".into(), format_ttl);
@@ -377,10 +400,11 @@ pub(crate) fn list_text(clients: &Clients, now_unix: i64) -> String {
             Some(d) => d.to_string(),
         };
         out.push_str(&format!(
-            "{:<24}  {:<8}  {:<18}  {}\n",
+            "{:<24}  {:<8}  {:<18}  {:<11}  {}\n",
             c.label,
             ttl,
             expires,
+            opens(c.v4_prefix, c.v6_prefix),
             c.key.fingerprint()
         ));
     }
@@ -442,6 +466,13 @@ mod tests {
         assert!(listed.contains("2027-06-30 (expired)"), "{listed}");
         assert!(listed.contains(&k2.fingerprint()));
         assert!(!listed.contains(k1.expose()) && !listed.contains(k2.expose()));
+        assert!(
+            listed.lines().next().unwrap().contains(" OPENS "),
+            "{listed}"
+        );
+        assert!(listed
+            .lines()
+            .all(|l| !l.starts_with("phone") || l.contains(" address ")));
 
         // Removing keeps the rest byte for byte and the mode the operator chose.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();

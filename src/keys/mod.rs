@@ -20,6 +20,7 @@ pub(crate) mod challenge;
 
 pub mod clients;
 pub(crate) mod clients_file;
+pub(crate) mod day;
 pub(crate) mod recipes;
 pub(crate) mod replay;
 pub mod url;

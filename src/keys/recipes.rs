@@ -5,6 +5,10 @@
 //! H = SHA-256(`KEY:LABEL:T.N.G:KEY`), knock, and compare the answer with MESSAGE_SUCCESS:
 //! it prints `knock: ok` and exits 0, or `knock: failed…` on stderr and exits 1.
 //!
+//! Each line has a `TTL=` variable, empty as printed: the knock is then exactly today's. Set to
+//! seconds (`TTL=600`, at least 120), the line asks for that rule lifetime: `.TTL` is appended
+//! to the challenge text before it is hashed and sent (`k=LABEL.T.N.G.L.H`), so H covers it.
+//!
 //! Transport, since knockd answers everything with status 500:
 //! - curl prints the body of a 500 without `-f`; `-g` keeps `[v6]` hosts literal.
 //! - GNU wget needs `--content-on-error` and exits 8, so nothing is chained on its status.
@@ -30,6 +34,8 @@ pub(crate) struct Recipe<'a> {
     pub(crate) key: &'a Key,
     /// MESSAGE_SUCCESS, to tell success from failure.
     pub(crate) success: &'a str,
+    /// The rule lifetime the lines ask for, in seconds; `None` prints an empty `TTL=`.
+    pub(crate) lifetime: Option<u64>,
 }
 
 impl Recipe<'_> {
@@ -38,6 +44,11 @@ impl Recipe<'_> {
             Some(u) => u.clone(),
             None => KnockUrl::placeholder(),
         }
+    }
+
+    /// The value of `TTL=`: seconds, or nothing.
+    fn ttl(&self) -> String {
+        self.lifetime.map_or_else(String::new, |l| l.to_string())
     }
 
     /// MESSAGE_SUCCESS as `$(…)` leaves it: trailing newlines removed.
@@ -56,9 +67,11 @@ fn ps_quote(s: &str) -> String {
 }
 
 /// The part of every shell line after the transport is defined as `g QUERY` printing a body.
+/// With `TTL` set, the signed and sent text is `T.N.G.TTL` instead of `T.N.G`.
 fn sh_steps(r: &Recipe<'_>, sha: &str) -> String {
     format!(
         "C=$(g \"c=$L\"); case $C in *[!0-9a-f.]*) C=;; esac; [ -n \"$C\" ] && \
+         C=$C${{TTL:+.$TTL}} && \
          H=$(printf %s \"$K:$L:$C:$K\" | {sha} | cut -c1-64) && R=$(g \"k=$L.$C.$H\"); \
          [ \"$R\" = {} ] && echo 'knock: ok' || {{ echo \"knock: failed${{R:+: $R}}\" >&2; false; }}",
         r.success_sh()
@@ -67,10 +80,11 @@ fn sh_steps(r: &Recipe<'_>, sha: &str) -> String {
 
 fn sh_vars(r: &Recipe<'_>) -> String {
     format!(
-        "U={} L={} K={} R=;",
+        "U={} L={} K={} TTL={} R=;",
         sh_quote(r.url().as_str()),
         sh_quote(r.label),
-        sh_quote(r.key.expose())
+        sh_quote(r.key.expose()),
+        r.ttl()
     )
 }
 
@@ -107,12 +121,13 @@ pub(crate) fn busybox(r: &Recipe<'_>) -> Option<String> {
     };
     let steps = sh_steps(r, "busybox sha256sum").replace("| cut ", "| busybox cut ");
     Some(format!(
-        "P={} V={} L={} K={} R=; g() {{ printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' \
+        "P={} V={} L={} K={} TTL={} R=; g() {{ printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' \
          \"$P?$1\" \"$V\" | busybox nc -w {TIMEOUT} {} {} | busybox sed '1,/^\\r*$/d'; }}; {steps}",
         sh_quote(&url.path),
         sh_quote(&authority),
         sh_quote(r.label),
         sh_quote(r.key.expose()),
+        r.ttl(),
         sh_quote(nc_host),
         url.port,
     ))
@@ -121,15 +136,16 @@ pub(crate) fn busybox(r: &Recipe<'_>) -> Option<String> {
 /// Windows PowerShell 5.1 and PowerShell 7.
 pub(crate) fn powershell(r: &Recipe<'_>) -> String {
     format!(
-        "$U={}; $L={}; $K={}; function g($q) {{ try {{ (Invoke-WebRequest -UseBasicParsing \
-         -TimeoutSec {TIMEOUT} \"${{U}}?$q\").Content }} catch {{ $_.ErrorDetails.Message }} }}; \
-         $C = g \"c=$L\"; $H = -join ([Security.Cryptography.SHA256]::Create().ComputeHash(\
+        "$U={}; $L={}; $K={}; $TTL='{}'; function g($q) {{ try {{ (Invoke-WebRequest \
+         -UseBasicParsing -TimeoutSec {TIMEOUT} \"${{U}}?$q\").Content }} catch {{ \
+         $_.ErrorDetails.Message }} }}; $C = g \"c=$L\"; if ($TTL) {{ $C = \"$C.$TTL\" }}; $H = -join ([Security.Cryptography.SHA256]::Create().ComputeHash(\
          [Text.Encoding]::ASCII.GetBytes(\"${{K}}:${{L}}:${{C}}:${{K}}\")) | ForEach-Object \
          {{ $_.ToString('x2') }}); $R = g \"k=${{L}}.${{C}}.${{H}}\"; if ($R -ceq {}) \
          {{ 'knock: ok' }} else {{ \"knock: failed: $R\" }}",
         ps_quote(r.url().as_str()),
         ps_quote(r.label),
         ps_quote(r.key.expose()),
+        r.ttl(),
         ps_quote(r.success),
     )
 }
@@ -139,10 +155,14 @@ pub(crate) fn knockd_knock(r: &Recipe<'_>) -> String {
     let file = format!("{}.key", r.label);
     format!(
         "(umask 077; printf '%s\\n' {} > {file})\n\
-         knockd --knock {} --label {} --key-file {file}",
+         knockd --knock {} --label {} --key-file {file}{}",
         sh_quote(r.key.expose()),
         sh_quote(r.url().as_str()),
         r.label,
+        r.lifetime.map_or_else(String::new, |l| format!(
+            " --ttl {}",
+            crate::grammar::format_duration(l)
+        )),
     )
 }
 
@@ -158,7 +178,9 @@ pub(crate) fn shortcut(r: &Recipe<'_>) -> String {
          3. Generate Hash: SHA256 of [Text]\n\
          4. Text: {u}?k={l}.[Contents of URL].[Hash]\n\
          5. Get Contents of URL: [Text]\n\
-         6. (optional) Show Result: [Contents of URL] (\"{}\" means the door is open)",
+         6. (optional) Show Result: [Contents of URL] (\"{}\" means the door is open)\n\
+         To ask for a shorter rule lifetime, in seconds (at least 120): in actions 2 and 4 write \
+         [Contents of URL].600 (for 10 minutes) instead of [Contents of URL].",
         r.success
     )
 }
@@ -176,6 +198,11 @@ pub(crate) fn add_client_text(r: &Recipe<'_>) -> String {
              server's address and knock port (set KNOCK_PUBLIC_URL to have it filled in).\n"
         ));
     }
+    out.push_str(
+        "Every line below can ask for a shorter rule lifetime: set TTL= to seconds (TTL=600, at \
+         least 120; knockd caps it at the client's lifetime), or add --ttl 10m to knockd --knock. \
+         Left empty it knocks for the client's full lifetime.\n",
+    );
     out.push_str(&format!(
         "\nShell with curl (Linux, macOS, routers with curl):\n  {}\n",
         sh_curl(r)
@@ -287,6 +314,7 @@ mod tests {
                 let check = Check {
                     secret: SECRET,
                     ttl_secs: 60,
+                    rule_ttl_secs: 30 * 86_400,
                     addr_text: &addr,
                     now: now(),
                     clients,
@@ -336,6 +364,7 @@ mod tests {
             label: "office",
             key: &key,
             success: SUCCESS,
+            lifetime: None,
         };
         let Some((ok, out, err)) = run(tools, shell, &make(&r)) else {
             return;
@@ -347,6 +376,8 @@ mod tests {
         let want = Grant {
             label: "office".into(),
             rule_ttl_secs: Some(12 * 3600),
+            v4_prefix: None,
+            v6_prefix: None,
         };
         assert_eq!(*outcomes.lock().unwrap(), [Ok(want)], "{tools:?}");
 
@@ -403,6 +434,60 @@ mod tests {
         check_line(&["busybox"], &["busybox", "sh", "-c"], line);
     }
 
+    /// `TTL=600` in a printed line: the knock asks for 10 minutes, signed, and gets them
+    /// (the tiny knockd's client has ttl=12h).
+    #[test]
+    fn lines_with_ttl_ask_for_a_lifetime() {
+        fn bb(r: &Recipe<'_>) -> String {
+            busybox(r).unwrap()
+        }
+        type Make = fn(&Recipe<'_>) -> String;
+        let cases: [(&[&str], &[&str], Make); 3] = [
+            (&["curl", "sha256sum"], &["sh", "-c"], sh_curl),
+            (&["wget", "sha256sum"], &["sh", "-c"], sh_wget),
+            (&["busybox"], &["busybox", "sh", "-c"], bb),
+        ];
+        for (tools, shell, make) in cases {
+            let (url, outcomes) = tiny_knockd();
+            let url = KnockUrl::parse(&url).unwrap();
+            let key = Key::parse(KEY).unwrap();
+            let r = Recipe {
+                url: Some(&url),
+                label: "office",
+                key: &key,
+                success: SUCCESS,
+                lifetime: Some(600),
+            };
+            let line = make(&r);
+            assert!(line.contains(" TTL=600 "), "{line}");
+            let Some((ok, out, err)) = run(tools, shell, &line) else {
+                continue;
+            };
+            assert!(ok && out == "knock: ok\n", "{tools:?}: {out:?} {err:?}");
+            let want = Grant {
+                label: "office".into(),
+                rule_ttl_secs: Some(600),
+                v4_prefix: None,
+                v6_prefix: None,
+            };
+            assert_eq!(*outcomes.lock().unwrap(), [Ok(want)], "{tools:?}");
+        }
+        let key = Key::parse(KEY).unwrap();
+        let r = Recipe {
+            url: None,
+            label: "office",
+            key: &key,
+            success: SUCCESS,
+            lifetime: Some(600),
+        };
+        assert!(
+            knockd_knock(&r).ends_with(" --ttl 10m"),
+            "{}",
+            knockd_knock(&r)
+        );
+        assert!(powershell(&r).contains("$TTL='600'"));
+    }
+
     #[test]
     fn no_challenge_means_no_second_request() {
         // A server that answers MESSAGE_FAILURE (a lockout): the line stops after step 1.
@@ -428,6 +513,7 @@ mod tests {
             label: "office",
             key: &key,
             success: SUCCESS,
+            lifetime: None,
         };
         let Some((ok, _, err)) = run(&["curl"], &["sh", "-c"], &sh_curl(&r)) else {
             return;
@@ -444,6 +530,7 @@ mod tests {
             label: "office",
             key: &key,
             success: "it's open",
+            lifetime: None,
         };
         let text = add_client_text(&r);
         assert!(text.contains("NOTE: http://YOUR-SERVER:8080/favico.ico is a PLACEHOLDER"));

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::challenge::response_hash;
+use super::challenge::{response_hash, signed_text};
 use super::clients::Key;
 
 /// Shown instead of KNOCK_PUBLIC_URL when it is not set; must be replaced by the operator.
@@ -139,10 +139,18 @@ impl KnockUrl {
         format!("{}?c={label}", self.text)
     }
 
-    /// Step 2's URL for the challenge text `T.N.G`.
-    pub(crate) fn knock_url(&self, label: &str, challenge: &str, key: &Key) -> String {
-        let h = response_hash(key.expose(), label, challenge);
-        format!("{}?k={label}.{challenge}.{h}", self.text)
+    /// Step 2's URL for the challenge text `T.N.G`, asking for a rule lifetime of `lifetime`
+    /// seconds when given (`k=LABEL.T.N.G.L.H`, L covered by H); without one, today's knock.
+    pub(crate) fn knock_url(
+        &self,
+        label: &str,
+        challenge: &str,
+        key: &Key,
+        lifetime: Option<u64>,
+    ) -> String {
+        let signed = signed_text(challenge, lifetime);
+        let h = response_hash(key.expose(), label, &signed);
+        format!("{}?k={label}.{signed}.{h}", self.text)
     }
 }
 
@@ -217,8 +225,13 @@ mod tests {
         let url = KnockUrl::parse("http://h:8080/favico.ico").unwrap();
         let c = "1760000000.0102030405060708.d7cdcd4b037f0d64a50783fceedfa74f";
         assert_eq!(
-            url.knock_url("office", c, &Key::parse(KEY).unwrap()),
+            url.knock_url("office", c, &Key::parse(KEY).unwrap(), None),
             format!("http://h:8080/favico.ico?k=office.{c}.{H_VECTOR}")
+        );
+        // printf '%s' 'AAA…AAA:office:1760000000.0102030405060708.d7cd…a74f.600:AAA…AAA' | sha256sum
+        assert_eq!(
+            url.knock_url("office", c, &Key::parse(KEY).unwrap(), Some(600)),
+            format!("http://h:8080/favico.ico?k=office.{c}.600.{H_600}")
         );
         assert_eq!(
             url.challenge_url("office"),
@@ -226,4 +239,5 @@ mod tests {
         );
     }
     const H_VECTOR: &str = "265adca404e988c77998cd1647f363e61e0916dfe7bf503cea01624ad9f9e8b8";
+    const H_600: &str = "0aeec267c98caa47c745f89145130ed85a1752dd7e960e38d46516fda9724f71";
 }

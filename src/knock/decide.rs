@@ -69,12 +69,14 @@ pub(crate) enum Decision {
     /// The right secret, but no address the firewall may be opened for. The label is not
     /// read here: the caller reads it for the log line once the answer is written.
     Refuse { peer: IpAddr, refusal: Refusal },
-    /// Open the firewall for `ip`, for the client's own `ttl=` (None: RULE_TTL).
+    /// Open the firewall for `ip` (or its /`prefix` network: a client's `v4_prefix=` or
+    /// `v6_prefix=`), for the client's own `ttl=` or the lifetime it asked for (None: RULE_TTL).
     Grant {
         ip: IpAddr,
         label: String,
         key: IpAddr,
         ttl_secs: Option<u64>,
+        prefix: Option<u8>,
     },
 }
 
@@ -156,6 +158,7 @@ pub(super) fn judge_key(
             let check = Check {
                 secret: &keys.secret,
                 ttl_secs: keys.ttl_secs,
+                rule_ttl_secs: keys.rule_ttl_secs,
                 addr_text: &addr_text,
                 now,
                 clients: &clients,
@@ -167,6 +170,10 @@ pub(super) fn judge_key(
                     label: grant.label,
                     key,
                     ttl_secs: grant.rule_ttl_secs,
+                    prefix: match cidr::canonical(ip) {
+                        IpAddr::V4(_) => grant.v4_prefix,
+                        IpAddr::V6(_) => grant.v6_prefix,
+                    },
                 }),
                 Err(reason) => reject(Reject::Key(reason)),
             }
@@ -216,6 +223,7 @@ fn referer_knock(
             label: desc::sanitize_label(head.header("location").unwrap_or(b"")),
             key,
             ttl_secs: None,
+            prefix: None,
         },
         Err(refusal) => Decision::Refuse { peer, refusal },
     }
@@ -310,7 +318,7 @@ mod tests {
                 ok.clone(),
                 ClientIpMethod::Peer,
                 "203.0.113.5",
-                Decision::Grant { ip: peer, label: "Office_01".into(), key, ttl_secs: None },
+                Decision::Grant { ip: peer, label: "Office_01".into(), key, ttl_secs: None, prefix: None },
             ),
             (
                 "wrong secret",
@@ -345,7 +353,7 @@ mod tests {
                 format!("HEAD /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\n\r\n"),
                 ClientIpMethod::Peer,
                 "203.0.113.5",
-                Decision::Grant { ip: peer, label: desc::sanitize_label(b""), key, ttl_secs: None },
+                Decision::Grant { ip: peer, label: desc::sanitize_label(b""), key, ttl_secs: None, prefix: None },
             ),
             (
                 "loopback peer is refused after the secret",
@@ -362,21 +370,21 @@ mod tests {
                 format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n"),
                 ClientIpMethod::Forwarded,
                 "127.0.0.1",
-                Decision::Grant { ip: ip("198.51.100.7"), label: desc::sanitize_label(b""), key: ip("198.51.100.7"), ttl_secs: None },
+                Decision::Grant { ip: ip("198.51.100.7"), label: desc::sanitize_label(b""), key: ip("198.51.100.7"), ttl_secs: None, prefix: None },
             ),
             (
                 "untrusted peer: forwarded headers are ignored",
                 format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nX-Forwarded-For: 198.51.100.7\r\n\r\n"),
                 ClientIpMethod::Forwarded,
                 "203.0.113.5",
-                Decision::Grant { ip: peer, label: desc::sanitize_label(b""), key, ttl_secs: None },
+                Decision::Grant { ip: peer, label: desc::sanitize_label(b""), key, ttl_secs: None, prefix: None },
             ),
             (
                 "declared address: the peer is the lockout key",
                 format!("GET /favico.ico HTTP/1.1\r\nReferer: {SECRET}\r\nip: 198.51.100.9\r\n\r\n"),
                 ClientIpMethod::Declared,
                 "203.0.113.5",
-                Decision::Grant { ip: ip("198.51.100.9"), label: desc::sanitize_label(b""), key, ttl_secs: None },
+                Decision::Grant { ip: ip("198.51.100.9"), label: desc::sanitize_label(b""), key, ttl_secs: None, prefix: None },
             ),
             (
                 "IPv6 clients are keyed by their /64",
@@ -388,6 +396,7 @@ mod tests {
                     label: "Office_01".into(),
                     key: ip("2001:db8:1:2::"),
                     ttl_secs: None,
+                    prefix: None,
                 },
             ),
         ];

@@ -166,7 +166,8 @@ pub(crate) fn answer(door: &Door, head: &RequestHead, peer: IpAddr, conn: u64) -
             // success from one address (a NAT) cleared the guesses of everyone behind it.
             key: _,
             ttl_secs,
-        } => Answer::Fixed(grant(door, conn, ip, label, ttl_secs)),
+            prefix,
+        } => Answer::Fixed(grant(door, conn, ip, label, ttl_secs, prefix)),
     }
 }
 
@@ -184,7 +185,14 @@ fn reject(door: &Door, reason: Reject, key: IpAddr, now: u64) -> Verdict {
 }
 
 /// A grant, carried out on every instance's writer.
-fn grant(door: &Door, conn: u64, ip: IpAddr, label: String, ttl_secs: Option<u64>) -> Verdict {
+fn grant(
+    door: &Door,
+    conn: u64,
+    ip: IpAddr,
+    label: String,
+    ttl_secs: Option<u64>,
+    prefix: Option<u8>,
+) -> Verdict {
     let config = &door.config;
     let started = Instant::now();
     // A knock that waits on the firewall is shielded from eviction at the connection cap until
@@ -195,6 +203,7 @@ fn grant(door: &Door, conn: u64, ip: IpAddr, label: String, ttl_secs: Option<u64
         ip,
         label,
         ttl_secs: ttl_secs.map(|s| s.min(i64::MAX as u64) as i64),
+        prefix,
     };
     let outcomes = door.firewall.grant(&grant, deadline);
     let instances = door.firewall.instances();

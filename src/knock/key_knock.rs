@@ -24,6 +24,8 @@ use crate::sync::lock;
 pub(crate) struct Keys {
     pub(super) secret: Vec<u8>,
     pub(super) ttl_secs: u64,
+    /// RULE_TTL in seconds: caps the lifetime a knock asks for when its client has no `ttl=`.
+    pub(super) rule_ttl_secs: u64,
     /// The Unix second the keys were opened (the serving knockd's start): challenges issued up
     /// to it are refused as stale. The replay cache starts empty, so a knock used before a
     /// restart would pass again; with a random secret per process its G would fail anyway,
@@ -55,6 +57,7 @@ impl Keys {
         Ok(Keys {
             secret,
             ttl_secs: config.keys.challenge_ttl.as_secs(),
+            rule_ttl_secs: config.rules.ttl.as_secs(),
             started,
             clients: Mutex::new(file),
             replay: Mutex::new(ReplayCache::new(config.keys.replay_cache)),
@@ -66,6 +69,7 @@ impl Keys {
         Keys {
             secret: secret.to_vec(),
             ttl_secs,
+            rule_ttl_secs: 30 * 86_400,
             started: 0,
             clients: Mutex::new(file),
             replay: Mutex::new(ReplayCache::new(replay)),
@@ -164,12 +168,14 @@ mod tests {
                 label,
                 key,
                 ttl_secs,
+                prefix,
             }) => KeyDecision::Decided(
                 Decision::Grant {
                     ip,
                     label,
                     key,
                     ttl_secs: None,
+                    prefix,
                 },
                 ttl_secs,
             ),
@@ -367,6 +373,7 @@ mod tests {
                         label: "office".into(),
                         key: ip(a),
                         ttl_secs: None,
+                        prefix: None,
                     },
                     Some(7200),
                 ),
@@ -434,6 +441,7 @@ mod tests {
                     label: "plain".into(),
                     key: ip(a),
                     ttl_secs: None,
+                    prefix: None,
                 },
                 None
             )
@@ -654,6 +662,7 @@ mod tests {
                         label: "office".into(),
                         key: "203.0.113.7".parse().expect("ip"),
                         ttl_secs: None,
+                        prefix: None,
                     },
                     Some(7200)
                 )

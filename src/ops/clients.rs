@@ -45,6 +45,7 @@ pub(super) fn add_client(
         label,
         key: &key,
         success: &config.knock.message_success,
+        lifetime: None,
     };
     outln!("{}", recipes::add_client_text(&recipe).trim_end());
     Exit::Success

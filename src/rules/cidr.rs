@@ -45,6 +45,35 @@ impl Cidr {
         Cidr { addr, prefix }
     }
 
+    /// The /`prefix` network `addr` lies in (a prefix past the address's length is a host).
+    pub fn of(addr: IpAddr, prefix: u8) -> Cidr {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.min(max);
+        Cidr {
+            addr: network(addr, prefix),
+            prefix,
+        }
+    }
+
+    /// Whether this is a single address (/32, /128).
+    pub fn is_host(&self) -> bool {
+        self.prefix == if self.addr.is_ipv4() { 32 } else { 128 }
+    }
+
+    /// As a firewall rule holds it: a host as the bare address (what knockd always wrote), a
+    /// wider block as `network/prefix`.
+    pub fn rule_text(&self) -> String {
+        match self.is_host() {
+            true => self.addr.to_string(),
+            false => self.to_string(),
+        }
+    }
+
+    /// Whether every address of `other` lies inside this block.
+    pub fn covers(&self, other: &Cidr) -> bool {
+        self.prefix <= other.prefix && self.contains(other.addr)
+    }
+
     pub fn addr(&self) -> IpAddr {
         self.addr
     }
@@ -111,6 +140,39 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("test address")
+    }
+
+    #[test]
+    fn blocks_of_an_address() {
+        for (addr, prefix, want, text) in [
+            ("203.0.113.77", 24, "203.0.113.0/24", "203.0.113.0/24"),
+            ("203.0.113.77", 16, "203.0.0.0/16", "203.0.0.0/16"),
+            ("203.0.113.77", 32, "203.0.113.77/32", "203.0.113.77"),
+            ("203.0.113.77", 40, "203.0.113.77/32", "203.0.113.77"),
+            (
+                "2001:db8:1:2:3:4:5:6",
+                64,
+                "2001:db8:1:2::/64",
+                "2001:db8:1:2::/64",
+            ),
+            (
+                "2001:db8:1:2:3:4:5:6",
+                48,
+                "2001:db8:1::/48",
+                "2001:db8:1::/48",
+            ),
+            ("2001:db8::6", 128, "2001:db8::6/128", "2001:db8::6"),
+        ] {
+            let b = Cidr::of(ip(addr), prefix);
+            assert_eq!(b.to_string(), want, "{addr}/{prefix}");
+            assert_eq!(b.rule_text(), text, "{addr}/{prefix}");
+            assert!(b.contains(ip(addr)));
+        }
+        let wide = Cidr::of(ip("203.0.113.77"), 24);
+        assert!(wide.covers(&Cidr::host(ip("203.0.113.5"))));
+        assert!(wide.covers(&wide));
+        assert!(!wide.covers(&Cidr::of(ip("203.0.113.77"), 16)));
+        assert!(!Cidr::host(ip("203.0.113.77")).covers(&wide));
     }
 
     #[test]

@@ -20,6 +20,20 @@ pub struct Grant {
     /// This grant's rule lifetime (a client's `ttl=`), instead of the policy's; `None` = the
     /// policy's.
     pub ttl_secs: Option<i64>,
+    /// Open the /prefix network of `ip` (a client's checked `v4_prefix=` / `v6_prefix=`);
+    /// `None` = `ip` alone. One grant either way: one rule per port setting.
+    pub prefix: Option<u8>,
+}
+
+impl Grant {
+    /// The block this grant opens.
+    pub fn block(&self) -> Cidr {
+        let ip = cidr::canonical(self.ip);
+        match self.prefix {
+            Some(p) => Cidr::of(ip, p),
+            None => Cidr::host(ip),
+        }
+    }
 }
 
 /// What the planner needs to know besides the rules.
@@ -77,14 +91,15 @@ pub fn refresh_step(ttl_secs: i64) -> i64 {
     (ttl_secs / 100).clamp(60, 3600)
 }
 
-/// The rule a grant of `ip` needs for one protocol; the description is filled in by the plan.
-pub fn wanted_rule(ip: IpAddr, protocol: Protocol, port: &str) -> FirewallRule {
-    let ip = cidr::canonical(ip);
+/// The rule a grant of `block` needs for one protocol; the description is filled in by the
+/// plan. A host is written as the bare address, as knockd always wrote it.
+pub fn wanted_rule(block: Cidr, protocol: Protocol, port: &str) -> FirewallRule {
+    let v4 = block.addr().is_ipv4();
     FirewallRule {
         protocol: protocol.as_str().to_string(),
         port: port.to_string(),
-        cidr_block: ip.is_ipv4().then(|| ip.to_string()),
-        ipv6_cidr_block: ip.is_ipv6().then(|| ip.to_string()),
+        cidr_block: v4.then(|| block.rule_text()),
+        ipv6_cidr_block: (!v4).then(|| block.rule_text()),
         action: "ACCEPT".to_string(),
         description: String::new(),
     }
@@ -123,12 +138,12 @@ fn same_ports(a: &str, b: &str) -> bool {
 
 /// Whether an existing rule is the one we would write: the same identity by meaning, so a
 /// reordered port list is never created again beside the rule the API already holds.
-fn same_target(rule: &FirewallRule, want: &FirewallRule, ip: IpAddr) -> bool {
+fn same_target(rule: &FirewallRule, want: &FirewallRule, block: Cidr) -> bool {
     // Cheapest and most selective first: a firewall of 100 rules is scanned for every port
     // setting of every grant, and parsing port sets (which allocates) is the costly part.
     rule.protocol.eq_ignore_ascii_case(&want.protocol)
         && rule.action.eq_ignore_ascii_case("ACCEPT")
-        && rule_block(rule) == Some(Cidr::host(cidr::canonical(ip)))
+        && rule_block(rule) == Some(block)
         && same_ports(&rule.port, &want.port)
 }
 
@@ -136,12 +151,12 @@ fn proto_applies(rule: &FirewallRule, protocol: &str) -> bool {
     rule.protocol.eq_ignore_ascii_case(protocol) || rule.protocol.eq_ignore_ascii_case("ALL")
 }
 
-/// Whether a rule we do not own already lets `ip` reach every port wanted (a superset: `ALL`,
-/// `1-65535`, a longer list): then we add nothing.
-fn foreign_allows(rule: &FirewallRule, want: &FirewallRule, ip: IpAddr) -> bool {
+/// Whether a rule we do not own already lets every address of `block` reach every port wanted
+/// (a superset: `ALL`, `1-65535`, a longer list): then we add nothing.
+fn foreign_allows(rule: &FirewallRule, want: &FirewallRule, block: Cidr) -> bool {
     proto_applies(rule, &want.protocol)
         && rule.action.eq_ignore_ascii_case("ACCEPT")
-        && rule_block(rule).is_some_and(|b| b.contains(ip))
+        && rule_block(rule).is_some_and(|b| b.covers(&block))
         && match (rule_ports(rule), PortSet::parse(&want.port)) {
             (Some(have), Some(want)) => have.covers(&want),
             _ => false,
@@ -194,15 +209,17 @@ pub fn plan(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i64)
     let mut index = Vec::with_capacity(grants.len());
     for g in grants {
         let ip = cidr::canonical(g.ip);
-        match unique.iter().position(|u| u.ip == ip) {
+        // Keyed by the block opened: two knocks from one /24 of a v4_prefix=24 client are one.
+        match unique.iter().position(|u| u.block() == g.block()) {
             Some(j) => index.push(j),
             None => {
                 index.push(unique.len());
-                // The first grant for an address decides its label and lifetime.
+                // The first grant for a block decides its label and lifetime.
                 unique.push(Grant {
                     ip,
                     label: g.label.clone(),
                     ttl_secs: g.ttl_secs,
+                    prefix: g.prefix,
                 });
             }
         }
@@ -239,17 +256,18 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
             .unwrap_or(policy.ttl_secs)
             .max(desc::MIN_TTL_SECS as i64);
         let new_expiry = now + ttl_secs;
+        let block = grant.block();
         let mut need = Vec::new();
         let mut writes = false;
         for (protocol, port) in policy.ports {
-            let mut want = wanted_rule(grant.ip, *protocol, port);
+            let mut want = wanted_rule(block, *protocol, port);
             want.description = desc::encode(policy.prefix, &grant.label, new_expiry);
             // The label as the description holds it (cut to fit), to compare with a rule's.
             let label = match desc::parse(policy.prefix, &want.description) {
                 Desc::Owned { label, .. } => label,
                 _ => grant.label.clone(),
             };
-            let exact = (0..rules.len()).find(|&i| same_target(&rules[i], &want, grant.ip));
+            let exact = (0..rules.len()).find(|&i| same_target(&rules[i], &want, block));
             match exact {
                 Some(i) => {
                     keep[i] = true;
@@ -279,7 +297,7 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
                 None if rules
                     .iter()
                     .zip(&descs)
-                    .any(|(r, d)| *d == Desc::Foreign && foreign_allows(r, &want, grant.ip)) => {}
+                    .any(|(r, d)| *d == Desc::Foreign && foreign_allows(r, &want, block)) => {}
                 None => need.push(want),
             }
         }
@@ -312,7 +330,8 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
         .zip(out.grants.iter_mut())
         .zip(missing.iter_mut())
     {
-        if need.is_empty() || !g.ip.is_ipv6() || policy.per_v6_64 == 0 {
+        // A wider IPv6 grant is its own block, not an address crowding a /64.
+        if need.is_empty() || !g.ip.is_ipv6() || !g.block().is_host() || policy.per_v6_64 == 0 {
             continue;
         }
         let owned: Vec<(usize, IpAddr, i64, bool)> = (0..rules.len())
@@ -509,7 +528,77 @@ mod tests {
             ip: ip.parse().expect("ip"),
             label: label.to_string(),
             ttl_secs: None,
+            prefix: None,
         }
+    }
+
+    /// A v4_prefix=24 / v6_prefix=64 client: one rule per port for the whole block, the same
+    /// block from another address of it is the same grant, and a host rule inside the block
+    /// is another one.
+    #[test]
+    fn a_wider_grant_opens_its_block_as_one_grant() {
+        let ports = [(Protocol::Tcp, "22".to_string())];
+        let p = Policy {
+            per_v6_64: 1,
+            ..policy(&ports)
+        };
+        let wide = |ip: &str, prefix: u8| Grant {
+            prefix: Some(prefix),
+            ..grant(ip, "office")
+        };
+        let plan1 = plan(&[], &p, &[wide("203.0.113.7", 24)], NOW);
+        assert_eq!(plan1.create.len(), 1);
+        assert_eq!(
+            plan1.create[0].cidr_block.as_deref(),
+            Some("203.0.113.0/24")
+        );
+        let rules = plan1.create.clone();
+        // Another address of the same /24: present, nothing written.
+        let again = plan(&rules, &p, &[wide("203.0.113.200", 24)], NOW);
+        assert_eq!(again.grants, [GrantStatus::Present]);
+        assert_eq!(again.writes(), 0);
+        // Two knocks of one block in a batch: planned once.
+        let both = plan(
+            &[],
+            &p,
+            &[wide("203.0.113.1", 24), wide("203.0.113.2", 24)],
+            NOW,
+        );
+        assert_eq!(both.create.len(), 1);
+        // A host grant inside the block is its own rule.
+        let host = plan(&rules, &p, &[grant("203.0.113.7", "office")], NOW);
+        assert_eq!(host.create.len(), 1);
+        assert_eq!(host.create[0].cidr_block.as_deref(), Some("203.0.113.7"));
+        // IPv6 /64: one rule, and it is no address crowding its /64 (per_v6_64 = 1 here).
+        let v6 = plan(
+            &[],
+            &p,
+            &[wide("2001:db8:1:2::7", 64), grant("2001:db8:1:2::8", "x")],
+            NOW,
+        );
+        let blocks: Vec<_> = v6.create.iter().map(|r| r.address().to_string()).collect();
+        assert_eq!(blocks, ["2001:db8:1:2::/64", "2001:db8:1:2::8"]);
+        assert_eq!(v6.evicted, 0);
+        // A foreign rule covering the whole block already allows it; one covering only the
+        // knocking address does not.
+        let foreign = |block: &str| FirewallRule {
+            description: "team".into(),
+            ..wanted_rule(Cidr::parse(block).unwrap(), Protocol::Tcp, "22")
+        };
+        let covered = plan(
+            &[foreign("203.0.0.0/16")],
+            &p,
+            &[wide("203.0.113.7", 24)],
+            NOW,
+        );
+        assert_eq!(covered.grants, [GrantStatus::Present]);
+        let partial = plan(
+            &[foreign("203.0.113.7")],
+            &p,
+            &[wide("203.0.113.7", 24)],
+            NOW,
+        );
+        assert_eq!(partial.create.len(), 1);
     }
 
     #[test]
@@ -628,7 +717,7 @@ mod tests {
             .map(|r| {
                 plan.refresh
                     .iter()
-                    .find(|n| same_target(r, n, "203.0.113.7".parse().unwrap()))
+                    .find(|n| same_target(r, n, Cidr::host("203.0.113.7".parse().unwrap())))
                     .cloned()
                     .unwrap_or_else(|| r.clone())
             })
@@ -1225,6 +1314,7 @@ mod tests {
                 ip: ip.parse().expect("ip"),
                 label: "home".to_string(),
                 ttl_secs: None,
+                prefix: None,
             }
         }
 
