@@ -13,10 +13,12 @@ BIN_ARM := target/$(ARM)/release/knockd
 # any architecture (GNU ar here cannot for aarch64). For aarch64, rust-lld (shipped with rustup)
 # links against the target's self-contained musl objects, so no cross binutils or sysroot is
 # needed.
+# ring's C code without unwind tables either (nothing unwinds; see .cargo/config.toml, which
+# also sets the linker and link flags of this target).
 X86_ENV := \
 	CC_x86_64_unknown_linux_musl=clang \
 	AR_x86_64_unknown_linux_musl=llvm-ar \
-	CFLAGS_x86_64_unknown_linux_musl=--target=x86_64-unknown-linux-musl
+	CFLAGS_x86_64_unknown_linux_musl="--target=x86_64-unknown-linux-musl -fno-asynchronous-unwind-tables"
 AARCH64_ENV := \
 	CC_aarch64_unknown_linux_musl=clang \
 	AR_aarch64_unknown_linux_musl=llvm-ar \

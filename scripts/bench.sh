@@ -75,12 +75,8 @@ if [ -z "${BENCH_KNOCKD:-}${BENCH_SIM:-}" ]; then
 log "building lighthouse-sim (release, host)"
 cargo build --release --quiet -p lighthouse-sim >&2
 log "building knockd (release, $X86)"
-x86_env=()
-# ring compiles C for the target; without a musl gcc, clang targets musl just as for aarch64.
-if ! command -v x86_64-linux-musl-gcc >/dev/null && ! command -v musl-gcc >/dev/null; then
-    x86_env=(CC_x86_64_unknown_linux_musl=clang CFLAGS_x86_64_unknown_linux_musl=--target=$X86)
-fi
-env "${x86_env[@]}" cargo build --release --quiet --target "$X86" --bin knockd >&2
+# The product binary exactly as `make` builds it (the Makefile's compiler and flags).
+make --no-print-directory release >&2
 log "building knockd (release, $ARM)"
 if [ -f Makefile ] && grep -q '^aarch64:' Makefile; then
     make --no-print-directory aarch64 >&2
