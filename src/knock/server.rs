@@ -8,26 +8,30 @@
 //! request aborts it, it has no read timeout, no head-size limit and no connection cap, and an
 //! accept error ends its loop for good. See README, "Design notes".
 
-use std::io;
-use std::net::TcpListener;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::conn;
-use super::door::Door;
+use rustix::buffer::spare_capacity;
+use rustix::event::epoll::{self, EventData, EventFlags};
+use rustix::event::Timespec;
+
+use super::conn::{Conn, Next, Pool, ANSWER_GRACE};
+use super::door::{self, Door, Pending, Verdict};
 use super::events;
 use super::key_knock::Keys;
-use super::table::ConnTable;
+use super::table::{ConnState, ConnTable};
 use super::{hygiene, signals};
 use crate::cloud::client::Client;
 use crate::cloud::writer::Writers;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::log;
-
-/// Connection threads only parse heads and wait on a channel; API calls run on writers.
-const CONNECTION_STACK: usize = 128 * 1024;
 
 pub(crate) fn serve(config: &Config) -> Exit {
     let config = Arc::new(config.clone());
@@ -127,85 +131,369 @@ pub(crate) fn serve(config: &Config) -> Exit {
     accept_loop(listener, &door)
 }
 
-/// How often the accept loop looks at the stop flag while no connection arrives.
+/// How often the loop looks at the stop and reload flags while nothing happens.
 const STOP_POLL: Duration = Duration::from_millis(200);
+/// How long accepting pauses after an accept error that evicting could not cure (out of
+/// descriptors with every slot holding a knock), so a listener that stays readable does not
+/// spin the loop.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
+/// Connections accepted per wake-up at most, so a connect flood cannot starve the reads.
+const ACCEPT_BATCH: usize = 64;
+/// Events taken per epoll_wait.
+const EVENTS: usize = 256;
+/// A knock's waiter only waits on a channel for the writers' outcomes.
+const WAITER_STACK: usize = 64 * 1024;
+/// epoll tokens: the listener and the wake-up socket; connection ids start at 1.
+const LISTENER: u64 = 0;
+const WAKE: u64 = u64::MAX;
+
+/// The front: one thread owns the listener and every connection while it waits for, reads or
+/// answers a request. A knock that waits on the writers is parked: a small thread of its own
+/// (`door::carry_out`) waits for the outcome and sends the verdict back through a channel,
+/// then wakes the loop through a socket pair registered with epoll.
+struct Front<'a> {
+    door: &'a Arc<Door>,
+    epoll: OwnedFd,
+    listener: Option<TcpListener>,
+    conns: HashMap<u64, Open>,
+    /// Each connection's current deadline (read or write), in order; parked knocks have none.
+    timers: BTreeSet<(Instant, u64)>,
+    pool: Pool,
+    verdicts: mpsc::Receiver<(u64, Verdict)>,
+    verdict_tx: mpsc::Sender<(u64, Verdict)>,
+    wake_rx: UnixStream,
+    wake_tx: Arc<UnixStream>,
+    accept_paused_until: Option<Instant>,
+}
+
+/// A connection and its registration with the loop.
+struct Open {
+    conn: Conn,
+    /// The epoll interest now: None (not registered, parked), IN or OUT.
+    interest: Option<EventFlags>,
+    timer: Option<Instant>,
+}
 
 fn accept_loop(listener: TcpListener, door: &Arc<Door>) -> Exit {
-    while !signals::stop_requested() {
-        if signals::take_hup() {
-            // SIGHUP re-reads the clients file at once (it is also re-read when it changes).
-            door.keys.reload_clients();
+    match Front::new(listener, door) {
+        Ok(mut front) => front.run(),
+        Err(e) => {
+            log::fatal(&format!("cannot start the knock port's poll loop: {e}"));
+            Exit::Failure
         }
-        let (stream, peer) = match listener.accept() {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_readable(&listener, STOP_POLL);
-                continue;
+    }
+}
+
+impl<'a> Front<'a> {
+    fn new(listener: TcpListener, door: &'a Arc<Door>) -> io::Result<Front<'a>> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        epoll::add(
+            &epoll,
+            &listener,
+            EventData::new_u64(LISTENER),
+            EventFlags::IN,
+        )?;
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        epoll::add(&epoll, &wake_rx, EventData::new_u64(WAKE), EventFlags::IN)?;
+        let (verdict_tx, verdicts) = mpsc::channel();
+        Ok(Front {
+            door,
+            epoll,
+            listener: Some(listener),
+            conns: HashMap::new(),
+            timers: BTreeSet::new(),
+            pool: Pool::new(),
+            verdicts,
+            verdict_tx,
+            wake_rx,
+            wake_tx: Arc::new(wake_tx),
+            accept_paused_until: None,
+        })
+    }
+
+    fn run(&mut self) -> Exit {
+        let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS);
+        let mut give_up: Option<Instant> = None;
+        loop {
+            if signals::take_hup() {
+                // SIGHUP re-reads the clients file at once (it is also re-read when it changes).
+                self.door.keys.reload_clients();
             }
-            Err(e) => {
-                // Out of descriptors: make room as at the cap, else the queued connections
-                // (a knock among them) would wait for idle ones to time out.
-                if matches!(e.raw_os_error(), Some(23 | 24)) {
-                    door.table.evict_oldest_reading();
+            if give_up.is_none() && signals::stop_requested() {
+                give_up = Some(self.begin_stop());
+            }
+            let now = Instant::now();
+            if let Some(limit) = give_up {
+                if self.conns.is_empty() || now >= limit {
+                    break;
                 }
-                // EMFILE, ECONNABORTED and friends are transient: never stop accepting.
-                door.log_rejected(|| format!("accept-error error=\"{e}\""));
-                thread::sleep(Duration::from_millis(20));
+            }
+            let mut wait = STOP_POLL;
+            if let Some((at, _)) = self.timers.first() {
+                wait = wait.min(at.saturating_duration_since(now));
+            }
+            if let Some(at) = self.accept_paused_until {
+                wait = wait.min(at.saturating_duration_since(now));
+            }
+            let timeout = Timespec {
+                tv_sec: wait.as_secs() as _,
+                // Rounded up to the millisecond, so a deadline is not polled for in a busy
+                // loop of zero-length waits just before it.
+                tv_nsec: (wait.subsec_millis() as i64 * 1_000_000 + 999_999) as _,
+            };
+            events.clear();
+            if let Err(e) = epoll::wait(&self.epoll, spare_capacity(&mut events), Some(&timeout)) {
+                if e != rustix::io::Errno::INTR {
+                    self.door
+                        .log_rejected(|| format!("poll-error error=\"{e}\""));
+                    thread::sleep(ACCEPT_PAUSE);
+                }
                 continue;
             }
-        };
-        // Accepted sockets do not inherit O_NONBLOCK on Linux; say so explicitly anyway.
-        if stream.set_nonblocking(false).is_err() {
-            continue;
+            for ev in events.drain(..) {
+                match ev.data.u64() {
+                    LISTENER => self.accept_some(),
+                    WAKE => self.take_verdicts(),
+                    id => self.on_event(id),
+                }
+            }
+            self.expire(Instant::now());
+            if self
+                .accept_paused_until
+                .is_some_and(|at| Instant::now() >= at)
+            {
+                self.accept_paused_until = None;
+                if let Some(l) = &self.listener {
+                    let _ =
+                        epoll::modify(&self.epoll, l, EventData::new_u64(LISTENER), EventFlags::IN);
+                }
+            }
         }
-        let stream = Arc::new(stream);
-        let Some(id) = door.table.admit(&stream) else {
-            door.log_rejected(|| format!("reject addr={} reason=connection-cap", peer.ip()));
-            continue;
+        self.finish()
+    }
+
+    fn accept_some(&mut self) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    self.door
+                        .log_rejected(|| format!("accept-error error=\"{e}\""));
+                    // Out of descriptors: make room as at the cap, else the queued connections
+                    // (a knock among them) would wait for idle ones to time out.
+                    if matches!(e.raw_os_error(), Some(23 | 24)) {
+                        if let Some(old) = self.door.table.evict_oldest_reading() {
+                            self.close(old);
+                            continue;
+                        }
+                    }
+                    // EMFILE with nothing to evict, ENOBUFS and friends are transient: pause
+                    // accepting a moment, never stop.
+                    if matches!(e.raw_os_error(), Some(23 | 24 | 12 | 105)) {
+                        if let Some(l) = &self.listener {
+                            let _ = epoll::modify(
+                                &self.epoll,
+                                l,
+                                EventData::new_u64(LISTENER),
+                                EventFlags::empty(),
+                            );
+                        }
+                        self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        // Accepted sockets do not inherit O_NONBLOCK on Linux.
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let Some(admitted) = self.door.table.open() else {
+            self.door
+                .log_rejected(|| format!("reject addr={} reason=connection-cap", peer.ip()));
+            return;
         };
+        if let Some(old) = admitted.evict {
+            self.close(old);
+        }
+        let id = admitted.id;
+        let deadline = Instant::now() + self.door.config.limits.connection_timeout;
+        if epoll::add(&self.epoll, &stream, EventData::new_u64(id), EventFlags::IN).is_err() {
+            self.door.table.end(id);
+            return;
+        }
+        self.timers.insert((deadline, id));
+        self.conns.insert(
+            id,
+            Open {
+                conn: Conn::new(stream, peer.ip(), deadline),
+                interest: Some(EventFlags::IN),
+                timer: Some(deadline),
+            },
+        );
+    }
+
+    fn on_event(&mut self, id: u64) {
+        let door = self.door;
+        let Some(open) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let next = if open.conn.reading() {
+            open.conn.readable(door, id, &mut self.pool)
+        } else {
+            open.conn.writable(door, id)
+        };
+        self.apply(id, next);
+    }
+
+    /// Verdicts of parked knocks: each is answered.
+    fn take_verdicts(&mut self) {
+        let mut sink = [0u8; 64];
+        while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
+        while let Ok((id, verdict)) = self.verdicts.try_recv() {
+            let door = self.door;
+            let Some(open) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            let next = open.conn.verdict(door, id, verdict);
+            self.apply(id, next);
+        }
+    }
+
+    /// Deadlines that passed: readers are closed, writers give up.
+    fn expire(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let door = self.door;
+            let Some(open) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            open.timer = None;
+            let next = open.conn.expired(door, id);
+            self.apply(id, next);
+        }
+    }
+
+    /// Carries out what a connection asked for: its epoll interest, its deadline, a knock's
+    /// waiter, or its end.
+    fn apply(&mut self, id: u64, next: Next) {
+        let (interest, timer) = match next {
+            Next::Read(at) => (Some(EventFlags::IN), Some(at)),
+            Next::Write(at) => (Some(EventFlags::OUT), Some(at)),
+            Next::Park(pending) => {
+                self.park(id, pending);
+                (None, None)
+            }
+            Next::Close => {
+                self.close(id);
+                return;
+            }
+        };
+        let Some(open) = self.conns.get_mut(&id) else {
+            return;
+        };
+        open.conn.release(&mut self.pool);
+        if open.timer != timer {
+            if let Some(old) = open.timer {
+                self.timers.remove(&(old, id));
+            }
+            if let Some(new) = timer {
+                self.timers.insert((new, id));
+            }
+            open.timer = timer;
+        }
+        if open.interest != interest {
+            let data = EventData::new_u64(id);
+            let fd = &open.conn.stream;
+            // A parked connection leaves epoll: with no interest a hang-up would still be
+            // reported, level-triggered, over and over until the verdict came.
+            let done = match (open.interest, interest) {
+                (None, Some(flags)) => epoll::add(&self.epoll, fd, data, flags),
+                (Some(_), Some(flags)) => epoll::modify(&self.epoll, fd, data, flags),
+                (Some(_), None) => epoll::delete(&self.epoll, fd),
+                (None, None) => Ok(()),
+            };
+            if done.is_err() {
+                self.close(id);
+                return;
+            }
+            open.interest = interest;
+        }
+    }
+
+    /// A knock waits on the writers: shielded from eviction, its waiter started.
+    fn park(&mut self, id: u64, pending: Pending) {
+        let door = self.door;
+        door.table.set_state(id, ConnState::Knocking);
         let d = Arc::clone(door);
+        let tx = self.verdict_tx.clone();
+        let wake = Arc::clone(&self.wake_tx);
+        let fallback = pending.clone();
         let spawned = thread::Builder::new()
-            .stack_size(CONNECTION_STACK)
+            .name("knock".into())
+            .stack_size(WAITER_STACK)
             .spawn(move || {
-                conn::handle(&d, stream, peer, id);
-                d.table.end(id);
+                let verdict = door::carry_out(&d, id, pending);
+                let _ = tx.send((id, verdict));
+                // A full socket buffer means a wake-up is pending already.
+                let _ = (&*wake).write(&[1]);
             });
         if let Err(e) = spawned {
-            door.table.end(id);
             door.log_rejected(|| format!("thread-error error=\"{e}\""));
+            let verdict = door::not_carried_out(door, fallback, "no-thread");
+            let _ = self.verdict_tx.send((id, verdict));
+            let _ = (&*self.wake_tx).write(&[1]);
         }
     }
-    drop(listener);
-    stop(door)
-}
 
-/// Blocks until `listener` has a connection to accept or `limit` has passed.
-fn wait_readable(listener: &TcpListener, limit: Duration) {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let timeout = Timespec {
-        tv_sec: limit.as_secs() as _,
-        tv_nsec: limit.subsec_nanos() as _,
-    };
-    let mut fds = [PollFd::new(listener, PollFlags::IN)];
-    if poll(&mut fds, Some(&timeout)).is_err() {
-        thread::sleep(Duration::from_millis(20));
+    /// Closes a connection now: out of the loop, the table and epoll (closing the descriptor
+    /// unregisters it).
+    fn close(&mut self, id: u64) {
+        if let Some(open) = self.conns.remove(&id) {
+            if let Some(at) = open.timer {
+                self.timers.remove(&(at, id));
+            }
+            let Open { mut conn, .. } = open;
+            conn.release(&mut self.pool);
+        }
+        self.door.table.end(id);
     }
-}
 
-/// The graceful stop, after SIGTERM or SIGINT: the listener is closed already; connections
-/// waiting for a request are closed, knocks in flight finish (bounded by KNOCK_TIMEOUT plus the
-/// answer's write budget), are answered and logged; then the log is flushed.
-fn stop(door: &Door) -> Exit {
-    let limit = door.config.limits.knock_timeout + conn::ANSWER_GRACE + Duration::from_secs(1);
-    let give_up = Instant::now() + limit;
-    log::event(&format!(
-        "stopping: no new connections; {} knocks in flight",
-        door.table.knocking()
-    ));
-    let left = door.table.drain(give_up);
-    log::event(&format!("stopped ({left} connections cut off)"));
-    log::flush(Duration::from_secs(2));
-    Exit::Success
+    /// SIGTERM or SIGINT: no new connections, connections waiting for a request are closed,
+    /// knocks in flight may finish (bounded by KNOCK_TIMEOUT plus the answer's write budget)
+    /// and are answered and logged. Returns when to give up on them.
+    fn begin_stop(&mut self) -> Instant {
+        self.listener = None;
+        log::event(&format!(
+            "stopping: no new connections; {} knocks in flight",
+            self.door.table.knocking()
+        ));
+        for id in self.door.table.take_reading() {
+            self.close(id);
+        }
+        let limit = self.door.config.limits.knock_timeout + ANSWER_GRACE + Duration::from_secs(1);
+        Instant::now() + limit
+    }
+
+    fn finish(&mut self) -> Exit {
+        let left = self.conns.len();
+        log::event(&format!("stopped ({left} connections cut off)"));
+        log::flush(Duration::from_secs(2));
+        Exit::Success
+    }
 }
 
 /// What to do about a listen socket the system refused. Retrying cannot help (only the
