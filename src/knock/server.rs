@@ -8,12 +8,13 @@
 //! request aborts it, it has no read timeout, no head-size limit and no connection cap, and an
 //! accept error ends its loop for good. See README, "Design notes".
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ use crate::cloud::writer::Writers;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::log;
+use crate::sync::lock;
 
 pub(crate) fn serve(config: &Config) -> Exit {
     let config = Arc::new(config.clone());
@@ -156,15 +158,21 @@ struct Front<'a> {
     epoll: OwnedFd,
     listener: Option<TcpListener>,
     conns: HashMap<u64, Open>,
-    /// Each connection's current deadline (read or write), in order; parked knocks have none.
-    timers: BTreeSet<(Instant, u64)>,
+    /// Connection deadlines (read or write), soonest first. An entry whose connection has
+    /// since moved to another deadline (or closed) is stale and skipped when it comes up:
+    /// cheaper in code than an ordered set, and a connection changes deadline only when it
+    /// parks, blocks on a write or finishes one.
+    timers: BinaryHeap<Reverse<(Instant, u64)>>,
     pool: Pool,
-    verdicts: mpsc::Receiver<(u64, Verdict)>,
-    verdict_tx: mpsc::Sender<(u64, Verdict)>,
+    /// Verdicts of parked knocks, pushed by their waiters (a Vec under a lock rather than a
+    /// channel: the same job, less code in the static binary).
+    verdicts: Arc<Verdicts>,
     wake_rx: UnixStream,
     wake_tx: Arc<UnixStream>,
     accept_paused_until: Option<Instant>,
 }
+
+type Verdicts = Mutex<Vec<(u64, Verdict)>>;
 
 /// A connection and its registration with the loop.
 struct Open {
@@ -197,16 +205,14 @@ impl<'a> Front<'a> {
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
         epoll::add(&epoll, &wake_rx, EventData::new_u64(WAKE), EventFlags::IN)?;
-        let (verdict_tx, verdicts) = mpsc::channel();
         Ok(Front {
             door,
             epoll,
             listener: Some(listener),
             conns: HashMap::new(),
-            timers: BTreeSet::new(),
+            timers: BinaryHeap::new(),
             pool: Pool::new(),
-            verdicts,
-            verdict_tx,
+            verdicts: Arc::new(Mutex::new(Vec::new())),
             wake_rx,
             wake_tx: Arc::new(wake_tx),
             accept_paused_until: None,
@@ -231,7 +237,7 @@ impl<'a> Front<'a> {
                 }
             }
             let mut wait = STOP_POLL;
-            if let Some((at, _)) = self.timers.first() {
+            if let Some(Reverse((at, _))) = self.timers.peek() {
                 wait = wait.min(at.saturating_duration_since(now));
             }
             if let Some(at) = self.accept_paused_until {
@@ -332,7 +338,8 @@ impl<'a> Front<'a> {
             self.door.table.end(id);
             return;
         }
-        self.timers.insert((deadline, id));
+        self.compact_timers();
+        self.timers.push(Reverse((deadline, id)));
         self.conns.insert(
             id,
             Open {
@@ -341,6 +348,19 @@ impl<'a> Front<'a> {
                 timer: Some(deadline),
             },
         );
+    }
+
+    /// Stale timer entries (of closed connections, mostly) would pile up under a connection
+    /// flood until their deadlines came: past twice the live ones, the heap is rebuilt from
+    /// the connections' own deadlines, so its size stays bounded by the connections open.
+    fn compact_timers(&mut self) {
+        if self.timers.len() > 2 * self.conns.len() + 1024 {
+            self.timers = self
+                .conns
+                .iter()
+                .filter_map(|(id, o)| o.timer.map(|at| Reverse((at, *id))))
+                .collect();
+        }
     }
 
     fn on_event(&mut self, id: u64) {
@@ -360,7 +380,8 @@ impl<'a> Front<'a> {
     fn take_verdicts(&mut self) {
         let mut sink = [0u8; 64];
         while matches!((&self.wake_rx).read(&mut sink), Ok(n) if n > 0) {}
-        while let Ok((id, verdict)) = self.verdicts.try_recv() {
+        let verdicts = std::mem::take(&mut *lock(&self.verdicts));
+        for (id, verdict) in verdicts {
             let door = self.door;
             let Some(open) = self.conns.get_mut(&id) else {
                 continue;
@@ -372,13 +393,13 @@ impl<'a> Front<'a> {
 
     /// Deadlines that passed: readers are closed, writers give up.
     fn expire(&mut self, now: Instant) {
-        while let Some(&(at, id)) = self.timers.first() {
+        while let Some(&Reverse((at, id))) = self.timers.peek() {
             if at > now {
                 break;
             }
-            self.timers.pop_first();
+            self.timers.pop();
             let door = self.door;
-            let Some(open) = self.conns.get_mut(&id) else {
+            let Some(open) = self.conns.get_mut(&id).filter(|o| o.timer == Some(at)) else {
                 continue;
             };
             open.timer = None;
@@ -407,11 +428,8 @@ impl<'a> Front<'a> {
         };
         open.conn.release(&mut self.pool);
         if open.timer != timer {
-            if let Some(old) = open.timer {
-                self.timers.remove(&(old, id));
-            }
             if let Some(new) = timer {
-                self.timers.insert((new, id));
+                self.timers.push(Reverse((new, id)));
             }
             open.timer = timer;
         }
@@ -439,7 +457,7 @@ impl<'a> Front<'a> {
         let door = self.door;
         door.table.set_state(id, ConnState::Knocking);
         let d = Arc::clone(door);
-        let tx = self.verdict_tx.clone();
+        let verdicts = Arc::clone(&self.verdicts);
         let wake = Arc::clone(&self.wake_tx);
         let fallback = pending.clone();
         let spawned = thread::Builder::new()
@@ -447,14 +465,14 @@ impl<'a> Front<'a> {
             .stack_size(WAITER_STACK)
             .spawn(move || {
                 let verdict = door::carry_out(&d, id, pending);
-                let _ = tx.send((id, verdict));
+                lock(&verdicts).push((id, verdict));
                 // A full socket buffer means a wake-up is pending already.
                 let _ = (&*wake).write(&[1]);
             });
         if let Err(e) = spawned {
             door.log_rejected(|| format!("thread-error error=\"{e}\""));
             let verdict = door::not_carried_out(door, fallback, "no-thread");
-            let _ = self.verdict_tx.send((id, verdict));
+            lock(&self.verdicts).push((id, verdict));
             let _ = (&*self.wake_tx).write(&[1]);
         }
     }
@@ -462,11 +480,8 @@ impl<'a> Front<'a> {
     /// Closes a connection now: out of the loop, the table and epoll (closing the descriptor
     /// unregisters it).
     fn close(&mut self, id: u64) {
-        if let Some(open) = self.conns.remove(&id) {
-            if let Some(at) = open.timer {
-                self.timers.remove(&(at, id));
-            }
-            let Open { mut conn, .. } = open;
+        // Its timer entry goes stale and is dropped when it comes up.
+        if let Some(Open { mut conn, .. }) = self.conns.remove(&id) {
             conn.release(&mut self.pool);
         }
         self.door.table.end(id);

@@ -6,7 +6,7 @@
 //! The loop is the only one to open and end connections; the mutex is there because a knock's
 //! state is also set by `door` (from the thread that waits on the writers, and in tests).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::sync::lock;
@@ -22,10 +22,24 @@ pub(crate) enum ConnState {
 
 struct Conns {
     next_id: u64,
+    /// Ids grow with admission, so the smallest id in the Reading state is the oldest reader.
+    /// Eviction scans the map (a few µs at 4,096 entries, only at the cap or out of
+    /// descriptors): an ordered set would cost its code in the static binary for little.
     open: HashMap<u64, ConnState>,
-    /// Ids of the connections in the Reading state. Ids grow with admission, so the first is
-    /// the oldest reader: eviction costs a lookup, not a scan of thousands of entries.
-    reading: BTreeSet<u64>,
+}
+
+impl Conns {
+    /// The oldest connection still reading a request leaves the table.
+    fn pop_oldest_reading(&mut self) -> Option<u64> {
+        let oldest = self
+            .open
+            .iter()
+            .filter(|(_, s)| **s == ConnState::Reading)
+            .map(|(id, _)| *id)
+            .min()?;
+        self.open.remove(&oldest);
+        Some(oldest)
+    }
 }
 
 /// The table: entries and the cap.
@@ -49,7 +63,6 @@ impl ConnTable {
             conns: Mutex::new(Conns {
                 next_id: 0,
                 open: HashMap::new(),
-                reading: BTreeSet::new(),
             }),
         }
     }
@@ -61,60 +74,54 @@ impl ConnTable {
     pub(crate) fn open(&self) -> Option<Admitted> {
         let mut conns = lock(&self.conns);
         let evict = if conns.open.len() >= self.cap {
-            let oldest = conns.reading.pop_first()?;
-            conns.open.remove(&oldest);
-            Some(oldest)
+            Some(conns.pop_oldest_reading()?)
         } else {
             None
         };
         conns.next_id += 1;
         let id = conns.next_id;
         conns.open.insert(id, ConnState::Reading);
-        conns.reading.insert(id);
         Some(Admitted { id, evict })
     }
 
     /// The caller closed connection `id`: its slot is free.
     pub(crate) fn end(&self, id: u64) {
-        let mut conns = lock(&self.conns);
-        conns.open.remove(&id);
-        conns.reading.remove(&id);
+        lock(&self.conns).open.remove(&id);
     }
 
     pub(crate) fn set_state(&self, id: u64, state: ConnState) {
-        let mut conns = lock(&self.conns);
-        if let Some(s) = conns.open.get_mut(&id) {
+        if let Some(s) = lock(&self.conns).open.get_mut(&id) {
             *s = state;
-            match state {
-                ConnState::Reading => conns.reading.insert(id),
-                ConnState::Knocking => conns.reading.remove(&id),
-            };
         }
     }
 
     /// Out of descriptors: the oldest reader leaves the table; the caller closes it.
     pub(crate) fn evict_oldest_reading(&self) -> Option<u64> {
-        let mut conns = lock(&self.conns);
-        let oldest = conns.reading.pop_first()?;
-        conns.open.remove(&oldest);
-        Some(oldest)
+        lock(&self.conns).pop_oldest_reading()
     }
 
     /// Every connection in the Reading state leaves the table (the stop); the caller closes
     /// them.
     pub(crate) fn take_reading(&self) -> Vec<u64> {
         let mut conns = lock(&self.conns);
-        let ids = std::mem::take(&mut conns.reading);
-        for id in &ids {
-            conns.open.remove(id);
-        }
-        ids.into_iter().collect()
+        let mut ids: Vec<u64> = Vec::new();
+        conns.open.retain(|id, s| {
+            let reading = *s == ConnState::Reading;
+            if reading {
+                ids.push(*id);
+            }
+            !reading
+        });
+        ids
     }
 
     /// Knocks waiting on the firewall (or writing their answer) now.
     pub(crate) fn knocking(&self) -> usize {
-        let conns = lock(&self.conns);
-        conns.open.len() - conns.reading.len()
+        lock(&self.conns)
+            .open
+            .values()
+            .filter(|s| **s == ConnState::Knocking)
+            .count()
     }
 
     /// The door's tests admit a connection as the old thread-per-connection front did.
