@@ -1,8 +1,10 @@
-//! The knock port's front door: the accept loop and admission. One small thread per open
-//! connection up to MAX_CONNECTIONS, admitted by the connection `table`. The loop polls the listener so that
-//! SIGTERM/SIGINT stop it: then in-flight knocks finish (bounded by KNOCK_TIMEOUT), are answered
-//! and logged, and `serve` returns 0. What a connection does is in `conn`, what a request means
-//! in `door` and `decide`; the firewall writes happen on the cloud layer's per-instance writers.
+//! The knock port's front door: one poll loop (epoll) owns the listener and every connection
+//! while it waits for, reads or answers a request; `table` admits connections under the cap.
+//! No thread per connection: only a knock that waits on the writers gets a small thread of its
+//! own, which hands the verdict back to the loop. SIGTERM/SIGINT stop the loop from accepting:
+//! then in-flight knocks finish (bounded by KNOCK_TIMEOUT), are answered and logged, and
+//! `serve` returns 0. What a connection does is in `conn`, what a request means in `door` and
+//! `decide`; the firewall writes happen on the cloud layer's per-instance writers.
 //!
 //! Why not tiny_http: measured on a static musl build, one `Content-Length: 100000000000000`
 //! request aborts it, it has no read timeout, no head-size limit and no connection cap, and an
@@ -143,8 +145,9 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
 const ACCEPT_BATCH: usize = 64;
 /// Events taken per epoll_wait.
 const EVENTS: usize = 256;
-/// A knock's waiter only waits on a channel for the writers' outcomes.
-const WAITER_STACK: usize = 64 * 1024;
+/// A knock's waiter only waits for the writers' outcomes and formats its log note: the stack
+/// the connection threads had (which also parsed and judged) is ample.
+const WAITER_STACK: usize = 128 * 1024;
 /// epoll tokens: the listener and the wake-up socket; connection ids start at 1.
 const LISTENER: u64 = 0;
 const WAKE: u64 = u64::MAX;
