@@ -259,7 +259,8 @@ impl<'a> Front<'a> {
 
     fn on_event(&mut self, id: u64) {
         let door = self.door;
-        let Some(open) = self.conns.get_mut(&id) else {
+        // A parked knock is out of epoll; an event for it can only be stale.
+        let Some(open) = self.conns.get_mut(&id).filter(|o| o.interest.is_some()) else {
             return;
         };
         let next = if open.conn.reading() {
@@ -321,10 +322,8 @@ impl<'a> Front<'a> {
             return;
         };
         open.conn.release(&mut self.pool);
-        if open.timer != timer {
-            if let Some(new) = timer {
-                self.timers.push(Reverse((new, id)));
-            }
+        let moved = open.timer != timer;
+        if moved {
             open.timer = timer;
         }
         if open.interest != interest {
@@ -343,6 +342,10 @@ impl<'a> Front<'a> {
                 return;
             }
             open.interest = interest;
+        }
+        if let Some(at) = timer.filter(|_| moved) {
+            self.compact_timers();
+            self.timers.push(Reverse((at, id)));
         }
     }
 
