@@ -9,10 +9,11 @@
 # Environment knobs (defaults in brackets): BENCH_KNOCKS [50] knocks per latency cell and kind,
 # BENCH_FLOOD_SECS [5] wrk duration, BENCH_OUT [bench/results.md], BENCH_MISMATCH_KNOCKS [20]
 # knocks per mismatch cell, BENCH_FLEET_KNOCKS [5] knocks per fleet cell and kind,
-# BENCH_FLEET_SIM_ARGS [none] extra lighthouse-sim flags for the fleet cells.
+# BENCH_FLEET_SIM_ARGS [none] extra lighthouse-sim flags for the fleet cells, BENCH_FRONT_ROUNDS [3]
+# turns of knockd and nginx in the front section's flood.
 # To measure another build (a "before" row), BENCH_KNOCKD and BENCH_SIM name the binaries (no
-# build step then), and BENCH_SECTIONS picks a comma list of latency, mismatch, fleet for a
-# partial report (default: all sections, the full report).
+# build step then), and BENCH_SECTIONS picks a comma list of latency, mismatch, fleet, front for
+# a partial report (default: all sections, the full report).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,6 +31,7 @@ SIM=${BENCH_SIM:-$ROOT/target/release/lighthouse-sim}
 SECTIONS=${BENCH_SECTIONS:-all}
 MISMATCH_KNOCKS=${BENCH_MISMATCH_KNOCKS:-20}
 FLEET_KNOCKS=${BENCH_FLEET_KNOCKS:-5}
+FRONT_ROUNDS=${BENCH_FRONT_ROUNDS:-3}
 want() { [ "$SECTIONS" = all ] || [[ ",$SECTIONS," == *",$1,"* ]]; }
 
 SECRET_ID=AKIDknockdBENCHbenchBENCHbench0001
@@ -436,6 +438,199 @@ ${LAT_ROWS%$'\n'}
 EOT
 }
 
+# ---------------------------------------------------------------------------------------------
+# Flood tools (wrk, nginx beside knockd), used by the front section and section 3
+# ---------------------------------------------------------------------------------------------
+verdict() { # VALUE OP LIMIT -> met / NOT met
+    awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {
+        ok = (op == "<=") ? (v + 0 <= l + 0) : (op == "<") ? (v + 0 < l + 0) : (v + 0 >= l + 0)
+        print (v == "" ? "not measured" : ok ? "met" : "**NOT met**") }'
+}
+kib() { awk -v b="$1" 'BEGIN { printf "%.0f KiB (%.2f MB)", b / 1024, b / 1048576 }'; }
+
+sampler() { # PID OUTFILE: max VmRSS and Threads every 50 ms until killed
+    local rss=0 thr=0 r t
+    while :; do
+        r=$(status_kb "$1" VmRSS)
+        t=$(status_kb "$1" Threads)
+        ((r > rss)) && rss=$r
+        ((t > thr)) && thr=$t
+        echo "$rss $thr" >"$2"
+        sleep 0.05
+    done
+}
+
+wrk_run() { # NAME URL [wrk args...] -> $TMP/NAME.wrk
+    local name=$1 url=$2
+    shift 2
+    wrk -t1 -c32 -d"${FLOOD_SECS}s" --latency "$@" "$url" >"$TMP/$name.wrk" 2>&1
+}
+wrk_reqs() { awk '/requests in/ {print $1}' "$1"; }
+cpu_ticks() { # PID -> user + system CPU time in clock ticks
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
+wrk_lat() { awk '$1 == "50%" {p50 = $2} $1 == "99%" {p99 = $2} END {print p50 " / " p99}' "$1"; }
+wrk_errors() { grep -E 'Socket errors|timeout' "$1" | sed 's/^ *//' | tr '\n' ' ' || true; }
+
+nginx_run() { # name, return directive
+    local name=$1 directive=$2
+    NPORT=$(free_port)
+    rm -rf "$TMP/nginx"
+    mkdir -p "$TMP/nginx"
+    cat >"$TMP/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    server {
+        listen 127.0.0.1:$NPORT;
+        location / { $directive }
+    }
+}
+EOF
+    "$nginx_bin" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" >/dev/null 2>&1 &
+    NGINX=$!
+    PIDS+=("$NGINX")
+    for ((i = 0; i < 100; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$NPORT") 2>/dev/null && break
+        sleep 0.05
+    done
+    local worker t0
+    worker=$(ps -o pid= --ppid "$NGINX" | head -n 1 | tr -d ' ')
+    t0=$(cpu_ticks "$worker")
+    wrk_run "$name" "http://127.0.0.1:$NPORT/favico.ico"
+    NGINX_TICKS=$(($(cpu_ticks "$worker") - t0))
+    stop "$NGINX"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 7. The front (issue 28): idle connections, the invalid flood beside nginx, a valid knock
+# while 10,000 idle connections and a flood are held. 1 instance, 0 ms API latency.
+# ---------------------------------------------------------------------------------------------
+FRONT_ROWS=
+front_section() {
+    log "7. front: 100 / 1,000 / 10,000 idle connections, flood beside nginx, knock under load"
+    start_sim front 1
+    local sim=$SIM_PID n rss thr hold ready per
+    write_config front "$SIM_URL" "$INSTANCES" 22 ''
+    # Room for 10,000 connections, and idle ones that outlive the measurement.
+    printf "MAX_CONNECTIONS='10240'\nCONNECTION_TIMEOUT='600s'\n" >>"$CONF"
+    start_knockd front
+    local fport=$PORT kpid=$KPID
+    sleep 1
+    FR_IDLE_RSS=$(status_kb "$kpid" VmRSS)
+    FR_IDLE_THREADS=$(status_kb "$kpid" Threads)
+    for n in 100 1000 10000; do
+        python3 "$HELPER" hold --port "$fport" --n "$n" >"$TMP/hold.$n" &
+        hold=$!
+        PIDS+=("$hold")
+        wait_for "$TMP/hold.$n" 'ready' 120
+        ready=$(sed -n 's/^ready //p' "$TMP/hold.$n")
+        sleep 1
+        rss=$(status_kb "$kpid" VmRSS)
+        thr=$(status_kb "$kpid" Threads)
+        per=$(awk -v r="$rss" -v i="$FR_IDLE_RSS" -v n="$ready" 'BEGIN { printf "%.0f", (n > 0 ? (r - i) * 1024 / n : 0) }')
+        FRONT_ROWS+="| $n idle connections ($ready held) | $(mb "$rss") | $thr | $per B |"$'\n'
+        eval "FR_RSS_$n=$rss FR_THR_$n=$thr FR_PER_$n=$per"
+        stop "$hold"
+        sleep 1
+    done
+    # The invalid flood alone and nginx (one worker, keep-alive) with the same wrk run, taking
+    # turns FRONT_ROUNDS times: on a shared machine the load moves between runs, so the ratio
+    # is of the medians. CPU time per request (user + system, from /proc) is the steadier
+    # figure: it does not depend on how much CPU the machine had left.
+    local kurl="http://127.0.0.1:$fport/favico.ico" r t0 k_rps=() n_rps=() k_us=() n_us=()
+    for ((r = 1; r <= FRONT_ROUNDS; r++)); do
+        t0=$(cpu_ticks "$kpid")
+        wrk_run "front_invalid.$r" "$kurl"
+        k_rps+=("$(wrk_rps "$TMP/front_invalid.$r.wrk")")
+        k_us+=("$(awk -v t="$(($(cpu_ticks "$kpid") - t0))" -v n="$(wrk_reqs "$TMP/front_invalid.$r.wrk")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')")
+        nginx_run "front_nginx.$r" 'return 500 "500 Internal Server Error";'
+        n_rps+=("$(wrk_rps "$TMP/front_nginx.$r.wrk")")
+        n_us+=("$(awk -v t="$NGINX_TICKS" -v n="$(wrk_reqs "$TMP/front_nginx.$r.wrk")" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')")
+    done
+    cp "$TMP/front_invalid.1.wrk" "$TMP/front_invalid.wrk"
+    cp "$TMP/front_nginx.1.wrk" "$TMP/front_nginx.wrk"
+    FR_INV_RPS=$(printf '%s\n' "${k_rps[@]}" | median)
+    FR_NGINX_RPS=$(printf '%s\n' "${n_rps[@]}" | median)
+    FR_INV_US=$(printf '%s\n' "${k_us[@]}" | median)
+    FR_NGINX_US=$(printf '%s\n' "${n_us[@]}" | median)
+    FR_ROUNDS="knockd ${k_rps[*]} req/s (${k_us[*]} µs CPU/request); nginx ${n_rps[*]} req/s (${n_us[*]} µs CPU/request)"
+    FR_RATIO=$(awk -v k="$FR_INV_RPS" -v n="$FR_NGINX_RPS" 'BEGIN { printf "%.0f", (n > 0 ? 100 * k / n : 0) }')
+    # 10,000 idle connections held, the flood, and valid knocks from new addresses meanwhile.
+    python3 "$HELPER" hold --port "$fport" --n 10000 >"$TMP/hold.load" &
+    hold=$!
+    PIDS+=("$hold")
+    wait_for "$TMP/hold.load" 'ready' 120
+    sampler "$kpid" "$TMP/front.sample" &
+    local smp=$!
+    PIDS+=("$smp")
+    wrk_run front_load "$kurl" &
+    local wrk=$!
+    PIDS+=("$wrk")
+    sleep 1
+    : >"$TMP/front.knocks"
+    for i in 1 2 3 4 5; do
+        curl_knock "$kurl" "203.0.113.$((110 + i))" >>"$TMP/front.knocks"
+        sleep 0.3
+    done
+    wait "$wrk" || true
+    stop "$smp"
+    read -r FR_LOAD_RSS FR_LOAD_THREADS <"$TMP/front.sample"
+    FR_LOAD_RPS=$(wrk_rps "$TMP/front_load.wrk")
+    FR_KNOCK_OK=$(awk '$2 == 1' "$TMP/front.knocks" | wc -l)
+    FR_KNOCK_MS=$(awk '{ printf "%s%.0f", sep, $1 * 1000; sep = ", " }' "$TMP/front.knocks")
+    FR_KNOCK_MAX=$(awk '{ m = ($1 > m ? $1 : m) } END { printf "%.0f", m * 1000 }' "$TMP/front.knocks")
+    FR_HELD=$(sed -n 's/^ready //p' "$TMP/hold.load")
+    stop "$hold" "$kpid" "$sim"
+}
+
+front_table() {
+    cat <<EOT
+### 7. The front (issue 28): idle connections, flood beside nginx, a knock under load
+
+knockd \`$KNOCKD\` ($(stat -c %s "$KNOCKD") bytes), MAX_CONNECTIONS=10240, CONNECTION_TIMEOUT=600s, 1 instance, 0 ms
+per API call. Idle connections are opened by scripts/bench_helper.py (\`hold\`) and send nothing;
+"per connection" is (RSS with them − RSS idle) / connections. Flood: wrk -t1 -c32 -d${FLOOD_SECS}s,
+keep-alive, knock path without the secret from 127.0.0.1.
+
+| point | RSS | threads | per connection |
+|---|---|---|---|
+| idle, 1 s after start | $(mb "$FR_IDLE_RSS") | $FR_IDLE_THREADS | |
+${FRONT_ROWS%$'\n'}
+| 10,000 idle ($FR_HELD held) + invalid flood (peak) | $(mb "$FR_LOAD_RSS") | $FR_LOAD_THREADS | |
+
+| run | requests/s (median of $FRONT_ROUNDS) | CPU per request (median) | wrk latency p50 / p99 (first run) | errors |
+|---|---|---|---|---|
+| knockd, invalid flood | $FR_INV_RPS | $FR_INV_US µs | $(wrk_lat "$TMP/front_invalid.wrk") | $(wrk_errors "$TMP/front_invalid.wrk") |
+| nginx, \`return 500 "…";\` (keep-alive), 1 worker, taking turns with knockd | $FR_NGINX_RPS | $FR_NGINX_US µs | $(wrk_lat "$TMP/front_nginx.wrk") | $(wrk_errors "$TMP/front_nginx.wrk") |
+| knockd, invalid flood with 10,000 idle connections held | $FR_LOAD_RPS | | $(wrk_lat "$TMP/front_load.wrk") | $(wrk_errors "$TMP/front_load.wrk") |
+
+Rounds: $FR_ROUNDS. knockd / nginx: $FR_RATIO% (medians). Valid knocks (new addresses) during 10,000 idle + flood:
+$FR_KNOCK_OK/5 ok, $FR_KNOCK_MS ms (max $FR_KNOCK_MAX ms).
+
+| target | measured | verdict |
+|---|---|---|
+| idle connection ≤ 2 KiB | $FR_PER_10000 B at 10,000 | $(verdict "$FR_PER_10000" '<=' 2048) |
+| 10,000 idle ≤ 32 MB RSS in all | $(mb "$FR_RSS_10000") | $(verdict "$FR_RSS_10000" '<=' 32768) |
+| 10,000 idle: ≤ 8 threads besides the 1 writer | $FR_THR_10000 | $(verdict "$FR_THR_10000" '<=' 9) |
+| invalid flood ≥ 90% of nginx (one worker), same run | $FR_RATIO% (medians of $FRONT_ROUNDS turns) | $(verdict "$FR_RATIO" '>=' 90) |
+| valid knock during 10,000 idle + flood ≤ 100 ms (0 ms API) | max $FR_KNOCK_MAX ms, $FR_KNOCK_OK/5 ok | $([ "$FR_KNOCK_OK" = 5 ] && verdict "$FR_KNOCK_MAX" '<=' 100 || echo '**NOT met** (failed knocks)') |
+EOT
+}
+
+if want front; then front_section; fi
+
 if [ "$SECTIONS" != all ]; then
     {
         echo "## Partial benchmark ($SECTIONS)"
@@ -445,7 +640,8 @@ if [ "$SECTIONS" != all ]; then
         echo
         if want latency; then echo "### 1. Knock latency"; echo; latency_table; echo; fi
         if want mismatch; then mismatch_table; echo; fi
-        if want fleet; then fleet_table; fi
+        if want fleet; then fleet_table; echo; fi
+        if want front; then front_table; fi
     } | tee "$OUT"
     log "written to $OUT"
     exit 0
@@ -488,27 +684,6 @@ K1000=$(python3 "$HELPER" knocks --port "$FPORT" --referer "$REFERER" --total 10
 sleep 0.5
 AFTER1000_RSS=$(status_kb "$FPID" VmRSS)
 AFTER1000_HWM=$(status_kb "$FPID" VmHWM)
-
-sampler() { # PID OUTFILE: max VmRSS and Threads every 50 ms until killed
-    local rss=0 thr=0 r t
-    while :; do
-        r=$(status_kb "$1" VmRSS)
-        t=$(status_kb "$1" Threads)
-        ((r > rss)) && rss=$r
-        ((t > thr)) && thr=$t
-        echo "$rss $thr" >"$2"
-        sleep 0.05
-    done
-}
-
-wrk_run() { # NAME URL [wrk args...] -> $TMP/NAME.wrk
-    local name=$1 url=$2
-    shift 2
-    wrk -t1 -c32 -d"${FLOOD_SECS}s" --latency "$@" "$url" >"$TMP/$name.wrk" 2>&1
-}
-wrk_rps() { awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$1"; }
-wrk_lat() { awk '$1 == "50%" {p50 = $2} $1 == "99%" {p99 = $2} END {print p50 " / " p99}' "$1"; }
-wrk_errors() { grep -E 'Socket errors|timeout' "$1" | sed 's/^ *//' | tr '\n' ' ' || true; }
 
 KURL="http://127.0.0.1:$FPORT/favico.ico"
 # 3a. invalid knocks (no secret), keep-alive; one valid knock from another address mid-flood
@@ -577,40 +752,6 @@ stop "$FPID" "$FLOOD_SIM_PID"
 # `Connection: close` (its special-response path turns keep-alive off for 500), so wrk must
 # reconnect for every request; `return 500 "<text>";` keeps the connection alive like knockd
 # does. The target is judged against the keep-alive run, the real ceiling for this machine.
-nginx_run() { # name, return directive
-    local name=$1 directive=$2
-    NPORT=$(free_port)
-    rm -rf "$TMP/nginx"
-    mkdir -p "$TMP/nginx"
-    cat >"$TMP/nginx/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log;
-events { worker_connections 1024; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    server {
-        listen 127.0.0.1:$NPORT;
-        location / { $directive }
-    }
-}
-EOF
-    "$nginx_bin" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" >/dev/null 2>&1 &
-    NGINX=$!
-    PIDS+=("$NGINX")
-    for ((i = 0; i < 100; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$NPORT") 2>/dev/null && break
-        sleep 0.05
-    done
-    wrk_run "$name" "http://127.0.0.1:$NPORT/favico.ico"
-    stop "$NGINX"
-}
 nginx_run nginx_close 'return 500;'
 NGINX_CLOSE_RPS=$(wrk_rps "$TMP/nginx_close.wrk")
 nginx_run nginx 'return 500 "500 Internal Server Error";'
@@ -640,12 +781,6 @@ HOGS_END=$(hogs)
 # ---------------------------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------------------------
-verdict() { # VALUE OP LIMIT -> met / NOT met
-    awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {
-        ok = (op == "<=") ? (v + 0 <= l + 0) : (op == "<") ? (v + 0 < l + 0) : (v + 0 >= l + 0)
-        print (v == "" ? "not measured" : ok ? "met" : "**NOT met**") }'
-}
-kib() { awk -v b="$1" 'BEGIN { printf "%.0f KiB (%.2f MB)", b / 1024, b / 1048576 }'; }
 RATIO=$(awk -v k="$INV_RPS" -v n="$NGINX_RPS" 'BEGIN { printf "%.0f", (n > 0 ? 100 * k / n : 0) }')
 DURING_MS=$(awk -v s="$DURING_S" 'BEGIN { printf "%.0f", s * 1000 }')
 STARTUP_MED=$(field "$STARTUP" median)
@@ -748,6 +883,8 @@ $DURING_MS ms, $([ "$DURING_OK" = 1 ] && echo "success body" || echo "FAILED").
 Start-up, spawn → first successful TCP connect to the knock port, 20 runs: $STARTUP (ms).
 
 $(fleet_table)
+
+$(front_table)
 EOF
 }
 

@@ -7,6 +7,7 @@
   stats    median / p99 / max of numbers on stdin (seconds in, milliseconds out)
   calls    API calls from lighthouse-sim /__state dumps (calls_by_instance), before -> after
   limited  calls the simulator refused with RequestLimitExceeded* (from a /__state dump)
+  hold     N idle connections opened and held (no byte sent) until killed; prints "ready N"
 
 Every knock is one TCP connection with `Connection: close` (keep-alive off), HTTP/1.1 GET,
 X-Forwarded-For naming the client (knockd runs with METHOD_TO_GET_CLIENT_IP=2 and loopback as
@@ -213,6 +214,25 @@ def cmd_knocks(args):
           f"seconds={time.perf_counter() - t0:.1f}")
 
 
+def cmd_hold(args):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = args.n + 64
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    held = []
+    for _ in range(args.n):
+        try:
+            held.append(socket.create_connection(("127.0.0.1", args.port), timeout=10))
+        except OSError as e:
+            print(f"connect failed after {len(held)}: {e}", file=sys.stderr)
+            break
+    print(f"ready {len(held)}", flush=True)
+    # SIGTERM (the default action) ends the process and closes every connection at once.
+    time.sleep(86400)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -225,6 +245,9 @@ def main():
     s.add_argument("--max", action="store_true", help="largest total of one instance")
     s = sub.add_parser("limited")
     s.add_argument("--state", required=True)
+    s = sub.add_parser("hold")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--n", type=int, required=True)
     s = sub.add_parser("startup")
     s.add_argument("--bin", required=True)
     s.add_argument("--config", required=True)
@@ -244,7 +267,7 @@ def main():
             s.add_argument("--addresses", type=int, default=40)
             s.add_argument("--concurrency", type=int, default=20)
     args = ap.parse_args()
-    {"stats": cmd_stats, "calls": cmd_calls, "limited": cmd_limited, "startup": cmd_startup, "burst": cmd_burst, "knocks": cmd_knocks}[args.cmd](args)
+    {"stats": cmd_stats, "calls": cmd_calls, "limited": cmd_limited, "startup": cmd_startup, "burst": cmd_burst, "knocks": cmd_knocks, "hold": cmd_hold}[args.cmd](args)
 
 
 if __name__ == "__main__":

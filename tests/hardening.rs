@@ -267,7 +267,7 @@ fn x_real_ip_wins_over_a_forged_x_forwarded_for() {
     drop(k);
 }
 
-/// Item 6: under `ulimit -n 64` with the default MAX_CONNECTIONS (256), 40 idle connections do
+/// Item 6: under `ulimit -n 64` with the default MAX_CONNECTIONS (4096), 40 idle connections do
 /// not stop a knock.
 #[test]
 fn forty_idle_connections_under_ulimit_64_do_not_stop_a_knock() {
@@ -306,7 +306,7 @@ fn forty_idle_connections_under_ulimit_64_do_not_stop_a_knock() {
     assert_eq!(body, SUCCESS, "{}", p.log());
     assert!(ms < 5000, "took {ms} ms");
     assert!(
-        p.log().contains("MAX_CONNECTIONS=256 lowered to"),
+        p.log().contains("MAX_CONNECTIONS=4096 lowered to"),
         "{}",
         p.log()
     );

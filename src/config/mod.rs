@@ -311,7 +311,7 @@ mod tests {
         assert_eq!(c.knock.trusted_proxies.len(), 2);
         assert_eq!(c.rules.quota_reserve, 0);
         assert_eq!(c.rules.per_v6_64, 4);
-        assert_eq!(c.limits.max_connections, 256);
+        assert_eq!(c.limits.max_connections, 4096);
         assert_eq!(c.limits.connection_timeout.as_secs(), 10);
         assert_eq!(c.limits.knock_timeout.as_secs(), 20);
         assert_eq!(c.limits.prune_interval.as_secs(), 3600);

@@ -46,7 +46,7 @@ pub(crate) const VARS: &[Var] = &[
     var("TRUSTED_PROXIES", Some("127.0.0.0/8,::1")),
     var("QUOTA_RESERVE", Some("0")),
     var("MAX_ADDRESSES_PER_V6_64", Some("4")),
-    var("MAX_CONNECTIONS", Some("256")),
+    var("MAX_CONNECTIONS", Some("4096")),
     var("CONNECTION_TIMEOUT", Some("10s")),
     var("KNOCK_TIMEOUT", Some("20s")),
     var("PRUNE_INTERVAL", Some("1h")),

@@ -136,10 +136,26 @@ fn lockout_now(door: &Door) -> u64 {
     door.started.elapsed().as_secs()
 }
 
-/// One request: a challenge body, or a verdict (success only when every instance confirmed
-/// the grant). A grant leaves the connection in the Knocking state, which `answered` ends once
-/// the answer is written.
-pub(crate) fn answer(door: &Door, head: &RequestHead, peer: IpAddr, conn: u64) -> Answer {
+/// What a request comes to before anything waits: an answer to write now, or a grant to carry
+/// out on the writers (which the caller does off its own thread, see `carry_out`).
+pub(crate) enum Step {
+    Now(Answer),
+    Grant(Pending),
+}
+
+/// A grant decided but not yet carried out.
+#[derive(Clone)]
+pub(crate) struct Pending {
+    ip: IpAddr,
+    label: String,
+    ttl_secs: Option<u64>,
+    /// A client's wider grant (`v4_prefix=`/`v6_prefix=`); None: the address alone.
+    prefix: Option<u8>,
+}
+
+/// One request, judged without waiting: a challenge body, a refusal or rejection, or a grant
+/// still to be carried out. Cheap, so the poll loop calls it for every complete head.
+pub(crate) fn judge(door: &Door, head: &RequestHead, peer: IpAddr) -> Step {
     let now = lockout_now(door);
     let decision = decide::decide(
         head,
@@ -151,12 +167,14 @@ pub(crate) fn answer(door: &Door, head: &RequestHead, peer: IpAddr, conn: u64) -
         crate::keys::challenge::new_nonce,
     );
     match decision {
-        Decision::Challenge(body) => Answer::Body(body),
-        Decision::Reject { reason, key } => Answer::Fixed(reject(door, reason, key, now)),
-        Decision::Refuse { peer, refusal } => Answer::Fixed(Verdict {
+        Decision::Challenge(body) => Step::Now(Answer::Body(body)),
+        Decision::Reject { reason, key } => {
+            Step::Now(Answer::Fixed(reject(door, reason, key, now)))
+        }
+        Decision::Refuse { peer, refusal } => Step::Now(Answer::Fixed(Verdict {
             ok: false,
             note: Note::Refused { peer, refusal },
-        }),
+        })),
         Decision::Grant {
             ip,
             label,
@@ -167,7 +185,54 @@ pub(crate) fn answer(door: &Door, head: &RequestHead, peer: IpAddr, conn: u64) -
             key: _,
             ttl_secs,
             prefix,
-        } => Answer::Fixed(grant(door, conn, ip, label, ttl_secs, prefix)),
+        } => Step::Grant(Pending {
+            ip,
+            label,
+            ttl_secs,
+            prefix,
+        }),
+    }
+}
+
+/// A grant carried out: blocks until every instance answered or KNOCK_TIMEOUT passed, so it
+/// runs on a thread of its own, never on the poll loop. Success only when every instance
+/// confirmed. The connection stays in the Knocking state until `answered`.
+pub(crate) fn carry_out(door: &Door, conn: u64, pending: Pending) -> Verdict {
+    grant(
+        door,
+        conn,
+        pending.ip,
+        pending.label,
+        pending.ttl_secs,
+        pending.prefix,
+    )
+}
+
+/// A grant that could not even be started (no thread to wait on the writers): answered as a
+/// failure and logged like a knock whose instances all timed out.
+pub(crate) fn not_carried_out(door: &Door, pending: Pending, why: &str) -> Verdict {
+    Verdict {
+        ok: false,
+        note: Note::Knock {
+            ip: pending.ip,
+            label: pending.label,
+            ms: 0,
+            per_instance: door
+                .firewall
+                .instances()
+                .iter()
+                .map(|id| format!("{id}={why}"))
+                .collect(),
+        },
+    }
+}
+
+/// One request judged and carried out on the caller's thread (the tests below).
+#[cfg(test)]
+pub(crate) fn answer(door: &Door, head: &RequestHead, peer: IpAddr, conn: u64) -> Answer {
+    match judge(door, head, peer) {
+        Step::Now(a) => a,
+        Step::Grant(p) => Answer::Fixed(carry_out(door, conn, p)),
     }
 }
 

@@ -5,6 +5,7 @@ mod conn;
 mod decide;
 mod door;
 mod events;
+mod front;
 pub mod http;
 pub mod hygiene;
 mod key_knock;

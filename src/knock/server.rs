@@ -1,22 +1,21 @@
-//! The knock port's front door: the accept loop and admission. One small thread per open
-//! connection up to MAX_CONNECTIONS, admitted by the connection `table`. The loop polls the listener so that
-//! SIGTERM/SIGINT stop it: then in-flight knocks finish (bounded by KNOCK_TIMEOUT), are answered
-//! and logged, and `serve` returns 0. What a connection does is in `conn`, what a request means
-//! in `door` and `decide`; the firewall writes happen on the cloud layer's per-instance writers.
+//! The knock port's front door: one poll loop (epoll) owns the listener and every connection
+//! while it waits for, reads or answers a request; `table` admits connections under the cap.
+//! No thread per connection: only a knock that waits on the writers gets a small thread of its
+//! own, which hands the verdict back to the loop. SIGTERM/SIGINT stop the loop from accepting:
+//! then in-flight knocks finish (bounded by KNOCK_TIMEOUT), are answered and logged, and
+//! `serve` returns 0. What a connection does is in `conn`, what a request means in `door` and
+//! `decide`; the firewall writes happen on the cloud layer's per-instance writers.
 //!
 //! Why not tiny_http: measured on a static musl build, one `Content-Length: 100000000000000`
 //! request aborts it, it has no read timeout, no head-size limit and no connection cap, and an
 //! accept error ends its loop for good. See README, "Design notes".
 
-use std::io;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
 
-use super::conn;
 use super::door::Door;
 use super::events;
+use super::front;
 use super::key_knock::Keys;
 use super::table::ConnTable;
 use super::{hygiene, signals};
@@ -25,9 +24,6 @@ use crate::cloud::writer::Writers;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::log;
-
-/// Connection threads only parse heads and wait on a channel; API calls run on writers.
-const CONNECTION_STACK: usize = 128 * 1024;
 
 pub(crate) fn serve(config: &Config) -> Exit {
     let config = Arc::new(config.clone());
@@ -132,88 +128,7 @@ pub(crate) fn serve(config: &Config) -> Exit {
             "on"
         },
     ));
-    accept_loop(listener, &door)
-}
-
-/// How often the accept loop looks at the stop flag while no connection arrives.
-const STOP_POLL: Duration = Duration::from_millis(200);
-
-fn accept_loop(listener: TcpListener, door: &Arc<Door>) -> Exit {
-    while !signals::stop_requested() {
-        if signals::take_hup() {
-            // SIGHUP re-reads the clients file at once (it is also re-read when it changes).
-            door.keys.reload_clients();
-        }
-        let (stream, peer) = match listener.accept() {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_readable(&listener, STOP_POLL);
-                continue;
-            }
-            Err(e) => {
-                // Out of descriptors: make room as at the cap, else the queued connections
-                // (a knock among them) would wait for idle ones to time out.
-                if matches!(e.raw_os_error(), Some(23 | 24)) {
-                    door.table.evict_oldest_reading();
-                }
-                // EMFILE, ECONNABORTED and friends are transient: never stop accepting.
-                door.log_rejected(|| format!("accept-error error=\"{e}\""));
-                thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-        };
-        // Accepted sockets do not inherit O_NONBLOCK on Linux; say so explicitly anyway.
-        if stream.set_nonblocking(false).is_err() {
-            continue;
-        }
-        let stream = Arc::new(stream);
-        let Some(id) = door.table.admit(&stream) else {
-            door.log_rejected(|| format!("reject addr={} reason=connection-cap", peer.ip()));
-            continue;
-        };
-        let d = Arc::clone(door);
-        let spawned = thread::Builder::new()
-            .stack_size(CONNECTION_STACK)
-            .spawn(move || {
-                conn::handle(&d, stream, peer, id);
-                d.table.end(id);
-            });
-        if let Err(e) = spawned {
-            door.table.end(id);
-            door.log_rejected(|| format!("thread-error error=\"{e}\""));
-        }
-    }
-    drop(listener);
-    stop(door)
-}
-
-/// Blocks until `listener` has a connection to accept or `limit` has passed.
-fn wait_readable(listener: &TcpListener, limit: Duration) {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let timeout = Timespec {
-        tv_sec: limit.as_secs() as _,
-        tv_nsec: limit.subsec_nanos() as _,
-    };
-    let mut fds = [PollFd::new(listener, PollFlags::IN)];
-    if poll(&mut fds, Some(&timeout)).is_err() {
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The graceful stop, after SIGTERM or SIGINT: the listener is closed already; connections
-/// waiting for a request are closed, knocks in flight finish (bounded by KNOCK_TIMEOUT plus the
-/// answer's write budget), are answered and logged; then the log is flushed.
-fn stop(door: &Door) -> Exit {
-    let limit = door.config.limits.knock_timeout + conn::ANSWER_GRACE + Duration::from_secs(1);
-    let give_up = Instant::now() + limit;
-    log::event(&format!(
-        "stopping: no new connections; {} knocks in flight",
-        door.table.knocking()
-    ));
-    let left = door.table.drain(give_up);
-    log::event(&format!("stopped ({left} connections cut off)"));
-    log::flush(Duration::from_secs(2));
-    Exit::Success
+    front::run(listener, &door)
 }
 
 /// What to do about a listen socket the system refused. Retrying cannot help (only the

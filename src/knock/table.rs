@@ -1,53 +1,60 @@
-//! The table of open connections, for the cap: each connection is one descriptor, shared by
-//! its thread and the table (for eviction). Past MAX_CONNECTIONS, or when the process runs out
-//! of descriptors, the oldest connection still reading a request is closed, so slow clients
-//! cannot starve new ones, and the new one waits until that thread has ended. A knock waiting
-//! on the firewall is never evicted.
+//! The table of open connections, for the cap: each connection is one descriptor, owned by the
+//! poll loop (`server`). Past MAX_CONNECTIONS, or when the process runs out of descriptors, the
+//! oldest connection still reading a request is closed at once, so slow clients cannot starve
+//! new ones. A knock waiting on the firewall (or writing its answer) is never evicted.
+//!
+//! The loop is the only one to open and end connections; the mutex is there because a knock's
+//! state is also set by `door` (from the thread that waits on the writers, and in tests).
 
 use std::collections::HashMap;
-use std::net::{Shutdown, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
 
 use crate::sync::lock;
 
-/// What an open connection's thread is doing, for the choice of whom to evict at the cap.
+/// What an open connection is doing, for the choice of whom to evict at the cap.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConnState {
-    /// Waiting for or reading a request: cheap to drop.
+    /// Waiting for or reading a request, or writing a non-knock answer: cheap to drop.
     Reading,
     /// A knock with the right secret is waiting on the firewall: not evicted.
     Knocking,
-    /// Shut down to make room; its thread is on its way out but still counts.
-    Evicted,
 }
 
-struct Conn {
-    since: Instant,
-    /// The connection's one descriptor, shared with its thread.
-    stream: Arc<TcpStream>,
-    state: ConnState,
-}
-
-/// Open connections, each with its thread. An entry leaves only when its thread ends, so
-/// `open.len()` is the number of connection threads and never exceeds MAX_CONNECTIONS.
 struct Conns {
     next_id: u64,
-    open: HashMap<u64, Conn>,
+    /// Ids grow with admission, so the smallest id in the Reading state is the oldest reader.
+    /// Eviction scans the map (a few µs at 4,096 entries, only at the cap or out of
+    /// descriptors): an ordered set would cost its code in the static binary for little.
+    open: HashMap<u64, ConnState>,
 }
 
-/// The table: entries, the cap, and a signal for each connection that ends.
+impl Conns {
+    /// The oldest connection still reading a request leaves the table.
+    fn pop_oldest_reading(&mut self) -> Option<u64> {
+        let oldest = self
+            .open
+            .iter()
+            .filter(|(_, s)| **s == ConnState::Reading)
+            .map(|(id, _)| *id)
+            .min()?;
+        self.open.remove(&oldest);
+        Some(oldest)
+    }
+}
+
+/// The table: entries and the cap.
 pub(crate) struct ConnTable {
     /// MAX_CONNECTIONS, or less when the descriptor limit cannot be raised to fit it.
     cap: usize,
     conns: Mutex<Conns>,
-    /// Signalled when a connection thread ends.
-    ended: Condvar,
 }
 
-/// How long the accept loop waits for an evicted connection's thread to end before it drops
-/// the new connection instead (only when every slot holds a knock waiting on the firewall).
-const ADMIT_WAIT: Duration = Duration::from_millis(500);
+/// A connection admitted: its id, and the connection the caller must close first to make
+/// room for it (the oldest reader, when the table was full).
+pub(crate) struct Admitted {
+    pub(crate) id: u64,
+    pub(crate) evict: Option<u64>,
+}
 
 impl ConnTable {
     pub(crate) fn new(cap: usize) -> ConnTable {
@@ -57,114 +64,93 @@ impl ConnTable {
                 next_id: 0,
                 open: HashMap::new(),
             }),
-            ended: Condvar::new(),
         }
-    }
-
-    fn wait<'a>(&self, conns: MutexGuard<'a, Conns>, limit: Duration) -> MutexGuard<'a, Conns> {
-        self.ended
-            .wait_timeout(conns, limit)
-            .map_or_else(|p| p.into_inner().0, |r| r.0)
     }
 
     /// Registers a connection. At the cap the oldest connection still reading a request is
-    /// shut down, and the new one waits until that thread has ended, so that connection
-    /// threads never outnumber the cap however fast clients connect. Knocks waiting on the
-    /// firewall or writing their answer are not evicted; if they fill every slot for
-    /// ADMIT_WAIT, the new connection is dropped.
-    pub(crate) fn admit(&self, stream: &Arc<TcpStream>) -> Option<u64> {
-        let give_up = Instant::now() + ADMIT_WAIT;
-        let cap = self.cap;
+    /// removed from the table and named in `evict`: the caller closes it before anything else,
+    /// so open connections never outnumber the cap. When every slot holds a knock, None: the
+    /// new connection is dropped (it cannot wait, the loop must not block).
+    pub(crate) fn open(&self) -> Option<Admitted> {
         let mut conns = lock(&self.conns);
-        while conns.open.len() >= cap {
-            let evicting = conns
-                .open
-                .values()
-                .filter(|c| c.state == ConnState::Evicted)
-                .count();
-            // One eviction in flight per connection over the cap is enough.
-            if evicting < conns.open.len() + 1 - cap {
-                conns.evict_oldest_reading();
-            }
-            let left = give_up.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            conns = self.wait(conns, left);
-        }
+        let evict = if conns.open.len() >= self.cap {
+            Some(conns.pop_oldest_reading()?)
+        } else {
+            None
+        };
         conns.next_id += 1;
         let id = conns.next_id;
-        conns.open.insert(
-            id,
-            Conn {
-                since: Instant::now(),
-                stream: Arc::clone(stream),
-                state: ConnState::Reading,
-            },
-        );
-        Some(id)
+        conns.open.insert(id, ConnState::Reading);
+        Some(Admitted { id, evict })
     }
 
-    /// A connection's thread has ended: its slot is free.
+    /// The caller closed connection `id`: its slot is free.
     pub(crate) fn end(&self, id: u64) {
         lock(&self.conns).open.remove(&id);
-        self.ended.notify_all();
     }
 
     pub(crate) fn set_state(&self, id: u64, state: ConnState) {
-        if let Some(c) = lock(&self.conns).open.get_mut(&id) {
-            if c.state != ConnState::Evicted {
-                c.state = state;
-            }
+        if let Some(s) = lock(&self.conns).open.get_mut(&id) {
+            *s = state;
         }
     }
 
-    /// Out of descriptors: make room as at the cap.
-    pub(crate) fn evict_oldest_reading(&self) {
-        lock(&self.conns).evict_oldest_reading();
+    /// Out of descriptors: the oldest reader leaves the table; the caller closes it.
+    pub(crate) fn evict_oldest_reading(&self) -> Option<u64> {
+        lock(&self.conns).pop_oldest_reading()
     }
 
-    /// Knocks waiting on the firewall now.
+    /// Every connection in the Reading state leaves the table (the stop); the caller closes
+    /// them.
+    pub(crate) fn take_reading(&self) -> Vec<u64> {
+        let mut conns = lock(&self.conns);
+        let mut ids: Vec<u64> = Vec::new();
+        conns.open.retain(|id, s| {
+            let reading = *s == ConnState::Reading;
+            if reading {
+                ids.push(*id);
+            }
+            !reading
+        });
+        ids
+    }
+
+    /// Knocks waiting on the firewall (or writing their answer) now.
     pub(crate) fn knocking(&self) -> usize {
         lock(&self.conns)
             .open
             .values()
-            .filter(|c| c.state == ConnState::Knocking)
+            .filter(|s| **s == ConnState::Knocking)
             .count()
     }
 
-    /// The stop: connections waiting for a request are closed, knocks in flight may finish
-    /// until `give_up`. Returns how many connections were still open then.
-    pub(crate) fn drain(&self, give_up: Instant) -> usize {
-        let mut conns = lock(&self.conns);
-        loop {
-            for c in conns.open.values_mut() {
-                if c.state == ConnState::Reading {
-                    c.state = ConnState::Evicted;
-                    let _ = c.stream.shutdown(Shutdown::Both);
-                }
-            }
-            let left = give_up.saturating_duration_since(Instant::now());
-            if conns.open.is_empty() || left.is_zero() {
-                return conns.open.len();
-            }
-            conns = self.wait(conns, left.min(Duration::from_millis(100)));
-        }
+    /// The door's tests admit a connection as the old thread-per-connection front did.
+    #[cfg(test)]
+    pub(crate) fn admit(&self, _stream: &std::sync::Arc<std::net::TcpStream>) -> Option<u64> {
+        self.open().map(|a| a.id)
     }
 }
 
-impl Conns {
-    /// Shuts down the oldest connection still waiting for or reading a request, if any: its
-    /// thread ends soon and frees the slot and the descriptor.
-    fn evict_oldest_reading(&mut self) {
-        let oldest = self
-            .open
-            .values_mut()
-            .filter(|c| c.state == ConnState::Reading)
-            .min_by_key(|c| c.since);
-        if let Some(c) = oldest {
-            c.state = ConnState::Evicted;
-            let _ = c.stream.shutdown(Shutdown::Both);
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_reader_is_evicted_never_a_knock() {
+        let t = ConnTable::new(3);
+        let ids: Vec<u64> = (0..3).filter_map(|_| t.open()).map(|a| a.id).collect();
+        assert_eq!(ids.len(), 3);
+        t.set_state(ids[0], ConnState::Knocking);
+        let a = t.open().expect("room made");
+        assert_eq!(a.evict, Some(ids[1]), "the oldest reader, not the knock");
+        t.set_state(ids[2], ConnState::Knocking);
+        t.set_state(a.id, ConnState::Knocking);
+        assert!(t.open().is_none(), "every slot holds a knock");
+        assert_eq!(t.knocking(), 3);
+        t.set_state(ids[2], ConnState::Reading);
+        assert_eq!(t.evict_oldest_reading(), Some(ids[2]));
+        assert_eq!(t.take_reading(), Vec::<u64>::new());
+        t.end(ids[0]);
+        assert_eq!(t.knocking(), 1);
     }
 }
