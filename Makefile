@@ -86,8 +86,8 @@ armv7: setup
 # target/mips-zig; nothing system-wide. 32-bit MIPS has no 64-bit atomics: portable-atomic's
 # fallback (Cargo.toml). The binaries land in target/<triple>/release/knockd.
 # MIPS_RUSTFLAGS: a static executable, not a static PIE (-C relocation-model=static): the
-# static-pie that zig links for MIPS crashes at start-up (a write to its own first page right
-# after prctl: a relocation musl's MIPS self-relocation leaves wrong), and MIPS position-
+# static-pie that zig links for MIPS crashes under qemu soon after start (SIGSEGV writing to its
+# own first page, which looks like a relocation left unapplied), and MIPS position-
 # independent code, which loads every call and global through the GOT, is 13% larger.
 # -Zlocation-detail=none drops file:line:column from panic messages (see README, Router builds).
 MIPSEL := mipsel-unknown-linux-musl
