@@ -77,17 +77,61 @@ armv7: setup
 			--release --target $(ARMV7) --bin knockd; \
 	fi
 
+# MIPS routers: mipsel (MT7621, MT76x8: OpenWrt's mipsel_24kc) and mips (ath79, big-endian;
+# OpenWrt's mips_24kc). Both tier 3: rustup ships no standard library for them, so the nightly
+# toolchain compiles std from rust-src (-Zbuild-std; panic_abort for the release profile's
+# panic = "abort"), and zig is the C compiler (ring) and the linker: cargo-zigbuild runs cargo
+# with zig cc wrappers, and zig brings the target's musl start files, libc.a and libunwind,
+# built from its own sources for mips32r2 soft-float (big-endian mips is not a Debian
+# architecture, so Debian's musl could not serve it). `scripts/setup.sh mips` installs the
+# nightly toolchain with rust-src, and ziglang and cargo-zigbuild from PyPI (pinned) into
+# target/mips-zig; nothing system-wide. 32-bit MIPS has no 64-bit atomics: portable-atomic's
+# fallback (Cargo.toml). The binaries land in target/<triple>/release/knockd.
+# MIPS_RUSTFLAGS: a static executable, not a static PIE (-C relocation-model=static): the
+# static-pie that zig links for MIPS crashes under qemu soon after start (SIGSEGV writing to its
+# own first page, which looks like a relocation left unapplied), and MIPS position-
+# independent code, which loads every call and global through the GOT, is 13% larger.
+# -Zlocation-detail=none drops file:line:column from panic messages (see README, Router builds).
+MIPSEL := mipsel-unknown-linux-musl
+MIPSEB := mips-unknown-linux-musl
+BIN_MIPSEL := target/$(MIPSEL)/release/knockd
+BIN_MIPSEB := target/$(MIPSEB)/release/knockd
+MIPS_NIGHTLY ?= $(ARMV7_NIGHTLY)
+MIPS_ZIG := $(CURDIR)/target/mips-zig
+MIPS_RUSTFLAGS ?= -C relocation-model=static -Zlocation-detail=none
+MIPS_ENV = PATH="$(MIPS_ZIG)/py/bin:$$PATH" \
+	CARGO_ZIGBUILD_ZIG_PATH=$(MIPS_ZIG)/py/ziglang/zig \
+	CARGO_ZIGBUILD_CACHE_DIR=$(MIPS_ZIG)/cache \
+	ZIG_GLOBAL_CACHE_DIR=$(MIPS_ZIG)/zig-cache \
+	ZIG_LOCAL_CACHE_DIR=$(MIPS_ZIG)/zig-cache
+MIPS_FLAGS := -Zbuild-std=std,panic_abort
+
+# LLVM's MIPS back end writes a .pdr section (procedure descriptors, for old debuggers) of
+# 12 bytes per function, 179 KB here, which nothing loads and strip keeps: llvm-objcopy drops it.
+.PHONY: mipsel mips
+mipsel mips: setup
+	@MIPS_NIGHTLY=$(MIPS_NIGHTLY) scripts/setup.sh mips
+	$(MIPS_ENV) CARGO_TARGET_$(call MIPS_UPPER,$@)_RUSTFLAGS="$(MIPS_RUSTFLAGS)" \
+		$(CARGO) +$(MIPS_NIGHTLY) zigbuild $(MIPS_FLAGS) --release --target $(call MIPS_TRIPLE,$@) --bin knockd
+	llvm-objcopy --remove-section=.pdr target/$(call MIPS_TRIPLE,$@)/release/knockd
+MIPS_TRIPLE = $(if $(filter mips,$(1)),$(MIPSEB),$(MIPSEL))
+MIPS_UPPER = $(shell echo '$(call MIPS_TRIPLE,$(1))' | tr 'a-z-' 'A-Z_')
+
 # `make dist`: per target a tarball dist/knockd-VERSION-TRIPLE.tar.gz (the binary, contrib/, LICENSE,
 # .env.sample, README.md), the bare binaries, and dist/SHA256SUMS over all of them.
 # scripts/dist.sh checks that every binary is static and stripped (the release profile strips:
 # Cargo.toml, strip = true). DIST_TARGETS picks the targets, e.g. DIST_TARGETS="x86_64 aarch64".
-DIST_TARGETS ?= x86_64 aarch64 armv7
+DIST_TARGETS ?= x86_64 aarch64 armv7 mipsel mips
 DIST_MAKE_x86_64 := release
 DIST_MAKE_aarch64 := aarch64
 DIST_MAKE_armv7 := armv7
+DIST_MAKE_mipsel := mipsel
+DIST_MAKE_mips := mips
 DIST_TRIPLE_x86_64 := $(X86)
 DIST_TRIPLE_aarch64 := $(ARM)
 DIST_TRIPLE_armv7 := $(ARMV7)
+DIST_TRIPLE_mipsel := $(MIPSEL)
+DIST_TRIPLE_mips := $(MIPSEB)
 dist: $(foreach t,$(DIST_TARGETS),$(DIST_MAKE_$(t)))
 	scripts/dist.sh $(foreach t,$(DIST_TARGETS),$(DIST_TRIPLE_$(t)))
 

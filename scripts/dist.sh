@@ -3,7 +3,7 @@
 #   dist/knockd-VERSION-TRIPLE.tar.gz   knockd-VERSION-TRIPLE/{knockd, contrib/, .env.sample, README.md, LICENSE}
 #   dist/knockd-ARCH-linux-musl...      the bare binary (the name earlier releases used)
 #   dist/SHA256SUMS                     over all of them
-# Usage: scripts/dist.sh TRIPLE...   (e.g. x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
+# Usage: scripts/dist.sh TRIPLE...   (e.g. x86_64-unknown-linux-musl mipsel-unknown-linux-musl)
 # Every binary must be statically linked and stripped. Tarballs are reproducible: sorted
 # entries, owner root, mtime of the last commit, gzip without a timestamp.
 set -euo pipefail
@@ -63,7 +63,8 @@ for triple in "$@"; do
     # LICENSE (the MIT terms must travel with every copy of the binary).
     listing=$(tar -tzf "dist/$name.tar.gz")
     for want in "$name/knockd" "$name/.env.sample" "$name/README.md" "$name/LICENSE" \
-        "$name/contrib/systemd/knockd.service" "$name/contrib/openwrt/knockd.init"; do
+        "$name/contrib/systemd/knockd.service" "$name/contrib/openwrt/knockd.init" \
+        "$name/contrib/systemd/knockd-knock@.service" "$name/contrib/openwrt/knock-client.init"; do
         grep -qxF "$want" <<<"$listing" || {
             echo "dist: $name.tar.gz lacks $want" >&2
             exit 1

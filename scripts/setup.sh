@@ -14,6 +14,9 @@
 #   scripts/setup.sh armv7     what make armv7 needs: the armv7-unknown-linux-musleabihf rustup
 #                              target for the stable toolchain or, when rustup cannot download
 #                              it, the nightly route (see prepare_armv7_nightly below)
+#   scripts/setup.sh mips      what make mipsel and make mips need: the nightly toolchain with
+#                              rust-src, and zig with cargo-zigbuild from PyPI in target/mips-zig
+#                              (see prepare_mips below)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,20 +26,27 @@ ARMV7=armv7-unknown-linux-musleabihf
 # Nothing here is installed system-wide. The Makefile's armv7 target reads the same paths.
 ARMV7_DIR=$ROOT/target/armv7-nightly
 ARMV7_NIGHTLY=${ARMV7_NIGHTLY:-nightly}
+# MIPS (make mipsel, make mips): zig (the C compiler and linker, with musl and libunwind for
+# the target) and cargo-zigbuild, installed by pip from PyPI into this private directory, at
+# these versions (the ones the README's sizes were measured with).
+MIPS_ZIG=$ROOT/target/mips-zig
+MIPS_NIGHTLY=${MIPS_NIGHTLY:-$ARMV7_NIGHTLY}
+MIPS_PYPI=(ziglang==0.17.1 cargo-zigbuild==0.24.1)
 
 # command -> Debian package
 pairs=(cc:gcc clang:clang ld.lld:lld llvm-ar:llvm curl:curl wget:wget busybox:busybox file:file)
 rust_targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
-want_armv7=0 armv7_nightly=0
+want_armv7=0 armv7_nightly=0 want_mips=0
 for profile in "$@"; do
     case "$profile" in
         contrib) pairs+=(systemd-analyze:systemd shellcheck:shellcheck dash:dash busybox:busybox strace:strace python3:python3) ;;
         demo) pairs+=(python3:python3) ;;
-        cross) pairs+=(qemu-aarch64-static:qemu-user-static qemu-arm-static:qemu-user-static busybox:busybox python3:python3) ;;
+        cross) pairs+=(qemu-aarch64-static:qemu-user-static qemu-arm-static:qemu-user-static qemu-mipsel-static:qemu-user-static qemu-mips-static:qemu-user-static busybox:busybox python3:python3) ;;
         systemd) pairs+=(debootstrap:debootstrap systemd-nspawn:systemd-container ip:iproute2 python3:python3 shellcheck:shellcheck) ;;
         armv7) want_armv7=1 ;;
+        mips) want_mips=1 pairs+=(python3:python3) ;;
         *)
-            echo "setup: unknown profile '$profile' (contrib, cross, systemd, demo, armv7)" >&2
+            echo "setup: unknown profile '$profile' (contrib, cross, systemd, demo, armv7, mips)" >&2
             exit 2
             ;;
     esac
@@ -183,5 +193,51 @@ if ((armv7_nightly)); then
     # Called plainly (not under ||) so that set -e stops at the first failing step.
     trap 'echo "setup: rustup could not install the Rust standard library for $ARMV7, and the nightly route could not be prepared" >&2' EXIT
     prepare_armv7_nightly
+    trap - EXIT
+fi
+
+# The MIPS route (make mipsel, make mips; tier 3 targets, so always nightly -Zbuild-std):
+#   - the nightly toolchain (minimal profile) and its rust-src, as for the armv7 nightly route;
+#   - zig and cargo-zigbuild: `python3 -m pip install --target target/mips-zig/py` of the
+#     pinned MIPS_PYPI versions (the ziglang wheel carries the zig compiler with its musl and
+#     libunwind sources; the cargo-zigbuild wheel carries its static binary); nothing goes into
+#     the machine's Python. target/mips-zig/py/.complete names what is there; zig's and
+#     cargo-zigbuild's caches go beside it (the Makefile sets them).
+# With everything in place it returns at once, without a network call.
+prepare_mips() {
+    command -v rustup >/dev/null 2>&1 || {
+        echo "setup: the MIPS route needs rustup (nightly with rust-src)" >&2
+        return 1
+    }
+    if ! rustup run "$MIPS_NIGHTLY" rustc -V >/dev/null 2>&1; then
+        echo "setup: installing the $MIPS_NIGHTLY toolchain (minimal profile)" >&2
+        rustup toolchain install "$MIPS_NIGHTLY" --profile minimal
+    fi
+    rustup component list --installed --toolchain "$MIPS_NIGHTLY" | grep -q '^rust-src' ||
+        rustup component add rust-src --toolchain "$MIPS_NIGHTLY"
+
+    local py=$MIPS_ZIG/py
+    if [ "$(cat "$py/.complete" 2>/dev/null)" != "${MIPS_PYPI[*]}" ]; then
+        echo "setup: installing ${MIPS_PYPI[*]} from PyPI into $py" >&2
+        rm -rf "${py:?}"
+        python3 -m pip --version >/dev/null 2>&1 || {
+            echo "setup: python3 has no pip; installing python3-pip" >&2
+            "${sudo[@]}" apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends python3-pip
+        }
+        python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
+            --target "$py" "${MIPS_PYPI[@]}"
+        if [ ! -x "$py/ziglang/zig" ] || [ ! -x "$py/bin/cargo-zigbuild" ]; then
+            echo "setup: no $py/ziglang/zig or $py/bin/cargo-zigbuild after pip install" >&2
+            return 1
+        fi
+        echo "${MIPS_PYPI[*]}" >"$py/.complete"
+        echo "setup: zig $("$py/ziglang/zig" version), $("$py/bin/cargo-zigbuild" --version) in $py" >&2
+    fi
+}
+
+if ((want_mips)); then
+    trap 'echo "setup: the MIPS route (nightly with rust-src, zig and cargo-zigbuild) could not be prepared" >&2' EXIT
+    prepare_mips
     trap - EXIT
 fi

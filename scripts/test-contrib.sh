@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Tests of contrib/ (make test-contrib):
 #   1. shellcheck on the scripts (contrib/ and scripts/);
-#   2. systemd-analyze verify on the three units, in a scratch root holding a stand-in
-#      /usr/local/bin/knockd (verify refuses a missing ExecStart binary); any message fails,
-#      and two deliberately broken copies must fail;
+#   2. systemd-analyze verify on the units (the client template as an instance,
+#      knockd-knock@office.service), in a scratch root holding a stand-in /usr/local/bin/knockd
+#      (verify refuses a missing ExecStart binary); any message fails, and two deliberately
+#      broken copies must fail;
 #   3. the unit's resource limits against knockd's defaults (TasksMax, LimitNOFILE) and the
-#      settings the unit must have (and the one it must not: SocketBindDeny);
+#      settings the units must have (and the one they must not: SocketBindDeny), the client
+#      unit's command line and key credential;
 #   4. systemd-analyze security --offline=yes: the exposure level must be OK or better;
-#   5. the OpenWrt procd init script's start_service, sourced by dash and by busybox sh
-#      against stubs of OpenWrt's config_* and procd_* functions: the exact command line,
-#      respawn, file triggers, log and stop settings it records, for several UCI files;
+#   5. the OpenWrt procd init scripts' start_service (knockd.init, knock-client.init), sourced
+#      by dash and by busybox sh against stubs of OpenWrt's config_* and procd_* functions: the
+#      exact command lines, respawn, file triggers, log and stop settings they record, for
+#      several UCI files;
 #   6. the CAM policy examples in README.md;
 #   7. the sandbox against reality: the static x86_64 binary (make release) under strace,
 #      serving a knock from lighthouse-sim, pruning and resolving a host name, may use only
-#      system calls inside the unit's SystemCallFilter and only AF_INET/AF_INET6 sockets
+#      system calls inside the unit's SystemCallFilter and only AF_INET/AF_INET6 sockets; the
+#      same for `knockd --knock` (the client unit's filter is the same) knocking with a key
 #      (CONTRIB_SKIP_STRACE=1 skips this part and its two builds).
 set -euo pipefail
 
@@ -42,10 +46,13 @@ fail() {
     printf 'FAIL %s\n' "$*"
 }
 
-UNITS=(knockd.service knockd-prune.service knockd-prune.timer)
+UNITS=(knockd.service knockd-prune.service knockd-prune.timer knockd-knock@office.service)
 SYSTEMD_DIR=$ROOT/contrib/systemd
 INIT=$ROOT/contrib/openwrt/knockd.init
 UCI=$ROOT/contrib/openwrt/knockd.config
+CLIENT_INIT=$ROOT/contrib/openwrt/knock-client.init
+CLIENT_UCI=$ROOT/contrib/openwrt/knock-client.config
+CLIENT_UNIT=$SYSTEMD_DIR/knockd-knock@.service
 
 # --- 1. shellcheck -----------------------------------------------------------------------
 mapfile -t scripts < <(
@@ -86,7 +93,10 @@ cp "$SYSTEMD_DIR"/* "$TMP/broken1/"
 sed -i 's/^ProtectHome=yes$/ProtectHomes=yes/' "$TMP/broken1/knockd.service"
 cp "$SYSTEMD_DIR"/* "$TMP/broken2/"
 sed -i 's|^ExecStart=/usr/local/bin/knockd|ExecStart=/usr/bin/knockd|' "$TMP/broken2/knockd.service"
-for b in broken1 broken2; do
+mkdir -p "$TMP/broken3"
+cp "$SYSTEMD_DIR"/* "$TMP/broken3/"
+sed -i 's/^LoadCredential=%i.key/LoadCredentials=%i.key/' "$TMP/broken3/knockd-knock@.service"
+for b in broken1 broken2 broken3; do
     if verify_units "$TMP/$b" >/dev/null 2>&1; then fail "verify did not notice the $b unit"; else
         ok "verify notices a broken unit ($b)"
     fi
@@ -116,6 +126,33 @@ if grep -q '^RandomizedDelaySec=' "$SYSTEMD_DIR/knockd-prune.timer"; then ok "kn
 if grep -q '^[A-Za-z]*Credential=knockd.clients' "$svc"; then fail "knockd.service copies knockd.clients"; else ok "knockd.service: knockd.clients read in place"; fi
 if grep -q '^SocketBindDeny' "$svc"; then fail "knockd.service sets SocketBindDeny (breaks musl's DNS)"; else ok "knockd.service: no SocketBindDeny"; fi
 
+# The client unit: the command line, the key as a credential (readable only by the service's
+# dynamic user) mounted where the command names it, the URL from the environment file, the
+# same sandbox as knockd.service, and the default success text knockd itself expects.
+# shellcheck disable=SC2016 # ${KNOCK_URL} and the rest are systemd's, not the shell's
+for line in 'ExecStart=/usr/local/bin/knockd --knock ${KNOCK_URL} --label %i --key-file /etc/knockd/%i.key --every ${KNOCK_EVERY} --expect=${KNOCK_EXPECT}' \
+    'EnvironmentFile=/etc/knockd/knock-%i.env' 'Environment=KNOCK_EVERY=10m' \
+    'LoadCredential=%i.key:/etc/knockd/%i.key' 'BindReadOnlyPaths=%d/%i.key:/etc/knockd/%i.key' \
+    'DynamicUser=yes' 'CapabilityBoundingSet=' 'RestrictAddressFamilies=AF_INET AF_INET6' \
+    'SystemCallFilter=@system-service' 'SystemCallFilter=~@privileged @resources' \
+    'ProtectSystem=strict' 'ProtectProc=invisible' 'PrivateUsers=yes' 'Restart=on-abnormal' \
+    'RestartForceExitStatus=1' 'RestartPreventExitStatus=2' \
+    'Wants=network-online.target' 'After=network-online.target'; do
+    expect_line "$CLIENT_UNIT" "$line"
+done
+default_success=$(grep -rhoE 'DEFAULT_MESSAGE_SUCCESS: &str = "[^"]*"' src | sed 's/.*= "\(.*\)"/\1/' | head -n 1 || true)
+expect_line "$CLIENT_UNIT" "Environment=\"KNOCK_EXPECT=$default_success\""
+if grep -q '^SocketBindDeny' "$CLIENT_UNIT"; then fail "knockd-knock@.service sets SocketBindDeny"; else ok "knockd-knock@.service: no SocketBindDeny"; fi
+# Every sandbox setting of knockd.service is in the client unit too (but the server's own:
+# its configuration credential, the clients group, its limits).
+missing_sandbox=()
+while IFS= read -r line; do
+    grep -qxF -- "$line" "$CLIENT_UNIT" || missing_sandbox+=("$line")
+done < <(sed -n '/^# --- Identity/,/^# --- Resources/p' "$svc" | grep -E '^[A-Za-z]+=' | grep -v '^SupplementaryGroups=')
+if ((${#missing_sandbox[@]} == 0)); then ok "knockd-knock@.service: every sandbox setting of knockd.service"; else
+    fail "knockd-knock@.service lacks knockd.service's ${missing_sandbox[*]}"
+fi
+
 # knockd's default MAX_CONNECTIONS, wherever the configuration code lives.
 max_conn=$(grep -rhoE 'var\("MAX_CONNECTIONS", Some\("[0-9]+"\)\)' src | grep -oE '[0-9]+' | head -n 1 || true)
 if [ -z "$max_conn" ]; then
@@ -134,7 +171,7 @@ else
 fi
 
 # --- 4. systemd-analyze security --------------------------------------------------------
-for u in knockd.service knockd-prune.service; do
+for u in knockd.service knockd-prune.service knockd-knock@.service; do
     line=$(systemd-analyze security --offline=yes --man=no "$SYSTEMD_DIR/$u" 2>&1 | grep 'Overall exposure level' || true)
     score=$(sed -n 's/.*: \([0-9.]*\) \([A-Z]*\).*/\1 \2/p' <<<"$line")
     case "${score#* }" in
@@ -154,12 +191,21 @@ INIT=$1 UCI_FILE=$2 RECORD=$3
 uci_value() {
     awk -v sec="$1" -v opt="$2" '
         function unq(s) { gsub(/^["\047]|["\047]$/, "", s); return s }
-        $1 == "config" { cur = unq($3) }
+        $1 == "config" { n++; cur = NF > 2 ? unq($3) : "cfg" n }
         $1 == "option" && cur == sec && $2 == opt {
             v = $0; sub(/^[ \t]*option[ \t]+[^ \t]+[ \t]+/, "", v); print unq(v); exit
         }' "$UCI_FILE"
 }
 config_load() { echo "config_load $*" >>"$RECORD"; }
+# config_foreach FUNCTION TYPE: FUNCTION SECTION for each section of TYPE, in file order
+# (an anonymous section is cfgN, N its place in the file, as uci_value names it).
+config_foreach() {
+    for _s in $(awk -v type="$2" '
+        function unq(s) { gsub(/^["\047]|["\047]$/, "", s); return s }
+        $1 == "config" { n++; if (unq($2) == type) print (NF > 2 ? unq($3) : "cfg" n) }' "$UCI_FILE"); do
+        "$1" "$_s"
+    done
+}
 config_get() {
     _v=$(uci_value "$2" "$3")
     [ -n "$_v" ] || _v=${4-}
@@ -241,6 +287,82 @@ done
 echo "procd calls recorded for the enabled UCI file:"
 sed 's/^/    /' "$TMP/rec.enabled"
 
+# knock-client.init: one procd instance per enabled `config client` section. The UCI file as
+# shipped (disabled), enabled as shipped, and a file of four sections: a label with '-' and
+# the default key file, a success text with spaces, an anonymous section, one disabled and
+# one without a url (skipped with a message on stderr).
+client_instance() { # NAME URL LABEL KEY_FILE INTERVAL [EXPECT]
+    echo "open_instance [$1]"
+    if [ $# -gt 5 ]; then
+        echo "set_param [command] [/usr/bin/knockd] [--knock] [$2] [--label] [$3] [--key-file] [$4] [--every] [$5] [--expect] [$6]"
+    else
+        echo "set_param [command] [/usr/bin/knockd] [--knock] [$2] [--label] [$3] [--key-file] [$4] [--every] [$5]"
+    fi
+    printf '%s\n' 'set_param [respawn] [3600] [5] [5]' 'set_param [stdout] [1]' 'set_param [stderr] [1]' \
+        'set_param [term_timeout] [5]' close_instance
+}
+cp "$CLIENT_UCI" "$TMP/cuci.shipped"
+sed "s/option enabled '0'/option enabled '1'/" "$CLIENT_UCI" >"$TMP/cuci.enabled"
+cat >"$TMP/cuci.many" <<'EOF'
+config client 'home_nas'
+	option enabled '1'
+	option url 'http://198.51.100.7:8080/favico.ico'
+	option label 'home-nas'
+	option interval '5m'
+
+config client 'office'
+	option enabled 'yes'
+	option url 'https://knock.example.com/k'
+	option key_file '/etc/knockd/my office.key'
+	option expect 'door open'
+
+config client
+	option enabled '1'
+	option url 'https://knock.example.com/k'
+	option label 'anon'
+
+config client 'old'
+	option enabled '0'
+	option url 'https://knock.example.com/k'
+
+config client 'nourl'
+	option enabled '1'
+EOF
+printf '%s\n' 'config_load knock-client' 'reload_trigger [knock-client]' >"$TMP/cwant.shipped"
+{
+    echo 'config_load knock-client'
+    client_instance main https://knock.example.com/favico.ico router /etc/knockd/router.key 10m
+    echo 'reload_trigger [knock-client]'
+} >"$TMP/cwant.enabled"
+{
+    echo 'config_load knock-client'
+    client_instance home_nas http://198.51.100.7:8080/favico.ico home-nas /etc/knockd/home-nas.key 5m
+    client_instance office https://knock.example.com/k office '/etc/knockd/my office.key' 10m 'door open'
+    client_instance cfg3 https://knock.example.com/k anon /etc/knockd/anon.key 10m
+    echo 'reload_trigger [knock-client]'
+} >"$TMP/cwant.many"
+: >"$TMP/cerr.shipped"
+: >"$TMP/cerr.enabled"
+echo "knock-client: section 'nourl' has no url; not started" >"$TMP/cerr.many"
+for sh in "${shells[@]}"; do
+    for case in shipped enabled many; do
+        rec=$TMP/crec.$case
+        # shellcheck disable=SC2086 # "busybox sh" is two words on purpose
+        if ! $sh "$TMP/procd-harness.sh" "$CLIENT_INIT" "$TMP/cuci.$case" "$rec" 2>"$TMP/err"; then
+            fail "procd knock-client ($sh, $case): the init script failed: $(cat "$TMP/err")"
+        elif ! cmp -s "$TMP/cerr.$case" "$TMP/err"; then
+            fail "procd knock-client ($sh, $case): stderr: '$(cat "$TMP/err")', want '$(cat "$TMP/cerr.$case")'"
+        elif diff -u "$TMP/cwant.$case" "$rec" >"$TMP/diff"; then
+            ok "procd knock-client ($sh, $case): $(grep -c . "$rec") calls as expected"
+        else
+            fail "procd knock-client ($sh, $case): recorded calls differ"
+            cat "$TMP/diff"
+        fi
+    done
+done
+echo "procd calls recorded for knock-client with four sections:"
+sed 's/^/    /' "$TMP/crec.many"
+
 # --- 6. the CAM policy examples of the README section: valid JSON, least privilege ----------
 cat >"$TMP/policy.py" <<'EOF'
 import json, re, sys
@@ -307,6 +429,11 @@ METHOD_TO_GET_CLIENT_IP='2'
 PRUNE_INTERVAL='1s'
 EOF
     chmod 600 "$TMP/k.env"
+    # A client key, for the knockd --knock run below (knockd.clients beside k.env).
+    ckey=contribSTRACEkeyContribStraceKeyContribStrace1
+    printf 'contrib %s\n' "$ckey" >"$TMP/knockd.clients"
+    printf '%s\n' "$ckey" >"$TMP/contrib.key"
+    chmod 600 "$TMP/knockd.clients" "$TMP/contrib.key"
     strace -f -qq -o "$TMP/trace.serve" "$KNOCKD" --config "$TMP/k.env" </dev/null >/dev/null 2>"$TMP/knockd.log" &
     strace_pid=$!
     wait_for "$TMP/knockd.log" 'listening on' 20
@@ -315,6 +442,18 @@ EOF
     body=$(curl -sS --max-time 20 -H 'Referer: https://example.com/contrib-strace-secret' \
         -H 'X-Forwarded-For: 203.0.113.5' "http://127.0.0.1:$port/favico.ico" || true)
     [ "$body" = 'strace ok' ] || fail "knock under strace answered '$body'"
+    # The client (knockd-knock@.service has the same filter): both steps of a key knock, through
+    # a loopback proxy naming the client in X-Forwarded-For.
+    python3 "$ROOT/scripts/xff-proxy.py" "$port" 203.0.113.6 >"$TMP/proxy.out" 2>"$TMP/proxy.log" &
+    PIDS+=($!)
+    wait_for "$TMP/proxy.out" 'proxy listening on' 10
+    pport=$(sed -n 's/^proxy listening on //p' "$TMP/proxy.out")
+    if out=$(strace -f -qq -o "$TMP/trace.client" "$KNOCKD" --knock "http://localhost:$pport/favico.ico" \
+        --label contrib --key-file "$TMP/contrib.key" --expect 'strace ok' 2>&1) && [ "$out" = 'knock: ok' ]; then
+        ok "knockd --knock under strace: $out"
+    else
+        fail "knockd --knock under strace: $out"
+    fi
     sleep 1.5 # one PRUNE_INTERVAL tick
     strace -f -qq -o "$TMP/trace.prune" "$KNOCKD" --prune --config "$TMP/k.env" </dev/null >/dev/null 2>&1 ||
         fail "knockd --prune under strace"

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# make test-cross: the cross-built router/ARM binaries, run under qemu-user on this machine.
-# For each target (aarch64, armv7): build the static release binary, then under qemu
+# make test-cross: the cross-built router/ARM/MIPS binaries, run under qemu-user on this machine.
+# For each target (aarch64, armv7, mipsel, mips): build the static release binary, then under qemu
 #   - `knockd --version` names the target;
 #   - `knockd --check-config` accepts a generated .env (and masks its secret);
 #   - one real knock end to end: lighthouse-sim runs natively on loopback, knockd emulated in
 #     front of it, curl knocks with the Referer secret; the success body, knockd's grant log
 #     line, the simulator's firewall (/__state) and `knockd --list` (emulated, a real signed
 #     DescribeFirewallRules) must all show the rule;
+#   - one client run: `knockd --knock` (emulated) with a key against a native x86_64 knockd
+#     serving key knocks from a clients file, through a loopback proxy that names the client in
+#     X-Forwarded-For (knockd never opens a loopback address): "knock: ok", exit 0, and the
+#     native knockd's grant line for the label;
 # and report the binary's size against its target and qemu's RSS with knockd idle.
 #
 # armv7 is built by whichever route scripts/setup.sh armv7 can prepare (the stable toolchain's
 # prebuilt standard library, else nightly -Zbuild-std against Debian's armhf musl; see the
-# Makefile). Only when neither can be prepared is it reported as SKIPPED, not failed, unless
+# Makefile). mipsel and mips are built by nightly -Zbuild-std with zig (scripts/setup.sh mips).
+# Only when a route cannot be prepared is the target reported as SKIPPED, not failed, unless
 # CROSS_STRICT=1. CROSS_TARGETS picks targets
-# (default "aarch64 armv7"). Every process started here is stopped on exit.
+# (default "aarch64 armv7 mipsel mips"). Every process started here is stopped on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,12 +30,14 @@ log() { printf 'test-cross: %s\n' "$*" >&2; }
 # shellcheck source=scripts/lib.sh
 . "$ROOT/scripts/lib.sh"
 
-read -r -a targets <<<"${CROSS_TARGETS:-aarch64 armv7}"
+read -r -a targets <<<"${CROSS_TARGETS:-aarch64 armv7 mipsel mips}"
 declare -A TRIPLE=([x86_64]=x86_64-unknown-linux-musl [aarch64]=aarch64-unknown-linux-musl
-    [armv7]=armv7-unknown-linux-musleabihf)
-declare -A QEMU=([aarch64]=qemu-aarch64-static [armv7]=qemu-arm-static)
+    [armv7]=armv7-unknown-linux-musleabihf [mipsel]=mipsel-unknown-linux-musl
+    [mips]=mips-unknown-linux-musl)
+declare -A QEMU=([aarch64]=qemu-aarch64-static [armv7]=qemu-arm-static [mipsel]=qemu-mipsel-static
+    [mips]=qemu-mips-static)
 # Size targets, in MiB (the README's "MB").
-declare -A SIZE_TARGET=([x86_64]=2.0 [aarch64]=1.7 [armv7]=1.6)
+declare -A SIZE_TARGET=([x86_64]=2.0 [aarch64]=1.7 [armv7]=1.6 [mipsel]=2.0 [mips]=2.0)
 
 SECRET_ID=AKIDknockdCROSScrossCROSScross0001
 SECRET_KEY=knockdCrossSecretKey0001XYZ
@@ -67,15 +74,30 @@ fi
 SIM=$ROOT/target/release/lighthouse-sim
 [ -x "$SIM" ] || die "no $SIM after the build"
 log "lighthouse-sim built in $((SECONDS - t0)) s"
+# The native knockd the emulated clients knock on.
+t0=$SECONDS
+make --no-print-directory release >"$TMP/build-x86_64.out" 2>&1 || {
+    cat "$TMP/build-x86_64.out" >&2
+    die "make release failed"
+}
+NATIVE=$ROOT/target/${TRIPLE[x86_64]}/release/knockd
+log "native knockd (x86_64) built in $((SECONDS - t0)) s"
 
 built=() skipped=()
 for arch in "${targets[@]}"; do
-    [ -n "${QEMU[$arch]:-}" ] || die "unknown target '$arch' (aarch64, armv7)"
+    [ -n "${QEMU[$arch]:-}" ] || die "unknown target '$arch' (aarch64, armv7, mipsel, mips)"
     if [ "$arch" = armv7 ] && ! "$ROOT/scripts/setup.sh" armv7 >"$TMP/setup-armv7.out" 2>&1; then
         reason=$(grep -v '^setup: rustup could not' "$TMP/setup-armv7.out" | tail -n 1)
         if [ "${CROSS_STRICT:-0}" = 1 ]; then die "armv7: neither the stable nor the nightly route can be prepared: $reason"; fi
         log "SKIPPED armv7: neither the stable nor the nightly route can be prepared for ${TRIPLE[armv7]}: $reason"
         skipped+=(armv7)
+        continue
+    fi
+    if [[ "$arch" == mips* ]] && ! "$ROOT/scripts/setup.sh" mips >"$TMP/setup-mips.out" 2>&1; then
+        reason=$(grep -v '^setup: the MIPS route' "$TMP/setup-mips.out" | tail -n 1)
+        if [ "${CROSS_STRICT:-0}" = 1 ]; then die "$arch: the MIPS route cannot be prepared: $reason"; fi
+        log "SKIPPED $arch: the MIPS route (nightly, rust-src, zig) cannot be prepared: $reason"
+        skipped+=("$arch")
         continue
     fi
     t0=$SECONDS
@@ -89,7 +111,7 @@ done
 ((${#built[@]})) || die "no target built"
 
 # --- one target under emulation -------------------------------------------------------------
-declare -A R_SIZE R_KNOCK R_RSS R_MS
+declare -A R_SIZE R_KNOCK R_RSS R_MS R_CLIENT
 run_arch() {
     local arch=$1 n=$2 triple=${TRIPLE[$1]} qemu=${QEMU[$1]}
     local bin=$ROOT/target/$triple/release/knockd out info addr port conf sim_pid k_pid sim_url body line
@@ -193,8 +215,51 @@ EOF
     [ "$(grep -c -- "$addr" <<<"$out")" -ge 2 ] || die "$arch: --list does not show $addr on both instances: $out"
 
     stop "$k_pid"
+
+    client_run "$arch" "$n" "$sim_url" "$qemu" "$bin"
     stop "$sim_pid"
     log "$arch: done in $((SECONDS - t0)) s"
+}
+
+# client_run ARCH N SIM_URL QEMU BIN: the emulated `knockd --knock` against a native knockd with
+# a clients file, through a loopback proxy adding X-Forwarded-For (what an HTTPS reverse proxy
+# in front of knockd does; METHOD_TO_GET_CLIENT_IP=2 believes it from loopback).
+client_run() {
+    local arch=$1 n=$2 sim_url=$3 qemu=$4 bin=$5 dir=$TMP/$1.client port pport addr label key
+    local n_pid p_pid out rc=0 line
+    mkdir -p "$dir"
+    port=$(free_port)
+    addr=203.0.113.$((100 + n))
+    label=router-$arch
+    key=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))')
+    sed -e "s/^BIND_PORT=.*/BIND_PORT='$port'/" "$TMP/$arch.env" >"$dir/knockd.env"
+    printf '%s %s ttl=1h\n' "$label" "$key" >"$dir/knockd.clients"
+    printf '%s\n' "$key" >"$dir/$label.key"
+    chmod 600 "$dir/knockd.env" "$dir/knockd.clients" "$dir/$label.key"
+    "$NATIVE" --config "$dir/knockd.env" </dev/null >/dev/null 2>"$dir/knockd.log" &
+    n_pid=$!
+    PIDS+=("$n_pid")
+    wait_for "$dir/knockd.log" 'listening on' 10
+
+    python3 "$ROOT/scripts/xff-proxy.py" "$port" "$addr" >"$dir/proxy.out" 2>"$dir/proxy.log" &
+    p_pid=$!
+    PIDS+=("$p_pid")
+    wait_for "$dir/proxy.out" 'proxy listening on' 10
+    pport=$(sed -n 's/^proxy listening on //p' "$dir/proxy.out")
+
+    out=$("$qemu" "$bin" --knock "http://127.0.0.1:$pport/favico.ico" --label "$label" \
+        --key-file "$dir/$label.key" --expect "$SUCCESS" 2>"$dir/client.err") || rc=$?
+    if [ "$rc" -ne 0 ] || [ "$out" != 'knock: ok' ]; then
+        die "$arch: knockd --knock exited $rc, printed '$out': $(cat "$dir/client.err")"
+    fi
+    wait_for "$dir/knockd.log" "knock addr=$addr " 10
+    line=$(grep "knock addr=$addr " "$dir/knockd.log")
+    grep -q 'result=ok' <<<"$line" || die "$arch: the native knockd's log line is not a grant: $line"
+    grep -q "$label" <<<"$line" || die "$arch: the native knockd's grant does not name $label: $line"
+    R_CLIENT[$arch]=$line
+    log "$arch: knockd --knock (emulated) against the native knockd: $out"
+    stop "$p_pid"
+    stop "$n_pid"
 }
 
 n=0
@@ -220,6 +285,7 @@ echo
 for arch in "${built[@]}"; do
     echo "$arch: idle RSS of the qemu-user process running knockd (qemu's RSS, not knockd's alone): ${R_RSS[$arch]} kB"
     echo "$arch: knock (${R_MS[$arch]} ms under emulation): ${R_KNOCK[$arch]}"
+    echo "$arch: knockd --knock (emulated) granted by the native knockd: ${R_CLIENT[$arch]}"
 done
 echo "test-cross: ${#built[@]} of $((${#built[@]} + ${#skipped[@]})) targets run under qemu in $((SECONDS - started)) s"
 echo "test-cross: ${#built[@]} passed, 0 failed, ${#skipped[@]} skipped"

@@ -8,7 +8,11 @@
 //! again. Before `start` (and for the CLI commands) lines are written directly.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+// 64-bit atomics through portable-atomic: the same instructions as std's where the target has
+// them, a lock where it does not (32-bit MIPS).
+use portable_atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

@@ -4,7 +4,11 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+// 64-bit atomics through portable-atomic: the same instructions as std's where the target has
+// them, a lock where it does not (32-bit MIPS).
+use portable_atomic::{AtomicI64, AtomicU64};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};

@@ -351,7 +351,7 @@ pub(crate) mod tests {
 
     /// A fresh directory under the system temp dir.
     pub(crate) fn temp_dir(tag: &str) -> std::path::PathBuf {
-        use std::sync::atomic::AtomicU64;
+        use portable_atomic::AtomicU64;
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "knockd-notify-{tag}-{}-{}",

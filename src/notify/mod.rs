@@ -20,7 +20,11 @@ mod template;
 mod webhook;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+// 64-bit atomics through portable-atomic: the same instructions as std's where the target has
+// them, a lock where it does not (32-bit MIPS).
+use portable_atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
