@@ -92,6 +92,44 @@ pub fn human_left(secs: i64) -> String {
     }
 }
 
+/// The Unix time of an HTTP `Date` header in the one format a server must send (RFC 9110
+/// §5.6.7, IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`); None for anything else. The
+/// Lighthouse API sends this format; a parser for the two obsolete ones cost 5 KB of the binary.
+pub fn parse_http_date(text: &str) -> Option<i64> {
+    let mut parts = text.split(' ');
+    let (wday, day, month, year, time, zone) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if parts.next().is_some() || zone != "GMT" || wday.len() != 4 || !wday.ends_with(',') {
+        return None;
+    }
+    let number = |s: &str, len: usize| -> Option<u32> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let m = MONTHS.iter().position(|x| *x == month)? as u32 + 1;
+    let days = days_from_civil(i64::from(number(year, 4)?), m, number(day, 2)?)?;
+    let mut hms = time.split(':');
+    let (h, mi, s) = (
+        number(hms.next()?, 2)?,
+        number(hms.next()?, 2)?,
+        number(hms.next()?, 2)?,
+    );
+    if hms.next().is_some() || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    Some(days * 86_400 + i64::from(h * 3600 + mi * 60 + s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +165,31 @@ mod tests {
         assert_eq!(human_left(30), "1m");
         assert_eq!(human_left(3 * 3600 + 7 * 60), "3h07m");
         assert_eq!(human_left(29 * 86_400 + 23 * 3600), "29d23h");
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(
+            parse_http_date("Mon, 07 Dec 2026 16:50:36 GMT"),
+            Some(days_from_civil(2026, 12, 7).unwrap() * 86_400 + 16 * 3600 + 50 * 60 + 36)
+        );
+        for bad in [
+            "",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT extra",
+            "Sun, 06 Xyz 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
     }
 }

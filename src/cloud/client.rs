@@ -453,10 +453,7 @@ const MAX_DESCRIBE_PAGES: u32 = 5;
 /// Restarts of one read whose version moved between pages.
 const MAX_DESCRIBE_RESTARTS: u32 = 3;
 fn date_of(resp: &ureq::Response) -> Option<i64> {
-    let d = httpdate::parse_http_date(resp.header("Date")?).ok()?;
-    d.duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs() as i64)
+    clock::parse_http_date(resp.header("Date")?)
 }
 
 fn read_limited(resp: ureq::Response) -> Result<String, ApiError> {
