@@ -8,8 +8,9 @@
 //!   file, `--print-cam-policy`, `--notify-test`) and their notifications.
 //! - `cli`: the command line into one `Command`. `client/`: `knockd --knock`, the client for
 //!   routers and Linux boxes (both steps of a key knock over ureq).
-//! - `knock/`: the knock port. `server` accepts, `table` admits connections under the cap,
-//!   `conn` reads requests under a deadline and writes answers, `http` parses request heads,
+//! - `knock/`: the knock port. `server` starts it, `front` is the one poll loop that owns
+//!   every connection, `table` admits connections under the cap, `conn` is one connection's
+//!   state (head, body skip, parked knock, answer) under its deadlines, `http` parses request heads,
 //!   `decide` is the one decision (request + peer + settings + keys + time + lockout →
 //!   challenge / reject / refuse / grant), `door` carries it out (lockout bookkeeping, the
 //!   grant on the writers behind the `Firewall` trait, the log line and the notification),
