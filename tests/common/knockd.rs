@@ -17,11 +17,23 @@ pub const REFERER: &str = "s3cret-Kn0ck$Ref";
 pub const SUCCESS: &str = "500 Internal Server Error.";
 pub const FAILURE: &str = "500 Internal Server Error";
 
+/// A loopback port free now, for a process started next to listen on. Taken at random below
+/// Linux's ephemeral range (32768 and up): a port from that range is handed out again to the
+/// outgoing connections of the whole suite (curl, knockd's API calls), so under parallel runs
+/// another process could take it before knockd bound it ("Address already in use").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::hash::{BuildHasher, Hasher};
+    static N: AtomicU32 = AtomicU32::new(0);
+    for _ in 0..1000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(N.fetch_add(1, Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000..32000")
 }
 
 /// A fresh directory under the system temp dir, unique per process and call.
