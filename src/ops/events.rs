@@ -1,13 +1,12 @@
 //! The operator commands' notifications: one event per `--prune` or `--revoke` that removed
 //! rules, sent at once (the process ends right after), and `--notify-test`.
 
-use std::net::IpAddr;
-
 use crate::cloud::client::notifier;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::log;
 use crate::notify::{Event, EventKind, NotifyError};
+use crate::rules::revoke::RevokeTarget;
 use crate::rules::FirewallRule;
 
 /// Sends one event from a one-shot command (`--prune`, `--revoke`): now, on this thread,
@@ -64,7 +63,11 @@ pub(crate) fn pruned(config: &Config, removed: &[(&str, Vec<FirewallRule>)]) {
 }
 
 /// `knockd --revoke TARGET` removed these rules (per instance).
-pub(crate) fn revoked(config: &Config, target: &str, removed: &[(&str, Vec<FirewallRule>)]) {
+pub(crate) fn revoked(
+    config: &Config,
+    target: &RevokeTarget,
+    removed: &[(&str, Vec<FirewallRule>)],
+) {
     let all: Vec<FirewallRule> = removed.iter().flat_map(|(_, r)| r.clone()).collect();
     if all.is_empty() {
         return;
@@ -82,8 +85,8 @@ pub(crate) fn revoked(config: &Config, target: &str, removed: &[(&str, Vec<Firew
     .with_instances(touched(removed))
     .with_result("ok")
     .with_reason("knockd --revoke");
-    if target.parse::<IpAddr>().is_err() && !target.contains('/') {
-        e = e.with_label(target);
+    if let Some(label) = target.label() {
+        e = e.with_label(label);
     }
     one_shot(config, e);
 }

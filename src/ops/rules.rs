@@ -6,7 +6,8 @@ use crate::cloud::executor;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::rules::desc::{self, Desc};
-use crate::rules::planner::{self, QUOTA};
+use crate::rules::planner::QUOTA;
+use crate::rules::revoke::{self, RevokeTarget};
 use crate::rules::FirewallRule;
 
 pub(super) fn prune(config: &Config, dry_run: bool) -> Exit {
@@ -110,10 +111,13 @@ pub(super) fn list(config: &Config) -> Exit {
 
 pub(super) fn revoke(config: &Config, target: &str, dry_run: bool) -> Exit {
     // Bad usage, before any API call: what can never match a rule is not "no rule matched".
-    if let Some(problem) = planner::revoke_target_problem(target) {
-        crate::log::error(&format!("--revoke: {problem}"));
-        return Exit::Usage;
-    }
+    let parsed = match RevokeTarget::parse(target) {
+        Ok(t) => t,
+        Err(problem) => {
+            crate::log::error(&format!("--revoke: {problem}"));
+            return Exit::Usage;
+        }
+    };
     let Some(client) = client(config) else {
         return Exit::Failure;
     };
@@ -123,7 +127,7 @@ pub(super) fn revoke(config: &Config, target: &str, dry_run: bool) -> Exit {
         executor::delete_matching(
             &client,
             inst,
-            &|rules| planner::revoke(rules, prefix, target),
+            &|rules| revoke::revoke(rules, prefix, &parsed),
             dry_run,
         )
     });
@@ -156,6 +160,6 @@ pub(super) fn revoke(config: &Config, target: &str, dry_run: bool) -> Exit {
     if total == 0 && !failed {
         outln!("no rule owned by knockd matches {target:?}");
     }
-    super::events::revoked(config, target, &removed);
+    super::events::revoked(config, &parsed, &removed);
     Exit::failed_if(failed)
 }

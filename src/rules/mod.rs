@@ -6,5 +6,6 @@ pub mod desc;
 mod model;
 pub mod planner;
 pub mod ports;
+pub mod revoke;
 
 pub use model::{FirewallRule, Protocol};

@@ -106,7 +106,7 @@ pub fn wanted_rule(block: Cidr, protocol: Protocol, port: &str) -> FirewallRule 
 }
 
 /// The address block a rule applies to, if it names one we can read.
-fn rule_block(rule: &FirewallRule) -> Option<Cidr> {
+pub(super) fn rule_block(rule: &FirewallRule) -> Option<Cidr> {
     let s = rule
         .ipv6_cidr_block
         .as_deref()
@@ -446,60 +446,17 @@ pub fn v6_crowding(
     )
 }
 
-/// Why `target` can never match a rule for `--revoke`, if it cannot. It can match as an address,
-/// a CIDR block (the rules of every address inside it), or a label; a label edited in the
-/// console can hold any text, so only what is blank, or is plainly meant as an address or a
-/// block and is not one, is refused: it would only end in "no rule matches", hiding the typo.
-pub fn revoke_target_problem(t: &str) -> Option<String> {
-    if t.trim().is_empty() {
-        return Some("the target is blank: give an IP address, a CIDR block or a label".into());
-    }
-    if t.parse::<IpAddr>().is_ok() {
-        return None;
-    }
-    let looks_ipv4 = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    if let Some((addr, _)) = t.split_once('/') {
-        if addr.parse::<IpAddr>().is_ok() || looks_ipv4(addr) {
-            return Cidr::parse(t).err();
-        }
-        return None;
-    }
-    if looks_ipv4(t) {
-        return Some(format!(
-            "'{t}' is not an IPv4 address (four numbers 0 to 255, like 203.0.113.7)"
-        ));
-    }
-    None
-}
-
-/// Owned rules for an address, a CIDR block (every rule whose block lies inside it: an office
-/// /24, or the /64 of a phone's changing IPv6 privacy addresses) or a label: what `--revoke`
-/// deletes.
-pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &str) -> Vec<FirewallRule> {
-    let block = match target.parse::<IpAddr>() {
-        Ok(ip) => Some(Cidr::host(cidr::canonical(ip))),
-        Err(_) if target.contains('/') => Cidr::parse(target).ok(),
-        Err(_) => None,
-    };
-    rules
-        .iter()
-        .filter(|r| {
-            let label = match desc::parse(prefix, &r.description) {
-                Desc::Owned { label, .. } | Desc::Legacy { label, .. } => label,
-                Desc::Foreign | Desc::Unparseable => return false,
-            };
-            match block {
-                Some(b) => rule_block(r)
-                    .is_some_and(|rb| rb.prefix() >= b.prefix() && b.contains(rb.addr())),
-                None => label == target,
-            }
-        })
-        .cloned()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    /// `--revoke TARGET` as the command runs it: the target parsed once, then matched.
+    fn revoke(rules: &[FirewallRule], prefix: &str, target: &str) -> Vec<FirewallRule> {
+        let target = super::super::revoke::RevokeTarget::parse(target).expect("a target");
+        super::super::revoke::revoke(rules, prefix, &target)
+    }
+
+    fn revoke_target_problem(t: &str) -> Option<String> {
+        super::super::revoke::RevokeTarget::parse(t).err()
+    }
     use super::*;
 
     const NOW: i64 = 1_764_077_880; // 2025-11-25 13:38Z

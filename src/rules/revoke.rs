@@ -1,0 +1,72 @@
+//! What `--revoke TARGET` removes: the target parsed once (an address, a CIDR block or a
+//! label), then matched against the owned rules.
+
+use std::net::IpAddr;
+
+use super::cidr::{self, Cidr};
+use super::desc::{self, Desc};
+use super::planner::rule_block;
+use super::FirewallRule;
+
+/// A `--revoke` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevokeTarget {
+    /// An address (as its host block) or a CIDR block: every owned rule whose block lies inside
+    /// it (an office /24, or the /64 of a phone's changing IPv6 privacy addresses).
+    Block(Cidr),
+    /// A client's label, as knockd wrote it in the description.
+    Label(String),
+}
+
+impl RevokeTarget {
+    /// The target, or why it can never match a rule. A label edited in the console can hold
+    /// any text, so only what is blank, or is plainly meant as an address or a block and is not
+    /// one, is refused: it would only end in "no rule matches", hiding the typo.
+    pub fn parse(t: &str) -> Result<RevokeTarget, String> {
+        if t.trim().is_empty() {
+            return Err("the target is blank: give an IP address, a CIDR block or a label".into());
+        }
+        if let Ok(ip) = t.parse::<IpAddr>() {
+            return Ok(RevokeTarget::Block(Cidr::host(cidr::canonical(ip))));
+        }
+        let looks_ipv4 = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if let Some((addr, _)) = t.split_once('/') {
+            if addr.parse::<IpAddr>().is_ok() || looks_ipv4(addr) {
+                return Cidr::parse(t).map(RevokeTarget::Block);
+            }
+        } else if looks_ipv4(t) {
+            return Err(format!(
+                "'{t}' is not an IPv4 address (four numbers 0 to 255, like 203.0.113.7)"
+            ));
+        }
+        Ok(RevokeTarget::Label(t.to_string()))
+    }
+
+    /// The label, when the target is one.
+    pub fn label(&self) -> Option<&str> {
+        match self {
+            RevokeTarget::Label(l) => Some(l),
+            RevokeTarget::Block(_) => None,
+        }
+    }
+}
+
+/// Owned rules for `target` (legacy rules of the original program included): what `--revoke`
+/// deletes.
+pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &RevokeTarget) -> Vec<FirewallRule> {
+    rules
+        .iter()
+        .filter(|r| {
+            let label = match desc::parse(prefix, &r.description) {
+                Desc::Owned { label, .. } | Desc::Legacy { label, .. } => label,
+                Desc::Foreign | Desc::Unparseable => return false,
+            };
+            match target {
+                RevokeTarget::Block(b) => rule_block(r)
+                    .is_some_and(|rb| rb.prefix() >= b.prefix() && b.contains(rb.addr())),
+                RevokeTarget::Label(l) => label == *l,
+            }
+        })
+        .cloned()
+        .collect()
+}
