@@ -202,8 +202,9 @@ fn a_relay_cannot_lengthen_or_strip_the_lifetime() {
     let stripped = genuine.replacen(".600.", ".", 1);
     assert_eq!(d.get(&lengthened, ip), FAILURE);
     assert_eq!(d.get(&stripped, ip), FAILURE);
-    assert!(d.k.wait_log(
+    assert!(d.k.wait_log_count(
         "reject addr=203.0.113.61 reason=signature",
+        2,
         Duration::from_secs(10)
     ));
     assert_eq!(d.k.log().matches("reason=signature").count(), 2);

@@ -524,9 +524,12 @@ fn tampered(d: &Door, i: usize) -> String {
         // One second later, not earlier: a knockd started a second ago refuses T at or before
         // its start as stale, before it looks at G.
         0 => (parts[0].parse::<i64>().expect("T") + 1).to_string(),
+        // The last hex digit: N begins with the serving process's mark, and a challenge of the
+        // start's second without it is stale before G is looked at.
         _ => {
-            let first = if parts[i].starts_with('0') { "1" } else { "0" };
-            format!("{first}{}", &parts[i][1..])
+            let p = &parts[i];
+            let last = if p.ends_with('0') { "1" } else { "0" };
+            format!("{}{last}", &p[..p.len() - 1])
         }
     };
     // H over the tampered text, as a forger with the key but not knockd's secret would send.

@@ -52,6 +52,16 @@ pub(crate) fn new_nonce() -> Result<[u8; 8], super::RandomUnavailable> {
     super::random()
 }
 
+/// The nonce of a challenge issued by the process whose mark this is: its first four bytes
+/// are the mark (random per process), the other four stay random. [`verify`] accepts a
+/// challenge of the process's own start second only with its mark, so a restart need not wait
+/// for the next second to tell its challenges from its predecessor's.
+pub(crate) fn marked(nonce: [u8; 8], mark: [u8; 4]) -> [u8; 8] {
+    let mut n = nonce;
+    n[..4].copy_from_slice(&mark);
+    n
+}
+
 /// A per-process secret S, when KNOCK_CHALLENGE_SECRET is not set. A set secret is used as its
 /// UTF-8 bytes.
 pub(crate) fn new_secret() -> Result<[u8; 32], super::RandomUnavailable> {
@@ -366,10 +376,14 @@ pub(crate) struct Check<'a> {
     pub(crate) addr_text: &'a str,
     pub(crate) now: i64,
     pub(crate) clients: &'a Clients,
-    /// Challenges with T at or before this Unix second are stale: the serving knockd's start
-    /// (see `knock::key_knock::Keys`). Its replay cache is in memory, so a knock used before a
-    /// restart would otherwise pass again after it, with KNOCK_CHALLENGE_SECRET fixed.
+    /// Challenges with T at or before this Unix second are stale unless N carries `mark`:
+    /// the serving knockd's start (see `knock::key_knock::Keys`). Its replay cache is in
+    /// memory, so a knock used before a restart would otherwise pass again after it, with
+    /// KNOCK_CHALLENGE_SECRET fixed.
     pub(crate) issued_after: i64,
+    /// The serving process's nonce mark (see [`marked`]): a challenge of the start's own
+    /// second is this process's own, and fresh, only with it.
+    pub(crate) mark: [u8; 4],
 }
 
 /// Key hashed for labels without a (live) client, so that every refusal costs the same work.
@@ -393,7 +407,7 @@ pub(crate) fn verify(
     let now = i128::from(check.now);
     let fresh = now - i128::from(check.ttl_secs) <= t
         && t <= now + i128::from(FUTURE_SLACK)
-        && t > i128::from(check.issued_after);
+        && (t > i128::from(check.issued_after) || knock.n.starts_with(&hex::encode(check.mark)));
 
     let g = tag(
         check.secret,
@@ -622,6 +636,7 @@ mod tests {
             now,
             clients: &clients,
             issued_after: 0,
+            mark: [0xff; 4],
         };
         verify(&parse(knock), &check, replay)
     }

@@ -319,6 +319,7 @@ mod tests {
                     now: now(),
                     clients,
                     issued_after: 0,
+                    mark: [0; 4],
                 };
                 let outcome = challenge::verify(&k, &check, replay);
                 let body = if outcome.is_ok() { SUCCESS } else { FAILURE };

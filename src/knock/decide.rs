@@ -135,7 +135,7 @@ pub(super) fn judge_key(
                     &label,
                     &challenge::grant_address_text(ip),
                     now,
-                    n,
+                    challenge::marked(n, keys.mark),
                 ))),
                 Err(e) => {
                     // getrandom failing is next to impossible on Linux; answer failure without
@@ -163,6 +163,7 @@ pub(super) fn judge_key(
                 now,
                 clients: &clients,
                 issued_after: keys.started,
+                mark: keys.mark,
             };
             match challenge::verify(&k, &check, &mut lock(&keys.replay)) {
                 Ok(grant) => Some(Decision::Grant {

@@ -168,6 +168,20 @@ impl Knockd {
         false
     }
 
+    /// Waits up to `limit` until `needle` occurs `count` times or more in the log; whether
+    /// it did. (A refusal's line is written after its answer, so a test that has its answers
+    /// may still have to wait for the lines.)
+    pub fn wait_log_count(&self, needle: &str, count: usize, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.log().matches(needle).count() >= count {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
