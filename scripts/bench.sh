@@ -9,7 +9,7 @@
 # Environment knobs (defaults in brackets): BENCH_KNOCKS [50] knocks per latency cell and kind,
 # BENCH_FLOOD_SECS [5] wrk duration, BENCH_OUT [bench/results.md], BENCH_MISMATCH_KNOCKS [20]
 # knocks per mismatch cell, BENCH_FLEET_KNOCKS [5] knocks per fleet cell and kind,
-# BENCH_FLEET_SIM_ARGS [none] extra lighthouse-sim flags for the fleet cells, BENCH_FRONT_ROUNDS [3]
+# BENCH_FLEET_SIM_ARGS [none] extra lighthouse-sim flags for the fleet cells, BENCH_FRONT_ROUNDS [5]
 # turns of knockd and nginx in the front section's flood.
 # To measure another build (a "before" row), BENCH_KNOCKD and BENCH_SIM name the binaries (no
 # build step then), and BENCH_SECTIONS picks a comma list of latency, mismatch, fleet, front for
@@ -31,7 +31,7 @@ SIM=${BENCH_SIM:-$ROOT/target/release/lighthouse-sim}
 SECTIONS=${BENCH_SECTIONS:-all}
 MISMATCH_KNOCKS=${BENCH_MISMATCH_KNOCKS:-20}
 FLEET_KNOCKS=${BENCH_FLEET_KNOCKS:-5}
-FRONT_ROUNDS=${BENCH_FRONT_ROUNDS:-3}
+FRONT_ROUNDS=${BENCH_FRONT_ROUNDS:-5}
 want() { [ "$SECTIONS" = all ] || [[ ",$SECTIONS," == *",$1,"* ]]; }
 
 SECRET_ID=AKIDknockdBENCHbenchBENCHbench0001
@@ -460,10 +460,13 @@ sampler() { # PID OUTFILE: max VmRSS and Threads every 50 ms until killed
     done
 }
 
+# PIN_CLIENT / PIN_SERVER: taskset prefixes for wrk and for the server under test (empty: the
+# scheduler places them). The front section sets them to one core each.
+PIN_CLIENT=() PIN_SERVER=()
 wrk_run() { # NAME URL [wrk args...] -> $TMP/NAME.wrk
     local name=$1 url=$2
     shift 2
-    wrk -t1 -c32 -d"${FLOOD_SECS}s" --latency "$@" "$url" >"$TMP/$name.wrk" 2>&1
+    "${PIN_CLIENT[@]}" wrk -t1 -c32 -d"${FLOOD_SECS}s" --latency "$@" "$url" >"$TMP/$name.wrk" 2>&1
 }
 wrk_reqs() { awk '/requests in/ {print $1}' "$1"; }
 cpu_ticks() { # PID -> user + system CPU time in clock ticks
@@ -498,7 +501,7 @@ http {
     }
 }
 EOF
-    "$nginx_bin" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" >/dev/null 2>&1 &
+    "${PIN_SERVER[@]}" "$nginx_bin" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" >/dev/null 2>&1 &
     NGINX=$!
     PIDS+=("$NGINX")
     for ((i = 0; i < 100; i++)); do
@@ -549,7 +552,20 @@ front_section() {
     # turns FRONT_ROUNDS times: on a shared machine the load moves between runs, so the ratio
     # is of the medians. CPU time per request (user + system, from /proc) is the steadier
     # figure: it does not depend on how much CPU the machine had left.
+    #
+    # One core each, as the target reads: the server (knockd, every thread; nginx's worker) on
+    # one core, wrk on the other. Unpinned, the scheduler sometimes put both on one core for a
+    # whole run, and the CPU time per request of either server moved between 14 and 19 µs from
+    # one run to the next (a 5-round run had knockd 50497 52445 65804 req/s beside nginx
+    # 51371 66980 65782): the ratio measured the placement more than the server.
     local kurl="http://127.0.0.1:$fport/favico.ico" r t0 k_rps=() n_rps=() k_us=() n_us=()
+    if [ "$(nproc)" -ge 2 ]; then
+        PIN_SERVER=(taskset -c 1) PIN_CLIENT=(taskset -c 0)
+        taskset -a -pc 1 "$kpid" >/dev/null
+        FR_PINNING="one core each (taskset: the server on CPU 1, wrk on CPU 0)"
+    else
+        FR_PINNING="unpinned (one CPU)"
+    fi
     for ((r = 1; r <= FRONT_ROUNDS; r++)); do
         t0=$(cpu_ticks "$kpid")
         wrk_run "front_invalid.$r" "$kurl"
@@ -567,6 +583,7 @@ front_section() {
     FR_NGINX_US=$(printf '%s\n' "${n_us[@]}" | median)
     FR_ROUNDS="knockd ${k_rps[*]} req/s (${k_us[*]} µs CPU/request); nginx ${n_rps[*]} req/s (${n_us[*]} µs CPU/request)"
     FR_RATIO=$(awk -v k="$FR_INV_RPS" -v n="$FR_NGINX_RPS" 'BEGIN { printf "%.0f", (n > 0 ? 100 * k / n : 0) }')
+    PIN_SERVER=() PIN_CLIENT=()
     # 10,000 idle connections held, the flood, and valid knocks from new addresses meanwhile.
     python3 "$HELPER" hold --port "$fport" --n 10000 >"$TMP/hold.load" &
     hold=$!
@@ -602,7 +619,8 @@ front_table() {
 knockd \`$KNOCKD\` ($(stat -c %s "$KNOCKD") bytes), MAX_CONNECTIONS=10240, CONNECTION_TIMEOUT=600s, 1 instance, 0 ms
 per API call. Idle connections are opened by scripts/bench_helper.py (\`hold\`) and send nothing;
 "per connection" is (RSS with them − RSS idle) / connections. Flood: wrk -t1 -c32 -d${FLOOD_SECS}s,
-keep-alive, knock path without the secret from 127.0.0.1.
+keep-alive, knock path without the secret from 127.0.0.1; knockd and nginx take turns,
+$FR_PINNING.
 
 | point | RSS | threads | per connection |
 |---|---|---|---|

@@ -479,6 +479,11 @@ fn a_denied_write_is_called_once_and_names_what_to_grant() {
     let before = sim.total_calls();
     assert_eq!(knock_curl(&k, "203.0.113.30", "phone"), FAILURE);
     let knock_calls = sim.total_calls() - before;
+    // The knock's log lines are written after its answer.
+    k.wait_log(
+        "CAM denies lighthouse:CreateFirewallRules",
+        Duration::from_secs(10),
+    );
     let knock_log = k.log();
     println!(
         "knock: {knock_calls} calls, {}\n{knock_log}",

@@ -362,6 +362,9 @@ impl Conn {
             .unwrap_or(Next::Close)
     }
 
+    /// Writes the answer: at once when the socket takes it all, as nearly every answer (a few
+    /// hundred bytes) does, so that a flood costs no allocation per answer; otherwise the rest
+    /// waits in the Writing phase for room.
     fn start_write(
         &mut self,
         door: &Door,
@@ -371,43 +374,51 @@ impl Conn {
         note: Option<(Verdict, Box<RequestHead>)>,
         now: Instant,
     ) -> Option<Next> {
-        self.phase = Phase::Writing(Box::new(Out {
-            bytes,
-            at: 0,
-            until: write_budget(self.deadline, now),
-            keep_alive,
-            note,
-        }));
-        self.write_more(door, id)
+        let mut at = 0;
+        let written = match push(&self.stream, bytes.get(door), &mut at) {
+            Push::Done => true,
+            Push::Broken => false,
+            Push::Blocked => {
+                let until = write_budget(self.deadline, now);
+                self.phase = Phase::Writing(Box::new(Out {
+                    bytes,
+                    at,
+                    until,
+                    keep_alive,
+                    note,
+                }));
+                return Some(Next::Write(until));
+            }
+        };
+        self.written(door, id, written, keep_alive, note)
     }
 
-    /// Writes as much of the answer as the socket takes; once it is all written (or cannot
-    /// be), the log line, then keep-alive (None: the caller parses what is buffered, in a
-    /// loop rather than by recursion, for up to 1,000 pipelined requests) or close.
+    /// More of an answer that did not fit the socket at once.
     fn write_more(&mut self, door: &Door, id: u64) -> Option<Next> {
         let Phase::Writing(out) = &mut self.phase else {
             return Some(Next::Close);
         };
-        let written = loop {
-            let bytes: &[u8] = match &out.bytes {
-                Bytes::Fixed(ok, ka, ho) => door.answers.get(*ok, *ka, *ho),
-                Bytes::Owned(v) => v,
-            };
-            let Some(rest) = bytes.get(out.at..).filter(|r| !r.is_empty()) else {
-                break true;
-            };
-            match (&self.stream).write(rest) {
-                Ok(0) => break false,
-                Ok(n) => out.at += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Some(Next::Write(out.until))
-                }
-                Err(_) => break false,
-            }
+        let written = match push(&self.stream, out.bytes.get(door), &mut out.at) {
+            Push::Done => true,
+            Push::Broken => false,
+            Push::Blocked => return Some(Next::Write(out.until)),
         };
         let keep_alive = out.keep_alive;
         let note = out.note.take();
+        self.written(door, id, written, keep_alive, note)
+    }
+
+    /// The answer is written (or cannot be): the log line, then keep-alive (None: the caller
+    /// parses what is buffered, in a loop rather than by recursion, for up to 1,000 pipelined
+    /// requests) or close.
+    fn written(
+        &mut self,
+        door: &Door,
+        id: u64,
+        written: bool,
+        keep_alive: bool,
+        note: Option<(Verdict, Box<RequestHead>)>,
+    ) -> Option<Next> {
         self.phase = Phase::Head;
         // The answer first, then the log line and the end of the knock's protection.
         if let Some((verdict, head)) = note {
@@ -418,6 +429,41 @@ impl Conn {
             return Some(Next::Close);
         }
         None
+    }
+}
+
+impl Bytes {
+    fn get<'a>(&'a self, door: &'a Door) -> &'a [u8] {
+        match self {
+            Bytes::Fixed(ok, ka, ho) => door.answers.get(*ok, *ka, *ho),
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// How far a nonblocking write of an answer got.
+enum Push {
+    /// All of it is written.
+    Done,
+    /// The socket is full: the rest waits for room.
+    Blocked,
+    /// The peer is gone or the socket failed.
+    Broken,
+}
+
+/// Writes `bytes[*at..]` as far as the socket takes it, advancing `at`.
+fn push(mut stream: &TcpStream, bytes: &[u8], at: &mut usize) -> Push {
+    loop {
+        let Some(rest) = bytes.get(*at..).filter(|r| !r.is_empty()) else {
+            return Push::Done;
+        };
+        match stream.write(rest) {
+            Ok(0) => return Push::Broken,
+            Ok(n) => *at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Push::Blocked,
+            Err(_) => return Push::Broken,
+        }
     }
 }
 
