@@ -478,7 +478,12 @@ fn run_limited(
         thread::sleep(Duration::from_millis(20));
     };
     let took = started.elapsed();
-    thread::sleep(Duration::from_millis(50));
+    // The capture thread drops its handle at EOF: then the log is complete. (A fixed 50 ms
+    // wait lost the message on a loaded machine.)
+    let eof = Instant::now();
+    while std::sync::Arc::strong_count(&log) > 1 && eof.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(10));
+    }
     let text = log.lock().expect("log").clone();
     (code, text, took)
 }

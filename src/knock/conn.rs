@@ -341,7 +341,7 @@ impl Conn {
             && self.served < MAX_REQUESTS_PER_CONNECTION
             && now < self.deadline
             && !signals::stop_requested();
-        let head_only = head.method == "HEAD";
+        let head_only = head.method() == "HEAD";
         let (bytes, note) = match answer {
             Answer::Fixed(v) => (Bytes::Fixed(v.ok, keep_alive, head_only), Some((v, head))),
             Answer::Body(body) => (

@@ -109,10 +109,10 @@ pub(super) fn judge_key(
     is_locked: &impl Fn(IpAddr) -> bool,
     nonce: impl FnOnce() -> Result<[u8; 8], RandomUnavailable>,
 ) -> Option<Decision> {
-    if head.method != "GET" && head.method != "HEAD" {
+    if head.method() != "GET" && head.method() != "HEAD" {
         return None;
     }
-    let target = challenge::parse_target(&head.target, &knock.path);
+    let target = challenge::parse_target(head.target(), &knock.path);
     if matches!(target, Target::OtherPath | Target::Plain) {
         return None;
     }
@@ -207,11 +207,11 @@ fn referer_knock(
             key,
         };
     }
-    let is_get = head.method == "GET" || head.method == "HEAD";
-    if !is_get || head.path != knock.path.as_bytes() || !secret_ok {
+    let is_get = head.method() == "GET" || head.method() == "HEAD";
+    if !is_get || head.path() != knock.path.as_bytes() || !secret_ok {
         let reason = if !is_get {
             Reject::Method
-        } else if head.path != knock.path.as_bytes() {
+        } else if head.path() != knock.path.as_bytes() {
             Reject::Path
         } else {
             Reject::Secret

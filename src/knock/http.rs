@@ -17,20 +17,22 @@ pub const MAX_HEADERS: usize = 64;
 /// discarding it keeps a keep-alive connection in sync. Larger bodies are refused, not read.
 pub const MAX_BODY_SKIP: u64 = 4 * 1024;
 
-/// One parsed request head. Owned copies, so the reader's buffer can be reused at once.
+/// One parsed request head. An owned copy, so the reader's buffer can be reused at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
-    pub method: String,
-    /// The request target up to but excluding the first `?` or `#`; not percent-decoded.
-    pub path: Vec<u8>,
-    /// The whole request target as on the request line (path and query), not
-    /// percent-decoded: the key knocks' `?c=` and `?k=` live in the query.
-    pub target: Vec<u8>,
+    /// `METHOD TARGET\n`, then `name:value\n` per header (the name lowercased, the value with
+    /// surrounding spaces and tabs removed): one allocation per head, whatever its header
+    /// count, where a copy per field cost a flood seven. httparse admits no CR, LF or NUL in a
+    /// method, a target or a value and no `:` in a name, so the separators cannot be forged.
+    /// Values stay bytes because clients do send non-UTF-8 (obs-text) and that must not be a
+    /// reason to panic.
+    text: Vec<u8>,
+    /// Where the method, the path and the target end in `text`.
+    method_end: usize,
+    path_end: usize,
+    target_end: usize,
     /// `0` for HTTP/1.0, `1` for HTTP/1.1 (httparse accepts no other version).
     pub minor_version: u8,
-    /// Lowercased name, value with surrounding spaces and tabs removed; values stay bytes
-    /// because clients do send non-UTF-8 (obs-text) and that must not be a reason to panic.
-    headers: Vec<(String, Vec<u8>)>,
 }
 
 /// What follows the head, as far as the knock port is willing to accept.
@@ -41,20 +43,44 @@ pub enum Body {
 }
 
 impl RequestHead {
+    /// The method (a token: ASCII).
+    pub fn method(&self) -> &str {
+        std::str::from_utf8(&self.text[..self.method_end]).unwrap_or("")
+    }
+
+    /// The request target up to but excluding the first `?` or `#`; not percent-decoded.
+    pub fn path(&self) -> &[u8] {
+        &self.text[self.method_end + 1..self.path_end]
+    }
+
+    /// The whole request target as on the request line (path and query), not
+    /// percent-decoded: the key knocks' `?c=` and `?k=` live in the query.
+    pub fn target(&self) -> &[u8] {
+        &self.text[self.method_end + 1..self.target_end]
+    }
+
+    /// Every header as (lowercased name, value), in the order received.
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.text[self.target_end + 1..]
+            .split(|&b| b == b'\n')
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                Some((&line[..colon], &line[colon + 1..]))
+            })
+    }
+
     /// The first header of that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// Every header line of that name, in the order received.
     pub fn headers_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.fields()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// The declared body. Any `Transfer-Encoding`, and any Content-Length that is repeated
@@ -141,16 +167,29 @@ pub fn parse_head(buf: &[u8]) -> Parsed {
         .iter()
         .position(|&b| b == b'?' || b == b'#')
         .unwrap_or(target.len());
+    let size = req
+        .headers
+        .iter()
+        .fold(method.len() + target.len() + 2, |n, h| {
+            n + h.name.len() + h.value.len() + 2
+        });
+    let mut text = Vec::with_capacity(size);
+    text.extend_from_slice(method.as_bytes());
+    text.push(b' ');
+    text.extend_from_slice(target);
+    text.push(b'\n');
+    for h in req.headers.iter() {
+        text.extend(h.name.bytes().map(|b| b.to_ascii_lowercase()));
+        text.push(b':');
+        text.extend_from_slice(trim(h.value));
+        text.push(b'\n');
+    }
     let head = RequestHead {
-        method: method.to_string(),
-        path: target[..path_end].to_vec(),
-        target: target.to_vec(),
+        text,
+        method_end: method.len(),
+        path_end: method.len() + 1 + path_end,
+        target_end: method.len() + 1 + target.len(),
         minor_version,
-        headers: req
-            .headers
-            .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), trim(h.value).to_vec()))
-            .collect(),
     };
     Parsed::Complete(head, consumed)
 }
@@ -441,8 +480,8 @@ mod tests {
     fn parses_a_knock() {
         let (h, n) = complete(KNOCK);
         assert_eq!(n, KNOCK.len());
-        assert_eq!(h.method, "GET");
-        assert_eq!(h.path, b"/favico.ico");
+        assert_eq!(h.method(), "GET");
+        assert_eq!(h.path(), b"/favico.ico");
         assert_eq!(h.minor_version, 1);
         assert_eq!(h.header("referer"), Some(&b"s3cret"[..]));
         assert_eq!(h.header("REFERER"), Some(&b"s3cret"[..]));
@@ -450,6 +489,27 @@ mod tests {
         assert_eq!(h.header("ip"), None);
         assert_eq!(h.body(), Ok(Body::None));
         assert!(h.keep_alive());
+    }
+
+    /// The head is kept as one text with `:` and line ends as separators: colons in the
+    /// target and in values, empty values, obs-text and repeated names come back as sent.
+    #[test]
+    fn fields_with_separators_in_them_come_back_whole() {
+        let raw =
+            b"GET /a:b?k=x:y HTTP/1.1\r\nX-A: v:w \r\nEmpty:\r\nX-A:\t2\r\nObs: \xff\xfe\r\n\r\n";
+        let (h, _) = complete(raw);
+        assert_eq!(h.method(), "GET");
+        assert_eq!(h.path(), b"/a:b");
+        assert_eq!(h.target(), b"/a:b?k=x:y");
+        assert_eq!(h.header("x-a"), Some(&b"v:w"[..]));
+        assert_eq!(
+            h.headers_all("X-A").collect::<Vec<_>>(),
+            [&b"v:w"[..], b"2"]
+        );
+        assert_eq!(h.header("empty"), Some(&b""[..]));
+        assert_eq!(h.header("obs"), Some(&b"\xff\xfe"[..]));
+        assert_eq!(h.header("x"), None);
+        assert_eq!(h.header("a"), None);
     }
 
     #[test]
@@ -465,9 +525,9 @@ mod tests {
             let mut req = b"GET ".to_vec();
             req.extend_from_slice(target);
             req.extend_from_slice(b" HTTP/1.1\r\n\r\n");
-            assert_eq!(head(&req).path, path, "{target:?}");
+            assert_eq!(head(&req).path(), path, "{target:?}");
             // The raw target is kept whole, query included (key knocks read it).
-            assert_eq!(head(&req).target, target, "{target:?}");
+            assert_eq!(head(&req).target(), target, "{target:?}");
         }
     }
 
@@ -476,7 +536,7 @@ mod tests {
         let req = b"\r\n\nGET /x HTTP/1.0\nHost: a\nReferer: s\n\nrest";
         let (h, n) = complete(req);
         assert_eq!(n, req.len() - 4);
-        assert_eq!(h.path, b"/x");
+        assert_eq!(h.path(), b"/x");
         assert_eq!(h.minor_version, 0);
         assert_eq!(h.header("referer"), Some(&b"s"[..]));
     }
@@ -523,7 +583,7 @@ mod tests {
         let r = parse_head(b"GET /\xff\xfe HTTP/1.1\r\n\r\n");
         assert!(matches!(r, Parsed::Invalid | Parsed::Complete(..)));
         let h = head("GET /é HTTP/1.1\r\n\r\n".as_bytes());
-        assert_eq!(h.path, "/é".as_bytes());
+        assert_eq!(h.path(), "/é".as_bytes());
     }
 
     #[test]
@@ -618,9 +678,9 @@ mod tests {
         let mut r = OneByte(&input);
         let mut reader = HeadReader::new();
         let h = expect_request(reader.next_request(&mut r));
-        assert_eq!(h.path, b"/favico.ico");
+        assert_eq!(h.path(), b"/favico.ico");
         let h = expect_request(reader.next_request(&mut r));
-        assert_eq!((h.method.as_str(), h.path.as_slice()), ("HEAD", &b"/2"[..]));
+        assert_eq!((h.method(), h.path()), ("HEAD", &b"/2"[..]));
         assert!(matches!(reader.next_request(&mut r), ReadResult::Closed));
     }
 
@@ -635,7 +695,7 @@ mod tests {
         let mut reader = HeadReader::new();
         for i in 0..4 {
             let h = expect_request(reader.next_request(&mut r));
-            assert_eq!(h.path, format!("/{i}").as_bytes());
+            assert_eq!(h.path(), format!("/{i}").as_bytes());
         }
         assert_eq!(reader.buffered(), 0);
         assert!(matches!(reader.next_request(&mut r), ReadResult::Closed));
@@ -652,8 +712,8 @@ mod tests {
             } else {
                 Box::new(Script::bytes(&[input]))
             };
-            assert_eq!(expect_request(reader.next_request(&mut r)).path, b"/a");
-            assert_eq!(expect_request(reader.next_request(&mut r)).path, b"/b");
+            assert_eq!(expect_request(reader.next_request(&mut r)).path(), b"/a");
+            assert_eq!(expect_request(reader.next_request(&mut r)).path(), b"/b");
             assert!(matches!(reader.next_request(&mut r), ReadResult::Closed));
         }
         // A lone CR is not a line end.
@@ -763,14 +823,14 @@ mod tests {
         for split in 0..req.len() {
             let mut r = Script::bytes(&[&req[..split], &req[split..]]);
             let mut reader = HeadReader::new();
-            assert_eq!(expect_request(reader.next_request(&mut r)).path, b"/a");
-            assert_eq!(expect_request(reader.next_request(&mut r)).path, b"/b");
+            assert_eq!(expect_request(reader.next_request(&mut r)).path(), b"/a");
+            assert_eq!(expect_request(reader.next_request(&mut r)).path(), b"/b");
             assert!(matches!(reader.next_request(&mut r), ReadResult::Closed));
         }
         let mut reader = HeadReader::new();
         let mut r = OneByte(req);
-        assert_eq!(expect_request(reader.next_request(&mut r)).path, b"/a");
-        assert_eq!(expect_request(reader.next_request(&mut r)).path, b"/b");
+        assert_eq!(expect_request(reader.next_request(&mut r)).path(), b"/a");
+        assert_eq!(expect_request(reader.next_request(&mut r)).path(), b"/b");
     }
 
     #[test]
@@ -783,8 +843,8 @@ mod tests {
         // Head alone first, so the body must come from the reader.
         let mut r = Script::bytes(&[&input[..head_len], &input[head_len..]]);
         let mut reader = HeadReader::new();
-        assert_eq!(expect_request(reader.next_request(&mut r)).path, b"/a");
-        assert_eq!(expect_request(reader.next_request(&mut r)).path, b"/b");
+        assert_eq!(expect_request(reader.next_request(&mut r)).path(), b"/a");
+        assert_eq!(expect_request(reader.next_request(&mut r)).path(), b"/b");
     }
 
     #[test]
@@ -947,7 +1007,7 @@ mod tests {
             let input = random_input(&mut rng);
             if let Parsed::Complete(h, n) = parse_head(&input) {
                 assert!(n <= input.len() && n <= MAX_HEAD);
-                assert!(!h.path.contains(&b'?') && !h.path.contains(&b'#'));
+                assert!(!h.path().contains(&b'?') && !h.path().contains(&b'#'));
                 let _ = (h.body(), h.keep_alive());
             }
             // How the bytes are split across reads must never change what is read.

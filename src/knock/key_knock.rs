@@ -420,8 +420,10 @@ mod tests {
             assert_eq!(run(&k, peer, &target, extra, from), want, "{name}");
         }
         // A POST is not a key knock: the Referer decision rejects it by method.
-        let mut post = head("/favico.ico?c=office", "");
-        post.method = "POST".into();
+        let post = match parse_head(b"POST /favico.ico?c=office HTTP/1.1\r\n\r\n") {
+            Parsed::Complete(h, _) => h,
+            other => panic!("{other:?}"),
+        };
         assert_eq!(
             view(judge(
                 &post,
