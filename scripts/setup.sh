@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing knockd needs on a Debian machine that already has rustup:
-# the two musl targets, rustfmt/clippy, clang + lld (ring's C code for aarch64), curl, wget and busybox
-# (integration tests run the client lines --add-client prints), file (CI's static-link check).
+# the two musl targets, rustfmt/clippy, gcc (cc: the host target's C code and linker), clang +
+# lld (ring's C code for aarch64), curl, wget and busybox (integration tests run the client lines
+# --add-client prints), file (CI's static-link check), and Debian's CA certificates (cargo
+# verifies crates.io against them; a minimal Debian, such as a container image, has none).
 # Idempotent; without anything missing it makes no network or apt call, so every make target
 # can run it.
 #
@@ -36,8 +38,9 @@ MIPS_ZIG=$ROOT/target/mips-zig
 MIPS_NIGHTLY=${MIPS_NIGHTLY:-$ARMV7_NIGHTLY}
 MIPS_PYPI=(ziglang==0.17.1 cargo-zigbuild==0.24.1)
 
-# command -> Debian package
-pairs=(cc:gcc clang:clang ld.lld:lld llvm-ar:llvm curl:curl wget:wget busybox:busybox file:file)
+# command (or absolute path of a file) -> Debian package
+pairs=(cc:gcc clang:clang ld.lld:lld llvm-ar:llvm curl:curl wget:wget busybox:busybox file:file
+    /etc/ssl/certs/ca-certificates.crt:ca-certificates)
 rust_targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 want_armv7=0 armv7_nightly=0 want_mips=0 want_nextest=0
 for profile in "$@"; do
@@ -87,10 +90,11 @@ fi
 sudo=()
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo=(sudo); fi
 
+have() { case $1 in /*) [ -e "$1" ] ;; *) command -v "$1" >/dev/null 2>&1 ;; esac; }
 missing=()
 for pair in "${pairs[@]}"; do
     pkg=${pair#*:}
-    command -v "${pair%%:*}" >/dev/null 2>&1 || [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
+    have "${pair%%:*}" || [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
     if [ "$(id -u)" -ne 0 ] && ! ((${#sudo[@]})); then
