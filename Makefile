@@ -142,8 +142,10 @@ dist: $(foreach t,$(DIST_TARGETS),$(DIST_MAKE_$(t)))
 # time; no retries). nextest does not run doc tests, so `cargo test --doc` follows: there are
 # none today (it runs 0 tests in ~2 s), and it is kept so that a doc example added later runs.
 # KNOCKD_TEST_REQUIRE_TOOLS makes the tests that run the printed client lines fail, not skip,
-# when a tool is missing (setup installs them all).
+# when a tool is missing (setup installs them all). `scripts/setup.sh test` adds cargo-nextest
+# (built from crates.io when missing; no other target needs it).
 test: setup
+	@scripts/setup.sh test
 	KNOCKD_TEST_REQUIRE_TOOLS=1 $(CARGO) nextest run --workspace --all-targets
 	KNOCKD_TEST_REQUIRE_TOOLS=1 $(CARGO) test --workspace --doc
 

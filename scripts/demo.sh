@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
+if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B='' N=''; fi
 section() { printf '\n%s== %s ==%s\n' "$B" "$*" "$N"; }
 note() { printf '   %s\n' "$*"; }
 
@@ -26,13 +26,16 @@ section "Setup (scripts/setup.sh demo: installs only what is missing)"
 
 section "Build (release): knockd and lighthouse-sim"
 cargo build --release --quiet -p knockd -p lighthouse-sim
-note "target/release/knockd, target/release/lighthouse-sim"
-KNOCKD=$ROOT/target/release/knockd
-SIM=$ROOT/target/release/lighthouse-sim
+# Where cargo put them: target/ here, or CARGO_TARGET_DIR (relative to this directory).
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+[[ $TARGET_DIR == /* ]] || TARGET_DIR=$ROOT/$TARGET_DIR
+KNOCKD=$TARGET_DIR/release/knockd
+SIM=$TARGET_DIR/release/lighthouse-sim
+note "${KNOCKD#"$ROOT"/}, ${SIM#"$ROOT"/}"
 started=$(date +%s)
 
 TMP=$(mktemp -d -t knockd-demo.XXXXXX)
-SIM_PID= KNOCKD_PID=
+SIM_PID='' KNOCKD_PID=''
 cleanup() {
     local rc=$? pid
     set +e

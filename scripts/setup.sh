@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing knockd needs on a Debian machine that already has rustup:
-# the two musl targets, rustfmt/clippy, clang + lld (ring's C code for aarch64), curl, wget and busybox
-# (integration tests run the client lines --add-client prints), file (CI's static-link check),
-# cargo-nextest (make test's runner). Idempotent; without anything missing it
-# makes no network or apt call, so every make target can run it.
+# the two musl targets, rustfmt/clippy, gcc (cc: the host target's C code and linker), clang +
+# lld (ring's C code for aarch64), curl, wget and busybox (integration tests run the client lines
+# --add-client prints), file (CI's static-link check), and Debian's CA certificates (cargo
+# verifies crates.io against them; a minimal Debian, such as a container image, has none).
+# Idempotent; without anything missing it makes no network or apt call, so every make target
+# can run it.
 #
 # Optional profiles add what one group of targets needs on top:
+#   scripts/setup.sh test      cargo-nextest (make test's runner), built from crates.io when
+#                              missing: minutes of compiling that make, make demo and the rest
+#                              do not need
 #   scripts/setup.sh contrib   systemd-analyze, shellcheck, dash, busybox, strace (make test-contrib)
 #   scripts/setup.sh cross     qemu-user-static, busybox and python3 (make test-cross)
 #   scripts/setup.sh systemd   debootstrap, systemd-nspawn (systemd-container), ip, python3
@@ -33,12 +38,14 @@ MIPS_ZIG=$ROOT/target/mips-zig
 MIPS_NIGHTLY=${MIPS_NIGHTLY:-$ARMV7_NIGHTLY}
 MIPS_PYPI=(ziglang==0.17.1 cargo-zigbuild==0.24.1)
 
-# command -> Debian package
-pairs=(cc:gcc clang:clang ld.lld:lld llvm-ar:llvm curl:curl wget:wget busybox:busybox file:file)
+# command (or absolute path of a file) -> Debian package
+pairs=(cc:gcc clang:clang ld.lld:lld llvm-ar:llvm curl:curl wget:wget busybox:busybox file:file
+    /etc/ssl/certs/ca-certificates.crt:ca-certificates)
 rust_targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
-want_armv7=0 armv7_nightly=0 want_mips=0
+want_armv7=0 armv7_nightly=0 want_mips=0 want_nextest=0
 for profile in "$@"; do
     case "$profile" in
+        test) want_nextest=1 ;;
         contrib) pairs+=(systemd-analyze:systemd shellcheck:shellcheck dash:dash busybox:busybox strace:strace python3:python3) ;;
         demo) pairs+=(python3:python3) ;;
         cross) pairs+=(qemu-aarch64-static:qemu-user-static qemu-arm-static:qemu-user-static qemu-mipsel-static:qemu-user-static qemu-mips-static:qemu-user-static busybox:busybox python3:python3) ;;
@@ -46,7 +53,7 @@ for profile in "$@"; do
         armv7) want_armv7=1 ;;
         mips) want_mips=1 pairs+=(python3:python3) ;;
         *)
-            echo "setup: unknown profile '$profile' (contrib, cross, systemd, demo, armv7, mips)" >&2
+            echo "setup: unknown profile '$profile' (test, contrib, cross, systemd, demo, armv7, mips)" >&2
             exit 2
             ;;
     esac
@@ -83,10 +90,11 @@ fi
 sudo=()
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo=(sudo); fi
 
+have() { case $1 in /*) [ -e "$1" ] ;; *) command -v "$1" >/dev/null 2>&1 ;; esac; }
 missing=()
 for pair in "${pairs[@]}"; do
     pkg=${pair#*:}
-    command -v "${pair%%:*}" >/dev/null 2>&1 || [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
+    have "${pair%%:*}" || [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
     if [ "$(id -u)" -ne 0 ] && ! ((${#sudo[@]})); then
@@ -183,8 +191,9 @@ prepare_armv7_nightly() {
 }
 
 # cargo-nextest runs make test's suite (.config/nextest.toml). Built from crates.io, only when
-# `cargo nextest` is missing.
-if ! cargo nextest --version >/dev/null 2>&1; then
+# `cargo nextest` is missing, and only for the test profile: on a fresh machine it is several
+# minutes of compiling, which `make demo` (the newcomer's first command) has no use for.
+if ((want_nextest)) && ! cargo nextest --version >/dev/null 2>&1; then
     echo "setup: installing cargo-nextest" >&2
     cargo install cargo-nextest --locked
 fi

@@ -57,7 +57,8 @@ CLIENT_UNIT=$SYSTEMD_DIR/knockd-knock@.service
 # --- 1. shellcheck -----------------------------------------------------------------------
 mapfile -t scripts < <(
     find contrib -type f \( -name '*.sh' -o -name '*.init' \) | sort
-    printf '%s\n' scripts/setup.sh scripts/test-contrib.sh scripts/test-cross.sh scripts/test-systemd.sh scripts/dist.sh
+    printf '%s\n' scripts/setup.sh scripts/test-contrib.sh scripts/test-cross.sh scripts/test-systemd.sh scripts/dist.sh \
+        scripts/demo.sh scripts/test-demo.sh
 )
 for s in "${scripts[@]}"; do
     [ -f "$s" ] || continue

@@ -45,6 +45,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 [ "$(id -u)" -eq 0 ] || {
     echo "test-systemd: must run as root (debootstrap, systemd-nspawn)" >&2
     exit 1
@@ -106,34 +108,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# --- the cached Debian tree -----------------------------------------------------------------
-debian_mirror() {
-    [ -n "${KNOCKD_DEBIAN_MIRROR:-}" ] && { echo "$KNOCKD_DEBIAN_MIRROR"; return; }
-    # deb822 sources (URIs: ...) first, then one-line sources (deb URI suite ...).
-    cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -n 's/^URIs: *\([^ ]*\/debian\)\/*$/\1/p' | head -n 1 | grep . && return
-    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-        sed -n 's/^deb \(\[[^]]*\] \)\{0,1\}\([^ ]*\/debian\)\/* .*/\2/p' | head -n 1 | grep . && return
-    die "no Debian mirror in the apt sources: set KNOCKD_DEBIAN_MIRROR"
-}
-if [ ! -f "$CACHE/.complete" ]; then
-    mirror=$(debian_mirror)
-    log "building the container's Debian tree in $CACHE from $mirror (once; reused after)"
-    t0=$SECONDS
-    rm -rf "$CACHE.tmp"
-    mkdir -p "$(dirname "$CACHE")"
-    debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$CACHE.tmp" "$mirror" \
-        >"$TMP/debootstrap.log" 2>&1 || {
-        tail -n 20 "$TMP/debootstrap.log" >&2
-        die "debootstrap failed"
-    }
-    # No getty on the container's console: --console=passive gives it none anyway.
-    rm -f "$CACHE.tmp/etc/systemd/system/getty.target.wants/"*
-    echo knockd-test >"$CACHE.tmp/etc/hostname"
-    date -u +%FT%TZ >"$CACHE.tmp/.complete"
-    rm -rf "$CACHE"
-    mv "$CACHE.tmp" "$CACHE"
-    log "Debian tree ready in $((SECONDS - t0)) s"
-fi
+# --- the cached Debian tree (shared with make test-demo; scripts/lib.sh) -----------------------
+debian_tree "$CACHE" "$TMP/debootstrap.log" || die "cannot build the container's Debian tree"
 
 # --- the binaries ---------------------------------------------------------------------------
 log "building knockd (make release) and lighthouse-sim"
