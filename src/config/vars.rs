@@ -50,6 +50,7 @@ pub(crate) const VARS: &[Var] = &[
     var("CONNECTION_TIMEOUT", Some("10s")),
     var("KNOCK_TIMEOUT", Some("20s")),
     var("PRUNE_INTERVAL", Some("1h")),
+    var("HOST_REFRESH", Some("5m")),
     var("LOCKOUT_FAILURES", Some("10")),
     var("LOCKOUT_WINDOW", Some("10m")),
     var("LOCKOUT_DURATION", Some("30m")),

@@ -17,6 +17,7 @@ use crate::cloud::writer::{self, Outcome, Writers};
 use crate::config::Config;
 use crate::log::{self, RateLimited};
 use crate::notify::Notifier;
+use crate::rules::cidr::Cidr;
 use crate::rules::planner::Grant;
 use crate::sync::lock;
 
@@ -33,6 +34,13 @@ pub(crate) trait Firewall: Send + Sync {
     fn grant(&self, grant: &Grant, deadline: Instant) -> Vec<Outcome>;
     /// Every instance's id, in configuration order.
     fn instances(&self) -> Vec<String>;
+    /// `grant` for each of `grants`, submitted together so that the writers batch them.
+    fn grant_all(&self, grants: &[Grant], deadline: Instant) -> Vec<Vec<Outcome>> {
+        grants.iter().map(|g| self.grant(g, deadline)).collect()
+    }
+    /// Removes knockd's rules labelled `label` for exactly `block` on every instance: one
+    /// (instance, rules removed or why not) each.
+    fn remove(&self, block: Cidr, label: &str) -> Vec<(String, Result<usize, String>)>;
 }
 
 impl Firewall for Writers {
@@ -44,6 +52,18 @@ impl Firewall for Writers {
     fn instances(&self) -> Vec<String> {
         self.instance_ids().map(str::to_string).collect()
     }
+
+    fn grant_all(&self, grants: &[Grant], deadline: Instant) -> Vec<Vec<Outcome>> {
+        let pending: Vec<_> = grants.iter().map(|g| self.submit(g, deadline)).collect();
+        pending
+            .iter()
+            .map(|rx| writer::collect(rx, self.len(), deadline))
+            .collect()
+    }
+
+    fn remove(&self, block: Cidr, label: &str) -> Vec<(String, Result<usize, String>)> {
+        Writers::remove(self, block, label)
+    }
 }
 
 /// Everything a request is judged and carried out with, shared by every connection.
@@ -52,7 +72,7 @@ pub(crate) struct Door {
     /// The lockout's clock: seconds since start-up, monotonic.
     started: Instant,
     /// The per-instance writers (a fake in tests).
-    firewall: Box<dyn Firewall>,
+    pub(super) firewall: Box<dyn Firewall>,
     lockout: Mutex<Lockout>,
     /// The open connections, whose state a knock changes while it waits on the firewall.
     pub(crate) table: ConnTable,
@@ -61,7 +81,7 @@ pub(crate) struct Door {
     /// cannot hide them (and a spray of lockouts cannot flood the log either).
     lockouts: RateLimited,
     pub(crate) answers: Answers,
-    notifier: Arc<Notifier>,
+    pub(super) notifier: Arc<Notifier>,
     /// Client keys, the challenge secret and the replay cache.
     pub(crate) keys: Keys,
 }
@@ -392,6 +412,10 @@ mod tests {
 
         fn instances(&self) -> Vec<String> {
             self.instances.clone()
+        }
+
+        fn remove(&self, _: Cidr, _: &str) -> Vec<(String, Result<usize, String>)> {
+            Vec::new()
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::cloud::writer::Outcome;
 use crate::config::{Config, LimitsConfig};
+use crate::keys::hosts::HostLine;
 use crate::log;
 use crate::notify::{Event, EventKind, Notifier};
 use crate::rules::planner::Grant;
@@ -136,4 +137,28 @@ pub(crate) fn locked_out(n: &Notifier, who: IpAddr, limits: &LimitsConfig) {
                 .with_result("locked"),
         );
     }
+}
+
+/// A host line's name gained (`added`) or lost an address, whose rules were written or removed.
+pub(crate) fn host_changed(
+    n: &Notifier,
+    config: &Config,
+    line: &HostLine,
+    ip: IpAddr,
+    added: bool,
+    ttl_secs: u64,
+) {
+    if !n.wants(EventKind::Host) {
+        return;
+    }
+    let mut e = Event::new(EventKind::Host, ip.to_string())
+        .with_label(&line.label)
+        .with_ports(ports(config))
+        .with_instances(instances(config))
+        .with_result(if added { "added" } else { "removed" })
+        .with_reason(line.name.clone());
+    if added {
+        e = e.with_expires(crate::clock::now().saturating_add(ttl_secs as i64));
+    }
+    n.notify(e);
 }
