@@ -65,7 +65,7 @@ fn run(door: &Door) {
     let started = Instant::now();
     let mut names: HashMap<String, Followed> = HashMap::new();
     loop {
-        let clients = door.keys.clients();
+        let clients = door.keys.clients_now();
         let lines = clients.hosts();
         names.retain(|label, f| {
             let kept = lines.iter().any(|h| h.label == *label);

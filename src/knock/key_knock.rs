@@ -88,6 +88,14 @@ impl Keys {
         lock(&self.clients).clients().len()
     }
 
+    /// The clients in use, after a look at the file now (the host-name thread).
+    pub(super) fn clients_now(&self) -> Arc<Clients> {
+        let mut file = lock(&self.clients);
+        let reload = file.refresh_now();
+        log_reload(&file, &reload);
+        file.clients()
+    }
+
     /// The clients in use, after a look at the file if the last was a second ago or more.
     pub(super) fn clients(&self) -> Arc<Clients> {
         let mut file = lock(&self.clients);

@@ -119,8 +119,12 @@ pub(super) fn list_clients(config: &Config) -> Exit {
         Reload::Missing => " (no such file yet: knockd --add-client LABEL creates it)",
         _ => "",
     };
-    outln!("{}: {} client(s){what}", path.display(), list.len());
-    if list.is_empty() {
+    let hosts = match list.hosts().len() {
+        0 => String::new(),
+        n => format!(", {n} host(s)"),
+    };
+    outln!("{}: {} client(s){hosts}{what}", path.display(), list.len());
+    if list.is_empty() && list.hosts().is_empty() {
         return Exit::Success;
     }
     // TTL `default` is RULE_TTL.
