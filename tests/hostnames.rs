@@ -91,6 +91,10 @@ fn the_rules_follow_the_name_as_it_is_added_moves_stops_resolving_and_turns_unop
     let added = at(&k, &format!("{who} added=203.0.113.8 result=ok"));
     let removed = at(&k, &format!("{who} removed=203.0.113.7 result=ok"));
     assert!(added < removed, "{}", k.log());
+    // The move as the log tells it (`--no-capture` shows it).
+    for l in k.log().lines().filter(|l| l.contains(&who)) {
+        eprintln!("move: {l}");
+    }
 
     // Stops resolving: logged, retried, and the last address keeps its rules.
     ns.write_hosts(&hosts(&[]));
