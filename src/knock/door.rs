@@ -34,10 +34,6 @@ pub(crate) trait Firewall: Send + Sync {
     fn grant(&self, grant: &Grant, deadline: Instant) -> Vec<Outcome>;
     /// Every instance's id, in configuration order.
     fn instances(&self) -> Vec<String>;
-    /// `grant` for each of `grants`, submitted together so that the writers batch them.
-    fn grant_all(&self, grants: &[Grant], deadline: Instant) -> Vec<Vec<Outcome>> {
-        grants.iter().map(|g| self.grant(g, deadline)).collect()
-    }
     /// Removes knockd's rules labelled `label` for exactly `block` on every instance: one
     /// (instance, rules removed or why not) each.
     fn remove(&self, block: Cidr, label: &str) -> Vec<(String, Result<usize, String>)>;
@@ -51,14 +47,6 @@ impl Firewall for Writers {
 
     fn instances(&self) -> Vec<String> {
         self.instance_ids().map(str::to_string).collect()
-    }
-
-    fn grant_all(&self, grants: &[Grant], deadline: Instant) -> Vec<Vec<Outcome>> {
-        let pending: Vec<_> = grants.iter().map(|g| self.submit(g, deadline)).collect();
-        pending
-            .iter()
-            .map(|rx| writer::collect(rx, self.len(), deadline))
-            .collect()
     }
 
     fn remove(&self, block: Cidr, label: &str) -> Vec<(String, Result<usize, String>)> {

@@ -14,7 +14,6 @@
 //! - A line removed from the file is no longer followed; its rules stay until they expire,
 //!   `--revoke LABEL` or `--remove-client LABEL`.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread;
@@ -63,11 +62,12 @@ fn retry_after(refresh: Duration) -> Duration {
 fn run(door: &Door) {
     let refresh = door.config.limits.host_refresh;
     let started = Instant::now();
-    let mut names: HashMap<String, Followed> = HashMap::new();
+    // By label; a few lines, so a Vec (a HashMap would add its own copy of the hash table).
+    let mut names: Vec<(String, Followed)> = Vec::new();
     loop {
         let clients = door.keys.clients_now();
         let lines = clients.hosts();
-        names.retain(|label, f| {
+        names.retain(|(label, f)| {
             let kept = lines.iter().any(|h| h.label == *label);
             if !kept {
                 log::event(&format!(
@@ -80,11 +80,19 @@ fn run(door: &Door) {
         });
         let now = Instant::now();
         for line in lines {
-            let f = names.entry(line.label.clone()).or_insert_with(|| Followed {
-                name: String::new(),
-                state: NameState::default(),
-                next: now,
-            });
+            let i = match names.iter().position(|(l, _)| *l == line.label) {
+                Some(i) => i,
+                None => {
+                    let f = Followed {
+                        name: String::new(),
+                        state: NameState::default(),
+                        next: now,
+                    };
+                    names.push((line.label.clone(), f));
+                    names.len() - 1
+                }
+            };
+            let f = &mut names[i].1;
             if f.name != line.name {
                 // A new line, or a new name for a label: its answer decides at once (what the
                 // old name had goes after the grace, like any address the name lost).
@@ -102,7 +110,7 @@ fn run(door: &Door) {
                 f.next = Instant::now() + pass(door, line, &mut f.state, refresh, secs);
             }
         }
-        let wake = names.values().map(|f| f.next).min();
+        let wake = names.iter().map(|(_, f)| f.next).min();
         let nap = wake.map_or(TICK, |w| w.saturating_duration_since(Instant::now()));
         thread::sleep(nap.min(TICK));
     }
@@ -166,10 +174,10 @@ fn pass(
             prefix: None,
         })
         .collect();
-    let deadline = Instant::now() + config.limits.knock_timeout;
-    let outcomes = door.firewall.grant_all(&grants, deadline);
     let instances = door.firewall.instances();
-    for (grant, outcomes) in grants.iter().zip(&outcomes) {
+    for grant in &grants {
+        let deadline = Instant::now() + config.limits.knock_timeout;
+        let outcomes = door.firewall.grant(grant, deadline);
         let ok = outcomes.len() == instances.len() && outcomes.iter().all(|o| o.ok);
         let mut detail: Vec<String> = outcomes
             .iter()

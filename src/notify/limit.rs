@@ -27,12 +27,15 @@ pub(crate) enum Admission {
     OverCap,
 }
 
+/// How many kinds of events there are (`EventKind::Test` is the last).
+const KINDS: usize = EventKind::Test as usize + 1;
+
 pub(crate) struct Limiter {
     min_interval: u64,
     per_minute: usize,
     last: HashMap<(EventKind, String), u64>,
-    /// Per kind, the times of the sends of the last minute.
-    sent: HashMap<EventKind, VecDeque<u64>>,
+    /// Per kind (indexed by `EventKind as usize`), the times of the sends of the last minute.
+    sent: [VecDeque<u64>; KINDS],
 }
 
 impl Limiter {
@@ -42,7 +45,7 @@ impl Limiter {
             min_interval,
             per_minute: per_minute.max(1) as usize,
             last: HashMap::new(),
-            sent: HashMap::new(),
+            sent: Default::default(),
         }
     }
 
@@ -55,7 +58,9 @@ impl Limiter {
                 }
             }
         }
-        let sent = self.sent.entry(kind).or_default();
+        let Some(sent) = self.sent.get_mut(kind as usize) else {
+            return Admission::Send;
+        };
         while sent
             .front()
             .is_some_and(|&t| now.saturating_sub(t) >= WINDOW_SECS)
