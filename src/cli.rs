@@ -82,7 +82,7 @@ Commands (at most one; without one, knockd serves knocks):
   --add-client LABEL [--ttl 12h] [--expires 2027-06-30]
                         add a client key to the clients file and print ready-to-run clients
   --add-host LABEL NAME [--ttl 12h]
-                        add a host line: knockd keeps rules for the addresses NAME resolves to
+                        add a host line: rules follow the addresses of the name NAME
   --remove-client LABEL [--keep-rules]
                         remove a client's key and (unless --keep-rules) its firewall rules
   --list-clients        list the clients: label, rule lifetime, expiry, key fingerprint
@@ -216,11 +216,11 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
                 let name = match it.next() {
                     Some(n) if crate::keys::hosts::is_host_name(n) => n.clone(),
                     Some(n) => {
+                        let why = crate::keys::clients::ClientsError::HostName { line: 0 };
                         return Err(format!(
-                            "--add-host: '{}' is not a host name: dot-separated labels of \
-                             A-Z a-z 0-9 - (not an IP address), like home.example.net",
+                            "--add-host: '{}' is not a host name: {why}",
                             n.escape_debug()
-                        ))
+                        ));
                     }
                     None => return Err("--add-host needs a label and a host name".into()),
                 };

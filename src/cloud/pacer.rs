@@ -95,7 +95,8 @@ impl Schedule {
     pub(crate) fn limited(&mut self, action: &str, now: Instant) -> bool {
         let was = self.shared(action, now);
         self.shared_until.retain(|(a, _)| a != action);
-        self.shared_until.push((action.to_string(), now + SHARED_FOR));
+        self.shared_until
+            .push((action.to_string(), now + SHARED_FOR));
         !was
     }
 }

@@ -116,17 +116,22 @@ fn default_of(name: &str) -> &'static str {
 /// list or a region is a slip, not meaning); a value that is empty after trimming counts as
 /// unset, so `KEY=''` falls back to the default.
 pub(crate) struct Vars<'a> {
-    pub(crate) file: HashMap<&'a str, &'a str>,
+    /// The file's pairs in order, a later one winning (a Vec searched from the end: a hash
+    /// table of `&str` pairs would cost its own copy of the table code for some 50 keys).
+    pub(crate) file: Vec<(&'a str, &'a str)>,
     pub(crate) env: &'a HashMap<String, String>,
 }
 
 impl Vars<'_> {
     /// As written, untrimmed; None when unset.
     pub(crate) fn raw(&self, key: &str) -> Option<&str> {
-        self.env
-            .get(key)
-            .map(String::as_str)
-            .or_else(|| self.file.get(key).copied())
+        self.env.get(key).map(String::as_str).or_else(|| {
+            self.file
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| *v)
+        })
     }
 
     /// Trimmed; None when unset or empty.

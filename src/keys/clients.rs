@@ -121,26 +121,24 @@ impl Clients {
         let mut list: Vec<Client> = Vec::new();
         let mut hosts: Vec<HostLine> = Vec::new();
         let mut warnings = Vec::new();
+        // Every valid line's label (its first field) and line, keys and hosts alike.
+        let mut labels: Vec<(&str, usize)> = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let parsed = parse_line(line, raw);
-            let label = match &parsed {
-                Ok(Some(Line::Key(c))) => c.label.as_str(),
-                Ok(Some(Line::Host(h))) => h.label.as_str(),
-                _ => "",
-            };
-            let first = list
-                .iter()
-                .map(|o| (o.label.as_str(), o.line))
-                .chain(hosts.iter().map(|h| (h.label.as_str(), h.line)))
-                .find(|(l, _)| l.eq_ignore_ascii_case(label));
-            if let Some((_, first)) = first {
-                problems.push(ClientsError::DuplicateLabel {
-                    line,
-                    first,
-                    label: label.to_string(),
-                });
-                continue;
+            if let Ok(Some(_)) = parsed {
+                let label = raw.split_ascii_whitespace().next().unwrap_or("");
+                if let Some(&(_, first)) =
+                    labels.iter().find(|(l, _)| l.eq_ignore_ascii_case(label))
+                {
+                    problems.push(ClientsError::DuplicateLabel {
+                        line,
+                        first,
+                        label: label.to_string(),
+                    });
+                    continue;
+                }
+                labels.push((label, line));
             }
             match parsed {
                 Ok(None) => {}

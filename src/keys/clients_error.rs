@@ -153,8 +153,8 @@ impl fmt::Display for ClientsError {
                  v4_prefix=N, v6_prefix=N ({LINE_FORMAT}; # starts a comment)"
             ),
             HostName { line: 0 } => f.write_str(
-                "a host name is dot-separated labels of A-Z a-z 0-9 - (not an IP address), \
-                 at most 253 characters, like home.example.net",
+                "dot-separated labels of A-Z a-z 0-9 - (not an IP address), at most 253 \
+                 characters, like home.example.net",
             ),
             HostName { line } => write!(
                 f,
@@ -163,8 +163,7 @@ impl fmt::Display for ClientsError {
             ),
             HostField { line, field } => write!(
                 f,
-                "line {line}: field {field} is not ttl=DURATION, the one option of a host line \
-                 (LABEL host=NAME [ttl=DURATION]; # starts a comment)"
+                "line {line}: field {field} is not ttl=DURATION, a host line's one option"
             ),
             DuplicateOption { line, name } => {
                 write!(f, "line {line}: {name}= is given twice; keep one")

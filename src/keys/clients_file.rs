@@ -142,14 +142,6 @@ impl ClientsFile {
         self.reload(stamp)
     }
 
-    /// Looks at the file now, not at most once a second, and re-reads it if it changed (the
-    /// host-name thread, once per pass: a removed host line must stop before `--remove-client`
-    /// revokes its rules).
-    pub(crate) fn refresh_now(&mut self) -> Reload {
-        self.checked = None;
-        self.refresh(Instant::now())
-    }
-
     /// Re-reads now, whatever the metadata says (SIGHUP).
     pub(crate) fn force_reload(&mut self) -> Reload {
         self.checked = Some(Instant::now());

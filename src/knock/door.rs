@@ -279,17 +279,7 @@ fn grant(
         prefix,
     };
     let outcomes = door.firewall.grant(&grant, deadline);
-    let instances = door.firewall.instances();
-    let ok = outcomes.len() == instances.len() && outcomes.iter().all(|o| o.ok);
-    let mut per_instance: Vec<String> = outcomes
-        .iter()
-        .map(|o| format!("{}={}", o.instance, o.detail))
-        .collect();
-    for id in &instances {
-        if !outcomes.iter().any(|o| &o.instance == id) {
-            per_instance.push(format!("{id}=timeout"));
-        }
-    }
+    let (ok, per_instance) = confirmed(&outcomes, &door.firewall.instances());
     // Non-blocking (a bounded queue), so it costs the answer nothing.
     events::knocked(&door.notifier, config, &grant, &outcomes, ok, &per_instance);
     Verdict {
@@ -301,6 +291,22 @@ fn grant(
             per_instance,
         },
     }
+}
+
+/// Whether every instance confirmed, and the log's `instance=detail` list (an instance that
+/// did not answer in time: `=timeout`).
+pub(super) fn confirmed(outcomes: &[Outcome], instances: &[String]) -> (bool, Vec<String>) {
+    let ok = outcomes.len() == instances.len() && outcomes.iter().all(|o| o.ok);
+    let mut per_instance: Vec<String> = outcomes
+        .iter()
+        .map(|o| format!("{}={}", o.instance, o.detail))
+        .collect();
+    for id in instances {
+        if !outcomes.iter().any(|o| &o.instance == id) {
+            per_instance.push(format!("{id}=timeout"));
+        }
+    }
+    (ok, per_instance)
 }
 
 /// After the answer to `verdict` is written (or could not be): the connection may be evicted

@@ -56,6 +56,14 @@ fn instances(config: &Config) -> String {
         .join(",")
 }
 
+/// An event about `label`'s rules for `ip`: the ports and instances filled in.
+fn about(kind: EventKind, ip: IpAddr, label: &str, config: &Config) -> Event {
+    Event::new(kind, ip.to_string())
+        .with_label(label)
+        .with_ports(ports(config))
+        .with_instances(instances(config))
+}
+
 /// A knock with the right secret went to the writers: grant (new rules on some instance),
 /// refresh (the address was open already) or fail (not every instance confirmed in time).
 /// `per_instance` is the log's `instance=detail` list, timeouts included.
@@ -77,10 +85,7 @@ pub(crate) fn knocked(
     if !n.wants(kind) {
         return;
     }
-    let mut e = Event::new(kind, grant.ip.to_string())
-        .with_label(&grant.label)
-        .with_ports(ports(config))
-        .with_instances(instances(config));
+    let mut e = about(kind, grant.ip, &grant.label, config);
     if ok {
         // The rules' lifetime: a key client's own `ttl=` where it has one.
         let ttl = grant.ttl_secs.unwrap_or(config.rules.ttl.as_secs() as i64);
@@ -151,10 +156,7 @@ pub(crate) fn host_changed(
     if !n.wants(EventKind::Host) {
         return;
     }
-    let mut e = Event::new(EventKind::Host, ip.to_string())
-        .with_label(&line.label)
-        .with_ports(ports(config))
-        .with_instances(instances(config))
+    let mut e = about(EventKind::Host, ip, &line.label, config)
         .with_result(if added { "added" } else { "removed" })
         .with_reason(line.name.clone());
     if added {

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::client_ip::{is_grantable, Refusal};
-use super::door::Door;
+use super::client_ip::is_grantable;
+use super::door::{confirmed, Door};
 use super::events;
 use crate::keys::hosts::HostLine;
 use crate::log;
@@ -33,6 +33,10 @@ use crate::rules::planner::Grant;
 const STACK: usize = 256 * 1024;
 /// The longest sleep between looks at the clients file.
 const TICK: Duration = Duration::from_secs(1);
+
+/// Why an address of an answer is not opened (logged once while the name keeps it).
+const REFUSED: &str = "knockd never opens such an address";
+const CAP: &str = "at most 4 IPv4 and 4 IPv6 addresses per name are opened";
 
 /// One followed line.
 struct Followed {
@@ -71,8 +75,8 @@ fn run(door: &Door) {
             let kept = lines.iter().any(|h| h.label == *label);
             if !kept {
                 log::event(&format!(
-                    "host label={label} name={} result=unfollowed: its line is gone; its rules \
-                     stay until they expire or --revoke {label}",
+                    "host label={label} name={} result=unfollowed: line removed, rules kept until \
+                     they expire",
                     f.name
                 ));
             }
@@ -138,7 +142,7 @@ fn pass(
             let retry = retry_after(refresh);
             let kept: Vec<String> = state.addrs().map(|a| a.to_string()).collect();
             log::event(&format!(
-                "{who} error={why:?} kept={} retry={}s: not refreshed until it resolves again",
+                "{who} error={why:?} kept={} retry={}s",
                 if kept.is_empty() {
                     "-".to_string()
                 } else {
@@ -151,16 +155,9 @@ fn pass(
     };
     let grace = refresh.as_secs();
     let changes = follow::follow(state, &addrs, &is_grantable, grace, now);
-    for ip in &changes.refused {
-        let why = Refusal::NotAllowed(*ip);
-        log::event(&format!("{who} refused={ip} reason=\"{why}\""));
-    }
-    for ip in &changes.over_cap {
-        log::event(&format!(
-            "{who} over-cap={ip}: at most {} IPv4 and {} IPv6 addresses per name are opened",
-            follow::PER_FAMILY,
-            follow::PER_FAMILY
-        ));
+    let refused = changes.refused.iter().map(|ip| (ip, "refused", REFUSED));
+    for (ip, what, why) in refused.chain(changes.over_cap.iter().map(|ip| (ip, "over-cap", CAP))) {
+        log::event(&format!("{who} {what}={ip}: {why}"));
     }
     let ttl = line.ttl_secs.unwrap_or(config.rules.ttl.as_secs());
     // Every address kept (new, still there, or in its grace): created or refreshed.
@@ -178,17 +175,7 @@ fn pass(
     for grant in &grants {
         let deadline = Instant::now() + config.limits.knock_timeout;
         let outcomes = door.firewall.grant(grant, deadline);
-        let ok = outcomes.len() == instances.len() && outcomes.iter().all(|o| o.ok);
-        let mut detail: Vec<String> = outcomes
-            .iter()
-            .map(|o| format!("{}={}", o.instance, o.detail))
-            .collect();
-        for id in instances
-            .iter()
-            .filter(|id| !outcomes.iter().any(|o| &o.instance == *id))
-        {
-            detail.push(format!("{id}=timeout"));
-        }
+        let (ok, detail) = confirmed(&outcomes, &instances);
         let result = if ok { "ok" } else { "failed" };
         let created = outcomes.iter().any(|o| o.created);
         let what = if changes.added.contains(&grant.ip) {

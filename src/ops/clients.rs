@@ -56,11 +56,10 @@ pub(super) fn add_host(config: &Config, label: &str, name: &str, ttl_secs: Optio
     match clients::add_host(path, label, name, ttl_secs) {
         Ok(line) => {
             outln!(
-                "Added to {}:\n{line}\nA knockd serving this file resolves {name} within about a \
-                 second (SIGHUP: at once), then every HOST_REFRESH ({}), and keeps rules \
-                 labelled {label} for its addresses.",
-                path.display(),
-                crate::grammar::format_duration(config.limits.host_refresh.as_secs())
+                "Added to {}:\n{line}\nA knockd serving this file resolves the name within about \
+                 a second (SIGHUP: at once), then every HOST_REFRESH, and keeps rules labelled \
+                 {label} for its addresses.",
+                path.display()
             );
             Exit::Success
         }

@@ -83,35 +83,30 @@ pub fn follow(
     }
     // Already followed first, then the answer's order; at most PER_FAMILY of each family.
     let known = |ip: &IpAddr| state.followed.iter().any(|f| f.addr == *ip);
-    let (old, new): (Vec<IpAddr>, Vec<IpAddr>) = answer.iter().partition(|ip| known(ip));
-    let mut kept: Vec<IpAddr> = Vec::new();
-    let mut over_cap = Vec::new();
-    for ip in old.into_iter().chain(new) {
-        if family_count(&kept, ip) < PER_FAMILY {
-            kept.push(ip);
-        } else {
-            over_cap.push(ip);
-        }
-    }
     let mut followed: Vec<Followed> = Vec::new();
-    for &ip in &kept {
-        if !known(&ip) {
-            out.added.push(ip);
+    let mut over_cap = Vec::new();
+    for pass_known in [true, false] {
+        for &ip in answer.iter().filter(|ip| known(ip) == pass_known) {
+            if room(&followed, ip) {
+                if !pass_known {
+                    out.added.push(ip);
+                }
+                followed.push(Followed {
+                    addr: ip,
+                    missing_since: None,
+                });
+            } else {
+                over_cap.push(ip);
+            }
         }
-        followed.push(Followed {
-            addr: ip,
-            missing_since: None,
-        });
     }
     // Missing from the answer: kept through the grace while its family has room.
     for f in &state.followed {
-        if kept.contains(&f.addr) {
+        if answer.contains(&f.addr) {
             continue;
         }
         let since = f.missing_since.unwrap_or(now);
-        let room =
-            family_count(&followed.iter().map(|f| f.addr).collect::<Vec<_>>(), f.addr) < PER_FAMILY;
-        if now.saturating_sub(since) < grace && room {
+        if now.saturating_sub(since) < grace && room(&followed, f.addr) {
             followed.push(Followed {
                 addr: f.addr,
                 missing_since: Some(since),
@@ -138,10 +133,10 @@ pub fn follow(
     out
 }
 
-fn family_count(list: &[IpAddr], of: IpAddr) -> usize {
-    list.iter()
-        .filter(|ip| ip.is_ipv4() == of.is_ipv4())
-        .count()
+/// Whether `ip`'s family has fewer than [`PER_FAMILY`] addresses in `list`.
+fn room(list: &[Followed], ip: IpAddr) -> bool {
+    let same = list.iter().filter(|f| f.addr.is_ipv4() == ip.is_ipv4());
+    same.count() < PER_FAMILY
 }
 
 #[cfg(test)]
