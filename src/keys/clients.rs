@@ -1,4 +1,5 @@
-//! The clients file: one client per line, `LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD]`.
+//! The clients file: one client per line, `LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD]`, or
+//! a host line `LABEL host=NAME [ttl=DURATION]` (`hosts`).
 //!
 //! - LABEL: `[A-Za-z0-9_-]{1,24}`, unique (ignoring case, so that `Office` and `office` cannot
 //!   both exist and confuse `--revoke LABEL` or a reader of the console).
