@@ -31,6 +31,12 @@ pub enum Command {
         /// `YYYY-MM-DD`, checked.
         expires: Option<Day>,
     },
+    /// `--add-host LABEL NAME [--ttl 12h]`: a host line; NAME is checked.
+    AddHost {
+        label: String,
+        name: String,
+        ttl_secs: Option<u64>,
+    },
     /// `--remove-client LABEL [--keep-rules]`.
     RemoveClient {
         label: String,
@@ -75,6 +81,8 @@ Commands (at most one; without one, knockd serves knocks):
   --notify-test         send one test notification (NOTIFY_URL, NOTIFY_COMMAND) and report
   --add-client LABEL [--ttl 12h] [--expires 2027-06-30]
                         add a client key to the clients file and print ready-to-run clients
+  --add-host LABEL NAME [--ttl 12h]
+                        add a host line: rules follow the addresses of the name NAME
   --remove-client LABEL [--keep-rules]
                         remove a client's key and (unless --keep-rules) its firewall rules
   --list-clients        list the clients: label, rule lifetime, expiry, key fingerprint
@@ -203,6 +211,25 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
                 ttl_secs: None,
                 expires: None,
             },
+            "--add-host" => {
+                let l = label(value("a label and a host name")?, flag)?;
+                let name = match it.next() {
+                    Some(n) if crate::keys::hosts::is_host_name(n) => n.clone(),
+                    Some(n) => {
+                        let why = crate::keys::clients::ClientsError::HostName { line: 0 };
+                        return Err(format!(
+                            "--add-host: '{}' is not a host name: {why}",
+                            n.escape_debug()
+                        ));
+                    }
+                    None => return Err("--add-host needs a label and a host name".into()),
+                };
+                Command::AddHost {
+                    label: l,
+                    name,
+                    ttl_secs: None,
+                }
+            }
             "--remove-client" => Command::RemoveClient {
                 label: label(value("a label")?, flag)?,
                 keep_rules: false,
@@ -238,6 +265,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
             next,
             Command::Revoke { .. }
                 | Command::AddClient { .. }
+                | Command::AddHost { .. }
                 | Command::RemoveClient { .. }
                 | Command::Knock { .. }
         );
@@ -306,6 +334,11 @@ fn with_key_opts(command: Command, o: KeyOpts) -> Result<Command, String> {
             ttl_secs: o.ttl_secs,
             expires: o.expires,
         },
+        Command::AddHost { label, name, .. } => Command::AddHost {
+            label,
+            name,
+            ttl_secs: o.ttl_secs,
+        },
         Command::RemoveClient { label, .. } => Command::RemoveClient {
             label,
             keep_rules: o.keep_rules,
@@ -320,6 +353,7 @@ fn with_key_opts(command: Command, o: KeyOpts) -> Result<Command, String> {
         },
         c => c,
     };
+    let host = matches!(command, Command::AddHost { .. });
     let (add, remove, knock) = (
         matches!(command, Command::AddClient { .. }),
         matches!(command, Command::RemoveClient { .. }),
@@ -329,8 +363,8 @@ fn with_key_opts(command: Command, o: KeyOpts) -> Result<Command, String> {
         (
             o.ttl_secs.is_some(),
             "--ttl",
-            add || knock,
-            "--add-client or --knock",
+            add || host || knock,
+            "--add-client, --add-host or --knock",
         ),
         (o.expires.is_some(), "--expires", add, "--add-client"),
         (o.keep_rules, "--keep-rules", remove, "--remove-client"),
@@ -357,6 +391,7 @@ fn flag_of(c: &Command) -> &'static str {
         Command::PrintCamPolicy { .. } => "--print-cam-policy",
         Command::NotifyTest => "--notify-test",
         Command::AddClient { .. } => "--add-client",
+        Command::AddHost { .. } => "--add-host",
         Command::RemoveClient { .. } => "--remove-client",
         Command::ListClients => "--list-clients",
         Command::Knock { .. } => "--knock",

@@ -15,7 +15,8 @@
 //!   challenge / reject / refuse / grant), `door` carries it out (lockout bookkeeping, the
 //!   grant on the writers behind the `Firewall` trait, the log line and the notification),
 //!   `client_ip` says whose address a knock is for, `lockout` counts failures, `key_knock`
-//!   holds the key state (clients file, replay cache), `events` tells the notifier.
+//!   holds the key state (clients file, replay cache), `events` tells the notifier, `hosts` is
+//!   the thread that follows the clients file's host names (DDNS) on the same writers.
 //! - `cloud/`: the Lighthouse API. `sign` (TC3-HMAC-SHA256), `client` (transport, retries,
 //!   clock skew), `agents` (an HTTPS agent per API host), `pacer` (rate limits, per host),
 //!   `error` (the one error type and its policy), `wire` (JSON shapes), `executor` (applies a
@@ -25,8 +26,8 @@
 //! - `keys/` (per-client keys, the challenge, the replay cache, the knock URL and the printed
 //!   client recipes) and `notify/` (webhooks and a command hook, never in a knock's way).
 //! - `rules/`: the pure core. The rule model, CIDR blocks, the description format that marks
-//!   knockd's own rules, and the planner that turns (rules now, grants wanted, time) into the
-//!   writes to make. No serde, no HTTP.
+//!   knockd's own rules, the planner that turns (rules now, grants wanted, time) into the
+//!   writes to make, and `follow` (a host name's addresses: grace and caps). No serde, no HTTP.
 //! - Leaves: `grammar` (durations, lists), `log`, `stdout`, `exit`, `clock`, `sync`, `order`.
 //!
 //! The API contract all of this relies on is written down in docs/lighthouse-api.md.

@@ -1,7 +1,6 @@
 //! One HTTPS agent per API host: each host gets the proxy NO_PROXY chooses for it, and a
 //! plain-http host connects to loopback addresses only (docs/lighthouse-api.md#endpoints-and-transport).
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::error::ApiError;
@@ -13,16 +12,17 @@ use crate::config::{Config, Scheme};
 pub(crate) fn per_host(
     config: &Config,
     builder: impl Fn(&str) -> Result<ureq::AgentBuilder, ApiError>,
-) -> Result<HashMap<String, ureq::Agent>, ApiError> {
+) -> Result<Vec<(String, ureq::Agent)>, ApiError> {
     let cloud = &config.cloud;
-    let mut agents = HashMap::new();
+    // A host per region: a Vec (a hash table would cost its own code for this key type).
+    let mut agents: Vec<(String, ureq::Agent)> = Vec::new();
     let hosts = cloud
         .endpoints()
         .into_iter()
         .map(|(e, _)| e)
         .chain(std::iter::once(cloud.endpoint(None)));
     for endpoint in hosts {
-        if agents.contains_key(&endpoint.host) {
+        if agents.iter().any(|(h, _)| *h == endpoint.host) {
             continue;
         }
         let mut b = builder(&endpoint.host)?;
@@ -32,7 +32,7 @@ pub(crate) fn per_host(
                 loopback_only(netloc, addrs).map_err(std::io::Error::other)
             });
         }
-        agents.insert(endpoint.host, b.build());
+        agents.push((endpoint.host, b.build()));
     }
     Ok(agents)
 }

@@ -2,7 +2,6 @@
 //! client-side pacing under the documented rate limits, and clock-skew correction.
 //! The contract it relies on: docs/lighthouse-api.md.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::Ordering;
 
@@ -50,7 +49,7 @@ pub fn calls_on_this_thread() -> u64 {
 pub struct Client {
     /// One agent per API host, keyed by `Endpoint::host`: each host gets the proxy NO_PROXY
     /// chooses for it, and a plain-http host connects to loopback only.
-    agents: HashMap<String, ureq::Agent>,
+    agents: Vec<(String, ureq::Agent)>,
     access_point: AccessPoint,
     /// TENCENT_CLOUD_REGION: whose host serves the calls without an instance (DescribeRegions).
     home_region: String,
@@ -279,8 +278,10 @@ impl Client {
         // caller asks for one) would borrow another host's, which differs only in its proxy.
         let Some(agent) = self
             .agents
-            .get(&endpoint.host)
-            .or_else(|| self.agents.values().next())
+            .iter()
+            .find(|(h, _)| *h == endpoint.host)
+            .or_else(|| self.agents.first())
+            .map(|(_, a)| a)
         else {
             return (
                 Err(ApiError::Transport(format!(

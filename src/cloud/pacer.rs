@@ -9,7 +9,7 @@
 //! then paced on one budget for all hosts for `SHARED_FOR`, the process-wide pace that never
 //! trips a per-account limit of the documented size.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -37,9 +37,19 @@ pub(crate) fn rate_limit(action: &str) -> usize {
 /// matter (in the past window or reserved in the future), oldest first.
 #[derive(Default)]
 pub(crate) struct Schedule {
-    sent: HashMap<(String, String), VecDeque<Instant>>,
+    /// A few keys (five actions, a host per region): Vecs, searched in place, are smaller
+    /// in the binary than a hash table's own copy of its code per key type.
+    sent: Vec<((String, String), VecDeque<Instant>)>,
     /// Actions paced on one budget for all hosts, until when.
-    shared_until: HashMap<String, Instant>,
+    shared_until: Vec<(String, Instant)>,
+}
+
+impl Schedule {
+    fn shared(&self, action: &str, now: Instant) -> bool {
+        self.shared_until
+            .iter()
+            .any(|(a, t)| a == action && now < *t)
+    }
 }
 
 impl Schedule {
@@ -48,15 +58,24 @@ impl Schedule {
     /// never go backwards, so the k-th and the (k + limit)-th are always a window apart.
     pub(crate) fn reserve(&mut self, action: &str, host: &str, now: Instant) -> Instant {
         let limit = rate_limit(action).max(1);
-        let host = if self.shared_until.get(action).is_some_and(|t| now < *t) {
+        let host = if self.shared(action, now) {
             ALL_HOSTS
         } else {
             host
         };
-        let q = self
+        let i = match self
             .sent
-            .entry((action.to_string(), host.to_string()))
-            .or_default();
+            .iter()
+            .position(|((a, h), _)| a == action && h == host)
+        {
+            Some(i) => i,
+            None => {
+                let key = (action.to_string(), host.to_string());
+                self.sent.push((key, VecDeque::new()));
+                self.sent.len() - 1
+            }
+        };
+        let q = &mut self.sent[i].1;
         while q.front().is_some_and(|t| *t + WINDOW <= now) {
             q.pop_front();
         }
@@ -74,9 +93,10 @@ impl Schedule {
     /// The API refused a call of `action` for its rate: pace it on one budget for all hosts
     /// until `now + SHARED_FOR`. Returns whether it was on per-host budgets until now.
     pub(crate) fn limited(&mut self, action: &str, now: Instant) -> bool {
-        let was = self.shared_until.get(action).is_some_and(|t| now < *t);
+        let was = self.shared(action, now);
+        self.shared_until.retain(|(a, _)| a != action);
         self.shared_until
-            .insert(action.to_string(), now + SHARED_FOR);
+            .push((action.to_string(), now + SHARED_FOR));
         !was
     }
 }

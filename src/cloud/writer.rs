@@ -13,6 +13,7 @@ use super::executor::{self, Applied, Batch, Dropped, Memory};
 use crate::config::{Config, Instance};
 use crate::log;
 use crate::notify::{Event, EventKind, Notifier};
+use crate::rules::cidr::Cidr;
 use crate::rules::planner::Plan;
 use crate::rules::planner::{Grant, QUOTA};
 use crate::rules::FirewallRule;
@@ -58,7 +59,12 @@ struct Writer {
 }
 
 /// The writers of all configured instances.
-pub(crate) struct Writers(Vec<Arc<Writer>>);
+pub(crate) struct Writers {
+    all: Vec<Arc<Writer>>,
+    /// For removals outside the writers' queues (`remove`).
+    client: Arc<Client>,
+    prefix: String,
+}
 
 impl Writers {
     /// Starts one writer thread per configured instance.
@@ -83,22 +89,26 @@ impl Writers {
                 .map_err(|e| format!("cannot start a writer thread: {e}"))?;
             writers.push(w);
         }
-        Ok(Writers(writers))
+        Ok(Writers {
+            all: writers,
+            client: Arc::clone(client),
+            prefix: config.rules.prefix.clone(),
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.all.len()
     }
 
     pub(crate) fn instance_ids(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|w| w.inst.id.as_str())
+        self.all.iter().map(|w| w.inst.id.as_str())
     }
 
     /// Queues `grant` on every instance; each writer answers once on the returned channel.
     /// `deadline` is when the knock answers failure: a writer never plans the grant after it.
     pub(crate) fn submit(&self, grant: &Grant, deadline: Instant) -> mpsc::Receiver<Outcome> {
         let (tx, rx) = mpsc::channel();
-        for w in &self.0 {
+        for w in &self.all {
             lock(&w.queue).push(Job {
                 grant: grant.clone(),
                 deadline,
@@ -107,6 +117,30 @@ impl Writers {
             w.ready.notify_one();
         }
         rx
+    }
+}
+
+impl Writers {
+    /// Removes, on every instance one after the other, knockd's rules labelled `label` for
+    /// exactly `block` (a host name's address it no longer has): one (instance, rules removed
+    /// or why not) each. On this thread, beside the writers: the delete names rules from a
+    /// fresh Describe and is refused if the firewall changed, and a writer's memory never
+    /// answers a knock "present" without a Describe, so nothing relies on the writers
+    /// knowing of it.
+    pub(crate) fn remove(&self, block: Cidr, label: &str) -> Vec<(String, Result<usize, String>)> {
+        let select = |rules: &[FirewallRule]| {
+            crate::rules::revoke::labelled_block(rules, &self.prefix, block, label)
+        };
+        self.all
+            .iter()
+            .map(|w| {
+                let r = executor::delete_matching(&self.client, &w.inst, &select, false);
+                (
+                    w.inst.id.clone(),
+                    r.map(|gone| gone.len()).map_err(|e| e.to_string()),
+                )
+            })
+            .collect()
     }
 }
 

@@ -323,7 +323,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let vars = Vars {
-            file: file.iter().copied().collect(),
+            file: file.to_vec(),
             env: &env,
         };
         let mut c = Checker::default();

@@ -213,10 +213,10 @@ fn from_pairs_in(
     clients_dir: Option<&Path>,
     read_clients: bool,
 ) -> Result<Config, ConfigErrors> {
-    let mut file: HashMap<&str, &str> = HashMap::new();
-    for (k, v) in pairs {
-        file.insert(k.as_str(), v.as_str());
-    }
+    let file: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let vars = Vars { file, env };
     let mut c = Checker::default();
 

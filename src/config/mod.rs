@@ -185,6 +185,9 @@ pub struct LimitsConfig {
     pub knock_timeout: Duration,
     /// PRUNE_INTERVAL: how often a serving knockd removes expired rules (zero: never).
     pub prune_interval: Duration,
+    /// HOST_REFRESH: how often the clients file's host names are resolved again (and the
+    /// grace before an address a name lost is closed).
+    pub host_refresh: Duration,
     /// LOCKOUT_FAILURES failed knocks within LOCKOUT_WINDOW lock an address out for
     /// LOCKOUT_DURATION. 0 failures disables the lockout.
     pub lockout_failures: u32,

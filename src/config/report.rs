@@ -152,6 +152,10 @@ impl Config {
             },
         ));
         lines.push((
+            "HOST_REFRESH",
+            format_duration(self.limits.host_refresh.as_secs()),
+        ));
+        lines.push((
             "LOCKOUT_FAILURES",
             match self.limits.lockout_failures {
                 0 => "0 (off)".to_string(),

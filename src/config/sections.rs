@@ -267,6 +267,7 @@ pub(crate) fn limits(vars: &Vars, c: &mut Checker) -> LimitsConfig {
         ),
         knock_timeout: c.duration("KNOCK_TIMEOUT", vars.value("KNOCK_TIMEOUT"), false),
         prune_interval: c.duration("PRUNE_INTERVAL", vars.value("PRUNE_INTERVAL"), true),
+        host_refresh: c.duration("HOST_REFRESH", vars.value("HOST_REFRESH"), false),
         lockout_failures: c.number(
             "LOCKOUT_FAILURES",
             vars.value("LOCKOUT_FAILURES"),
@@ -378,7 +379,10 @@ pub(crate) fn keys(
                     }
                     invalid_lines = problems.iter().map(|p| format!("{shown}: {p}")).collect();
                 }
-                if referer.is_empty() && file.clients().is_empty() {
+                if referer.is_empty()
+                    && file.clients().is_empty()
+                    && file.clients().hosts().is_empty()
+                {
                     c.err(
                         "KNOCK_REFERER",
                         format!(

@@ -50,6 +50,7 @@ pub(crate) const VARS: &[Var] = &[
     var("CONNECTION_TIMEOUT", Some("10s")),
     var("KNOCK_TIMEOUT", Some("20s")),
     var("PRUNE_INTERVAL", Some("1h")),
+    var("HOST_REFRESH", Some("5m")),
     var("LOCKOUT_FAILURES", Some("10")),
     var("LOCKOUT_WINDOW", Some("10m")),
     var("LOCKOUT_DURATION", Some("30m")),
@@ -115,17 +116,22 @@ fn default_of(name: &str) -> &'static str {
 /// list or a region is a slip, not meaning); a value that is empty after trimming counts as
 /// unset, so `KEY=''` falls back to the default.
 pub(crate) struct Vars<'a> {
-    pub(crate) file: HashMap<&'a str, &'a str>,
+    /// The file's pairs in order, a later one winning (a Vec searched from the end: a hash
+    /// table of `&str` pairs would cost its own copy of the table code for some 50 keys).
+    pub(crate) file: Vec<(&'a str, &'a str)>,
     pub(crate) env: &'a HashMap<String, String>,
 }
 
 impl Vars<'_> {
     /// As written, untrimmed; None when unset.
     pub(crate) fn raw(&self, key: &str) -> Option<&str> {
-        self.env
-            .get(key)
-            .map(String::as_str)
-            .or_else(|| self.file.get(key).copied())
+        self.env.get(key).map(String::as_str).or_else(|| {
+            self.file
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| *v)
+        })
     }
 
     /// Trimmed; None when unset or empty.

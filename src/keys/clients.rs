@@ -1,4 +1,5 @@
-//! The clients file: one client per line, `LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD]`.
+//! The clients file: one client per line, `LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD]`, or
+//! a host line `LABEL host=NAME [ttl=DURATION]` (`hosts`).
 //!
 //! - LABEL: `[A-Za-z0-9_-]{1,24}`, unique (ignoring case, so that `Office` and `office` cannot
 //!   both exist and confuse `--revoke LABEL` or a reader of the console).
@@ -23,195 +24,14 @@
 //! regular file, unreadable) keeps the previous set and says so.
 
 use std::fmt;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use ring::digest::{digest, SHA256};
 
+pub(crate) use super::clients_error::*;
 pub(crate) use super::day::parse_expires;
 pub use super::day::Day;
+use super::hosts::{parse_host_line, HostLine};
 use super::RandomUnavailable;
-use crate::grammar;
-
-pub(crate) const MAX_LABEL: usize = 24;
-pub(crate) const MIN_KEY: usize = 22;
-pub(crate) const MAX_KEY: usize = 128;
-/// A clients file larger than this is refused: about 5,000 clients with comments.
-pub(crate) const MAX_FILE: u64 = 1 << 20;
-/// The widest block a client line may open: an IPv4 /16 (65,536 addresses) and an IPv6 /48 (a
-/// whole site). Anything wider is no longer "this client's network" but a provider's.
-pub(crate) const MIN_V4_PREFIX: u8 = 16;
-pub(crate) const MIN_V6_PREFIX: u8 = 48;
-/// Same bound as every duration of the configuration.
-/// How often [`ClientsFile::refresh`] looks at the file's metadata at most.
-pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
-/// Mode of a clients file that `add_client` creates.
-pub(crate) const NEW_FILE_MODE: u32 = 0o600;
-
-/// Everything that can be wrong with the clients file or an operation on it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ClientsError {
-    /// The label field (or a `--add-client` argument when `line` is 0) is not a label.
-    Label {
-        line: usize,
-    },
-    MissingKey {
-        line: usize,
-    },
-    /// `len` is the length of the key field in characters, never the field itself.
-    Key {
-        line: usize,
-        len: usize,
-    },
-    Ttl {
-        line: usize,
-        problem: &'static str,
-    },
-    Expires {
-        line: usize,
-    },
-    /// `v4_prefix=` or `v6_prefix=` (`name`) is not a whole number from `min` to `max`.
-    Prefix {
-        line: usize,
-        name: &'static str,
-        min: u8,
-        max: u8,
-    },
-    /// A field after the key that is none of the options (1-based field number).
-    Field {
-        line: usize,
-        field: usize,
-    },
-    DuplicateOption {
-        line: usize,
-        name: &'static str,
-    },
-    DuplicateLabel {
-        line: usize,
-        first: usize,
-        label: String,
-    },
-    NotUtf8,
-    TooLarge,
-    /// Reading, writing or renaming failed; `what` is the OS's message.
-    Io {
-        path: PathBuf,
-        action: &'static str,
-        what: String,
-    },
-    /// The file has invalid lines; an operation that rewrites it refuses to go on.
-    Invalid {
-        path: PathBuf,
-        problems: Vec<ClientsError>,
-    },
-    LabelExists {
-        label: String,
-    },
-    NoSuchClient {
-        label: String,
-    },
-    /// The temporary file of an atomic rewrite already exists.
-    TempExists {
-        path: PathBuf,
-    },
-    Random(RandomUnavailable),
-}
-
-const LINE_FORMAT: &str =
-    "lines are LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD] [v4_prefix=N] [v6_prefix=N]";
-
-impl fmt::Display for ClientsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use ClientsError::*;
-        match self {
-            Label { line: 0 } => write!(
-                f,
-                "a label is 1 to {MAX_LABEL} characters of A-Z a-z 0-9 _ -; choose another"
-            ),
-            Label { line } => write!(
-                f,
-                "line {line}: the label must be 1 to {MAX_LABEL} characters of A-Z a-z 0-9 _ - \
-                 ({LINE_FORMAT})"
-            ),
-            MissingKey { line } => write!(
-                f,
-                "line {line}: the key is missing ({LINE_FORMAT}); add one with knockd --add-client"
-            ),
-            Key { line, len } => write!(
-                f,
-                "line {line}: the key must be base64url without padding (A-Z a-z 0-9 - _), \
-                 {MIN_KEY} to {MAX_KEY} characters (this one has {len}); make a new one with \
-                 knockd --add-client"
-            ),
-            Ttl { line, problem } => write!(
-                f,
-                "line {line}: ttl= {problem}; write a duration like 30d, 12h, 90m or 45s"
-            ),
-            Expires { line } => write!(
-                f,
-                "line {line}: expires= must be a date YYYY-MM-DD, the last UTC day the key works"
-            ),
-            Prefix {
-                line,
-                name,
-                min,
-                max,
-            } => write!(
-                f,
-                "line {line}: {name}= must be a prefix length from {min} to {max} (no wider \
-                 than /{min}; {max} = the address alone); this client is disabled until it is \
-                 fixed"
-            ),
-            Field { line, field } => write!(
-                f,
-                "line {line}: field {field} is none of ttl=DURATION, expires=YYYY-MM-DD, \
-                 v4_prefix=N, v6_prefix=N ({LINE_FORMAT}; # starts a comment)"
-            ),
-            DuplicateOption { line, name } => {
-                write!(f, "line {line}: {name}= is given twice; keep one")
-            }
-            DuplicateLabel { line, first, label } => write!(
-                f,
-                "line {line}: the label {label} is already used on line {first} (labels are \
-                 unique, ignoring case); rename or remove one"
-            ),
-            NotUtf8 => f.write_str("the clients file is not UTF-8 text; save it as UTF-8"),
-            TooLarge => write!(
-                f,
-                "the clients file is larger than {} KiB; remove unused clients",
-                MAX_FILE / 1024
-            ),
-            Io { path, action, what } => {
-                write!(f, "cannot {action} {}: {what}", path.display())
-            }
-            Invalid { path, problems } => {
-                write!(f, "{} has problems; fix them first:", path.display())?;
-                for p in problems {
-                    write!(f, "\n  {p}")?;
-                }
-                Ok(())
-            }
-            LabelExists { label } => write!(
-                f,
-                "a client labelled {label} already exists (labels are unique, ignoring case); \
-                 choose another label, or remove it first with --remove-client"
-            ),
-            NoSuchClient { label } => write!(
-                f,
-                "no client is labelled {label}; --list-clients shows the labels (exact case)"
-            ),
-            TempExists { path } => write!(
-                f,
-                "{} exists: another --add-client or --remove-client is running, or one was \
-                 interrupted; if none is running, delete that file and try again",
-                path.display()
-            ),
-            Random(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for ClientsError {}
 
 /// A client's key. Debug and Display never show it; [`Key::expose`] is the only way out.
 #[derive(Clone, PartialEq, Eq)]
@@ -246,41 +66,6 @@ impl fmt::Debug for Key {
     }
 }
 
-/// RULE_TTL's grammar (`grammar::parse_duration` without bare numbers): digits then `s`, `m`,
-/// `h` or `d`; positive; at most 36500d. The error never repeats the text: a key written in the
-/// wrong field must not reach a message.
-pub(crate) fn parse_ttl(text: &str) -> Result<u64, &'static str> {
-    match grammar::parse_duration(text, false) {
-        Ok(0) => Err("must be positive"),
-        Ok(s) => Ok(s),
-        Err(_) => Err("is not a duration like 12h, 90m or 30d (at most 36500d)"),
-    }
-}
-
-/// A rule lifetime (`--ttl`, a line's `ttl=`): a duration of at least
-/// [`MIN_TTL_SECS`](crate::rules::desc::MIN_TTL_SECS), the same floor as RULE_TTL's.
-pub(crate) fn parse_rule_ttl(text: &str) -> Result<u64, &'static str> {
-    match parse_ttl(text)? {
-        s if s < crate::rules::desc::MIN_TTL_SECS => Err(
-            "is shorter than 2m, the shortest rule lifetime: a rule's expiry is written to the \
-             minute, so a shorter one could be written already expired",
-        ),
-        s => Ok(s),
-    }
-}
-
-/// As RULE_TTL is printed: `30d`, `90m`, `45s`.
-pub(crate) fn format_ttl(secs: u64) -> String {
-    grammar::format_duration(secs)
-}
-
-/// `[A-Za-z0-9_-]{1,24}`.
-pub(crate) fn is_label(s: &str) -> bool {
-    (1..=MAX_LABEL).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// One line of the clients file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Client {
@@ -310,6 +95,8 @@ impl Client {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Clients {
     list: Vec<Client>,
+    /// `LABEL host=NAME` lines (`keys::hosts`), which hold no key.
+    hosts: Vec<HostLine>,
     /// Not errors, but worth a log line (e.g. two labels sharing one key).
     warnings: Vec<String>,
 }
@@ -333,36 +120,52 @@ impl Clients {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut problems = Vec::new();
         let mut list: Vec<Client> = Vec::new();
+        let mut hosts: Vec<HostLine> = Vec::new();
         let mut warnings = Vec::new();
+        // Every valid line's label (its first field) and line, keys and hosts alike.
+        let mut labels: Vec<(&str, usize)> = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
-            match parse_line(line, raw) {
+            let parsed = parse_line(line, raw);
+            if let Ok(Some(_)) = parsed {
+                let label = raw.split_ascii_whitespace().next().unwrap_or("");
+                if let Some(&(_, first)) =
+                    labels.iter().find(|(l, _)| l.eq_ignore_ascii_case(label))
+                {
+                    problems.push(ClientsError::DuplicateLabel {
+                        line,
+                        first,
+                        label: label.to_string(),
+                    });
+                    continue;
+                }
+                labels.push((label, line));
+            }
+            match parsed {
                 Ok(None) => {}
-                Ok(Some(c)) => {
-                    if let Some(first) =
-                        list.iter().find(|o| o.label.eq_ignore_ascii_case(&c.label))
-                    {
-                        problems.push(ClientsError::DuplicateLabel {
-                            line,
-                            first: first.line,
-                            label: c.label.clone(),
-                        });
-                    } else {
-                        if let Some(same) = list.iter().find(|o| o.key == c.key) {
-                            warnings.push(format!(
-                                "clients file lines {} and {line} ({} and {}) share one key: \
+                Ok(Some(Line::Host(h))) => hosts.push(h),
+                Ok(Some(Line::Key(c))) => {
+                    if let Some(same) = list.iter().find(|o| o.key == c.key) {
+                        warnings.push(format!(
+                            "clients file lines {} and {line} ({} and {}) share one key: \
                                  removing one will not lock the other out; give each its own \
                                  key",
-                                same.line, same.label, c.label
-                            ));
-                        }
-                        list.push(c);
+                            same.line, same.label, c.label
+                        ));
                     }
+                    list.push(c);
                 }
                 Err(mut e) => problems.append(&mut e),
             }
         }
-        (Clients { list, warnings }, problems)
+        (
+            Clients {
+                list,
+                hosts,
+                warnings,
+            },
+            problems,
+        )
     }
 
     /// The client with exactly this label.
@@ -384,6 +187,17 @@ impl Clients {
         self.list.len()
     }
 
+    /// The host lines (`LABEL host=NAME`), in file order.
+    pub(crate) fn hosts(&self) -> &[HostLine] {
+        &self.hosts
+    }
+
+    /// Whether a key client or a host line has this label, ignoring case.
+    pub(crate) fn has_label(&self, label: &str) -> bool {
+        let same = |l: &str| l.eq_ignore_ascii_case(label);
+        self.list.iter().any(|c| same(&c.label)) || self.hosts.iter().any(|h| same(&h.label))
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
@@ -394,7 +208,13 @@ impl Clients {
     }
 }
 
-fn parse_line(line: usize, raw: &str) -> Result<Option<Client>, Vec<ClientsError>> {
+/// One meaningful line: a key client or a host.
+enum Line {
+    Key(Client),
+    Host(HostLine),
+}
+
+fn parse_line(line: usize, raw: &str) -> Result<Option<Line>, Vec<ClientsError>> {
     let mut fields = raw
         .split_ascii_whitespace()
         .take_while(|f| !f.starts_with('#'));
@@ -405,7 +225,12 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Client>, Vec<ClientsError
     if !is_label(label) {
         problems.push(ClientsError::Label { line });
     }
-    let key = match fields.next() {
+    let second = fields.next();
+    // A key never holds `=` (base64url without padding), so `host=` is unambiguous.
+    if let Some(name) = second.and_then(|f| f.strip_prefix("host=")) {
+        return parse_host_line(line, label, name, fields, problems).map(|h| Some(Line::Host(h)));
+    }
+    let key = match second {
         None => {
             problems.push(ClientsError::MissingKey { line });
             None
@@ -469,7 +294,7 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Client>, Vec<ClientsError
         }
     }
     match key {
-        Some(key) if problems.is_empty() => Ok(Some(Client {
+        Some(key) if problems.is_empty() => Ok(Some(Line::Key(Client {
             label: label.to_string(),
             key,
             ttl_secs,
@@ -477,7 +302,7 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Client>, Vec<ClientsError
             v4_prefix,
             v6_prefix,
             line,
-        })),
+        }))),
         _ => Err(problems),
     }
 }

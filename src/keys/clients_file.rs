@@ -234,6 +234,38 @@ pub(crate) fn add_client(
     ttl_secs: Option<u64>,
     expires: Option<Day>,
 ) -> Result<Key, ClientsError> {
+    let mut made = None;
+    append_line(path, label, || {
+        let key = Key::generate().map_err(ClientsError::Random)?;
+        let line = client_line(label, &key, ttl_secs, expires);
+        made = Some(key);
+        Ok(line)
+    })?;
+    made.ok_or(ClientsError::Label { line: 0 })
+}
+
+/// Adds a host line (`LABEL host=NAME [ttl=…]`) as `add_client` adds a client; the line
+/// written.
+pub(crate) fn add_host(
+    path: &Path,
+    label: &str,
+    name: &str,
+    ttl_secs: Option<u64>,
+) -> Result<String, ClientsError> {
+    if !super::hosts::is_host_name(name) {
+        return Err(ClientsError::HostName { line: 0 });
+    }
+    let line = super::hosts::host_line(label, name, ttl_secs);
+    append_line(path, label, || Ok(line.clone()))?;
+    Ok(line)
+}
+
+/// Appends the line `make` returns, once `label` is known to be new in a valid file.
+fn append_line(
+    path: &Path,
+    label: &str,
+    make: impl FnOnce() -> Result<String, ClientsError>,
+) -> Result<(), ClientsError> {
     if !is_label(label) {
         return Err(ClientsError::Label { line: 0 });
     }
@@ -244,7 +276,7 @@ pub(crate) fn add_client(
                 path: path.to_path_buf(),
                 problems,
             })?;
-            if clients.iter().any(|c| c.label.eq_ignore_ascii_case(label)) {
+            if clients.has_label(label) {
                 return Err(ClientsError::LabelExists {
                     label: label.to_string(),
                 });
@@ -252,21 +284,20 @@ pub(crate) fn add_client(
             (text, Some(meta))
         }
         None => (
-            "# knockd clients: LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD]\n\
+            "# knockd clients: LABEL KEY [ttl=DURATION] [expires=YYYY-MM-DD], or LABEL host=NAME\n\
              # Keys are secrets: keep this file mode 0600. Manage it with knockd --add-client,\n\
-             # --remove-client and --list-clients.\n"
+             # --add-host, --remove-client and --list-clients.\n"
                 .to_string(),
             None,
         ),
     };
-    let key = Key::generate().map_err(ClientsError::Random)?;
+    let line = make()?;
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str(&client_line(label, &key, ttl_secs, expires));
+    text.push_str(&line);
     text.push('\n');
-    write_atomically(path, &text, mode.as_ref())?;
-    Ok(key)
+    write_atomically(path, &text, mode.as_ref())
 }
 
 /// `LABEL KEY[ ttl=…][ expires=…]`, as `add_client` writes it.
@@ -406,6 +437,13 @@ pub(crate) fn list_text(clients: &Clients, now_unix: i64) -> String {
             expires,
             opens(c.v4_prefix, c.v6_prefix),
             c.key.fingerprint()
+        ));
+    }
+    for h in clients.hosts() {
+        let ttl = h.ttl_secs.map_or_else(|| "default".into(), format_ttl);
+        out.push_str(&format!(
+            "{:<24}  {:<8}  {:<18}  {:<11}  host={}\n",
+            h.label, ttl, "never", "address", h.name
         ));
     }
     out

@@ -19,8 +19,10 @@
 pub(crate) mod challenge;
 
 pub mod clients;
+pub(crate) mod clients_error;
 pub(crate) mod clients_file;
 pub(crate) mod day;
+pub(crate) mod hosts;
 pub(crate) mod recipes;
 pub(crate) mod replay;
 pub mod url;

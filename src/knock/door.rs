@@ -17,6 +17,7 @@ use crate::cloud::writer::{self, Outcome, Writers};
 use crate::config::Config;
 use crate::log::{self, RateLimited};
 use crate::notify::Notifier;
+use crate::rules::cidr::Cidr;
 use crate::rules::planner::Grant;
 use crate::sync::lock;
 
@@ -33,6 +34,9 @@ pub(crate) trait Firewall: Send + Sync {
     fn grant(&self, grant: &Grant, deadline: Instant) -> Vec<Outcome>;
     /// Every instance's id, in configuration order.
     fn instances(&self) -> Vec<String>;
+    /// Removes knockd's rules labelled `label` for exactly `block` on every instance: one
+    /// (instance, rules removed or why not) each.
+    fn remove(&self, block: Cidr, label: &str) -> Vec<(String, Result<usize, String>)>;
 }
 
 impl Firewall for Writers {
@@ -44,6 +48,10 @@ impl Firewall for Writers {
     fn instances(&self) -> Vec<String> {
         self.instance_ids().map(str::to_string).collect()
     }
+
+    fn remove(&self, block: Cidr, label: &str) -> Vec<(String, Result<usize, String>)> {
+        Writers::remove(self, block, label)
+    }
 }
 
 /// Everything a request is judged and carried out with, shared by every connection.
@@ -52,7 +60,7 @@ pub(crate) struct Door {
     /// The lockout's clock: seconds since start-up, monotonic.
     started: Instant,
     /// The per-instance writers (a fake in tests).
-    firewall: Box<dyn Firewall>,
+    pub(super) firewall: Box<dyn Firewall>,
     lockout: Mutex<Lockout>,
     /// The open connections, whose state a knock changes while it waits on the firewall.
     pub(crate) table: ConnTable,
@@ -61,7 +69,7 @@ pub(crate) struct Door {
     /// cannot hide them (and a spray of lockouts cannot flood the log either).
     lockouts: RateLimited,
     pub(crate) answers: Answers,
-    notifier: Arc<Notifier>,
+    pub(super) notifier: Arc<Notifier>,
     /// Client keys, the challenge secret and the replay cache.
     pub(crate) keys: Keys,
 }
@@ -271,17 +279,7 @@ fn grant(
         prefix,
     };
     let outcomes = door.firewall.grant(&grant, deadline);
-    let instances = door.firewall.instances();
-    let ok = outcomes.len() == instances.len() && outcomes.iter().all(|o| o.ok);
-    let mut per_instance: Vec<String> = outcomes
-        .iter()
-        .map(|o| format!("{}={}", o.instance, o.detail))
-        .collect();
-    for id in &instances {
-        if !outcomes.iter().any(|o| &o.instance == id) {
-            per_instance.push(format!("{id}=timeout"));
-        }
-    }
+    let (ok, per_instance) = confirmed(&outcomes, &door.firewall.instances());
     // Non-blocking (a bounded queue), so it costs the answer nothing.
     events::knocked(&door.notifier, config, &grant, &outcomes, ok, &per_instance);
     Verdict {
@@ -293,6 +291,22 @@ fn grant(
             per_instance,
         },
     }
+}
+
+/// Whether every instance confirmed, and the log's `instance=detail` list (an instance that
+/// did not answer in time: `=timeout`).
+pub(super) fn confirmed(outcomes: &[Outcome], instances: &[String]) -> (bool, Vec<String>) {
+    let ok = outcomes.len() == instances.len() && outcomes.iter().all(|o| o.ok);
+    let mut per_instance: Vec<String> = outcomes
+        .iter()
+        .map(|o| format!("{}={}", o.instance, o.detail))
+        .collect();
+    for id in instances {
+        if !outcomes.iter().any(|o| &o.instance == id) {
+            per_instance.push(format!("{id}=timeout"));
+        }
+    }
+    (ok, per_instance)
 }
 
 /// After the answer to `verdict` is written (or could not be): the connection may be evicted
@@ -392,6 +406,10 @@ mod tests {
 
         fn instances(&self) -> Vec<String> {
             self.instances.clone()
+        }
+
+        fn remove(&self, _: Cidr, _: &str) -> Vec<(String, Result<usize, String>)> {
+            Vec::new()
         }
     }
 

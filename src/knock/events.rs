@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::cloud::writer::Outcome;
 use crate::config::{Config, LimitsConfig};
+use crate::keys::hosts::HostLine;
 use crate::log;
 use crate::notify::{Event, EventKind, Notifier};
 use crate::rules::planner::Grant;
@@ -55,6 +56,14 @@ fn instances(config: &Config) -> String {
         .join(",")
 }
 
+/// An event about `label`'s rules for `ip`: the ports and instances filled in.
+fn about(kind: EventKind, ip: IpAddr, label: &str, config: &Config) -> Event {
+    Event::new(kind, ip.to_string())
+        .with_label(label)
+        .with_ports(ports(config))
+        .with_instances(instances(config))
+}
+
 /// A knock with the right secret went to the writers: grant (new rules on some instance),
 /// refresh (the address was open already) or fail (not every instance confirmed in time).
 /// `per_instance` is the log's `instance=detail` list, timeouts included.
@@ -76,10 +85,7 @@ pub(crate) fn knocked(
     if !n.wants(kind) {
         return;
     }
-    let mut e = Event::new(kind, grant.ip.to_string())
-        .with_label(&grant.label)
-        .with_ports(ports(config))
-        .with_instances(instances(config));
+    let mut e = about(kind, grant.ip, &grant.label, config);
     if ok {
         // The rules' lifetime: a key client's own `ttl=` where it has one.
         let ttl = grant.ttl_secs.unwrap_or(config.rules.ttl.as_secs() as i64);
@@ -136,4 +142,25 @@ pub(crate) fn locked_out(n: &Notifier, who: IpAddr, limits: &LimitsConfig) {
                 .with_result("locked"),
         );
     }
+}
+
+/// A host line's name gained (`added`) or lost an address, whose rules were written or removed.
+pub(crate) fn host_changed(
+    n: &Notifier,
+    config: &Config,
+    line: &HostLine,
+    ip: IpAddr,
+    added: bool,
+    ttl_secs: u64,
+) {
+    if !n.wants(EventKind::Host) {
+        return;
+    }
+    let mut e = about(EventKind::Host, ip, &line.label, config)
+        .with_result(if added { "added" } else { "removed" })
+        .with_reason(line.name.clone());
+    if added {
+        e = e.with_expires(crate::clock::now().saturating_add(ttl_secs as i64));
+    }
+    n.notify(e);
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::keys::challenge;
-use crate::keys::clients::Clients;
+use crate::keys::clients::{Clients, CHECK_INTERVAL};
 use crate::keys::clients_file::{ClientsFile, Reload};
 use crate::keys::replay::ReplayCache;
 use crate::keys::RandomUnavailable;
@@ -93,10 +93,23 @@ impl Keys {
         lock(&self.clients).clients().len()
     }
 
+    /// The clients in use, after a look at the file now, not at most once a second (the
+    /// host-name thread, once per pass: a removed host line must stop before
+    /// `--remove-client` revokes its rules). The look counts as one a second from now, so
+    /// the knock path's next look is then a second after that: between the two, the file is
+    /// still looked at about once a second.
+    pub(super) fn clients_now(&self) -> Arc<Clients> {
+        self.clients_at(Instant::now() + CHECK_INTERVAL)
+    }
+
     /// The clients in use, after a look at the file if the last was a second ago or more.
     pub(super) fn clients(&self) -> Arc<Clients> {
+        self.clients_at(Instant::now())
+    }
+
+    fn clients_at(&self, now: Instant) -> Arc<Clients> {
         let mut file = lock(&self.clients);
-        let reload = file.refresh(Instant::now());
+        let reload = file.refresh(now);
         log_reload(&file, &reload);
         file.clients()
     }

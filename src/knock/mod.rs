@@ -6,6 +6,7 @@ mod decide;
 mod door;
 mod events;
 mod front;
+mod hosts;
 pub mod http;
 pub mod hygiene;
 mod key_knock;

@@ -92,6 +92,10 @@ pub(crate) fn serve(config: &Config) -> Exit {
         notifier,
         keys,
     ));
+    if let Err(e) = super::hosts::start(&door) {
+        log::error(&e);
+        return Exit::Failure;
+    }
     let ports: Vec<String> = config
         .rules
         .ports

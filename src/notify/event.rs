@@ -21,17 +21,20 @@ pub enum EventKind {
     Revoke,
     /// Expired rules were removed (serving knockd's sweep or `knockd --prune`).
     Prune,
+    /// A host line's name gained an address (rules written) or lost one (rules removed).
+    Host,
     Test,
 }
 
 /// The kinds an operator can select, in documentation order.
-pub(crate) const SELECTABLE: [EventKind; 6] = [
+pub(crate) const SELECTABLE: [EventKind; 7] = [
     EventKind::Grant,
     EventKind::Fail,
     EventKind::Lockout,
     EventKind::Refresh,
     EventKind::Revoke,
     EventKind::Prune,
+    EventKind::Host,
 ];
 
 impl EventKind {
@@ -43,6 +46,7 @@ impl EventKind {
             EventKind::Refresh => "refresh",
             EventKind::Revoke => "revoke",
             EventKind::Prune => "prune",
+            EventKind::Host => "host",
             EventKind::Test => "test",
         }
     }
@@ -230,6 +234,14 @@ impl Event {
                 format!("knockd: removed {n} expired rule{}{because}", plural(n))
             }
             EventKind::Prune => format!("knockd: closed {ports} for {who}: expired"),
+            EventKind::Host if self.result == "removed" => format!(
+                "knockd: closed {ports} for {who}: {} no longer resolves to it",
+                or(&self.reason, "its host name")
+            ),
+            EventKind::Host => format!(
+                "knockd: opened {ports} for {who}{until}: {} resolves to it",
+                or(&self.reason, "its host name")
+            ),
             EventKind::Test => format!(
                 "knockd: test notification from {}",
                 or(&self.host, "knockd")
@@ -346,6 +358,12 @@ pub(crate) fn sample(kind: EventKind) -> Event {
             .with_count(2)
             .with_result("ok")
             .with_reason("by knockd --revoke"),
+        EventKind::Host => e
+            .with_label("home")
+            .with_ports("TCP 22,443; UDP 53")
+            .with_expires(now + 1800)
+            .with_result("added")
+            .with_reason("home.example.net"),
         EventKind::Prune => e
             .with_label("phone")
             .with_ports("TCP 22,443; UDP 53")
@@ -432,7 +450,7 @@ mod tests {
             vec!["grant", "fail", "lockout"]
         );
         assert_eq!(names(" Grant，prune,, "), Ok(vec!["grant", "prune"]));
-        assert_eq!(names("all").map(|v| v.len()), Ok(6));
+        assert_eq!(names("all").map(|v| v.len()), Ok(7));
         let err = names("grant,opne,test").unwrap_err();
         assert!(
             err.starts_with("unknown events 'opne', 'test'; known: grant"),

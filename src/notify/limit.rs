@@ -27,12 +27,17 @@ pub(crate) enum Admission {
     OverCap,
 }
 
+/// How many kinds of events there are (`EventKind::Test` is the last).
+const KINDS: usize = EventKind::Test as usize + 1;
+
 pub(crate) struct Limiter {
     min_interval: u64,
     per_minute: usize,
-    last: HashMap<(EventKind, String), u64>,
-    /// Per kind, the times of the sends of the last minute.
-    sent: HashMap<EventKind, VecDeque<u64>>,
+    /// By [`key`]: a `String` key, whose table code the binary already has (the replay
+    /// cache's per-label table has the same shape) instead of a copy for a tuple key.
+    last: HashMap<String, u64>,
+    /// Per kind (indexed by `EventKind as usize`), the times of the sends of the last minute.
+    sent: [VecDeque<u64>; KINDS],
 }
 
 impl Limiter {
@@ -42,20 +47,22 @@ impl Limiter {
             min_interval,
             per_minute: per_minute.max(1) as usize,
             last: HashMap::new(),
-            sent: HashMap::new(),
+            sent: Default::default(),
         }
     }
 
     /// Whether to send (kind, ip) at `now`; a Send is recorded against both limits.
     pub(crate) fn check(&mut self, kind: EventKind, ip: &str, now: u64) -> Admission {
         if self.min_interval > 0 {
-            if let Some(&t) = self.last.get(&(kind, ip.to_string())) {
+            if let Some(&t) = self.last.get(&key(kind, ip)) {
                 if now.saturating_sub(t) < self.min_interval {
                     return Admission::Repeat;
                 }
             }
         }
-        let sent = self.sent.entry(kind).or_default();
+        let Some(sent) = self.sent.get_mut(kind as usize) else {
+            return Admission::Send;
+        };
         while sent
             .front()
             .is_some_and(|&t| now.saturating_sub(t) >= WINDOW_SECS)
@@ -73,7 +80,7 @@ impl Limiter {
     }
 
     fn remember(&mut self, kind: EventKind, ip: &str, now: u64) {
-        if self.last.len() >= MAX_KEYS && !self.last.contains_key(&(kind, ip.to_string())) {
+        if self.last.len() >= MAX_KEYS && !self.last.contains_key(&key(kind, ip)) {
             let interval = self.min_interval;
             self.last.retain(|_, t| now.saturating_sub(*t) < interval);
             if self.last.len() >= MAX_KEYS {
@@ -87,13 +94,21 @@ impl Limiter {
                 }
             }
         }
-        self.last.insert((kind, ip.to_string()), now);
+        self.last.insert(key(kind, ip), now);
     }
 
     #[cfg(test)]
     fn keys(&self) -> usize {
         self.last.len()
     }
+}
+
+/// The key of (kind, address) in the table of last-sent times: the kind as one character, then
+/// the address.
+fn key(kind: EventKind, ip: &str) -> String {
+    let mut k = String::from(char::from(kind as u8));
+    k.push_str(ip);
+    k
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::clock;
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::keys::clients::{Day, CHECK_INTERVAL};
+use crate::keys::clients::{ClientsError, Day, CHECK_INTERVAL};
 use crate::keys::clients_file::{self as clients, ClientsFile, Reload};
 use crate::keys::recipes::{self, Recipe};
 
@@ -49,6 +49,28 @@ pub(super) fn add_client(
     };
     outln!("{}", recipes::add_client_text(&recipe).trim_end());
     Exit::Success
+}
+
+pub(super) fn add_host(config: &Config, label: &str, name: &str, ttl_secs: Option<u64>) -> Exit {
+    let path = &config.keys.clients_file;
+    match clients::add_host(path, label, name, ttl_secs) {
+        Ok(line) => {
+            outln!(
+                "Added to {}:\n{line}\nA knockd serving this file resolves the name within about \
+                 a second (SIGHUP: at once), then every HOST_REFRESH, and keeps rules labelled \
+                 {label} for its addresses.",
+                path.display()
+            );
+            Exit::Success
+        }
+        Err(e) => {
+            crate::log::error(&format!("{}: {e}", path.display()));
+            match e {
+                ClientsError::Io { .. } | ClientsError::TempExists { .. } => Exit::Failure,
+                _ => Exit::Usage,
+            }
+        }
+    }
 }
 
 pub(super) fn remove_client(config: &Config, label: &str, keep_rules: bool) -> Exit {
@@ -96,8 +118,12 @@ pub(super) fn list_clients(config: &Config) -> Exit {
         Reload::Missing => " (no such file yet: knockd --add-client LABEL creates it)",
         _ => "",
     };
-    outln!("{}: {} client(s){what}", path.display(), list.len());
-    if list.is_empty() {
+    let hosts = match list.hosts().len() {
+        0 => String::new(),
+        n => format!(", {n} host(s)"),
+    };
+    outln!("{}: {} client(s){hosts}{what}", path.display(), list.len());
+    if list.is_empty() && list.hosts().is_empty() {
         return Exit::Success;
     }
     // TTL `default` is RULE_TTL.

@@ -33,6 +33,11 @@ pub fn run(command: &Command, config: &Config) -> Exit {
             ttl_secs,
             expires,
         } => clients::add_client(config, label, *ttl_secs, *expires),
+        Command::AddHost {
+            label,
+            name,
+            ttl_secs,
+        } => clients::add_host(config, label, name, *ttl_secs),
         Command::RemoveClient { label, keep_rules } => {
             clients::remove_client(config, label, *keep_rules)
         }

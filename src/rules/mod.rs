@@ -3,6 +3,7 @@
 
 pub mod cidr;
 pub mod desc;
+pub mod follow;
 mod model;
 pub mod planner;
 pub mod ports;

@@ -34,7 +34,10 @@ impl PortSet {
             }
             ranges.push((lo, hi));
         }
-        ranges.sort_unstable();
+        // As `sort_unstable` (by start, then end), through the binary's one sort.
+        crate::order::sort_by_i64(&mut ranges, |&(lo, hi)| {
+            (i64::from(lo) << 16) | i64::from(hi)
+        });
         let mut merged: Vec<(u16, u16)> = Vec::with_capacity(ranges.len());
         for (lo, hi) in ranges {
             match merged.last_mut() {

@@ -70,3 +70,16 @@ pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &RevokeTarget) -> Ve
         .cloned()
         .collect()
 }
+
+/// Owned rules labelled `label` for exactly `block`: what a host name's address it no longer
+/// has leaves behind (`knock/hosts.rs`). A rule a knock has since relabelled is not among them.
+pub fn labelled_block(
+    rules: &[FirewallRule],
+    prefix: &str,
+    block: Cidr,
+    label: &str,
+) -> Vec<FirewallRule> {
+    let mut doomed = revoke(rules, prefix, &RevokeTarget::Label(label.to_string()));
+    doomed.retain(|r| rule_block(r) == Some(block));
+    doomed
+}

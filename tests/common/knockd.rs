@@ -101,9 +101,26 @@ pub fn write_config(dir: &Path, config: &[(String, String)]) -> PathBuf {
     path
 }
 
+/// `program` under `wrap` (`ip netns exec NAME program`), or alone when `wrap` is empty.
+pub fn wrapped(wrap: &[String], program: &str) -> Command {
+    match wrap.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 /// Runs knockd to completion (a CLI command) with a clean environment.
 pub fn run(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_knockd"))
+    run_in(&[], config, args)
+}
+
+/// `run` under `wrap`.
+pub fn run_in(wrap: &[String], config: &Path, args: &[&str]) -> Output {
+    wrapped(wrap, env!("CARGO_BIN_EXE_knockd"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .arg("--config")
@@ -124,9 +141,14 @@ pub struct Knockd {
 impl Knockd {
     /// Starts `knockd` (serve) with this config and waits (10 s) until it listens.
     pub fn start(dir: &Path, config: &[(String, String)]) -> Knockd {
+        Knockd::start_in(&[], dir, config)
+    }
+
+    /// `start` under `wrap` (`["ip", "netns", "exec", NAME]`: inside a network namespace).
+    pub fn start_in(wrap: &[String], dir: &Path, config: &[(String, String)]) -> Knockd {
         let port = bind_port(config);
         let path = write_config(dir, config);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_knockd"))
+        let mut child = wrapped(wrap, env!("CARGO_BIN_EXE_knockd"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .arg("--config")

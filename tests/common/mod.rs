@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod knockd;
 pub mod names;
+pub mod netns;
 pub mod setup;
 pub mod sim;
 

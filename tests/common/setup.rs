@@ -26,6 +26,8 @@ pub struct Setup {
     /// Settings over `base_config`, in order.
     settings: Vec<(String, String)>,
     dir: Option<PathBuf>,
+    /// The command both run under (`ip netns exec NAME`), empty for none.
+    wrap: Vec<String>,
 }
 
 impl Setup {
@@ -40,6 +42,7 @@ impl Setup {
             instances: INSTANCE.to_string(),
             settings: Vec::new(),
             dir: None,
+            wrap: Vec::new(),
         }
     }
 
@@ -94,11 +97,30 @@ impl Setup {
         self
     }
 
+    /// The simulator and knockd run inside the network namespace `name` (`ip netns exec`,
+    /// which also shows them `/etc/netns/NAME/hosts` as `/etc/hosts`); see `netns::Netns`.
+    pub fn netns(mut self, name: &str) -> Setup {
+        self.wrap = ["ip", "netns", "exec", name]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        self
+    }
+
+    /// The command knockd and the simulator run under (empty: none).
+    pub fn wrap(&self) -> &[String] {
+        &self.wrap
+    }
+
     /// Starts the simulator.
     pub fn sim(&self) -> Sim {
         let mut args: Vec<&str> = Vec::new();
         if let Some(rules) = &self.rules {
             args.extend(self.sim_args.iter().map(String::as_str));
+            assert!(
+                self.wrap.is_empty(),
+                "seeded rules outside a namespace only"
+            );
             return Sim::with_rules(rules, &args);
         }
         for inst in &self.sim_instances {
@@ -106,7 +128,7 @@ impl Setup {
             args.push(inst);
         }
         args.extend(self.sim_args.iter().map(String::as_str));
-        Sim::start(&args)
+        Sim::start_in(&self.wrap, &args)
     }
 
     /// knockd's configuration against `sim`, on a free loopback port.
@@ -129,7 +151,7 @@ impl Setup {
 
     /// Starts knockd (serve) against a running `sim`.
     pub fn knockd(&self, sim: &Sim) -> Knockd {
-        Knockd::start(&self.dir_or_temp(), &self.config(sim))
+        Knockd::start_in(&self.wrap, &self.dir_or_temp(), &self.config(sim))
     }
 
     /// Starts both.

@@ -162,14 +162,30 @@ pub struct Sim {
     child: Child,
     pub port: u16,
     log: Arc<Mutex<String>>,
+    /// The command the simulator was started under (`ip netns exec NAME`), empty for none;
+    /// its state is then read through curl under the same command.
+    wrap: Vec<String>,
 }
 
 impl Sim {
     /// Spawns the simulator with `--listen 127.0.0.1:0 --credential SECRET_ID:SECRET_KEY` plus
     /// `args`, and waits (10 s at most) for its startup line to learn the port.
     pub fn start(args: &[&str]) -> Sim {
+        Sim::start_in(&[], args)
+    }
+
+    /// `start` under `wrap` (`["ip", "netns", "exec", NAME]`: inside a network namespace).
+    pub fn start_in(wrap: &[String], args: &[&str]) -> Sim {
         let credential = format!("{SECRET_ID}:{SECRET_KEY}");
-        let mut child = Command::new(binary())
+        let mut cmd = match wrap.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let mut child = cmd
             .args(["--listen", "127.0.0.1:0", "--credential", &credential])
             .args(args)
             .stdin(Stdio::null())
@@ -191,7 +207,12 @@ impl Sim {
             .strip_prefix("lighthouse-sim listening on http://127.0.0.1:")
             .and_then(|p| p.parse::<u16>().ok());
         match port {
-            Some(port) => Sim { child, port, log },
+            Some(port) => Sim {
+                child,
+                port,
+                log,
+                wrap: wrap.to_vec(),
+            },
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -256,6 +277,16 @@ impl Sim {
     }
 
     pub fn state(&self) -> Value {
+        if let Some((program, rest)) = self.wrap.split_first() {
+            let out = Command::new(program)
+                .args(rest)
+                .args(["curl", "-sS", "--max-time", "10"])
+                .arg(format!("{}/__state", self.url()))
+                .output()
+                .expect("curl /__state in the namespace");
+            assert!(out.status.success(), "GET /__state: {out:?}");
+            return serde_json::from_slice(&out.stdout).expect("state is JSON");
+        }
         let text = ureq::get(&format!("{}/__state", self.url()))
             .timeout(Duration::from_secs(10))
             .call()
