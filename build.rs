@@ -85,18 +85,38 @@ fn link_args(target: &str) {
         std::env::var_os("PATH")
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
     };
-    let args: &[&str] = if direct {
-        &["-zpack-relative-relocs", "--icf=all"]
+    let script = no_unwind_script();
+    let args: Vec<String> = if direct {
+        let mut a = vec!["-zpack-relative-relocs".into(), "--icf=all".into()];
+        a.extend(script.map(|s| format!("-T{s}")));
+        a
     } else if on_path("ld.lld") {
-        &[
-            "-fuse-ld=lld",
-            "-Wl,--pack-dyn-relocs=relr",
-            "-Wl,--icf=all",
-        ]
+        let mut a = vec![
+            "-fuse-ld=lld".into(),
+            "-Wl,--pack-dyn-relocs=relr".into(),
+            "-Wl,--icf=all".into(),
+        ];
+        a.extend(script.map(|s| format!("-Wl,-T,{s}")));
+        a
     } else {
-        &["-Wl,-z,pack-relative-relocs"]
+        vec!["-Wl,-z,pack-relative-relocs".into()]
     };
     for arg in args {
         println!("cargo:rustc-link-arg-bins={arg}");
     }
+}
+
+/// A linker script, added to lld's default layout (`INSERT AFTER`), that drops the unwind
+/// tables (`.eh_frame`, and the exception tables that index them): about 199 KB on x86_64, most
+/// of it std's and musl's, which are precompiled with tables that `force-unwind-tables=no`
+/// (.cargo/config.toml) cannot remove. The release build aborts on a panic (Cargo.toml), so
+/// nothing unwinds, and there is no C++; the only reader left was the backtrace a panic prints
+/// under RUST_BACKTRACE, which already stopped at its first frame without `.eh_frame_hdr`.
+/// Written to OUT_DIR so that the path given to the linker is absolute.
+fn no_unwind_script() -> Option<String> {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR")?);
+    let path = out.join("no-unwind.ld");
+    let text = "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.gcc_except_table) } } INSERT AFTER .text;\n";
+    std::fs::write(&path, text).ok()?;
+    Some(path.to_str()?.to_string())
 }
