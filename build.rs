@@ -116,7 +116,8 @@ fn link_args(target: &str) {
 fn no_unwind_script() -> Option<String> {
     let out = PathBuf::from(std::env::var_os("OUT_DIR")?);
     let path = out.join("no-unwind.ld");
-    let text = "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.gcc_except_table) } } INSERT AFTER .text;\n";
+    let text =
+        "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.gcc_except_table) } } INSERT AFTER .text;\n";
     std::fs::write(&path, text).ok()?;
     Some(path.to_str()?.to_string())
 }

@@ -105,19 +105,29 @@ fn the_rules_follow_the_name_as_it_is_added_moves_stops_resolving_and_turns_unop
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(open(&sim, "203.0.113.8"), 2, "{}", k.log());
 
-    // Resolves again, but to addresses knockd never opens (loopback, link-local): refused and
-    // logged once each, never opened; the last openable address goes after the grace.
-    ns.write_hosts(&hosts(&[
-        &format!("127.0.0.5 {NAME}"),
-        &format!("169.254.1.1 {NAME}"),
-    ]));
+    // Resolves again, but to addresses a name never opens (loopback, link-local, private,
+    // carrier NAT, unique-local): refused and logged once each, never opened; the last
+    // openable address goes after the grace.
+    let refused = [
+        "127.0.0.5",
+        "169.254.1.1",
+        "10.1.2.3",
+        "100.64.0.9",
+        "fd00::9",
+    ];
+    let lines: Vec<String> = refused.iter().map(|ip| format!("{ip} {NAME}")).collect();
+    ns.write_hosts(&hosts(
+        &lines.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     wait_until(5, &k, "203.0.113.8 closed", || {
         open(&sim, "203.0.113.8") == 0
     });
     std::thread::sleep(Duration::from_secs(2));
     let log = k.log();
-    for ip in ["127.0.0.5", "169.254.1.1"] {
-        let line = format!("{who} refused={ip}: knockd never opens such an address");
+    for ip in refused {
+        let line = format!(
+            "{who} refused={ip}: a name never opens a private, loopback or other non-public address"
+        );
         assert_eq!(log.matches(&line).count(), 1, "{log}");
         assert_eq!(open(&sim, ip), 0);
     }

@@ -70,6 +70,19 @@ pub fn is_grantable(ip: IpAddr) -> bool {
     }
 }
 
+/// An address a host line's name may open: grantable, and not private (10/8, 172.16/12,
+/// 192.168/16), shared (100.64/10, carrier NAT) or unique-local (fc00::/7). A knock from such
+/// an address opens it (the key proves a client is there, over a VPN); a DNS answer proves
+/// nothing about who holds the address, and a private range on the server's side of the
+/// firewall is the cloud's internal network, which a forged answer must not open.
+pub(crate) fn is_followable(ip: IpAddr) -> bool {
+    is_grantable(ip)
+        && match canonical(ip) {
+            IpAddr::V4(v4) => is_public_v4(v4),
+            IpAddr::V6(v6) => v6.segments()[0] & 0xfe00 != 0xfc00,
+        }
+}
+
 fn is_v6_link_local(v6: Ipv6Addr) -> bool {
     v6.segments()[0] & 0xffc0 == 0xfe80
 }
@@ -643,6 +656,36 @@ mod tests {
             "2001:db8::",
         ] {
             assert!(!is_grantable(ip(s)), "{s}");
+        }
+    }
+
+    #[test]
+    fn names_open_public_and_documentation_addresses_only() {
+        for s in [
+            "203.0.113.7",
+            "8.8.8.8",
+            "2001:db8::7",
+            "2400:cb00::1",
+            "::ffff:1.2.3.4",
+        ] {
+            assert!(is_followable(ip(s)), "{s}");
+        }
+        for s in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.254",
+            "192.168.1.10",
+            "100.64.0.1",
+            "100.127.255.254",
+            "fc00::1",
+            "fd12:3456::1",
+            "::ffff:10.0.0.1",
+            "127.0.0.1",
+            "169.254.0.1",
+            "fe80::1",
+            "0.0.0.0",
+        ] {
+            assert!(!is_followable(ip(s)), "{s}");
         }
     }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::client_ip::is_grantable;
+use super::client_ip::is_followable;
 use super::door::{confirmed, Door};
 use super::events;
 use crate::keys::hosts::HostLine;
@@ -35,7 +35,7 @@ const STACK: usize = 256 * 1024;
 const TICK: Duration = Duration::from_secs(1);
 
 /// Why an address of an answer is not opened (logged once while the name keeps it).
-const REFUSED: &str = "knockd never opens such an address";
+const REFUSED: &str = "a name never opens a private, loopback or other non-public address";
 const CAP: &str = "at most 4 IPv4 and 4 IPv6 addresses per name are opened";
 
 /// One followed line.
@@ -154,7 +154,7 @@ fn pass(
         }
     };
     let grace = refresh.as_secs();
-    let changes = follow::follow(state, &addrs, &is_grantable, grace, now);
+    let changes = follow::follow(state, &addrs, &is_followable, grace, now);
     let refused = changes.refused.iter().map(|ip| (ip, "refused", REFUSED));
     for (ip, what, why) in refused.chain(changes.over_cap.iter().map(|ip| (ip, "over-cap", CAP))) {
         log::event(&format!("{who} {what}={ip}: {why}"));
