@@ -110,157 +110,23 @@ pub fn version_line() -> String {
 
 /// Parses the arguments after the program name. Errors are one line, for `knockd: {error}`.
 pub fn parse_args(args: &[String]) -> Result<Args, String> {
-    let mut config: Option<PathBuf> = None;
+    let mut opts = Opts::default();
     let mut command: Option<Command> = None;
-    let mut dry_run = false;
-    let mut uin: Option<String> = None;
-    let mut opts = KeyOpts::default();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
             _ => (arg.as_str(), None),
         };
-        let mut value = |what: &str| -> Result<String, String> {
-            let v = match inline.clone() {
-                Some(v) => v,
-                // A following flag is not a value: `--revoke --dry-run` forgot the target.
-                None => match it.next() {
-                    Some(v) if !v.starts_with('-') || v == "-" => v.clone(),
-                    _ => return Err(format!("{flag} needs {what}")),
-                },
-            };
-            if v.is_empty() {
-                return Err(format!("{flag} needs {what}"));
-            }
-            Ok(v)
+        let mut words = Words {
+            flag,
+            inline: inline.clone(),
+            it: &mut it,
         };
-        let next = match flag {
-            "--config" => {
-                if config.is_some() {
-                    return Err("--config given twice".into());
-                }
-                config = Some(PathBuf::from(value("a file")?));
-                continue;
-            }
-            "--dry-run" => {
-                if inline.is_some() {
-                    return Err("--dry-run takes no value".into());
-                }
-                dry_run = true;
-                continue;
-            }
-            "--uin" => {
-                if uin.is_some() {
-                    return Err("--uin given twice".into());
-                }
-                let v = value("an account ID (UIN)")?;
-                if !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 20 {
-                    return Err(format!(
-                        "--uin: '{v}' is not an account ID (UIN): digits only"
-                    ));
-                }
-                uin = Some(v);
-                continue;
-            }
-            "--ttl" => {
-                let v = value("a duration like 12h")?;
-                let secs = crate::keys::clients::parse_rule_ttl(&v)
-                    .map_err(|e| format!("--ttl: '{v}' {e}"))?;
-                once(&mut opts.ttl_secs, secs, flag)?;
-                continue;
-            }
-            "--expires" => {
-                let v = value("a day like 2027-06-30")?;
-                let day = crate::keys::clients::parse_expires(&v)
-                    .map_err(|e| format!("--expires: {e}"))?;
-                once(&mut opts.expires, day, flag)?;
-                continue;
-            }
-            "--keep-rules" => {
-                if inline.is_some() {
-                    return Err("--keep-rules takes no value".into());
-                }
-                opts.keep_rules = true;
-                continue;
-            }
-            "--label" => {
-                let v = label(value("a label")?, flag)?;
-                once(&mut opts.label, v, flag)?;
-                continue;
-            }
-            "--key-file" => {
-                let v = value("a file")?;
-                once(&mut opts.key_file, PathBuf::from(v), flag)?;
-                continue;
-            }
-            "--every" => {
-                let v = value("a duration like 10m")?;
-                let secs = crate::keys::clients::parse_ttl(&v)
-                    .map_err(|e| format!("--every: '{v}' {e}"))?;
-                once(&mut opts.every_secs, secs, flag)?;
-                continue;
-            }
-            "--expect" => {
-                let v = value("the success text")?;
-                once(&mut opts.expect, v, flag)?;
-                continue;
-            }
-            "--add-client" => Command::AddClient {
-                label: label(value("a label")?, flag)?,
-                ttl_secs: None,
-                expires: None,
-            },
-            "--add-host" => {
-                let l = label(value("a label and a host name")?, flag)?;
-                let name = match it.next() {
-                    Some(n) if crate::keys::hosts::is_host_name(n) => n.clone(),
-                    Some(n) => {
-                        let why = crate::keys::clients::ClientsError::HostName { line: 0 };
-                        return Err(format!(
-                            "--add-host: '{}' is not a host name: {why}",
-                            n.escape_debug()
-                        ));
-                    }
-                    None => return Err("--add-host needs a label and a host name".into()),
-                };
-                Command::AddHost {
-                    label: l,
-                    name,
-                    ttl_secs: None,
-                }
-            }
-            "--remove-client" => Command::RemoveClient {
-                label: label(value("a label")?, flag)?,
-                keep_rules: false,
-            },
-            "--list-clients" => Command::ListClients,
-            "--knock" => Command::Knock {
-                url: KnockUrl::parse(&value("the knock URL")?)
-                    .map_err(|e| format!("--knock: {e}"))?,
-                label: String::new(),
-                key_file: PathBuf::new(),
-                every_secs: None,
-                expect: None,
-                ttl_secs: None,
-            },
-            "--print-cam-policy" => Command::PrintCamPolicy { uin: None },
-            "--check-config" => Command::CheckConfig,
-            "--check" => Command::Check,
-            "--prune" => Command::Prune { dry_run: false },
-            "--list" => Command::List,
-            "--revoke" => Command::Revoke {
-                target: value("an IP address, a CIDR block or a label")?,
-                dry_run: false,
-            },
-            "--notify-test" => Command::NotifyTest,
-            "--version" | "-V" => Command::Version,
-            "--help" | "-h" => Command::Help,
-            _ if arg.starts_with('-') => {
-                return Err(format!("unknown option '{arg}' (see --help)"))
-            }
-            _ => return Err(format!("unexpected argument '{arg}' (see --help)")),
-        };
+        if opts.option(&mut words)? {
+            continue;
+        }
+        let next = command_of(arg, &mut words)?;
         let takes_value = matches!(
             next,
             Command::Revoke { .. }
@@ -281,19 +147,182 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
         }
         command = Some(next);
     }
-    let command = match (command.unwrap_or(Command::Serve), uin) {
-        (Command::PrintCamPolicy { .. }, uin) => Command::PrintCamPolicy { uin },
-        (_, Some(_)) => return Err("--uin only goes with --print-cam-policy".into()),
-        (c, None) => c,
-    };
-    let command = match (command, dry_run) {
-        (Command::Prune { .. }, d) => Command::Prune { dry_run: d },
-        (Command::Revoke { target, .. }, d) => Command::Revoke { target, dry_run: d },
-        (_, true) => return Err("--dry-run only goes with --prune or --revoke".into()),
-        (c, false) => c,
-    };
-    let command = with_key_opts(command, opts)?;
+    let config = opts.config.take();
+    let command = opts.finish(command.unwrap_or(Command::Serve))?;
     Ok(Args { config, command })
+}
+
+/// One flag and the arguments after it: where its value comes from.
+struct Words<'a, 'b> {
+    flag: &'a str,
+    /// The value given as `--flag=value`.
+    inline: Option<String>,
+    it: &'a mut std::slice::Iter<'b, String>,
+}
+
+impl Words<'_, '_> {
+    /// The flag's value (`--flag=value` or the next argument), never empty.
+    fn value(&mut self, what: &str) -> Result<String, String> {
+        let v = match self.inline.clone() {
+            Some(v) => v,
+            // A following flag is not a value: `--revoke --dry-run` forgot the target.
+            None => match self.it.next() {
+                Some(v) if !v.starts_with('-') || v == "-" => v.clone(),
+                _ => return Err(format!("{} needs {what}", self.flag)),
+            },
+        };
+        if v.is_empty() {
+            return Err(format!("{} needs {what}", self.flag));
+        }
+        Ok(v)
+    }
+
+    /// A flag without a value.
+    fn bare(&self) -> Result<(), String> {
+        match self.inline {
+            Some(_) => Err(format!("{} takes no value", self.flag)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The options, collected in any order and put into their command at the end.
+#[derive(Default)]
+struct Opts {
+    config: Option<PathBuf>,
+    dry_run: bool,
+    uin: Option<String>,
+    key: KeyOpts,
+}
+
+impl Opts {
+    /// Takes `w`'s flag if it is an option (true), else leaves it to `command_of` (false).
+    fn option(&mut self, w: &mut Words<'_, '_>) -> Result<bool, String> {
+        let flag = w.flag;
+        let o = &mut self.key;
+        match flag {
+            "--config" => once(&mut self.config, PathBuf::from(w.value("a file")?), flag)?,
+            "--dry-run" => {
+                w.bare()?;
+                self.dry_run = true;
+            }
+            "--uin" => {
+                let v = w.value("an account ID (UIN)")?;
+                if self.uin.is_none() && (!v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 20) {
+                    return Err(format!(
+                        "--uin: '{v}' is not an account ID (UIN): digits only"
+                    ));
+                }
+                once(&mut self.uin, v, flag)?;
+            }
+            "--ttl" => {
+                let v = w.value("a duration like 12h")?;
+                let secs = crate::keys::clients::parse_rule_ttl(&v)
+                    .map_err(|e| format!("--ttl: '{v}' {e}"))?;
+                once(&mut o.ttl_secs, secs, flag)?;
+            }
+            "--expires" => {
+                let v = w.value("a day like 2027-06-30")?;
+                let day = crate::keys::clients::parse_expires(&v)
+                    .map_err(|e| format!("--expires: {e}"))?;
+                once(&mut o.expires, day, flag)?;
+            }
+            "--keep-rules" => {
+                w.bare()?;
+                o.keep_rules = true;
+            }
+            "--label" => once(&mut o.label, label(w.value("a label")?, flag)?, flag)?,
+            "--key-file" => once(&mut o.key_file, PathBuf::from(w.value("a file")?), flag)?,
+            "--every" => {
+                let v = w.value("a duration like 10m")?;
+                let secs = crate::keys::clients::parse_ttl(&v)
+                    .map_err(|e| format!("--every: '{v}' {e}"))?;
+                once(&mut o.every_secs, secs, flag)?;
+            }
+            "--expect" => once(&mut o.expect, w.value("the success text")?, flag)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Puts `--uin`, `--dry-run` and the client options into their command; an option
+    /// without its command is an error.
+    fn finish(self, command: Command) -> Result<Command, String> {
+        let command = match (command, self.uin) {
+            (Command::PrintCamPolicy { .. }, uin) => Command::PrintCamPolicy { uin },
+            (_, Some(_)) => return Err("--uin only goes with --print-cam-policy".into()),
+            (c, None) => c,
+        };
+        let command = match (command, self.dry_run) {
+            (Command::Prune { .. }, d) => Command::Prune { dry_run: d },
+            (Command::Revoke { target, .. }, d) => Command::Revoke { target, dry_run: d },
+            (_, true) => return Err("--dry-run only goes with --prune or --revoke".into()),
+            (c, false) => c,
+        };
+        with_key_opts(command, self.key)
+    }
+}
+
+/// The command `arg` (with its flag and value in `w`) names.
+fn command_of(arg: &str, w: &mut Words<'_, '_>) -> Result<Command, String> {
+    let flag = w.flag;
+    Ok(match flag {
+        "--add-client" => Command::AddClient {
+            label: label(w.value("a label")?, flag)?,
+            ttl_secs: None,
+            expires: None,
+        },
+        "--add-host" => add_host(w)?,
+        "--remove-client" => Command::RemoveClient {
+            label: label(w.value("a label")?, flag)?,
+            keep_rules: false,
+        },
+        "--list-clients" => Command::ListClients,
+        "--knock" => Command::Knock {
+            url: KnockUrl::parse(&w.value("the knock URL")?)
+                .map_err(|e| format!("--knock: {e}"))?,
+            label: String::new(),
+            key_file: PathBuf::new(),
+            every_secs: None,
+            expect: None,
+            ttl_secs: None,
+        },
+        "--print-cam-policy" => Command::PrintCamPolicy { uin: None },
+        "--check-config" => Command::CheckConfig,
+        "--check" => Command::Check,
+        "--prune" => Command::Prune { dry_run: false },
+        "--list" => Command::List,
+        "--revoke" => Command::Revoke {
+            target: w.value("an IP address, a CIDR block or a label")?,
+            dry_run: false,
+        },
+        "--notify-test" => Command::NotifyTest,
+        "--version" | "-V" => Command::Version,
+        "--help" | "-h" => Command::Help,
+        _ if arg.starts_with('-') => return Err(format!("unknown option '{arg}' (see --help)")),
+        _ => return Err(format!("unexpected argument '{arg}' (see --help)")),
+    })
+}
+
+/// `--add-host LABEL NAME`: two values.
+fn add_host(w: &mut Words<'_, '_>) -> Result<Command, String> {
+    let l = label(w.value("a label and a host name")?, w.flag)?;
+    let name = match w.it.next() {
+        Some(n) if crate::keys::hosts::is_host_name(n) => n.clone(),
+        Some(n) => {
+            let why = crate::keys::clients::ClientsError::HostName { line: 0 };
+            return Err(format!(
+                "--add-host: '{}' is not a host name: {why}",
+                n.escape_debug()
+            ));
+        }
+        None => return Err("--add-host needs a label and a host name".into()),
+    };
+    Ok(Command::AddHost {
+        label: l,
+        name,
+        ttl_secs: None,
+    })
 }
 
 /// The options of the client commands, collected in any order.
