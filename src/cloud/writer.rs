@@ -9,6 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::client::{self, Client};
+use super::error::ApiError;
 use super::executor::{self, Applied, Batch, Dropped, Memory};
 use crate::config::{Config, Instance};
 use crate::log;
@@ -150,134 +151,153 @@ fn run_writer(w: &Writer, client: &Client, config: &Config, notifier: &Notifier)
     // The first prune runs at start: it also shows at once whether the credentials work.
     let mut next_prune = (!interval.is_zero()).then(Instant::now);
     loop {
-        let jobs = {
-            let mut q = lock(&w.queue);
-            loop {
-                if !q.is_empty() {
-                    break std::mem::take(&mut *q);
-                }
-                let now = Instant::now();
-                match next_prune {
-                    Some(t) if now >= t => break Vec::new(),
-                    Some(t) => {
-                        q = w
-                            .ready
-                            .wait_timeout(q, t - now)
-                            .map_or_else(|p| p.into_inner().0, |r| r.0)
-                    }
-                    None => q = w.ready.wait(q).unwrap_or_else(|p| p.into_inner()),
-                }
-            }
-        };
+        let jobs = next_jobs(w, next_prune);
         if jobs.is_empty() {
             prune_once(w, client, config, &mut memory, notifier);
             next_prune = Some(Instant::now() + interval);
             continue;
         }
-        // Knocks that already answered failure are dropped here, before any planning.
+        let jobs = drop_expired(w, jobs, Instant::now());
+        if !jobs.is_empty() {
+            apply_jobs(w, client, config, &mut memory, jobs);
+        }
+    }
+}
+
+/// Waits for queued knocks (all of them, at once) or, with none, for the next prune (empty).
+fn next_jobs(w: &Writer, next_prune: Option<Instant>) -> Vec<Job> {
+    let mut q = lock(&w.queue);
+    loop {
+        if !q.is_empty() {
+            return std::mem::take(&mut *q);
+        }
         let now = Instant::now();
-        let (jobs, expired): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter().partition(|j| j.deadline > now);
-        if !expired.is_empty() {
-            log::event(&format!(
-                "expired instance={} dropped={}: knocks already answered failure (KNOCK_TIMEOUT) are not granted",
-                w.inst.id,
-                expired.len()
-            ));
-            for job in expired {
-                let _ = job.reply.send(Outcome {
-                    instance: w.inst.id.clone(),
-                    ok: false,
-                    detail: "expired".to_string(),
-                    created: false,
-                });
+        match next_prune {
+            Some(t) if now >= t => return Vec::new(),
+            Some(t) => {
+                q = w
+                    .ready
+                    .wait_timeout(q, t - now)
+                    .map_or_else(|p| p.into_inner().0, |r| r.0)
             }
+            None => q = w.ready.wait(q).unwrap_or_else(|p| p.into_inner()),
         }
-        if jobs.is_empty() {
-            continue;
-        }
-        let grants: Vec<Grant> = jobs.iter().map(|j| j.grant.clone()).collect();
-        let deadlines: Vec<Instant> = jobs.iter().map(|j| j.deadline).collect();
-        let batch = Batch {
-            grants: &grants,
-            deadlines: Some(&deadlines),
-            until: deadlines.iter().copied().max().unwrap_or(now),
-        };
-        let calls_before = client::calls_on_this_thread();
-        let result = executor::apply_batch(
-            client,
-            &w.inst,
-            &config.policy(),
-            &batch,
-            &mut memory,
-            false,
-        );
-        let done = Instant::now();
-        // A grant whose rules were written only after its knock had answered failure (the
-        // write was in flight at the deadline) is taken back: failure must mean no access.
-        let withdrawn = match &result {
-            Ok(applied) => withdraw_late(w, client, applied, &jobs, done, &mut memory),
-            Err(_) => Vec::new(),
-        };
-        let calls = client::calls_on_this_thread() - calls_before;
-        if let Ok(applied) = &result {
-            let late = applied
-                .dropped
-                .iter()
-                .filter(|d| **d == Some(Dropped::Expired))
-                .count();
-            if late > 0 {
-                log::event(&format!(
-                    "expired instance={} dropped={late}: knocks that answered failure while the firewall was being read are not granted",
-                    w.inst.id
-                ));
-            }
-        }
-        for (i, job) in jobs.into_iter().enumerate() {
-            let (ok, detail) = match &result {
-                _ if withdrawn.contains(&i) => (false, format!("late-withdrawn(calls={calls})")),
-                Ok(applied) if applied.granted(i) => (
-                    true,
-                    format!(
-                        "ok(calls={calls},batch={},rounds={},{}req={})",
-                        grants.len(),
-                        applied.rounds,
-                        if applied.from_memory { "memory," } else { "" },
-                        applied.request_ids.last().map_or("-", String::as_str)
-                    ),
-                ),
-                Ok(applied) => match applied.dropped.get(i).cloned().flatten() {
-                    Some(Dropped::Expired) => (false, format!("expired(calls={calls})")),
-                    Some(Dropped::Ipv6Refused(code)) => (
-                        false,
-                        format!(
-                            "ipv6-unsupported(calls={calls},code={}): IPv6 rules are not supported in region {}",
-                            super::error::log_safe(&code),
-                            w.inst.region
-                        ),
-                    ),
-                    None => (
-                        false,
-                        format!(
-                            "no-room(rules={}/{},calls={calls}): quota full of rules knockd may not evict",
-                            applied.rules_before,
-                            QUOTA.saturating_sub(config.rules.quota_reserve)
-                        ),
-                    ),
-                },
-                Err(e) => (false, format!("error(calls={calls}): {e}")),
-            };
-            let created = matches!(&result, Ok(a) if creates_for(&a.plan, &job.grant));
+    }
+}
+
+/// Knocks that already answered failure are answered "expired" here, before any planning;
+/// the others are returned.
+fn drop_expired(w: &Writer, jobs: Vec<Job>, now: Instant) -> Vec<Job> {
+    let (jobs, expired): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.deadline > now);
+    if !expired.is_empty() {
+        log::event(&format!(
+            "expired instance={} dropped={}: knocks already answered failure (KNOCK_TIMEOUT) are not granted",
+            w.inst.id,
+            expired.len()
+        ));
+        for job in expired {
             let _ = job.reply.send(Outcome {
                 instance: w.inst.id.clone(),
-                ok,
-                detail,
-                created,
+                ok: false,
+                detail: "expired".to_string(),
+                created: false,
             });
         }
-        if let Ok(applied) = &result {
-            report_plan(w, applied, false);
+    }
+    jobs
+}
+
+/// One batch: the knocks' grants planned and written together, each knock answered.
+fn apply_jobs(w: &Writer, client: &Client, config: &Config, memory: &mut Memory, jobs: Vec<Job>) {
+    let now = Instant::now();
+    let grants: Vec<Grant> = jobs.iter().map(|j| j.grant.clone()).collect();
+    let deadlines: Vec<Instant> = jobs.iter().map(|j| j.deadline).collect();
+    let batch = Batch {
+        grants: &grants,
+        deadlines: Some(&deadlines),
+        until: deadlines.iter().copied().max().unwrap_or(now),
+    };
+    let calls_before = client::calls_on_this_thread();
+    let result = executor::apply_batch(client, &w.inst, &config.policy(), &batch, memory, false);
+    let done = Instant::now();
+    // A grant whose rules were written only after its knock had answered failure (the
+    // write was in flight at the deadline) is taken back: failure must mean no access.
+    let withdrawn = match &result {
+        Ok(applied) => withdraw_late(w, client, applied, &jobs, done, memory),
+        Err(_) => Vec::new(),
+    };
+    let calls = client::calls_on_this_thread() - calls_before;
+    if let Ok(applied) = &result {
+        let late = applied
+            .dropped
+            .iter()
+            .filter(|d| **d == Some(Dropped::Expired))
+            .count();
+        if late > 0 {
+            log::event(&format!(
+                "expired instance={} dropped={late}: knocks that answered failure while the firewall was being read are not granted",
+                w.inst.id
+            ));
         }
+    }
+    for (i, job) in jobs.into_iter().enumerate() {
+        let (ok, detail) = if withdrawn.contains(&i) {
+            (false, format!("late-withdrawn(calls={calls})"))
+        } else {
+            outcome_of(w, config, &result, i, calls, grants.len())
+        };
+        let created = matches!(&result, Ok(a) if creates_for(&a.plan, &job.grant));
+        let _ = job.reply.send(Outcome {
+            instance: w.inst.id.clone(),
+            ok,
+            detail,
+            created,
+        });
+    }
+    if let Ok(applied) = &result {
+        report_plan(w, applied, false);
+    }
+}
+
+/// Whether grant `i` of a batch of `batch` was applied, and its log detail.
+fn outcome_of(
+    w: &Writer,
+    config: &Config,
+    result: &Result<Applied, ApiError>,
+    i: usize,
+    calls: u64,
+    batch: usize,
+) -> (bool, String) {
+    match result {
+        Ok(applied) if applied.granted(i) => (
+            true,
+            format!(
+                "ok(calls={calls},batch={batch},rounds={},{}req={})",
+                applied.rounds,
+                if applied.from_memory { "memory," } else { "" },
+                applied.request_ids.last().map_or("-", String::as_str)
+            ),
+        ),
+        Ok(applied) => match applied.dropped.get(i).cloned().flatten() {
+            Some(Dropped::Expired) => (false, format!("expired(calls={calls})")),
+            Some(Dropped::Ipv6Refused(code)) => (
+                false,
+                format!(
+                    "ipv6-unsupported(calls={calls},code={}): IPv6 rules are not supported in region {}",
+                    super::error::log_safe(&code),
+                    w.inst.region
+                ),
+            ),
+            None => (
+                false,
+                format!(
+                    "no-room(rules={}/{},calls={calls}): quota full of rules knockd may not evict",
+                    applied.rules_before,
+                    QUOTA.saturating_sub(config.rules.quota_reserve)
+                ),
+            ),
+        },
+        Err(e) => (false, format!("error(calls={calls}): {e}")),
     }
 }
 

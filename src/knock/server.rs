@@ -46,36 +46,10 @@ pub(crate) fn serve(config: &Config) -> Exit {
         log::error(&format!("cannot install signal handlers: {e}"));
         return Exit::Failure;
     }
-    let instances = config.cloud.instances.len();
-    let want = config.limits.max_connections as u64 + hygiene::reserved_fds(instances);
-    let nofile = hygiene::raise_nofile(want);
-    let max_connections =
-        hygiene::connections_within(nofile, config.limits.max_connections, instances);
-    if max_connections < config.limits.max_connections {
-        log::event(&format!(
-            "warning: MAX_CONNECTIONS={} lowered to {max_connections}: the descriptor limit \
-             (RLIMIT_NOFILE) is {} and cannot be raised to {want}",
-            config.limits.max_connections,
-            nofile.unwrap_or(0)
-        ));
-    }
-    let bind = config.knock.bind;
-    let listener = match TcpListener::bind(bind).and_then(|l| {
-        l.set_nonblocking(true)?;
-        Ok(l)
-    }) {
+    let max_connections = connection_cap(&config);
+    let listener = match listen(config.knock.bind) {
         Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            log::error(&format!(
-                "cannot listen on {bind}: {e}: {}",
-                bind_denied_hint(bind)
-            ));
-            return Exit::Usage;
-        }
-        Err(e) => {
-            log::error(&format!("cannot listen on {bind}: {e}"));
-            return Exit::Failure;
-        }
+        Err(exit) => return exit,
     };
     let notifier = events::start(&config);
     let writers = match Writers::start(&config, &client, &notifier) {
@@ -96,6 +70,53 @@ pub(crate) fn serve(config: &Config) -> Exit {
         log::error(&e);
         return Exit::Failure;
     }
+    log_listening(&config, &listener, &door);
+    front::run(listener, &door)
+}
+
+/// MAX_CONNECTIONS, lowered (and logged) to what the descriptor limit allows once raised as
+/// far as it goes.
+fn connection_cap(config: &Config) -> usize {
+    let instances = config.cloud.instances.len();
+    let want = config.limits.max_connections as u64 + hygiene::reserved_fds(instances);
+    let nofile = hygiene::raise_nofile(want);
+    let max_connections =
+        hygiene::connections_within(nofile, config.limits.max_connections, instances);
+    if max_connections < config.limits.max_connections {
+        log::event(&format!(
+            "warning: MAX_CONNECTIONS={} lowered to {max_connections}: the descriptor limit \
+             (RLIMIT_NOFILE) is {} and cannot be raised to {want}",
+            config.limits.max_connections,
+            nofile.unwrap_or(0)
+        ));
+    }
+    max_connections
+}
+
+/// The nonblocking listen socket, or the exit after logging why there is none.
+fn listen(bind: std::net::SocketAddr) -> Result<TcpListener, Exit> {
+    match TcpListener::bind(bind).and_then(|l| {
+        l.set_nonblocking(true)?;
+        Ok(l)
+    }) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            log::error(&format!(
+                "cannot listen on {bind}: {e}: {}",
+                bind_denied_hint(bind)
+            ));
+            Err(Exit::Usage)
+        }
+        Err(e) => {
+            log::error(&format!("cannot listen on {bind}: {e}"));
+            Err(Exit::Failure)
+        }
+    }
+}
+
+/// The start line: what this knockd serves, and where its API calls go.
+fn log_listening(config: &Config, listener: &TcpListener, door: &Door) {
+    let bind = config.knock.bind;
     let ports: Vec<String> = config
         .rules
         .ports
@@ -132,7 +153,6 @@ pub(crate) fn serve(config: &Config) -> Exit {
             "on"
         },
     ));
-    front::run(listener, &door)
 }
 
 /// What to do about a listen socket the system refused. Retrying cannot help (only the
