@@ -19,8 +19,9 @@
 //! - `cloud/`: the Lighthouse API. `sign` (TC3-HMAC-SHA256), `client` (transport, retries,
 //!   clock skew), `agents` (an HTTPS agent per API host), `pacer` (rate limits, per host),
 //!   `error` (the one error type and its policy), `wire` (JSON shapes), `executor` (applies a
-//!   plan under FirewallVersion, re-planning on conflict), `memory` (a writer's knowledge of
-//!   its firewall) and `writer` (one thread per instance that batches knocks).
+//!   plan under FirewallVersion, re-planning on conflict; `write_plan` makes one plan's
+//!   writes), `memory` (a writer's knowledge of its firewall) and `writer` (one thread per
+//!   instance that batches knocks).
 //! - `config/`: the `.env` file and environment into a validated `Config` of sections.
 //! - `keys/` (per-client keys, the challenge, the replay cache, the knock URL and the printed
 //!   client recipes) and `notify/` (webhooks and a command hook, never in a knock's way).
