@@ -46,6 +46,8 @@
         clippy::unimplemented
     )
 )]
+// A function is read whole: at most 80 lines outside tests (clippy.toml; `make lint`).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 // First, so that its `outln!` macro is in scope in every module below.
 #[macro_use]
