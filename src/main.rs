@@ -14,6 +14,8 @@
         clippy::unimplemented
     )
 )]
+// A function is read whole: at most 80 lines outside tests (clippy.toml; `make lint`).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -28,7 +30,46 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Exit {
-    // `args()` would panic on an argument that is not UTF-8; that is a usage error.
+    let args = match utf8_args() {
+        Ok(a) => a,
+        Err(exit) => return exit,
+    };
+    let args = match cli::parse_args(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln_safe(&format!("knockd: {e}"));
+            return Exit::Usage;
+        }
+    };
+    if let Some(exit) = without_config(&args.command) {
+        return exit;
+    }
+    // Every command below reads the SecretKey: no core file may ever hold it.
+    if let Err(e) = hygiene::no_core_dumps() {
+        eprintln_safe(&format!("knockd: warning: {e}"));
+    }
+    let env = match utf8_env() {
+        Ok(env) => env,
+        Err(exit) => return exit,
+    };
+    let config = match load_config(&args, &env) {
+        Ok(c) => c,
+        Err(exit) => return exit,
+    };
+
+    // Printed here once so that no command has to remember to (the check prints them in its
+    // report).
+    if args.command != Command::CheckConfig {
+        for w in &config.warnings {
+            eprintln_safe(&format!("knockd: warning: {w}"));
+        }
+    }
+    ops::run(&args.command, &config)
+}
+
+/// The arguments as text. `args()` would panic on an argument that is not UTF-8; that is a
+/// usage error.
+fn utf8_args() -> Result<Vec<String>, Exit> {
     let mut args = Vec::new();
     for (i, a) in std::env::args_os().skip(1).enumerate() {
         match a.into_string() {
@@ -39,25 +80,23 @@ fn run() -> Exit {
                     i + 1,
                     a.to_string_lossy()
                 ));
-                return Exit::Usage;
+                return Err(Exit::Usage);
             }
         }
     }
-    let args = match cli::parse_args(&args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln_safe(&format!("knockd: {e}"));
-            return Exit::Usage;
-        }
-    };
-    match &args.command {
+    Ok(args)
+}
+
+/// The commands that need no configuration, run; None for every other.
+fn without_config(command: &Command) -> Option<Exit> {
+    match command {
         Command::Version => {
             stdout::print(&cli::version_line());
-            return Exit::Success;
+            Some(Exit::Success)
         }
         Command::Help => {
             stdout::print(cli::USAGE);
-            return Exit::Success;
+            Some(Exit::Success)
         }
         // The client runs where there is no configuration (a router, a laptop).
         Command::Knock {
@@ -67,25 +106,22 @@ fn run() -> Exit {
             every_secs,
             expect,
             ttl_secs,
-        } => {
-            return client::run(
-                url,
-                label,
-                key_file,
-                *every_secs,
-                expect.as_deref(),
-                *ttl_secs,
-            )
-        }
-        _ => {}
+        } => Some(client::run(
+            url,
+            label,
+            key_file,
+            *every_secs,
+            expect.as_deref(),
+            *ttl_secs,
+        )),
+        _ => None,
     }
-    // Every command below reads the SecretKey: no core file may ever hold it.
-    if let Err(e) = hygiene::no_core_dumps() {
-        eprintln_safe(&format!("knockd: warning: {e}"));
-    }
+}
 
-    // knockd's own variables must be text: one that is not is an error naming it, never
-    // silently replaced by the file's value. Other non-UTF-8 variables are not ours: skipped.
+/// The environment as text. knockd's own variables must be text: one that is not is an error
+/// naming it, never silently replaced by the file's value. Other non-UTF-8 variables are not
+/// ours: skipped.
+fn utf8_env() -> Result<HashMap<String, String>, Exit> {
     let mut env: HashMap<String, String> = HashMap::new();
     let mut bad = Vec::new();
     for (k, v) in std::env::vars_os() {
@@ -113,8 +149,13 @@ fn run() -> Exit {
                 "  {k}: the environment value is not valid UTF-8 (value not shown)"
             ));
         }
-        return Exit::Usage;
+        return Err(Exit::Usage);
     }
+    Ok(env)
+}
+
+/// The configuration for `args`' command, its errors printed.
+fn load_config(args: &cli::Args, env: &HashMap<String, String>) -> Result<config::Config, Exit> {
     let exe = std::env::current_exe().ok();
     let exe_dir = exe.as_deref().and_then(|p| p.parent());
     // The clients file (and with it whether KNOCK_REFERER is required) matters to serving and
@@ -124,25 +165,16 @@ fn run() -> Exit {
         args.command,
         Command::Serve | Command::CheckConfig | Command::Check
     );
-    let config = match config::load_with(args.config.as_deref(), &env, exe_dir, read_clients) {
-        Ok(c) => c,
+    match config::load_with(args.config.as_deref(), env, exe_dir, read_clients) {
+        Ok(c) => Ok(c),
         Err(errors) => {
             eprintln_safe("knockd: configuration error");
             for e in &errors.0 {
                 eprintln_safe(&format!("  {e}"));
             }
-            return Exit::Usage;
-        }
-    };
-
-    // Printed here once so that no command has to remember to (the check prints them in its
-    // report).
-    if args.command != Command::CheckConfig {
-        for w in &config.warnings {
-            eprintln_safe(&format!("knockd: warning: {w}"));
+            Err(Exit::Usage)
         }
     }
-    ops::run(&args.command, &config)
 }
 
 /// `eprintln!` without its panic on a closed stderr.

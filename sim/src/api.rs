@@ -48,36 +48,55 @@ fn check_and_run(
     now: i64,
     drop_after_apply: &mut bool,
 ) -> Result<Map<String, Value>, ApiError> {
-    let action = match (action, req.header("x-tc-action")) {
-        (Some(a), _) => a,
-        (None, None) => {
-            return Err(err(
-                "MissingParameter",
-                "The request is missing a required parameter `X-TC-Action`.",
-            ))
-        }
-        (None, Some(a)) => {
-            return Err(err(
-                "InvalidAction",
-                format!("The action `{a}` is not supported."),
-            ))
-        }
-    };
-    match req.header("x-tc-version") {
-        None => {
-            return Err(err(
-                "MissingParameter",
-                "The request is missing a required parameter `X-TC-Version`.",
-            ))
-        }
-        Some(API_VERSION) => {}
-        Some(v) => {
-            return Err(err(
-                "NoSuchVersion",
-                format!("The API version `{v}` does not exist."),
-            ))
-        }
+    let action = action_of(req, action)?;
+    check_api_version(req)?;
+    let secret_id = authorize(cfg, req, action, now)?;
+    admit(st, cfg, req, action, &secret_id)?;
+    *drop_after_apply = st.rng.chance(cfg.drop_after_apply_rate);
+
+    let region = region_of(req, action)?;
+    let body = body_of(req, action)?;
+    let region = region.unwrap_or("");
+    match action {
+        Action::DescribeRegions => Ok(instances::describe_regions(req)),
+        Action::DescribeInstances => instances::describe_instances(st, region, &body),
+        _ => run_on_instance(st, cfg, action, region, &body),
     }
+}
+
+/// The action the router found, else why the `X-TC-Action` header names none.
+fn action_of(req: &Request, action: Option<Action>) -> Result<Action, ApiError> {
+    match (action, req.header("x-tc-action")) {
+        (Some(a), _) => Ok(a),
+        (None, None) => Err(err(
+            "MissingParameter",
+            "The request is missing a required parameter `X-TC-Action`.",
+        )),
+        (None, Some(a)) => Err(err(
+            "InvalidAction",
+            format!("The action `{a}` is not supported."),
+        )),
+    }
+}
+
+/// `X-TC-Version` is the one API version.
+fn check_api_version(req: &Request) -> Result<(), ApiError> {
+    match req.header("x-tc-version") {
+        None => Err(err(
+            "MissingParameter",
+            "The request is missing a required parameter `X-TC-Version`.",
+        )),
+        Some(API_VERSION) => Ok(()),
+        Some(v) => Err(err(
+            "NoSuchVersion",
+            format!("The API version `{v}` does not exist."),
+        )),
+    }
+}
+
+/// The signature, the token, then CAM (which checks permissions after authentication,
+/// docs/lighthouse-api.md#cam-permissions). Ok: the caller's SecretId.
+fn authorize(cfg: &Config, req: &Request, action: Action, now: i64) -> Result<String, ApiError> {
     let secret_id = authenticate(cfg, req, now)?;
     if let Some(token) = &cfg.token {
         if req.header("x-tc-token") != Some(token.as_str()) {
@@ -87,7 +106,6 @@ fn check_and_run(
             ));
         }
     }
-    // CAM checks permissions after authentication (docs/lighthouse-api.md#cam-permissions).
     if cfg.deny_actions.iter().any(|a| a == action.name()) {
         return Err(err(
             &cfg.deny_code,
@@ -97,7 +115,18 @@ fn check_and_run(
             ),
         ));
     }
-    if cfg.rate_limit && !st.admit(action, &req.host(), &secret_id) {
+    Ok(secret_id)
+}
+
+/// The rate limit, then an injected fault (`--fail-rate`).
+fn admit(
+    st: &mut State,
+    cfg: &Config,
+    req: &Request,
+    action: Action,
+    secret_id: &str,
+) -> Result<(), ApiError> {
+    if cfg.rate_limit && !st.admit(action, &req.host(), secret_id) {
         return Err(err(
             "RequestLimitExceeded",
             format!(
@@ -113,24 +142,27 @@ fn check_and_run(
             "Injected fault (lighthouse-sim --fail-rate).".to_string(),
         ));
     }
-    *drop_after_apply = st.rng.chance(cfg.drop_after_apply_rate);
+    Ok(())
+}
 
-    let region = match (action, req.header("x-tc-region")) {
-        (Action::DescribeRegions, _) => None,
-        (_, None) | (_, Some("")) => {
-            return Err(err(
-                "MissingParameter",
-                "The request is missing a required parameter `Region`.",
-            ))
-        }
-        (_, Some(r)) if !known_region(r) => {
-            return Err(err(
-                "UnsupportedRegion",
-                format!("The region `{r}` is not supported."),
-            ))
-        }
-        (_, Some(r)) => Some(r),
-    };
+/// The region of `X-TC-Region`: a known one, or None for DescribeRegions, which needs none.
+fn region_of(req: &Request, action: Action) -> Result<Option<&str>, ApiError> {
+    match (action, req.header("x-tc-region")) {
+        (Action::DescribeRegions, _) => Ok(None),
+        (_, None) | (_, Some("")) => Err(err(
+            "MissingParameter",
+            "The request is missing a required parameter `Region`.",
+        )),
+        (_, Some(r)) if !known_region(r) => Err(err(
+            "UnsupportedRegion",
+            format!("The region `{r}` is not supported."),
+        )),
+        (_, Some(r)) => Ok(Some(r)),
+    }
+}
+
+/// The body: a JSON object of only the action's fields.
+fn body_of(req: &Request, action: Action) -> Result<Map<String, Value>, ApiError> {
     let body: Value = std::str::from_utf8(&req.body)
         .ok()
         .and_then(|s| serde_json::from_str(s).ok())
@@ -150,39 +182,44 @@ fn check_and_run(
             format!("The parameter `{k}` is not recognized."),
         ));
     }
-    let region = region.unwrap_or("");
-    match action {
-        Action::DescribeRegions => Ok(instances::describe_regions(req)),
-        Action::DescribeInstances => instances::describe_instances(st, region, &body),
-        _ => {
-            let idx = find_instance(st, region, &body)?;
-            let inst = &mut st.instances[idx];
-            if action.is_write() && inst.busy_until.is_some_and(|t| Instant::now() < t) {
-                return Err(err(
-                    "UnsupportedOperation.FirewallBusy",
-                    "Another firewall operation is in progress (lighthouse-sim --busy-for-ms).",
-                ));
-            }
-            let out = match action {
-                Action::DescribeFirewallRules => describe_rules(inst, &body),
-                Action::CreateFirewallRules => create_rules(inst, &body, cfg),
-                Action::DeleteFirewallRules => delete_rules(inst, &body, cfg),
-                Action::ModifyFirewallRules => modify_rules(inst, &body, cfg),
-                _ => modify_description(inst, &body, cfg),
-            }?;
-            // `--busy-for-ms`: the cloud is still applying this write; the next ones must wait.
-            if action.is_write() && cfg.busy_for_ms > 0 {
-                inst.busy_until = Some(Instant::now() + Duration::from_millis(cfg.busy_for_ms));
-            }
-            // `--conflict-after-describe`: another writer changes the firewall right after this
-            // client read it, so its next write carries a stale FirewallVersion.
-            if action == Action::DescribeFirewallRules && st.conflicts_left > 0 {
-                st.conflicts_left -= 1;
-                st.instances[idx].version += 1;
-            }
-            Ok(out)
-        }
+    Ok(body)
+}
+
+/// The five actions on one instance's firewall, with `--busy-for-ms` and
+/// `--conflict-after-describe`.
+fn run_on_instance(
+    st: &mut State,
+    cfg: &Config,
+    action: Action,
+    region: &str,
+    body: &Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    let idx = find_instance(st, region, body)?;
+    let inst = &mut st.instances[idx];
+    if action.is_write() && inst.busy_until.is_some_and(|t| Instant::now() < t) {
+        return Err(err(
+            "UnsupportedOperation.FirewallBusy",
+            "Another firewall operation is in progress (lighthouse-sim --busy-for-ms).",
+        ));
     }
+    let out = match action {
+        Action::DescribeFirewallRules => describe_rules(inst, body),
+        Action::CreateFirewallRules => create_rules(inst, body, cfg),
+        Action::DeleteFirewallRules => delete_rules(inst, body, cfg),
+        Action::ModifyFirewallRules => modify_rules(inst, body, cfg),
+        _ => modify_description(inst, body, cfg),
+    }?;
+    // `--busy-for-ms`: the cloud is still applying this write; the next ones must wait.
+    if action.is_write() && cfg.busy_for_ms > 0 {
+        inst.busy_until = Some(Instant::now() + Duration::from_millis(cfg.busy_for_ms));
+    }
+    // `--conflict-after-describe`: another writer changes the firewall right after this
+    // client read it, so its next write carries a stale FirewallVersion.
+    if action == Action::DescribeFirewallRules && st.conflicts_left > 0 {
+        st.conflicts_left -= 1;
+        st.instances[idx].version += 1;
+    }
+    Ok(out)
 }
 
 fn find_instance(st: &State, region: &str, body: &Map<String, Value>) -> Result<usize, ApiError> {

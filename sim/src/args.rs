@@ -111,8 +111,34 @@ fn rate(flag: &str, v: &str) -> Result<f64, String> {
     }
 }
 
-pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
-    let mut cfg = Config {
+/// The flags followed by a value.
+const VALUE_FLAGS: [&str; 21] = [
+    "--listen",
+    "--credential",
+    "--token",
+    "--instance",
+    "--foreign-rules",
+    "--rules",
+    "--latency-ms",
+    "--spike-ms",
+    "--spike-rate",
+    "--fail-rate",
+    "--fail-code",
+    "--drop-rate",
+    "--drop-after-apply-rate",
+    "--clock-offset",
+    "--conflict-after-describe",
+    "--busy-for-ms",
+    "--ipv6-unsupported-regions",
+    "--ipv6-unsupported-code",
+    "--deny-actions",
+    "--deny-code",
+    "--seed",
+];
+
+/// The configuration before any flag.
+fn defaults() -> Config {
+    Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         credentials: Vec::new(),
         token: None,
@@ -140,126 +166,135 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
         deny_actions: Vec::new(),
         deny_code: DENY_CODES[0].to_string(),
         seed: None,
-    };
+    }
+}
+
+/// A flag without a value, set; false when `flag` is none of them.
+fn set_switch(cfg: &mut Config, flag: &str) -> bool {
+    match flag {
+        "--no-default-rules" => cfg.default_rules = false,
+        "--no-date-header" => cfg.date_header = false,
+        "--modify-description-keeps-version" => cfg.modify_description_keeps_version = true,
+        "--no-rate-limit" => cfg.rate_limit = false,
+        "--port-identity-by-set" => cfg.port_identity = PortIdentity::Set,
+        "--create-inserts-first" => cfg.create_inserts_first = true,
+        _ => return false,
+    }
+    true
+}
+
+/// A flag of [`VALUE_FLAGS`] with its value `v`, set.
+fn set_value(cfg: &mut Config, flag: &str, v: &str) -> Result<(), String> {
+    match flag {
+        "--listen" => cfg.listen = listen(v)?,
+        "--credential" => cfg.credentials.push(credential(v)?),
+        "--token" => cfg.token = Some(v.to_string()),
+        "--instance" => {
+            let instance = instance(v, &cfg.instances)?;
+            cfg.instances.push(instance);
+        }
+        "--foreign-rules" => cfg.foreign_rules = number(flag, v)?,
+        "--rules" => cfg.rules_file = Some(v.to_string()),
+        "--latency-ms" => cfg.latency_ms = number(flag, v)?,
+        "--spike-ms" => cfg.spike_ms = number(flag, v)?,
+        "--spike-rate" => cfg.spike_rate = rate(flag, v)?,
+        "--fail-rate" => cfg.fail_rate = rate(flag, v)?,
+        "--fail-code" => cfg.fail_codes.push(code(flag, v)?),
+        "--drop-rate" => cfg.drop_rate = rate(flag, v)?,
+        "--drop-after-apply-rate" => cfg.drop_after_apply_rate = rate(flag, v)?,
+        "--clock-offset" => cfg.clock_offset = number(flag, v)?,
+        "--conflict-after-describe" => cfg.conflict_after_describe = number(flag, v)?,
+        "--busy-for-ms" => cfg.busy_for_ms = number(flag, v)?,
+        "--ipv6-unsupported-regions" => {
+            for region in v.split(',') {
+                if !known_region(region) {
+                    return Err(format!("{flag}: unknown region `{region}`"));
+                }
+                cfg.ipv6_unsupported_regions.push(region.to_string());
+            }
+        }
+        "--ipv6-unsupported-code" => cfg.ipv6_unsupported_code = code(flag, v)?,
+        "--deny-actions" => {
+            cfg.deny_actions
+                .extend(v.split(',').filter(|a| !a.is_empty()).map(str::to_string));
+        }
+        "--deny-code" => {
+            if !DENY_CODES.contains(&v) {
+                return Err(format!(
+                    "{flag}: `{v}` is not one of {}",
+                    DENY_CODES.join(", ")
+                ));
+            }
+            cfg.deny_code = v.to_string();
+        }
+        _ => cfg.seed = Some(number(flag, v)?),
+    }
+    Ok(())
+}
+
+/// `--listen`: a loopback IP:PORT.
+fn listen(v: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = v
+        .parse()
+        .map_err(|_| format!("--listen: `{v}` is not an IP:PORT address"))?;
+    // The simulator accepts any signature from its fixed test keys: it must never be
+    // reachable from another machine.
+    if !addr.ip().is_loopback() {
+        return Err(format!("--listen: `{v}` is not a loopback address"));
+    }
+    Ok(addr)
+}
+
+/// `--credential ID:KEY`, neither empty.
+fn credential(v: &str) -> Result<(String, String), String> {
+    let (id, key) = v
+        .split_once(':')
+        .filter(|(id, key)| !id.is_empty() && !key.is_empty())
+        .ok_or("--credential needs ID:KEY")?;
+    Ok((id.to_string(), key.to_string()))
+}
+
+/// `--instance REGION:ID`: a known region, a well-formed ID not among `instances` yet.
+fn instance(v: &str, instances: &[(String, String)]) -> Result<(String, String), String> {
+    let (region, id) = v
+        .split_once(':')
+        .ok_or_else(|| format!("--instance: `{v}` is not REGION:ID"))?;
+    if !known_region(region) {
+        return Err(format!("--instance: unknown region `{region}`"));
+    }
+    if !instance_id_ok(id) {
+        return Err(format!(
+            "--instance: `{id}` is not lhins- plus 8 lowercase alphanumerics"
+        ));
+    }
+    if instances.iter().any(|(_, i)| i == id) {
+        return Err(format!("--instance: `{id}` given twice"));
+    }
+    Ok((region.to_string(), id.to_string()))
+}
+
+/// An error code to answer with: not empty.
+fn code(flag: &str, v: &str) -> Result<String, String> {
+    if v.is_empty() {
+        return Err(format!("{flag} needs a code"));
+    }
+    Ok(v.to_string())
+}
+
+pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
+    let mut cfg = defaults();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let flag = flag.as_str();
         match flag {
             "-h" | "--help" => return Ok(Parsed::Help),
-            "--no-default-rules" => cfg.default_rules = false,
-            "--no-date-header" => cfg.date_header = false,
-            "--modify-description-keeps-version" => cfg.modify_description_keeps_version = true,
-            "--no-rate-limit" => cfg.rate_limit = false,
-            "--port-identity-by-set" => cfg.port_identity = PortIdentity::Set,
-            "--create-inserts-first" => cfg.create_inserts_first = true,
-            "--listen"
-            | "--credential"
-            | "--token"
-            | "--instance"
-            | "--foreign-rules"
-            | "--rules"
-            | "--latency-ms"
-            | "--spike-ms"
-            | "--spike-rate"
-            | "--fail-rate"
-            | "--fail-code"
-            | "--drop-rate"
-            | "--drop-after-apply-rate"
-            | "--clock-offset"
-            | "--conflict-after-describe"
-            | "--busy-for-ms"
-            | "--ipv6-unsupported-regions"
-            | "--ipv6-unsupported-code"
-            | "--deny-actions"
-            | "--deny-code"
-            | "--seed" => {
+            _ if set_switch(&mut cfg, flag) => {}
+            _ if VALUE_FLAGS.contains(&flag) => {
                 let v = it
                     .next()
                     .ok_or_else(|| format!("{flag} needs a value"))?
                     .as_str();
-                match flag {
-                    "--listen" => {
-                        let addr: SocketAddr = v
-                            .parse()
-                            .map_err(|_| format!("--listen: `{v}` is not an IP:PORT address"))?;
-                        // The simulator accepts any signature from its fixed test keys: it must
-                        // never be reachable from another machine.
-                        if !addr.ip().is_loopback() {
-                            return Err(format!("--listen: `{v}` is not a loopback address"));
-                        }
-                        cfg.listen = addr;
-                    }
-                    "--credential" => {
-                        let (id, key) = v
-                            .split_once(':')
-                            .filter(|(id, key)| !id.is_empty() && !key.is_empty())
-                            .ok_or("--credential needs ID:KEY")?;
-                        cfg.credentials.push((id.to_string(), key.to_string()));
-                    }
-                    "--token" => cfg.token = Some(v.to_string()),
-                    "--instance" => {
-                        let (region, id) = v
-                            .split_once(':')
-                            .ok_or_else(|| format!("--instance: `{v}` is not REGION:ID"))?;
-                        if !known_region(region) {
-                            return Err(format!("--instance: unknown region `{region}`"));
-                        }
-                        if !instance_id_ok(id) {
-                            return Err(format!(
-                                "--instance: `{id}` is not lhins- plus 8 lowercase alphanumerics"
-                            ));
-                        }
-                        if cfg.instances.iter().any(|(_, i)| i == id) {
-                            return Err(format!("--instance: `{id}` given twice"));
-                        }
-                        cfg.instances.push((region.to_string(), id.to_string()));
-                    }
-                    "--foreign-rules" => cfg.foreign_rules = number(flag, v)?,
-                    "--rules" => cfg.rules_file = Some(v.to_string()),
-                    "--latency-ms" => cfg.latency_ms = number(flag, v)?,
-                    "--spike-ms" => cfg.spike_ms = number(flag, v)?,
-                    "--spike-rate" => cfg.spike_rate = rate(flag, v)?,
-                    "--fail-rate" => cfg.fail_rate = rate(flag, v)?,
-                    "--fail-code" => {
-                        if v.is_empty() {
-                            return Err("--fail-code needs a code".to_string());
-                        }
-                        cfg.fail_codes.push(v.to_string());
-                    }
-                    "--drop-rate" => cfg.drop_rate = rate(flag, v)?,
-                    "--drop-after-apply-rate" => cfg.drop_after_apply_rate = rate(flag, v)?,
-                    "--clock-offset" => cfg.clock_offset = number(flag, v)?,
-                    "--conflict-after-describe" => cfg.conflict_after_describe = number(flag, v)?,
-                    "--busy-for-ms" => cfg.busy_for_ms = number(flag, v)?,
-                    "--ipv6-unsupported-regions" => {
-                        for region in v.split(',') {
-                            if !known_region(region) {
-                                return Err(format!("{flag}: unknown region `{region}`"));
-                            }
-                            cfg.ipv6_unsupported_regions.push(region.to_string());
-                        }
-                    }
-                    "--ipv6-unsupported-code" => {
-                        if v.is_empty() {
-                            return Err(format!("{flag} needs a code"));
-                        }
-                        cfg.ipv6_unsupported_code = v.to_string();
-                    }
-                    "--deny-actions" => {
-                        cfg.deny_actions
-                            .extend(v.split(',').filter(|a| !a.is_empty()).map(str::to_string));
-                    }
-                    "--deny-code" => {
-                        if !DENY_CODES.contains(&v) {
-                            return Err(format!(
-                                "{flag}: `{v}` is not one of {}",
-                                DENY_CODES.join(", ")
-                            ));
-                        }
-                        cfg.deny_code = v.to_string();
-                    }
-                    _ => cfg.seed = Some(number(flag, v)?),
-                }
+                set_value(&mut cfg, flag, v)?;
             }
             other => return Err(format!("unknown flag `{other}` (try --help)")),
         }

@@ -62,52 +62,9 @@ pub(crate) fn read_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
 ) -> Result<Request, ReadError> {
-    let mut chunk = [0u8; 8192];
-    let (head_len, method, path, headers, minor) = loop {
-        if !buf.is_empty() {
-            let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut hdrs);
-            match req.parse(buf) {
-                Ok(httparse::Status::Complete(n)) => {
-                    let headers: Vec<(String, String)> = req
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_ascii_lowercase(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect();
-                    break (
-                        n,
-                        req.method.unwrap_or("").to_string(),
-                        req.path.unwrap_or("").to_string(),
-                        headers,
-                        req.version.unwrap_or(1),
-                    );
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(httparse::Error::TooManyHeaders) => {
-                    return Err(ReadError::Reject(431, "Request Header Fields Too Large"))
-                }
-                Err(_) => return Err(ReadError::Reject(400, "Bad Request")),
-            }
-            if buf.len() > MAX_HEAD {
-                return Err(ReadError::Reject(431, "Request Header Fields Too Large"));
-            }
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) if buf.is_empty() => return Err(ReadError::Closed),
-            Ok(0) => return Err(ReadError::Io),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) if buf.is_empty() => return Err(ReadError::Closed),
-            Err(_) => return Err(ReadError::Io),
-        }
-    };
+    let head = read_head(stream, buf)?;
     let get = |name: &str| {
-        headers
+        head.headers
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.trim().to_string())
@@ -125,7 +82,93 @@ pub(crate) fn read_request(
     if len > MAX_BODY {
         return Err(ReadError::TooLarge);
     }
-    while buf.len() < head_len + len {
+    read_to(stream, buf, head.len + len)?;
+    let body = buf[head.len..head.len + len].to_vec();
+    buf.drain(..head.len + len);
+    let connection = get("connection").map(|v| v.to_ascii_lowercase());
+    let keep_alive = match head.minor {
+        0 => connection.as_deref() == Some("keep-alive"),
+        _ => connection.as_deref() != Some("close"),
+    };
+    Ok(Request {
+        method: head.method,
+        path: head.path,
+        headers: head.headers,
+        body,
+        keep_alive,
+    })
+}
+
+/// A request head as parsed: its length in the buffer, and what it says.
+struct Head {
+    len: usize,
+    method: String,
+    path: String,
+    /// Lowercase names.
+    headers: Vec<(String, String)>,
+    /// HTTP/1.x's x.
+    minor: u8,
+}
+
+/// Reads until `buf` holds a whole request head, and parses it.
+fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, ReadError> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        if !buf.is_empty() {
+            if let Some(head) = parse_head(buf)? {
+                return Ok(head);
+            }
+            if buf.len() > MAX_HEAD {
+                return Err(ReadError::Reject(431, "Request Header Fields Too Large"));
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) if buf.is_empty() => return Err(ReadError::Closed),
+            Ok(0) => return Err(ReadError::Io),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) if buf.is_empty() => return Err(ReadError::Closed),
+            Err(_) => return Err(ReadError::Io),
+        }
+    }
+}
+
+/// The head at the start of `buf`; None while it is incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, ReadError> {
+    let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut hdrs);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            let headers: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            Ok(Some(Head {
+                len: n,
+                method: req.method.unwrap_or("").to_string(),
+                path: req.path.unwrap_or("").to_string(),
+                headers,
+                minor: req.version.unwrap_or(1),
+            }))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            Err(ReadError::Reject(431, "Request Header Fields Too Large"))
+        }
+        Err(_) => Err(ReadError::Reject(400, "Bad Request")),
+    }
+}
+
+/// Reads until `buf` holds at least `want` bytes.
+fn read_to(stream: &mut TcpStream, buf: &mut Vec<u8>, want: usize) -> Result<(), ReadError> {
+    let mut chunk = [0u8; 8192];
+    while buf.len() < want {
         match stream.read(&mut chunk) {
             Ok(0) => return Err(ReadError::Io),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
@@ -133,20 +176,7 @@ pub(crate) fn read_request(
             Err(_) => return Err(ReadError::Io),
         }
     }
-    let body = buf[head_len..head_len + len].to_vec();
-    buf.drain(..head_len + len);
-    let connection = get("connection").map(|v| v.to_ascii_lowercase());
-    let keep_alive = match minor {
-        0 => connection.as_deref() == Some("keep-alive"),
-        _ => connection.as_deref() != Some("close"),
-    };
-    Ok(Request {
-        method,
-        path,
-        headers,
-        body,
-        keep_alive,
-    })
+    Ok(())
 }
 
 pub(crate) fn write_response(

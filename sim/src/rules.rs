@@ -149,73 +149,10 @@ fn opt_str<'a>(
 /// Parses and normalises one request-side FirewallRule; `at` names it in messages
 /// (`FirewallRules.3`).
 pub(crate) fn parse_rule(v: &Value, at: &str) -> Result<Rule, ApiError> {
-    let obj = v.as_object().ok_or_else(|| {
-        ApiError::new(
-            "InvalidParameter",
-            format!("The parameter `{at}` must be an object."),
-        )
-    })?;
-    // The API gateway rejects fields it does not know, nested ones included; echoing a
-    // FirewallRuleInfo (with `AppType`) back into a write is a client bug worth catching.
-    if let Some(k) = obj.keys().find(|k| !RULE_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::new(
-            "UnknownParameter",
-            format!("The parameter `{at}.{k}` is not recognized."),
-        ));
-    }
-    let protocol = opt_str(obj, "Protocol", at)?.ok_or_else(|| {
-        ApiError::new(
-            "MissingParameter",
-            format!("The request is missing a required parameter `{at}.Protocol`."),
-        )
-    })?;
-    if !matches!(protocol, "TCP" | "UDP" | "ICMP" | "ICMPv6" | "ALL") {
-        return Err(bad_value(format!(
-            "`{at}.Protocol` must be one of TCP, UDP, ICMP, ICMPv6, ALL; got `{protocol}`."
-        )));
-    }
-    let port = match (protocol, opt_str(obj, "Port", at)?) {
-        (_, None) => "ALL".to_string(),
-        (_, Some("ALL")) => "ALL".to_string(),
-        ("TCP" | "UDP", Some(p)) => {
-            check_port(p).map_err(|e| bad_value(format!("`{at}.Port` {e}.")))?;
-            p.to_string()
-        }
-        (_, Some(p)) => {
-            return Err(bad_value(format!(
-                "`{at}.Port` must be empty or ALL for protocol {protocol}; got `{p}`."
-            )))
-        }
-    };
-    let cidr = opt_str(obj, "CidrBlock", at)?;
-    let ipv6 = opt_str(obj, "Ipv6CidrBlock", at)?;
-    let (cidr, ipv6) = match (cidr, ipv6) {
-        (Some(_), Some(_)) => {
-            return Err(bad_value(format!(
-                "`{at}.CidrBlock` and `{at}.Ipv6CidrBlock` cannot both be set."
-            )))
-        }
-        (Some(c), None) => {
-            if protocol == "ICMPv6" {
-                return Err(bad_value(format!(
-                    "`{at}.CidrBlock` cannot be used with protocol ICMPv6."
-                )));
-            }
-            check_v4(c).map_err(|e| bad_value(format!("`{at}.CidrBlock` {e}.")))?;
-            (Some(c.to_string()), None)
-        }
-        (None, Some(c)) => {
-            if protocol == "ICMP" {
-                return Err(bad_value(format!(
-                    "`{at}.Ipv6CidrBlock` cannot be used with protocol ICMP."
-                )));
-            }
-            check_v6(c).map_err(|e| bad_value(format!("`{at}.Ipv6CidrBlock` {e}.")))?;
-            (None, Some(c.to_string()))
-        }
-        (None, None) if protocol == "ICMPv6" => (None, Some("::/0".to_string())),
-        (None, None) => (Some("0.0.0.0/0".to_string()), None),
-    };
+    let obj = rule_object(v, at)?;
+    let protocol = parse_protocol(obj, at)?;
+    let port = parse_port(obj, protocol, at)?;
+    let (cidr, ipv6) = parse_blocks(obj, protocol, at)?;
     let action = match opt_str(obj, "Action", at)? {
         None => "ACCEPT",
         Some(a @ ("ACCEPT" | "DROP")) => a,
@@ -243,6 +180,92 @@ pub(crate) fn parse_rule(v: &Value, at: &str) -> Result<Rule, ApiError> {
         action: action.to_string(),
         description: description.to_string(),
     })
+}
+
+/// The rule as a JSON object of known fields only.
+fn rule_object<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, ApiError> {
+    let obj = v.as_object().ok_or_else(|| {
+        ApiError::new(
+            "InvalidParameter",
+            format!("The parameter `{at}` must be an object."),
+        )
+    })?;
+    // The API gateway rejects fields it does not know, nested ones included; echoing a
+    // FirewallRuleInfo (with `AppType`) back into a write is a client bug worth catching.
+    if let Some(k) = obj.keys().find(|k| !RULE_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::new(
+            "UnknownParameter",
+            format!("The parameter `{at}.{k}` is not recognized."),
+        ));
+    }
+    Ok(obj)
+}
+
+/// `Protocol`: required, one of the five.
+fn parse_protocol<'a>(obj: &'a Map<String, Value>, at: &str) -> Result<&'a str, ApiError> {
+    let protocol = opt_str(obj, "Protocol", at)?.ok_or_else(|| {
+        ApiError::new(
+            "MissingParameter",
+            format!("The request is missing a required parameter `{at}.Protocol`."),
+        )
+    })?;
+    if !matches!(protocol, "TCP" | "UDP" | "ICMP" | "ICMPv6" | "ALL") {
+        return Err(bad_value(format!(
+            "`{at}.Protocol` must be one of TCP, UDP, ICMP, ICMPv6, ALL; got `{protocol}`."
+        )));
+    }
+    Ok(protocol)
+}
+
+/// `Port`: ALL when absent; ports only for TCP and UDP.
+fn parse_port(obj: &Map<String, Value>, protocol: &str, at: &str) -> Result<String, ApiError> {
+    match (protocol, opt_str(obj, "Port", at)?) {
+        (_, None) => Ok("ALL".to_string()),
+        (_, Some("ALL")) => Ok("ALL".to_string()),
+        ("TCP" | "UDP", Some(p)) => {
+            check_port(p).map_err(|e| bad_value(format!("`{at}.Port` {e}.")))?;
+            Ok(p.to_string())
+        }
+        (_, Some(p)) => Err(bad_value(format!(
+            "`{at}.Port` must be empty or ALL for protocol {protocol}; got `{p}`."
+        ))),
+    }
+}
+
+/// `CidrBlock` or `Ipv6CidrBlock` (at most one, fitting the protocol); neither: every address
+/// of the protocol's family.
+fn parse_blocks(
+    obj: &Map<String, Value>,
+    protocol: &str,
+    at: &str,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let cidr = opt_str(obj, "CidrBlock", at)?;
+    let ipv6 = opt_str(obj, "Ipv6CidrBlock", at)?;
+    match (cidr, ipv6) {
+        (Some(_), Some(_)) => Err(bad_value(format!(
+            "`{at}.CidrBlock` and `{at}.Ipv6CidrBlock` cannot both be set."
+        ))),
+        (Some(c), None) => {
+            if protocol == "ICMPv6" {
+                return Err(bad_value(format!(
+                    "`{at}.CidrBlock` cannot be used with protocol ICMPv6."
+                )));
+            }
+            check_v4(c).map_err(|e| bad_value(format!("`{at}.CidrBlock` {e}.")))?;
+            Ok((Some(c.to_string()), None))
+        }
+        (None, Some(c)) => {
+            if protocol == "ICMP" {
+                return Err(bad_value(format!(
+                    "`{at}.Ipv6CidrBlock` cannot be used with protocol ICMP."
+                )));
+            }
+            check_v6(c).map_err(|e| bad_value(format!("`{at}.Ipv6CidrBlock` {e}.")))?;
+            Ok((None, Some(c.to_string())))
+        }
+        (None, None) if protocol == "ICMPv6" => Ok((None, Some("::/0".to_string()))),
+        (None, None) => Ok((Some("0.0.0.0/0".to_string()), None)),
+    }
 }
 
 /// The Port grammar: ALL, one port, a comma list of single ports, or one range `low-high`. A list

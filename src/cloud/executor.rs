@@ -13,6 +13,7 @@ use super::error::{self, replan, ApiError};
 pub use super::memory::Memory;
 use super::memory::{remember_writes, Written};
 use super::refusal::{after_refusal, Next, WriteRefusal, MAX_ROUNDS};
+use super::write_plan::write_plan;
 use crate::config::Instance;
 use crate::log;
 use crate::rules::planner::{self, Grant, GrantStatus, Plan, Policy};
@@ -118,29 +119,14 @@ pub fn apply_batch(
     };
     let mut l = Learned::default();
     loop {
-        let remembered = if dry_run || l.fallback {
-            None
-        } else {
-            memory.usable(Instant::now()).cloned()
-        };
-        let fresh = remembered.is_none();
-        let (rules, version) = match remembered {
-            Some(k) => (k.rules, k.version),
-            None => match client.describe_rules(inst) {
-                Ok((rules, version)) => {
-                    let rules = Arc::new(rules);
-                    memory.saw(&rules, version, inst);
-                    (rules, version)
-                }
-                // Not a documented answer of DescribeFirewallRules, but one a busy firewall
-                // may give: the read waits on the same budget as a write.
-                Err(e) if e.is(error::BUSY) => {
-                    busy_wait(e, inst, batch.until, &mut l.busy_attempt)?;
-                    out.busy_waits += 1;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            },
+        let from_memory = !(dry_run || l.fallback);
+        let Some(Read {
+            rules,
+            version,
+            fresh,
+        }) = read_rules(client, inst, batch, memory, from_memory, &mut l, &mut out)?
+        else {
+            continue;
         };
         out.rounds += 1;
         // Grants whose knock gave up are dropped before planning: never granted later.
@@ -149,11 +135,7 @@ pub fn apply_batch(
             out.plan.grants = vec![GrantStatus::NoRoom; n];
             return Ok(out);
         }
-        let grants: Vec<Grant> = live.iter().map(|&i| batch.grants[i].clone()).collect();
-        let mut plan = planner::plan(&rules, policy, &grants, client.now());
-        plan.create
-            .retain(|r| !l.exists.iter().any(|e| e.same_identity(r)));
-        plan.grants = spread(&plan.grants, &live, n);
+        let plan = plan_live(client, policy, batch, &rules, &live, &l.exists);
         out.rules_before = rules.len();
         out.from_memory = !fresh;
         if !fresh && (plan.create.is_empty() || !plan.delete.is_empty() || !plan.refresh.is_empty())
@@ -206,6 +188,76 @@ pub fn apply_batch(
             }
         }
     }
+}
+
+/// The rules a round plans from and the FirewallVersion they are at.
+struct Read {
+    rules: Arc<Vec<FirewallRule>>,
+    version: u64,
+    /// From a fresh Describe, not from memory.
+    fresh: bool,
+}
+
+/// The rules to plan from: the memory's when `from_memory` and it is usable, else a Describe
+/// (remembered). `Ok(None)`: the firewall was busy and has been waited for; read again.
+fn read_rules(
+    client: &Client,
+    inst: &Instance,
+    batch: &Batch,
+    memory: &mut Memory,
+    from_memory: bool,
+    l: &mut Learned,
+    out: &mut Applied,
+) -> Result<Option<Read>, ApiError> {
+    let remembered = if from_memory {
+        memory.usable(Instant::now()).cloned()
+    } else {
+        None
+    };
+    if let Some(k) = remembered {
+        return Ok(Some(Read {
+            rules: k.rules,
+            version: k.version,
+            fresh: false,
+        }));
+    }
+    match client.describe_rules(inst) {
+        Ok((rules, version)) => {
+            let rules = Arc::new(rules);
+            memory.saw(&rules, version, inst);
+            Ok(Some(Read {
+                rules,
+                version,
+                fresh: true,
+            }))
+        }
+        // Not a documented answer of DescribeFirewallRules, but one a busy firewall
+        // may give: the read waits on the same budget as a write.
+        Err(e) if e.is(error::BUSY) => {
+            busy_wait(e, inst, batch.until, &mut l.busy_attempt)?;
+            out.busy_waits += 1;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The plan for the live grants (indices into the batch) on `rules`, without the Creates the
+/// API said exist; its grant statuses spread back to one per grant of the batch.
+fn plan_live(
+    client: &Client,
+    policy: &Policy,
+    batch: &Batch,
+    rules: &[FirewallRule],
+    live: &[usize],
+    exists: &[FirewallRule],
+) -> Plan {
+    let grants: Vec<Grant> = live.iter().map(|&i| batch.grants[i].clone()).collect();
+    let mut plan = planner::plan(rules, policy, &grants, client.now());
+    plan.create
+        .retain(|r| !exists.iter().any(|e| e.same_identity(r)));
+    plan.grants = spread(&plan.grants, live, batch.grants.len());
+    plan
 }
 
 /// The indices of the grants still wanted at `at`: a grant whose knock's deadline has passed
@@ -374,69 +426,6 @@ fn with_gone(
     delete.extend(evicted);
     plan.delete = delete;
     plan
-}
-
-/// Deletes first (they make room), then one Create for every new rule (one per rule after a
-/// FirewallRulesExist, to learn which one the API holds), then refreshes.
-/// Each successful Delete or Create moves the version on by one
-/// (docs/lighthouse-api.md#firewallversion: "each update +1"). Whether a Modify does is not
-/// documented: the writer assumes it does until a Describe proves otherwise for its instance,
-/// and a memory is never kept across a Modify whose bump is only assumed.
-#[allow(clippy::too_many_arguments)]
-fn write_plan(
-    client: &Client,
-    inst: &Instance,
-    plan: &Plan,
-    w: &mut Written,
-    modify_keeps_version: bool,
-    one_by_one: bool,
-    exists: &mut Vec<FirewallRule>,
-    ids: &mut Vec<String>,
-) -> Result<(), ApiError> {
-    if !plan.delete.is_empty() {
-        ids.push(
-            client
-                .delete_rules(inst, &plan.delete, Some(w.version))?
-                .request_id,
-        );
-        w.version += 1;
-        w.deleted = true;
-    }
-    if !plan.create.is_empty() && !one_by_one {
-        ids.push(
-            client
-                .create_rules(inst, &plan.create, Some(w.version))?
-                .request_id,
-        );
-        w.version += 1;
-        w.created = true;
-    } else if !plan.create.is_empty() {
-        // Which rules went in is not worth remembering for this rare case: forget.
-        w.exact = false;
-        for rule in &plan.create {
-            match client.create_rules(inst, std::slice::from_ref(rule), Some(w.version)) {
-                Ok(reply) => {
-                    ids.push(reply.request_id);
-                    w.version += 1;
-                    w.created = true;
-                }
-                // This one the API already holds; nothing changed, the version stands.
-                Err(e) if e.is(error::EXISTS) => exists.push(rule.clone()),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    for rule in &plan.refresh {
-        let reply = client.modify_description(inst, rule, Some(w.version))?;
-        ids.push(reply.request_id);
-        w.modify_probe = Some(w.version);
-        w.modified += 1;
-        if !modify_keeps_version {
-            w.version += 1;
-            w.exact = false;
-        }
-    }
-    Ok(())
 }
 
 /// Deletes the given owned rules (already chosen by the caller from a fresh Describe), with

@@ -10,4 +10,5 @@ mod pacer;
 mod refusal;
 pub mod sign;
 pub(crate) mod wire;
+mod write_plan;
 pub(crate) mod writer;

@@ -209,17 +209,7 @@ fn profile(path: &Path, c: &mut Checker) -> Source {
 /// The credentials from the first source that holds any part of them. Every problem goes to
 /// `c` under the name of the variable (or file) it is about; values are never shown.
 pub(crate) fn find(vars: &Vars, c: &mut Checker) -> Found {
-    let mut sources = vec![knockd(vars), ecosystem(vars)];
-    // The profile file is read only when no earlier source holds a whole pair: a complete
-    // pair in knockd's variables makes it irrelevant, even if broken.
-    let complete = |s: &Source| s.id.is_some() && s.key.is_some();
-    if !sources.iter().any(complete) || sources.iter().any(|s| s.any() && !complete(s)) {
-        match profile_path(vars) {
-            Ok(Some(path)) => sources.push(profile(&path, c)),
-            Ok(None) => {}
-            Err(e) => c.err("TENCENTCLOUD_CREDENTIALS_FILE", e),
-        }
-    }
+    let sources = sources(vars, c);
     // The first source with a SecretId or SecretKey is the source of the pair.
     let Some(at) = sources
         .iter()
@@ -236,8 +226,46 @@ pub(crate) fn find(vars: &Vars, c: &mut Checker) -> Found {
         };
     };
     let chosen = &sources[at];
-    let later = &sources[at + 1..];
-    // Half a pair here and the other half further down: a mix of two keys is never meant.
+    check_halves(chosen, &sources[at + 1..], c);
+    check_tokens_ahead(chosen, &sources[..at], c);
+    let id = chosen.id.clone().unwrap_or_default();
+    let key = chosen.key.clone().unwrap_or_default();
+    check_pair(&id, &key, c);
+    let token = chosen.token.clone().unwrap_or_default();
+    if !token.value.bytes().all(|b| b.is_ascii_graphic()) {
+        c.err(
+            &token.var,
+            "must be printable ASCII without spaces (value not shown)",
+        );
+    }
+    Found {
+        secret_id: id.value,
+        secret_key: key.value,
+        token: chosen.token.as_ref().map(|t| t.value.clone()),
+        from: [id.from, key.from, token.from],
+    }
+}
+
+/// The sources in order of precedence: knockd's variables, the ecosystem's, then the profile
+/// file, read only when no earlier source holds a whole pair.
+fn sources(vars: &Vars, c: &mut Checker) -> Vec<Source> {
+    let mut sources = vec![knockd(vars), ecosystem(vars)];
+    // The profile file is read only when no earlier source holds a whole pair: a complete
+    // pair in knockd's variables makes it irrelevant, even if broken.
+    let complete = |s: &Source| s.id.is_some() && s.key.is_some();
+    if !sources.iter().any(complete) || sources.iter().any(|s| s.any() && !complete(s)) {
+        match profile_path(vars) {
+            Ok(Some(path)) => sources.push(profile(&path, c)),
+            Ok(None) => {}
+            Err(e) => c.err("TENCENTCLOUD_CREDENTIALS_FILE", e),
+        }
+    }
+    sources
+}
+
+/// Half a pair in `chosen` and the other half further down (`later`): a mix of two keys is
+/// never meant. Half a pair with no other half anywhere: the missing half is required.
+fn check_halves(chosen: &Source, later: &[Source], c: &mut Checker) {
     let halves = [
         (
             &chosen.id,
@@ -265,13 +293,16 @@ pub(crate) fn find(vars: &Vars, c: &mut Checker) -> Found {
             _ => {}
         }
     }
-    // A token set ahead of the pair's source belongs to another key pair.
+}
+
+/// A token set ahead of the pair's source (in `ahead`) belongs to another key pair.
+fn check_tokens_ahead(chosen: &Source, ahead: &[Source], c: &mut Checker) {
     let pair_from = chosen
         .id
         .as_ref()
         .or(chosen.key.as_ref())
         .map_or(String::new(), |p| p.from.clone());
-    for token in sources[..at].iter().filter_map(|s| s.token.as_ref()) {
+    for token in ahead.iter().filter_map(|s| s.token.as_ref()) {
         c.err(
             &token.var,
             format!(
@@ -280,12 +311,11 @@ pub(crate) fn find(vars: &Vars, c: &mut Checker) -> Found {
             ),
         );
     }
-    let id = chosen.id.clone().unwrap_or_default();
-    let key = chosen.key.clone().unwrap_or_default();
-    for (part, what) in [
-        (&id, "the API SecretId (AKID…)"),
-        (&key, "the API SecretKey"),
-    ] {
+}
+
+/// The SecretId and SecretKey that are set: tokens, and not the masked example values.
+fn check_pair(id: &Part, key: &Part, c: &mut Checker) {
+    for (part, what) in [(id, "the API SecretId (AKID…)"), (key, "the API SecretKey")] {
         if !part.var.is_empty() {
             c.require_token(&part.var, &part.value, what);
             if part.value.contains('*') {
@@ -295,19 +325,6 @@ pub(crate) fn find(vars: &Vars, c: &mut Checker) -> Found {
                 ));
             }
         }
-    }
-    let token = chosen.token.clone().unwrap_or_default();
-    if !token.value.bytes().all(|b| b.is_ascii_graphic()) {
-        c.err(
-            &token.var,
-            "must be printable ASCII without spaces (value not shown)",
-        );
-    }
-    Found {
-        secret_id: id.value,
-        secret_key: key.value,
-        token: chosen.token.as_ref().map(|t| t.value.clone()),
-        from: [id.from, key.from, token.from],
     }
 }
 

@@ -30,72 +30,16 @@ pub fn load_with(
     read_clients: bool,
 ) -> Result<Config, ConfigErrors> {
     let mut looked_for: Vec<PathBuf> = Vec::new();
-    let named = explicit.map(Path::to_path_buf).or_else(|| {
-        env.get("KNOCKD_CONFIG")
-            .filter(|p| !p.trim().is_empty())
-            .map(PathBuf::from)
-    });
-    let path = match named {
-        Some(p) => Some(p),
-        None => {
-            let candidates =
-                std::iter::once(PathBuf::from(".env")).chain(exe_dir.map(|d| d.join(".env")));
-            let mut found = None;
-            for c in candidates {
-                looked_for.push(c.clone());
-                // A candidate that exists but cannot be read is an error, not a silent skip:
-                // the operator put it there and would otherwise run on defaults.
-                match std::fs::metadata(&c) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    _ => {
-                        found = Some(c);
-                        break;
-                    }
-                }
-            }
-            found
-        }
-    };
+    let path = config_path(explicit, env, exe_dir, &mut looked_for);
 
     let mut errors = Vec::new();
     let mut pairs = Vec::new();
     let mut warnings = Vec::new();
     if let Some(path) = &path {
-        let shown = path.display().to_string();
-        match read_text(path) {
-            Ok(text) => {
-                let (p, file_errors) = envfile::parse_with_env(&text, env);
-                errors.extend(file_errors.into_iter().map(|e| ConfigError {
-                    variable: shown.clone(),
-                    message: e.to_string(),
-                }));
-                if p.iter().any(|(k, _)| k == "TENCENT_CLOUD_SECRET_KEY") {
-                    if let Some(mode) = group_or_other_readable(path) {
-                        warnings.push(format!(
-                            "{shown} holds TENCENT_CLOUD_SECRET_KEY and is readable by group or \
-                             others (mode {mode:03o}); run: chmod 600 {shown}"
-                        ));
-                    }
-                }
-                pairs = p;
-            }
-            Err(message) => errors.push(ConfigError {
-                variable: shown,
-                message,
-            }),
-        }
+        pairs = read_pairs(path, env, &mut errors, &mut warnings);
     }
 
-    // The clients file's default home: beside the config file, else beside the binary.
-    let default_dir = match &path {
-        Some(p) => Some(
-            std::fs::canonicalize(p)
-                .unwrap_or_else(|_| p.clone())
-                .parent()
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
-        ),
-        None => exe_dir.map(Path::to_path_buf),
-    };
+    let default_dir = clients_home(path.as_deref(), exe_dir);
     match from_pairs_in(&pairs, env, default_dir.as_deref(), read_clients) {
         Ok(mut config) if errors.is_empty() => {
             config.file = path.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
@@ -105,22 +49,9 @@ pub fn load_with(
         }
         Ok(_) => Err(ConfigErrors(errors)),
         Err(ConfigErrors(more)) if path.is_none() => {
-            // Run from the wrong directory or without --config: say so first; when the
-            // environment holds none of knockd's variables either, the "required" errors that
-            // follow from it would only mislead.
-            let cwd = std::env::current_dir().unwrap_or_default();
-            let shown: Vec<String> = looked_for
-                .iter()
-                .map(|p| cwd.join(p).display().to_string())
-                .collect();
-            errors.push(ConfigError {
-                variable: String::new(),
-                message: format!(
-                    "no configuration file found (looked for: {}): give one with --config FILE \
-                     or KNOCKD_CONFIG=FILE, or copy .env.sample to .env and fill it in",
-                    shown.join(", ")
-                ),
-            });
+            errors.push(no_file_error(&looked_for));
+            // When the environment holds none of knockd's variables either, the "required"
+            // errors that follow from it would only mislead.
             if variables().any(|v| env.contains_key(v)) {
                 errors.extend(more);
             }
@@ -130,6 +61,101 @@ pub fn load_with(
             errors.extend(more);
             Err(ConfigErrors(errors))
         }
+    }
+}
+
+/// The config file: `explicit`, else `KNOCKD_CONFIG`, else the first of `./.env` and `.env`
+/// in `exe_dir` that exists (each pushed to `looked_for`). None: no file.
+fn config_path(
+    explicit: Option<&Path>,
+    env: &HashMap<String, String>,
+    exe_dir: Option<&Path>,
+    looked_for: &mut Vec<PathBuf>,
+) -> Option<PathBuf> {
+    let named = explicit.map(Path::to_path_buf).or_else(|| {
+        env.get("KNOCKD_CONFIG")
+            .filter(|p| !p.trim().is_empty())
+            .map(PathBuf::from)
+    });
+    if named.is_some() {
+        return named;
+    }
+    let candidates = std::iter::once(PathBuf::from(".env")).chain(exe_dir.map(|d| d.join(".env")));
+    for c in candidates {
+        looked_for.push(c.clone());
+        // A candidate that exists but cannot be read is an error, not a silent skip:
+        // the operator put it there and would otherwise run on defaults.
+        match std::fs::metadata(&c) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            _ => return Some(c),
+        }
+    }
+    None
+}
+
+/// The config file's variables; its problems go to `errors` (under the file's name), and a
+/// SecretKey readable by others to `warnings`.
+fn read_pairs(
+    path: &Path,
+    env: &HashMap<String, String>,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    let shown = path.display().to_string();
+    match read_text(path) {
+        Ok(text) => {
+            let (p, file_errors) = envfile::parse_with_env(&text, env);
+            errors.extend(file_errors.into_iter().map(|e| ConfigError {
+                variable: shown.clone(),
+                message: e.to_string(),
+            }));
+            if p.iter().any(|(k, _)| k == "TENCENT_CLOUD_SECRET_KEY") {
+                if let Some(mode) = group_or_other_readable(path) {
+                    warnings.push(format!(
+                        "{shown} holds TENCENT_CLOUD_SECRET_KEY and is readable by group or \
+                         others (mode {mode:03o}); run: chmod 600 {shown}"
+                    ));
+                }
+            }
+            p
+        }
+        Err(message) => {
+            errors.push(ConfigError {
+                variable: shown,
+                message,
+            });
+            Vec::new()
+        }
+    }
+}
+
+/// The clients file's default home: beside the config file, else beside the binary.
+fn clients_home(path: Option<&Path>, exe_dir: Option<&Path>) -> Option<PathBuf> {
+    match path {
+        Some(p) => Some(
+            std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        ),
+        None => exe_dir.map(Path::to_path_buf),
+    }
+}
+
+/// Run from the wrong directory or without --config: the error that says so, first.
+fn no_file_error(looked_for: &[PathBuf]) -> ConfigError {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let shown: Vec<String> = looked_for
+        .iter()
+        .map(|p| cwd.join(p).display().to_string())
+        .collect();
+    ConfigError {
+        variable: String::new(),
+        message: format!(
+            "no configuration file found (looked for: {}): give one with --config FILE \
+             or KNOCKD_CONFIG=FILE, or copy .env.sample to .env and fill it in",
+            shown.join(", ")
+        ),
     }
 }
 

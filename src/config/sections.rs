@@ -317,24 +317,7 @@ pub(crate) fn keys(
             |d| d.join(crate::keys::DEFAULT_CLIENTS_FILE),
         ),
     };
-    let challenge_secret = vars.get("KNOCK_CHALLENGE_SECRET").map(str::to_string);
-    if let Some(s) = &challenge_secret {
-        if !s.bytes().all(|b| b.is_ascii_graphic()) {
-            c.err(
-                "KNOCK_CHALLENGE_SECRET",
-                "must be printable ASCII without spaces (value not shown)",
-            );
-        } else if s.len() < 16 {
-            c.err(
-                "KNOCK_CHALLENGE_SECRET",
-                format!(
-                    "is only {} characters long: use 32 or more random characters, the same on \
-                     every knockd behind one name (value not shown)",
-                    s.len()
-                ),
-            );
-        }
-    }
+    let challenge_secret = challenge_secret(vars, c);
     let challenge_ttl = c.duration(
         "KNOCK_CHALLENGE_TTL",
         vars.value("KNOCK_CHALLENGE_TTL"),
@@ -358,46 +341,11 @@ pub(crate) fn keys(
             .ok()
     });
 
-    let mut invalid_lines = Vec::new();
-    if read_clients {
-        let shown = clients_file.display();
-        match crate::keys::clients_file::ClientsFile::open(&clients_file) {
-            Err(e) => c.err("KNOCK_CLIENTS_FILE", format!("{shown}: {e}")),
-            Ok((file, reload)) => {
-                if let crate::keys::clients_file::Reload::Loaded {
-                    warnings, problems, ..
-                } = reload
-                {
-                    warnings.into_iter().for_each(|w| c.warn(w));
-                    // Not an error here: a serving knockd leaves such a line out and serves
-                    // every other client; `--check-config` fails on it (see `invalid_lines`).
-                    for p in &problems {
-                        c.warn(format!(
-                            "KNOCK_CLIENTS_FILE {shown} {p}; this line is IGNORED (its client \
-                             cannot knock) until it is fixed"
-                        ));
-                    }
-                    invalid_lines = problems.iter().map(|p| format!("{shown}: {p}")).collect();
-                }
-                if referer.is_empty()
-                    && file.clients().is_empty()
-                    && file.clients().hosts().is_empty()
-                {
-                    c.err(
-                        "KNOCK_REFERER",
-                        format!(
-                            "required while the clients file {shown} has no client: add a \
-                             client (knockd --add-client LABEL) or set the shared secret that \
-                             clients send as their Referer header"
-                        ),
-                    );
-                    for line in &invalid_lines {
-                        c.err("KNOCK_CLIENTS_FILE", line.clone());
-                    }
-                }
-            }
-        }
-    }
+    let invalid_lines = if read_clients {
+        read_clients_file(&clients_file, referer, c)
+    } else {
+        Vec::new()
+    };
     KeysConfig {
         clients_file,
         challenge_secret: challenge_secret.map(Secret::new),
@@ -406,4 +354,73 @@ pub(crate) fn keys(
         public_url,
         invalid_lines,
     }
+}
+
+/// KNOCK_CHALLENGE_SECRET, checked (printable, at least 16 characters).
+fn challenge_secret(vars: &Vars, c: &mut Checker) -> Option<String> {
+    let secret = vars.get("KNOCK_CHALLENGE_SECRET").map(str::to_string);
+    if let Some(s) = &secret {
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            c.err(
+                "KNOCK_CHALLENGE_SECRET",
+                "must be printable ASCII without spaces (value not shown)",
+            );
+        } else if s.len() < 16 {
+            c.err(
+                "KNOCK_CHALLENGE_SECRET",
+                format!(
+                    "is only {} characters long: use 32 or more random characters, the same on \
+                     every knockd behind one name (value not shown)",
+                    s.len()
+                ),
+            );
+        }
+    }
+    secret
+}
+
+/// Reads the clients file: its warnings, its invalid lines (returned, and warned about), and
+/// KNOCK_REFERER required while it has no client.
+fn read_clients_file(
+    clients_file: &std::path::Path,
+    referer: &str,
+    c: &mut Checker,
+) -> Vec<String> {
+    let mut invalid_lines = Vec::new();
+    let shown = clients_file.display();
+    match crate::keys::clients_file::ClientsFile::open(clients_file) {
+        Err(e) => c.err("KNOCK_CLIENTS_FILE", format!("{shown}: {e}")),
+        Ok((file, reload)) => {
+            if let crate::keys::clients_file::Reload::Loaded {
+                warnings, problems, ..
+            } = reload
+            {
+                warnings.into_iter().for_each(|w| c.warn(w));
+                // Not an error here: a serving knockd leaves such a line out and serves
+                // every other client; `--check-config` fails on it (see `invalid_lines`).
+                for p in &problems {
+                    c.warn(format!(
+                        "KNOCK_CLIENTS_FILE {shown} {p}; this line is IGNORED (its client \
+                         cannot knock) until it is fixed"
+                    ));
+                }
+                invalid_lines = problems.iter().map(|p| format!("{shown}: {p}")).collect();
+            }
+            if referer.is_empty() && file.clients().is_empty() && file.clients().hosts().is_empty()
+            {
+                c.err(
+                    "KNOCK_REFERER",
+                    format!(
+                        "required while the clients file {shown} has no client: add a \
+                         client (knockd --add-client LABEL) or set the shared secret that \
+                         clients send as their Referer header"
+                    ),
+                );
+                for line in &invalid_lines {
+                    c.err("KNOCK_CLIENTS_FILE", line.clone());
+                }
+            }
+        }
+    }
+    invalid_lines
 }

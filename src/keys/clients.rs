@@ -244,6 +244,28 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Line>, Vec<ClientsError>>
             key
         }
     };
+    let o = parse_options(line, fields, &mut problems);
+    match key {
+        Some(key) if problems.is_empty() => Ok(Some(Line::Key(Client {
+            label: label.to_string(),
+            key,
+            ttl_secs: o.ttl_secs,
+            expires: o.expires,
+            v4_prefix: o.v4_prefix,
+            v6_prefix: o.v6_prefix,
+            line,
+        }))),
+        _ => Err(problems),
+    }
+}
+
+/// The options after a key client's key (fields 3 and on): `ttl=`, `expires=`, `v4_prefix=`,
+/// `v6_prefix=`, each at most once; every problem is added to `problems`.
+fn parse_options<'a>(
+    line: usize,
+    fields: impl Iterator<Item = &'a str>,
+    problems: &mut Vec<ClientsError>,
+) -> KeyOptions {
     let (mut ttl_secs, mut expires) = (None, None);
     let (mut seen_ttl, mut seen_expires) = (false, false);
     let (mut v4_prefix, mut v6_prefix) = (None, None);
@@ -293,18 +315,20 @@ fn parse_line(line: usize, raw: &str) -> Result<Option<Line>, Vec<ClientsError>>
             problems.push(ClientsError::Field { line, field: i + 3 });
         }
     }
-    match key {
-        Some(key) if problems.is_empty() => Ok(Some(Line::Key(Client {
-            label: label.to_string(),
-            key,
-            ttl_secs,
-            expires,
-            v4_prefix,
-            v6_prefix,
-            line,
-        }))),
-        _ => Err(problems),
+    KeyOptions {
+        ttl_secs,
+        expires,
+        v4_prefix,
+        v6_prefix,
     }
+}
+
+/// A key client's options, as `parse_options` read them.
+struct KeyOptions {
+    ttl_secs: Option<u64>,
+    expires: Option<Day>,
+    v4_prefix: Option<u8>,
+    v6_prefix: Option<u8>,
 }
 
 /// A prefix length in `min..=max`, plain decimal digits (no sign, no `/`).

@@ -109,6 +109,58 @@ impl fmt::Display for ClientsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use ClientsError::*;
         match self {
+            Label { .. }
+            | MissingKey { .. }
+            | Key { .. }
+            | Ttl { .. }
+            | Expires { .. }
+            | Prefix { .. }
+            | Field { .. }
+            | HostName { .. }
+            | HostField { .. }
+            | DuplicateOption { .. }
+            | DuplicateLabel { .. } => self.fmt_line(f),
+            NotUtf8 => f.write_str("the clients file is not UTF-8 text; save it as UTF-8"),
+            TooLarge => write!(
+                f,
+                "the clients file is larger than {} KiB; remove unused clients",
+                MAX_FILE / 1024
+            ),
+            Io { path, action, what } => {
+                write!(f, "cannot {action} {}: {what}", path.display())
+            }
+            Invalid { path, problems } => {
+                write!(f, "{} has problems; fix them first:", path.display())?;
+                for p in problems {
+                    write!(f, "\n  {p}")?;
+                }
+                Ok(())
+            }
+            LabelExists { label } => write!(
+                f,
+                "a client labelled {label} already exists (labels are unique, ignoring case); \
+                 choose another label, or remove it first with --remove-client"
+            ),
+            NoSuchClient { label } => write!(
+                f,
+                "no client is labelled {label}; --list-clients shows the labels (exact case)"
+            ),
+            TempExists { path } => write!(
+                f,
+                "{} exists: another --add-client or --remove-client is running, or one was \
+                 interrupted; if none is running, delete that file and try again",
+                path.display()
+            ),
+            Random(e) => e.fmt(f),
+        }
+    }
+}
+
+impl ClientsError {
+    /// The problems of one line of the file (line 0: of a command's argument).
+    fn fmt_line(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use ClientsError::*;
+        match self {
             Label { line: 0 } => write!(
                 f,
                 "a label is 1 to {MAX_LABEL} characters of A-Z a-z 0-9 _ -; choose another"
@@ -173,38 +225,8 @@ impl fmt::Display for ClientsError {
                 "line {line}: the label {label} is already used on line {first} (labels are \
                  unique, ignoring case); rename or remove one"
             ),
-            NotUtf8 => f.write_str("the clients file is not UTF-8 text; save it as UTF-8"),
-            TooLarge => write!(
-                f,
-                "the clients file is larger than {} KiB; remove unused clients",
-                MAX_FILE / 1024
-            ),
-            Io { path, action, what } => {
-                write!(f, "cannot {action} {}: {what}", path.display())
-            }
-            Invalid { path, problems } => {
-                write!(f, "{} has problems; fix them first:", path.display())?;
-                for p in problems {
-                    write!(f, "\n  {p}")?;
-                }
-                Ok(())
-            }
-            LabelExists { label } => write!(
-                f,
-                "a client labelled {label} already exists (labels are unique, ignoring case); \
-                 choose another label, or remove it first with --remove-client"
-            ),
-            NoSuchClient { label } => write!(
-                f,
-                "no client is labelled {label}; --list-clients shows the labels (exact case)"
-            ),
-            TempExists { path } => write!(
-                f,
-                "{} exists: another --add-client or --remove-client is running, or one was \
-                 interrupted; if none is running, delete that file and try again",
-                path.display()
-            ),
-            Random(e) => e.fmt(f),
+            // The file's own problems are written by `fmt`.
+            _ => Ok(()),
         }
     }
 }

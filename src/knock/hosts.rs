@@ -171,14 +171,31 @@ fn pass(
             prefix: None,
         })
         .collect();
+    grant_kept(door, line, &who, &grants, &changes.added, ttl);
+    remove_gone(door, line, &who, &changes.removed, &label, ttl);
+    // Resolved again before half the rules' lifetime is gone, so they never lapse.
+    refresh.min(Duration::from_secs((ttl / 2).max(1)))
+}
+
+/// Creates or refreshes the rules of every address kept; logs (and notifies) the new ones,
+/// those whose rules had gone, and any that failed.
+fn grant_kept(
+    door: &Door,
+    line: &HostLine,
+    who: &str,
+    grants: &[Grant],
+    added: &[IpAddr],
+    ttl: u64,
+) {
+    let config = &door.config;
     let instances = door.firewall.instances();
-    for grant in &grants {
+    for grant in grants {
         let deadline = Instant::now() + config.limits.knock_timeout;
         let outcomes = door.firewall.grant(grant, deadline);
         let (ok, detail) = confirmed(&outcomes, &instances);
         let result = if ok { "ok" } else { "failed" };
         let created = outcomes.iter().any(|o| o.created);
-        let what = if changes.added.contains(&grant.ip) {
+        let what = if added.contains(&grant.ip) {
             "added"
         } else if created {
             // Rules it should have had were gone (revoked, or expired while it did not resolve).
@@ -197,8 +214,13 @@ fn pass(
             events::host_changed(&door.notifier, config, line, grant.ip, true, ttl);
         }
     }
-    for ip in &changes.removed {
-        let results = door.firewall.remove(Cidr::host(*ip), &label);
+}
+
+/// Closes the addresses the name no longer has (their grace is over).
+fn remove_gone(door: &Door, line: &HostLine, who: &str, removed: &[IpAddr], label: &str, ttl: u64) {
+    let config = &door.config;
+    for ip in removed {
+        let results = door.firewall.remove(Cidr::host(*ip), label);
         let detail: Vec<String> = results
             .iter()
             .map(|(id, r)| match r {
@@ -214,8 +236,6 @@ fn pass(
         ));
         events::host_changed(&door.notifier, config, line, *ip, false, ttl);
     }
-    // Resolved again before half the rules' lifetime is gone, so they never lapse.
-    refresh.min(Duration::from_secs((ttl / 2).max(1)))
 }
 
 #[cfg(test)]

@@ -65,18 +65,7 @@ impl NotifyConfig {
         let url = get("NOTIFY_URL").map(|v| v.trim().to_string());
         let command = get("NOTIFY_COMMAND");
         if url.is_none() && command.is_none() {
-            let stray: Vec<SettingError> = VARIABLES[1..]
-                .iter()
-                .filter(|k| {
-                    **k != "NOTIFY_COMMAND" && lookup(k).is_some_and(|v| !v.trim().is_empty())
-                })
-                .map(|k| {
-                    (
-                        *k,
-                        "is set but neither NOTIFY_URL nor NOTIFY_COMMAND is".to_string(),
-                    )
-                })
-                .collect();
+            let stray = stray(&lookup);
             return if stray.is_empty() {
                 Ok(None)
             } else {
@@ -85,44 +74,8 @@ impl NotifyConfig {
         }
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let webhook = match url {
-            Some(u) => match Webhook::new(
-                &u,
-                get("NOTIFY_BODY").as_deref(),
-                get("NOTIFY_HEADERS").as_deref(),
-            ) {
-                Ok((w, warn)) => {
-                    warnings.extend(warn);
-                    Some(w)
-                }
-                Err(e) => {
-                    errors.extend(e);
-                    None
-                }
-            },
-            None => {
-                for k in ["NOTIFY_BODY", "NOTIFY_HEADERS"] {
-                    if get(k).is_some() {
-                        errors.push((k, "is set but NOTIFY_URL is not".to_string()));
-                    }
-                }
-                None
-            }
-        };
-        let command = match command.map(|c| command::parse_command(c.trim())) {
-            None => None,
-            Some(Ok(argv)) => match command::check_program(&argv[0]) {
-                Ok(()) => Some(argv),
-                Err(e) => {
-                    errors.push(("NOTIFY_COMMAND", e.to_string()));
-                    None
-                }
-            },
-            Some(Err(e)) => {
-                errors.push(("NOTIFY_COMMAND", e.to_string()));
-                None
-            }
-        };
+        let webhook = parse_webhook(url, &get, &mut errors, &mut warnings);
+        let command = command.and_then(|c| parse_command(&c, &mut errors));
         let events = match get("NOTIFY_EVENTS") {
             None => EventSet::default(),
             Some(v) => EventSet::parse(&v).unwrap_or_else(|e| {
@@ -139,19 +92,7 @@ impl NotifyConfig {
         };
         let max_per_minute = match get("NOTIFY_MAX_PER_MINUTE") {
             None => DEFAULT_MAX_PER_MINUTE,
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if (1..=MAX_PER_MINUTE_LIMIT).contains(&n) => n as u32,
-                _ => {
-                    errors.push((
-                        "NOTIFY_MAX_PER_MINUTE",
-                        format!(
-                            "'{}' is not a whole number in 1..={MAX_PER_MINUTE_LIMIT}",
-                            v.trim().escape_debug()
-                        ),
-                    ));
-                    DEFAULT_MAX_PER_MINUTE
-                }
-            },
+            Some(v) => parse_max_per_minute(&v, &mut errors),
         };
         if !errors.is_empty() {
             return Err(errors);
@@ -203,6 +144,90 @@ impl NotifyConfig {
     /// when it builds the agent.
     pub fn webhook_host(&self) -> Option<&str> {
         self.webhook.as_ref().map(|w| w.host())
+    }
+}
+
+/// With notifications off, every other `NOTIFY_*` variable that is set (but NOTIFY_COMMAND,
+/// which would have turned them on) is an error.
+fn stray(lookup: &impl Fn(&str) -> Option<String>) -> Vec<SettingError> {
+    VARIABLES[1..]
+        .iter()
+        .filter(|k| **k != "NOTIFY_COMMAND" && lookup(k).is_some_and(|v| !v.trim().is_empty()))
+        .map(|k| {
+            (
+                *k,
+                "is set but neither NOTIFY_URL nor NOTIFY_COMMAND is".to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The webhook of NOTIFY_URL with NOTIFY_BODY and NOTIFY_HEADERS; without a URL, those two
+/// are errors.
+fn parse_webhook(
+    url: Option<String>,
+    get: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<SettingError>,
+    warnings: &mut Vec<String>,
+) -> Option<Webhook> {
+    match url {
+        Some(u) => match Webhook::new(
+            &u,
+            get("NOTIFY_BODY").as_deref(),
+            get("NOTIFY_HEADERS").as_deref(),
+        ) {
+            Ok((w, warn)) => {
+                warnings.extend(warn);
+                Some(w)
+            }
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        },
+        None => {
+            for k in ["NOTIFY_BODY", "NOTIFY_HEADERS"] {
+                if get(k).is_some() {
+                    errors.push((k, "is set but NOTIFY_URL is not".to_string()));
+                }
+            }
+            None
+        }
+    }
+}
+
+/// NOTIFY_COMMAND as an argv whose program exists.
+fn parse_command(c: &str, errors: &mut Vec<SettingError>) -> Option<Vec<String>> {
+    match command::parse_command(c.trim()) {
+        Ok(argv) => match command::check_program(&argv[0]) {
+            Ok(()) => Some(argv),
+            Err(e) => {
+                errors.push(("NOTIFY_COMMAND", e.to_string()));
+                None
+            }
+        },
+        Err(e) => {
+            errors.push(("NOTIFY_COMMAND", e.to_string()));
+            None
+        }
+    }
+}
+
+/// NOTIFY_MAX_PER_MINUTE: a whole number in 1..=MAX_PER_MINUTE_LIMIT, else the default (and an
+/// error).
+fn parse_max_per_minute(v: &str, errors: &mut Vec<SettingError>) -> u32 {
+    match v.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_PER_MINUTE_LIMIT).contains(&n) => n as u32,
+        _ => {
+            errors.push((
+                "NOTIFY_MAX_PER_MINUTE",
+                format!(
+                    "'{}' is not a whole number in 1..={MAX_PER_MINUTE_LIMIT}",
+                    v.trim().escape_debug()
+                ),
+            ));
+            DEFAULT_MAX_PER_MINUTE
+        }
     }
 }
 

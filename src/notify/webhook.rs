@@ -82,13 +82,7 @@ impl Webhook {
             .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
             .map(|(_, v)| v.to_ascii_lowercase());
         let body_text = body.filter(|b| !b.trim().is_empty());
-        let escape = match (&given_type, body_text) {
-            (Some(t), _) if t.contains("json") => Escape::Json,
-            (Some(t), _) if t.starts_with("application/x-www-form-urlencoded") => Escape::Percent,
-            (Some(_), _) => Escape::Raw,
-            (None, Some(b)) if looks_like_json(b) => Escape::Json,
-            (None, _) => Escape::Raw,
-        };
+        let escape = escape_for(given_type.as_deref(), body_text);
         let body = match body_text.map(Template::parse) {
             None => None,
             Some(Ok(t)) => Some(t),
@@ -98,19 +92,7 @@ impl Webhook {
             }
         };
         if let (Some(t), Escape::Json) = (&body, escape) {
-            for kind in SELECTABLE {
-                if let Err(e) =
-                    serde_json::from_str::<serde_json::Value>(&t.render(&sample(kind), escape))
-                {
-                    errors.push((
-                        "NOTIFY_BODY",
-                        format!(
-                            "is not valid JSON once filled in ({e}); placeholders belong inside strings: \"#{{message}}\""
-                        ),
-                    ));
-                    break;
-                }
-            }
+            errors.extend(json_body_error(t));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -124,16 +106,7 @@ impl Webhook {
             };
             headers_out.push(("Content-Type".to_string(), ct.to_string()));
         }
-        let mut secrets = Vec::new();
-        let after_host = authority(url).map_or(url, |(_, _, rest)| rest);
-        secrets.extend(secret_runs(after_host));
-        secrets.extend(secret_runs(body_text.unwrap_or("")));
-        for (_, v) in &headers {
-            secrets.extend(secret_runs(v));
-        }
-        // Longest first (a stable sort, as sort_by_key), through the binary's one sort.
-        crate::order::sort_by_i64(&mut secrets, |s| -(s.len() as i64));
-        secrets.dedup();
+        let secrets = secrets_of(url, body_text, &headers);
         headers_out.extend(headers);
         let url = template.ok_or_else(Vec::new)?;
         Ok((
@@ -239,6 +212,51 @@ impl Webhook {
             }
         }
     }
+}
+
+/// How placeholders are escaped in the body: as the operator's Content-Type says, else JSON
+/// for a body that looks like JSON, else raw.
+fn escape_for(given_type: Option<&str>, body_text: Option<&str>) -> Escape {
+    match (given_type, body_text) {
+        (Some(t), _) if t.contains("json") => Escape::Json,
+        (Some(t), _) if t.starts_with("application/x-www-form-urlencoded") => Escape::Percent,
+        (Some(_), _) => Escape::Raw,
+        (None, Some(b)) if looks_like_json(b) => Escape::Json,
+        (None, _) => Escape::Raw,
+    }
+}
+
+/// A JSON body template that is not valid JSON once filled in for some event: the error.
+fn json_body_error(t: &Template) -> Option<super::SettingError> {
+    for kind in SELECTABLE {
+        if let Err(e) =
+            serde_json::from_str::<serde_json::Value>(&t.render(&sample(kind), Escape::Json))
+        {
+            return Some((
+                "NOTIFY_BODY",
+                format!(
+                    "is not valid JSON once filled in ({e}); placeholders belong inside strings: \"#{{message}}\""
+                ),
+            ));
+        }
+    }
+    None
+}
+
+/// The secrets to scrub from texts: runs of token characters in the URL after its host, the
+/// body's text and the header values, longest first.
+fn secrets_of(url: &str, body_text: Option<&str>, headers: &[(String, String)]) -> Vec<String> {
+    let mut secrets = Vec::new();
+    let after_host = authority(url).map_or(url, |(_, _, rest)| rest);
+    secrets.extend(secret_runs(after_host));
+    secrets.extend(secret_runs(body_text.unwrap_or("")));
+    for (_, v) in headers {
+        secrets.extend(secret_runs(v));
+    }
+    // Longest first (a stable sort, as sort_by_key), through the binary's one sort.
+    crate::order::sort_by_i64(&mut secrets, |s| -(s.len() as i64));
+    secrets.dedup();
+    secrets
 }
 
 /// The URL template must be `http(s)://host…` with placeholders only after the host, so the

@@ -66,7 +66,61 @@ pub(super) fn check_config(config: &Config) -> Exit {
     Exit::Success
 }
 
+/// What `--check` has found so far: whether a check failed (its FAIL line is printed at
+/// once), and the warnings and notes printed at the end.
+struct Findings {
+    failed: bool,
+    warnings: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Findings {
+    fn fail(&mut self, what: &str, why: String) {
+        self.failed = true;
+        outln!("FAIL  {what}: {why}");
+    }
+}
+
 pub(super) fn check(config: &Config) -> Exit {
+    print_configuration(config);
+    // config.warnings already covers METHOD 3, a plain-http endpoint and a readable key file.
+    let mut f = Findings {
+        failed: false,
+        warnings: config.warnings.clone(),
+        notes: Vec::new(),
+    };
+    if config.cloud.token.is_some() {
+        f.notes.push(TOKEN_NOTE.to_string());
+    }
+    let Some(client) = client(config) else {
+        return Exit::Failure;
+    };
+    let instances = &config.cloud.instances;
+    let Some(results) = probe_all(&client, instances, &mut f) else {
+        return Exit::Failure;
+    };
+    print_credentials(config, &results);
+    check_clock(&client, &results, &mut f);
+
+    // Extras, each a note when CAM denies it.
+    let regions = optional_regions(&client, &mut f.notes);
+    let listed = optional_instances(&client, instances, &mut f.notes);
+
+    for (inst, result) in instances.iter().zip(results) {
+        check_instance(config, inst, result, regions.as_deref(), &listed, &mut f);
+    }
+    finish(&f.warnings, &f.notes);
+    if f.failed {
+        outln!("check failed");
+    } else {
+        outln!("check passed");
+    }
+    Exit::failed_if(f.failed)
+}
+
+/// The configuration's line, then which hosts the calls go to, and so which rate budgets they
+/// share (docs/lighthouse-api.md#rate-limits).
+fn print_configuration(config: &Config) {
     outln!(
         "ok    configuration {}",
         config
@@ -76,32 +130,23 @@ pub(super) fn check(config: &Config) -> Exit {
                 .display()
                 .to_string())
     );
-    // Which hosts the calls go to, and so which rate budgets they share
-    // (docs/lighthouse-api.md#rate-limits).
     for line in endpoint_lines(config) {
         outln!("ok    {line}");
     }
-    let mut failed = false;
-    let mut fail = |what: &str, why: String| {
-        failed = true;
-        outln!("FAIL  {what}: {why}");
-    };
-    // config.warnings already covers METHOD 3, a plain-http endpoint and a readable key file.
-    let mut warnings: Vec<String> = config.warnings.clone();
-    let mut notes: Vec<String> = Vec::new();
-    if config.cloud.token.is_some() {
-        notes.push(TOKEN_NOTE.to_string());
-    }
-    let Some(client) = client(config) else {
-        return Exit::Failure;
-    };
-    let instances = &config.cloud.instances;
-    let Some((first, others)) = instances.split_first() else {
-        return Exit::Failure;
-    };
+}
+
+/// Every instance's probe, in the order of `instances`. None: there is no instance, or the
+/// first one failed for a reason every instance shares (its FAIL line, the warnings and notes
+/// and "check failed" printed).
+fn probe_all(
+    client: &Client,
+    instances: &[Instance],
+    f: &mut Findings,
+) -> Option<Vec<Result<Probe, ApiError>>> {
+    let (first, others) = instances.split_first()?;
     // The first instance alone proves the key and measures the clock (correcting it, so the
     // others are signed right), then the others in parallel.
-    let first_result = probe(&client, first);
+    let first_result = probe(client, first);
     if let Err(e) = first_result.as_ref().map(|_| ()) {
         if is_global(e) {
             let what = match e {
@@ -109,17 +154,20 @@ pub(super) fn check(config: &Config) -> Exit {
                 ApiError::Clock(_) => "clock",
                 _ => "API",
             };
-            fail(what, explain(e));
-            finish(&warnings, &notes);
+            f.fail(what, explain(e));
+            finish(&f.warnings, &f.notes);
             outln!("check failed");
-            return Exit::Failure;
+            return None;
         }
     }
     let mut results = vec![first_result];
-    results.extend(in_parallel(others, |inst| probe(&client, inst)));
+    results.extend(in_parallel(others, |inst| probe(client, inst)));
+    Some(results)
+}
 
-    // Only an answer given after authentication proves the key: a success, a denial, or an
-    // instance or region the API looked up. After anything else the instance lines say why.
+/// Only an answer given after authentication proves the key: a success, a denial, or an
+/// instance or region the API looked up. After anything else the instance lines say why.
+fn print_credentials(config: &Config, results: &[Result<Probe, ApiError>]) {
     let proved = results.iter().find_map(|r| match r {
         Ok(p) => Some(format!(", RequestId {}", p.request_id)),
         Err(e) if is_denied(e) || is_lookup(e) => Some(String::new()),
@@ -131,6 +179,10 @@ pub(super) fn check(config: &Config) -> Exit {
             mask_id(&config.cloud.secret_id),
         );
     }
+}
+
+/// The clock against the API's: the client's correction, else the first answer's `Date`.
+fn check_clock(client: &Client, results: &[Result<Probe, ApiError>], f: &mut Findings) {
     let measured = results
         .iter()
         .filter_map(|r| r.as_ref().ok().and_then(|p| p.skew))
@@ -141,7 +193,7 @@ pub(super) fn check(config: &Config) -> Exit {
         (s, _) => Some(s),
     };
     match skew {
-        Some(skew) if skew.abs() >= SKEW_FAIL_SECS => fail(
+        Some(skew) if skew.abs() >= SKEW_FAIL_SECS => f.fail(
             "clock",
             format!(
                 "this machine's clock is {}s {} the API's; knockd corrects for it, but fix the clock (NTP)",
@@ -150,96 +202,97 @@ pub(super) fn check(config: &Config) -> Exit {
             ),
         ),
         Some(skew) if skew.abs() >= SKEW_WARN_SECS => {
-            warnings.push(format!("clock skew of {skew:+}s against the API"))
+            f.warnings.push(format!("clock skew of {skew:+}s against the API"))
         }
         Some(skew) => outln!("ok    clock within {}s of the API", skew.abs().max(1)),
-        None => notes.push(
+        None => f.notes.push(
             "clock not compared: no answer carried a Date header (a wrong clock would show as AuthFailure.SignatureExpire)".into(),
         ),
     }
+}
 
-    // Extras, each a note when CAM denies it.
-    let regions = optional_regions(&client, &mut notes);
-    let listed = optional_instances(&client, instances, &mut notes);
+/// One instance: its region offered (when DescribeRegions answered), its probe answered, then
+/// its rules.
+fn check_instance(
+    config: &Config,
+    inst: &Instance,
+    result: Result<Probe, ApiError>,
+    regions: Option<&[String]>,
+    listed: &[String],
+    f: &mut Findings,
+) {
+    let what = format!("instance {} ({})", inst.id, inst.region);
+    if regions.is_some_and(|r| !r.is_empty() && !r.contains(&inst.region)) {
+        f.fail(
+            &what,
+            format!("region {} is not offered by Lighthouse", inst.region),
+        );
+        return;
+    }
+    let probe = match result {
+        Ok(p) => p,
+        // The error names the action and the resource to grant.
+        Err(e) if is_denied(&e) => {
+            let exists = if listed.contains(&inst.id) {
+                " — the instance exists (DescribeInstances lists it)"
+            } else {
+                ""
+            };
+            f.fail(&what, format!("{e}{exists}"));
+            return;
+        }
+        Err(e) if e.code().is_some_and(|c| c.starts_with("ResourceNotFound.")) => {
+            f.fail(&what, "not found in this region; check TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS (write region:lhins-… for instances outside TENCENT_CLOUD_REGION)".into());
+            return;
+        }
+        Err(e) => {
+            f.fail(&what, explain(&e));
+            return;
+        }
+    };
+    check_rules(config, &what, &probe, f);
+}
 
+/// An instance's rules: room under the quota for a knock, legacy rules of the Python
+/// original, DROP rules above knockd's ports.
+fn check_rules(config: &Config, what: &str, probe: &Probe, f: &mut Findings) {
     let limit = QUOTA.saturating_sub(config.rules.quota_reserve);
     let needed = config.rules.ports.len();
-    for (inst, result) in instances.iter().zip(results) {
-        let what = format!("instance {} ({})", inst.id, inst.region);
-        if regions
-            .as_ref()
-            .is_some_and(|r| !r.is_empty() && !r.contains(&inst.region))
-        {
-            fail(
-                &what,
-                format!("region {} is not offered by Lighthouse", inst.region),
-            );
-            continue;
-        }
-        let probe = match result {
-            Ok(p) => p,
-            // The error names the action and the resource to grant.
-            Err(e) if is_denied(&e) => {
-                let exists = if listed.contains(&inst.id) {
-                    " — the instance exists (DescribeInstances lists it)"
-                } else {
-                    ""
-                };
-                fail(&what, format!("{e}{exists}"));
-                continue;
-            }
-            Err(e) if e.code().is_some_and(|c| c.starts_with("ResourceNotFound.")) => {
-                fail(&what, "not found in this region; check TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS (write region:lhins-… for instances outside TENCENT_CLOUD_REGION)".into());
-                continue;
-            }
-            Err(e) => {
-                fail(&what, explain(&e));
-                continue;
-            }
-        };
-        let rules = &probe.rules;
-        let descs: Vec<Desc> = rules
-            .iter()
-            .map(|r| desc::parse(&config.rules.prefix, &r.description))
-            .collect();
-        let owned = descs.iter().filter(|d| **d != Desc::Foreign).count();
-        let foreign = rules.len() - owned;
-        if foreign + needed > limit {
-            fail(&what, format!("{foreign} foreign rules leave no room for a knock's {needed} rule(s) under the quota of {limit}"));
-        } else {
-            outln!(
-                "ok    {what}: {} of {QUOTA} rules used ({owned} by knockd), room for {} more addresses, FirewallVersion {}",
-                rules.len(),
-                (limit - foreign) / needed.max(1),
-                probe.version,
-            );
-        }
-        let legacy = descs
-            .iter()
-            .filter(|d| matches!(d, Desc::Legacy { .. }))
-            .count();
-        if legacy > 0 {
-            notes.push(format!(
-                "{what}: {legacy} legacy rule(s) of the Python original ({}<label>@@YYYYMMDD) are treated as knockd's: each expires {} after its date, and is rewritten in the current format when its address knocks again",
-                desc::LEGACY_PREFIX,
-                crate::grammar::format_duration(config.rules.ttl.as_secs()),
-            ));
-        }
-        for drop in planner::drops_over_ports(rules, &config.rules.ports) {
-            warnings.push(format!(
-                "{what}: DROP rule {} covers ports knockd opens: the API evaluates rules top down and a DROP above knockd's ACCEPT wins, so a knock from an address in {} may report success and still be blocked",
-                rule_line(&drop),
-                drop.address()
-            ));
-        }
-    }
-    finish(&warnings, &notes);
-    if failed {
-        outln!("check failed");
+    let rules = &probe.rules;
+    let descs: Vec<Desc> = rules
+        .iter()
+        .map(|r| desc::parse(&config.rules.prefix, &r.description))
+        .collect();
+    let owned = descs.iter().filter(|d| **d != Desc::Foreign).count();
+    let foreign = rules.len() - owned;
+    if foreign + needed > limit {
+        f.fail(what, format!("{foreign} foreign rules leave no room for a knock's {needed} rule(s) under the quota of {limit}"));
     } else {
-        outln!("check passed");
+        outln!(
+            "ok    {what}: {} of {QUOTA} rules used ({owned} by knockd), room for {} more addresses, FirewallVersion {}",
+            rules.len(),
+            (limit - foreign) / needed.max(1),
+            probe.version,
+        );
     }
-    Exit::failed_if(failed)
+    let legacy = descs
+        .iter()
+        .filter(|d| matches!(d, Desc::Legacy { .. }))
+        .count();
+    if legacy > 0 {
+        f.notes.push(format!(
+            "{what}: {legacy} legacy rule(s) of the Python original ({}<label>@@YYYYMMDD) are treated as knockd's: each expires {} after its date, and is rewritten in the current format when its address knocks again",
+            desc::LEGACY_PREFIX,
+            crate::grammar::format_duration(config.rules.ttl.as_secs()),
+        ));
+    }
+    for drop in planner::drops_over_ports(rules, &config.rules.ports) {
+        f.warnings.push(format!(
+            "{what}: DROP rule {} covers ports knockd opens: the API evaluates rules top down and a DROP above knockd's ACCEPT wins, so a knock from an address in {} may report success and still be blocked",
+            rule_line(&drop),
+            drop.address()
+        ));
+    }
 }
 
 /// One line per API host: its URL, the regions and instances it serves, and whether the calls

@@ -235,27 +235,59 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
         .iter()
         .map(|r| desc::parse(policy.prefix, &r.description))
         .collect();
-    let expiry = |i: usize| desc::expiry(&descs[i], policy.ttl_secs);
-    let mut out = Plan {
+    let out = Plan {
         unparseable: (0..rules.len())
             .filter(|&i| descs[i] == Desc::Unparseable)
             .map(|i| rules[i].clone())
             .collect(),
         ..Plan::default()
     };
-
-    // Rules claimed by a grant now: never deleted or evicted by this plan.
-    let mut keep = vec![false; rules.len()];
+    let mut d = Draft {
+        rules,
+        descs,
+        policy,
+        now,
+        keep: vec![false; rules.len()],
+        deleted: vec![false; rules.len()],
+        out,
+    };
     // Per grant, the rules it must create.
-    let mut missing: Vec<Vec<FirewallRule>> = Vec::new();
-    for grant in grants {
+    let mut missing: Vec<Vec<FirewallRule>> = grants.iter().map(|g| d.claim(g)).collect();
+    d.delete_expired();
+    d.cap_per_v6_64(grants, &mut missing);
+    d.make_room(missing);
+    d.out
+}
+
+/// A plan in the making: the rules read, what their descriptions say, and what is decided.
+struct Draft<'a> {
+    rules: &'a [FirewallRule],
+    descs: Vec<Desc>,
+    policy: &'a Policy<'a>,
+    now: i64,
+    /// Rules claimed by a grant now: never deleted or evicted by this plan.
+    keep: Vec<bool>,
+    /// Rules this plan deletes (expired or evicted).
+    deleted: Vec<bool>,
+    out: Plan,
+}
+
+impl Draft<'_> {
+    fn expiry(&self, i: usize) -> Option<i64> {
+        desc::expiry(&self.descs[i], self.policy.ttl_secs)
+    }
+
+    /// One grant: the rules it already has are claimed (and refreshed when stale), the DROP
+    /// rules over them noted, its status pushed. Returns the rules it must create.
+    fn claim(&mut self, grant: &Grant) -> Vec<FirewallRule> {
+        let (rules, policy) = (self.rules, self.policy);
         // The configuration refuses shorter lifetimes; this keeps any other caller from
         // writing a rule whose minute-rounded expiry is already past.
         let ttl_secs = grant
             .ttl_secs
             .unwrap_or(policy.ttl_secs)
             .max(desc::MIN_TTL_SECS as i64);
-        let new_expiry = now + ttl_secs;
+        let new_expiry = self.now + ttl_secs;
         let block = grant.block();
         let mut need = Vec::new();
         let mut writes = false;
@@ -270,24 +302,11 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
             let exact = (0..rules.len()).find(|&i| same_target(&rules[i], &want, block));
             match exact {
                 Some(i) => {
-                    keep[i] = true;
-                    let stale = match &descs[i] {
-                        Desc::Legacy { .. } => true,
-                        // Another client's rule for this address becomes this grant's: its label
-                        // and its lifetime, rewritten in place (one description Modify per
-                        // rule, never a delete and create, so never a gap or a duplicate). The
-                        // last knock names the rules, so --revoke and --remove-client of its
-                        // label find them and the notification names who holds them.
-                        Desc::Owned { label: held, .. } if *held != label => true,
-                        Desc::Owned { .. } => {
-                            expiry(i).is_some_and(|e| new_expiry - e >= refresh_step(ttl_secs))
-                        }
-                        Desc::Foreign | Desc::Unparseable => false,
-                    };
-                    if stale {
+                    self.keep[i] = true;
+                    if self.stale(i, &label, new_expiry, ttl_secs) {
                         // The rule as the API holds it (`a.b.c.d/32` stays so): the API finds
                         // the rule to modify by these fields as written.
-                        out.refresh.push(FirewallRule {
+                        self.out.refresh.push(FirewallRule {
                             description: want.description,
                             ..rules[i].clone()
                         });
@@ -296,101 +315,128 @@ fn plan_unique(rules: &[FirewallRule], policy: &Policy, grants: &[Grant], now: i
                 }
                 None if rules
                     .iter()
-                    .zip(&descs)
+                    .zip(&self.descs)
                     .any(|(r, d)| *d == Desc::Foreign && foreign_allows(r, &want, block)) => {}
                 None => need.push(want),
             }
         }
         for drop in shadowing_drops(rules, grant.ip, policy.ports) {
-            if !out.shadowed_by_drop.contains(&drop) {
-                out.shadowed_by_drop.push(drop);
+            if !self.out.shadowed_by_drop.contains(&drop) {
+                self.out.shadowed_by_drop.push(drop);
             }
         }
-        out.grants.push(if writes || !need.is_empty() {
+        self.out.grants.push(if writes || !need.is_empty() {
             GrantStatus::Writes
         } else {
             GrantStatus::Present
         });
-        missing.push(need);
+        need
     }
 
-    let mut deleted = vec![false; rules.len()];
-    for i in 0..rules.len() {
-        if !keep[i] && expiry(i).is_some_and(|e| e <= now) {
-            deleted[i] = true;
-            out.delete.push(rules[i].clone());
+    /// Whether rule `i`, the one a grant of `label` wants, must have its description rewritten.
+    fn stale(&self, i: usize, label: &str, new_expiry: i64, ttl_secs: i64) -> bool {
+        match &self.descs[i] {
+            Desc::Legacy { .. } => true,
+            // Another client's rule for this address becomes this grant's: its label
+            // and its lifetime, rewritten in place (one description Modify per
+            // rule, never a delete and create, so never a gap or a duplicate). The
+            // last knock names the rules, so --revoke and --remove-client of its
+            // label find them and the notification names who holds them.
+            Desc::Owned { label: held, .. } if *held != label => true,
+            Desc::Owned { .. } => self
+                .expiry(i)
+                .is_some_and(|e| new_expiry - e >= refresh_step(ttl_secs)),
+            Desc::Foreign | Desc::Unparseable => false,
         }
     }
 
-    // One /64 cannot take over the quota: a new address from a /64 at its cap replaces that
-    // /64's own oldest address.
-    let mut batch: Vec<IpAddr> = Vec::new();
-    for ((g, status), need) in grants
-        .iter()
-        .zip(out.grants.iter_mut())
-        .zip(missing.iter_mut())
-    {
-        // A wider IPv6 grant is its own block, not an address crowding a /64.
-        if need.is_empty() || !g.ip.is_ipv6() || !g.block().is_host() || policy.per_v6_64 == 0 {
-            continue;
+    /// Owned rules past their expiry and not claimed now are deleted.
+    fn delete_expired(&mut self) {
+        for i in 0..self.rules.len() {
+            if !self.keep[i] && self.expiry(i).is_some_and(|e| e <= self.now) {
+                self.deleted[i] = true;
+                self.out.delete.push(self.rules[i].clone());
+            }
         }
-        let owned: Vec<(usize, IpAddr, i64, bool)> = (0..rules.len())
-            .filter(|&i| !deleted[i])
-            .filter_map(|i| {
-                let block = rule_block(&rules[i]).filter(|b| b.prefix() == 128)?;
-                Some((i, block.addr(), expiry(i)?, keep[i]))
-            })
-            .collect();
-        let table: Vec<(IpAddr, i64, bool)> = owned.iter().map(|o| (o.1, o.2, o.3)).collect();
-        match v6_crowding(&table, &batch, g.ip, policy.per_v6_64) {
-            Some(evict) => {
-                for j in evict {
-                    let i = owned[j].0;
-                    deleted[i] = true;
-                    out.delete.push(rules[i].clone());
-                    out.evicted += 1;
+    }
+
+    /// One /64 cannot take over the quota: a new address from a /64 at its cap replaces that
+    /// /64's own oldest address.
+    fn cap_per_v6_64(&mut self, grants: &[Grant], missing: &mut [Vec<FirewallRule>]) {
+        let rules = self.rules;
+        let mut batch: Vec<IpAddr> = Vec::new();
+        for (k, g) in grants.iter().enumerate() {
+            // A wider IPv6 grant is its own block, not an address crowding a /64.
+            if missing[k].is_empty()
+                || !g.ip.is_ipv6()
+                || !g.block().is_host()
+                || self.policy.per_v6_64 == 0
+            {
+                continue;
+            }
+            let owned: Vec<(usize, IpAddr, i64, bool)> = (0..rules.len())
+                .filter(|&i| !self.deleted[i])
+                .filter_map(|i| {
+                    let block = rule_block(&rules[i]).filter(|b| b.prefix() == 128)?;
+                    Some((i, block.addr(), self.expiry(i)?, self.keep[i]))
+                })
+                .collect();
+            let table: Vec<(IpAddr, i64, bool)> = owned.iter().map(|o| (o.1, o.2, o.3)).collect();
+            match v6_crowding(&table, &batch, g.ip, self.policy.per_v6_64) {
+                Some(evict) => {
+                    for j in evict {
+                        let i = owned[j].0;
+                        self.deleted[i] = true;
+                        self.out.delete.push(rules[i].clone());
+                        self.out.evicted += 1;
+                    }
+                    batch.push(g.ip);
                 }
-                batch.push(g.ip);
-            }
-            None => {
-                *status = GrantStatus::NoRoom;
-                need.clear();
+                None => {
+                    self.out.grants[k] = GrantStatus::NoRoom;
+                    missing[k].clear();
+                }
             }
         }
     }
 
-    // Eviction candidates: unexpired owned rules not claimed now, closest to expiry first.
-    let mut candidates: Vec<usize> = (0..rules.len())
-        .filter(|&i| !keep[i] && !deleted[i] && expiry(i).is_some())
-        .collect();
-    // Every candidate has an expiry; stable, as sort_by_key, through the binary's one sort.
-    crate::order::sort_by_i64(&mut candidates, |&i| expiry(i).unwrap_or(i64::MIN));
-    let mut candidates = candidates.into_iter();
-    let mut count = rules.len() - out.delete.len();
-    for (status, need) in out.grants.iter_mut().zip(missing) {
-        if need.is_empty() {
-            continue;
-        }
-        let mut evict = Vec::new();
-        while count - evict.len() + need.len() > policy.limit {
-            match candidates.next() {
-                Some(i) => evict.push(i),
-                None => break,
+    /// Room under the quota, grant by grant: evictions of unexpired owned rules not claimed
+    /// now, closest to expiry first; a grant that would not fit whole gets none of its rules.
+    fn make_room(&mut self, missing: Vec<Vec<FirewallRule>>) {
+        let rules = self.rules;
+        let mut candidates: Vec<usize> = (0..rules.len())
+            .filter(|&i| !self.keep[i] && !self.deleted[i] && self.expiry(i).is_some())
+            .collect();
+        // Every candidate has an expiry; stable, as sort_by_key, through the binary's one sort.
+        crate::order::sort_by_i64(&mut candidates, |&i| self.expiry(i).unwrap_or(i64::MIN));
+        let mut candidates = candidates.into_iter();
+        let limit = self.policy.limit;
+        let out = &mut self.out;
+        let mut count = rules.len() - out.delete.len();
+        for (status, need) in out.grants.iter_mut().zip(missing) {
+            if need.is_empty() {
+                continue;
             }
+            let mut evict = Vec::new();
+            while count - evict.len() + need.len() > limit {
+                match candidates.next() {
+                    Some(i) => evict.push(i),
+                    None => break,
+                }
+            }
+            if count - evict.len() + need.len() > limit {
+                // Never half a grant: the evictions taken for it go back unused only in that
+                // later grants cannot use them either, which keeps the plan simple and safe.
+                *status = GrantStatus::NoRoom;
+                continue;
+            }
+            count = count - evict.len() + need.len();
+            out.evicted += evict.len();
+            out.delete
+                .extend(evict.into_iter().map(|i| rules[i].clone()));
+            out.create.extend(need);
         }
-        if count - evict.len() + need.len() > policy.limit {
-            // Never half a grant: the evictions taken for it go back unused only in that
-            // later grants cannot use them either, which keeps the plan simple and safe.
-            *status = GrantStatus::NoRoom;
-            continue;
-        }
-        count = count - evict.len() + need.len();
-        out.evicted += evict.len();
-        out.delete
-            .extend(evict.into_iter().map(|i| rules[i].clone()));
-        out.create.extend(need);
     }
-    out
 }
 
 /// The per-/64 cap of IPv6 grants: which of `owned` (host address, expiry, claimed by this
