@@ -6,8 +6,29 @@ use std::path::PathBuf;
 use crate::keys::clients::Day;
 use crate::keys::url::KnockUrl;
 
+/// What the arguments ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// `--knock URL --label LABEL --key-file FILE [--every DURATION] [--expect TEXT]
+    /// [--ttl DURATION]`: the client; needs no configuration. `ttl_secs`: the rule lifetime
+    /// to ask for (knockd caps it by the client's `ttl=` or RULE_TTL).
+    Knock {
+        url: KnockUrl,
+        label: String,
+        key_file: PathBuf,
+        every_secs: Option<u64>,
+        expect: Option<String>,
+        ttl_secs: Option<u64>,
+    },
+    Version,
+    Help,
+    /// Every other command: it runs with the loaded configuration.
+    Run(Op),
+}
+
+/// A command that runs with the configuration (`ops::run`); without one, knockd serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
     Serve,
     CheckConfig,
     Check,
@@ -43,19 +64,6 @@ pub enum Command {
         keep_rules: bool,
     },
     ListClients,
-    /// `--knock URL --label LABEL --key-file FILE [--every DURATION] [--expect TEXT]
-    /// [--ttl DURATION]`: the client; needs no configuration. `ttl_secs`: the rule lifetime
-    /// to ask for (knockd caps it by the client's `ttl=` or RULE_TTL).
-    Knock {
-        url: KnockUrl,
-        label: String,
-        key_file: PathBuf,
-        every_secs: Option<u64>,
-        expect: Option<String>,
-        ttl_secs: Option<u64>,
-    },
-    Version,
-    Help,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,10 +137,10 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
         let next = command_of(arg, &mut words)?;
         let takes_value = matches!(
             next,
-            Command::Revoke { .. }
-                | Command::AddClient { .. }
-                | Command::AddHost { .. }
-                | Command::RemoveClient { .. }
+            Command::Run(Op::Revoke { .. })
+                | Command::Run(Op::AddClient { .. })
+                | Command::Run(Op::AddHost { .. })
+                | Command::Run(Op::RemoveClient { .. })
                 | Command::Knock { .. }
         );
         if inline.is_some() && !takes_value {
@@ -148,7 +156,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
         command = Some(next);
     }
     let config = opts.config.take();
-    let command = opts.finish(command.unwrap_or(Command::Serve))?;
+    let command = opts.finish(command.unwrap_or(Command::Run(Op::Serve)))?;
     Ok(Args { config, command })
 }
 
@@ -249,13 +257,17 @@ impl Opts {
     /// without its command is an error.
     fn finish(self, command: Command) -> Result<Command, String> {
         let command = match (command, self.uin) {
-            (Command::PrintCamPolicy { .. }, uin) => Command::PrintCamPolicy { uin },
+            (Command::Run(Op::PrintCamPolicy { .. }), uin) => {
+                Command::Run(Op::PrintCamPolicy { uin })
+            }
             (_, Some(_)) => return Err("--uin only goes with --print-cam-policy".into()),
             (c, None) => c,
         };
         let command = match (command, self.dry_run) {
-            (Command::Prune { .. }, d) => Command::Prune { dry_run: d },
-            (Command::Revoke { target, .. }, d) => Command::Revoke { target, dry_run: d },
+            (Command::Run(Op::Prune { .. }), d) => Command::Run(Op::Prune { dry_run: d }),
+            (Command::Run(Op::Revoke { target, .. }), d) => {
+                Command::Run(Op::Revoke { target, dry_run: d })
+            }
             (_, true) => return Err("--dry-run only goes with --prune or --revoke".into()),
             (c, false) => c,
         };
@@ -267,17 +279,17 @@ impl Opts {
 fn command_of(arg: &str, w: &mut Words<'_, '_>) -> Result<Command, String> {
     let flag = w.flag;
     Ok(match flag {
-        "--add-client" => Command::AddClient {
+        "--add-client" => Command::Run(Op::AddClient {
             label: label(w.value("a label")?, flag)?,
             ttl_secs: None,
             expires: None,
-        },
+        }),
         "--add-host" => add_host(w)?,
-        "--remove-client" => Command::RemoveClient {
+        "--remove-client" => Command::Run(Op::RemoveClient {
             label: label(w.value("a label")?, flag)?,
             keep_rules: false,
-        },
-        "--list-clients" => Command::ListClients,
+        }),
+        "--list-clients" => Command::Run(Op::ListClients),
         "--knock" => Command::Knock {
             url: KnockUrl::parse(&w.value("the knock URL")?)
                 .map_err(|e| format!("--knock: {e}"))?,
@@ -287,16 +299,16 @@ fn command_of(arg: &str, w: &mut Words<'_, '_>) -> Result<Command, String> {
             expect: None,
             ttl_secs: None,
         },
-        "--print-cam-policy" => Command::PrintCamPolicy { uin: None },
-        "--check-config" => Command::CheckConfig,
-        "--check" => Command::Check,
-        "--prune" => Command::Prune { dry_run: false },
-        "--list" => Command::List,
-        "--revoke" => Command::Revoke {
+        "--print-cam-policy" => Command::Run(Op::PrintCamPolicy { uin: None }),
+        "--check-config" => Command::Run(Op::CheckConfig),
+        "--check" => Command::Run(Op::Check),
+        "--prune" => Command::Run(Op::Prune { dry_run: false }),
+        "--list" => Command::Run(Op::List),
+        "--revoke" => Command::Run(Op::Revoke {
             target: w.value("an IP address, a CIDR block or a label")?,
             dry_run: false,
-        },
-        "--notify-test" => Command::NotifyTest,
+        }),
+        "--notify-test" => Command::Run(Op::NotifyTest),
         "--version" | "-V" => Command::Version,
         "--help" | "-h" => Command::Help,
         _ if arg.starts_with('-') => return Err(format!("unknown option '{arg}' (see --help)")),
@@ -318,11 +330,11 @@ fn add_host(w: &mut Words<'_, '_>) -> Result<Command, String> {
         }
         None => return Err("--add-host needs a label and a host name".into()),
     };
-    Ok(Command::AddHost {
+    Ok(Command::Run(Op::AddHost {
         label: l,
         name,
         ttl_secs: None,
-    })
+    }))
 }
 
 /// The options of the client commands, collected in any order.
@@ -358,20 +370,20 @@ fn label(v: String, flag: &str) -> Result<String, String> {
 /// Puts the client options into their command; an option without its command is an error.
 fn with_key_opts(command: Command, o: KeyOpts) -> Result<Command, String> {
     let command = match command {
-        Command::AddClient { label, .. } => Command::AddClient {
+        Command::Run(Op::AddClient { label, .. }) => Command::Run(Op::AddClient {
             label,
             ttl_secs: o.ttl_secs,
             expires: o.expires,
-        },
-        Command::AddHost { label, name, .. } => Command::AddHost {
+        }),
+        Command::Run(Op::AddHost { label, name, .. }) => Command::Run(Op::AddHost {
             label,
             name,
             ttl_secs: o.ttl_secs,
-        },
-        Command::RemoveClient { label, .. } => Command::RemoveClient {
+        }),
+        Command::Run(Op::RemoveClient { label, .. }) => Command::Run(Op::RemoveClient {
             label,
             keep_rules: o.keep_rules,
-        },
+        }),
         Command::Knock { url, .. } => Command::Knock {
             url,
             label: o.label.clone().ok_or("--knock needs --label LABEL")?,
@@ -382,10 +394,10 @@ fn with_key_opts(command: Command, o: KeyOpts) -> Result<Command, String> {
         },
         c => c,
     };
-    let host = matches!(command, Command::AddHost { .. });
+    let host = matches!(command, Command::Run(Op::AddHost { .. }));
     let (add, remove, knock) = (
-        matches!(command, Command::AddClient { .. }),
-        matches!(command, Command::RemoveClient { .. }),
+        matches!(command, Command::Run(Op::AddClient { .. })),
+        matches!(command, Command::Run(Op::RemoveClient { .. })),
         matches!(command, Command::Knock { .. }),
     );
     for (given, flag, ok, with) in [
@@ -411,18 +423,18 @@ fn with_key_opts(command: Command, o: KeyOpts) -> Result<Command, String> {
 
 fn flag_of(c: &Command) -> &'static str {
     match c {
-        Command::Serve => "serve",
-        Command::CheckConfig => "--check-config",
-        Command::Check => "--check",
-        Command::Prune { .. } => "--prune",
-        Command::List => "--list",
-        Command::Revoke { .. } => "--revoke",
-        Command::PrintCamPolicy { .. } => "--print-cam-policy",
-        Command::NotifyTest => "--notify-test",
-        Command::AddClient { .. } => "--add-client",
-        Command::AddHost { .. } => "--add-host",
-        Command::RemoveClient { .. } => "--remove-client",
-        Command::ListClients => "--list-clients",
+        Command::Run(Op::Serve) => "serve",
+        Command::Run(Op::CheckConfig) => "--check-config",
+        Command::Run(Op::Check) => "--check",
+        Command::Run(Op::Prune { .. }) => "--prune",
+        Command::Run(Op::List) => "--list",
+        Command::Run(Op::Revoke { .. }) => "--revoke",
+        Command::Run(Op::PrintCamPolicy { .. }) => "--print-cam-policy",
+        Command::Run(Op::NotifyTest) => "--notify-test",
+        Command::Run(Op::AddClient { .. }) => "--add-client",
+        Command::Run(Op::AddHost { .. }) => "--add-host",
+        Command::Run(Op::RemoveClient { .. }) => "--remove-client",
+        Command::Run(Op::ListClients) => "--list-clients",
         Command::Knock { .. } => "--knock",
         Command::Version => "--version",
         Command::Help => "--help",
@@ -448,18 +460,21 @@ mod tests {
             parse(&[]),
             Ok(Args {
                 config: None,
-                command: Command::Serve
+                command: Command::Run(Op::Serve)
             })
         );
     }
 
     #[test]
     fn each_command() {
-        assert_eq!(cmd(&["--check-config"]), Command::CheckConfig);
-        assert_eq!(cmd(&["--check"]), Command::Check);
-        assert_eq!(cmd(&["--prune"]), Command::Prune { dry_run: false });
-        assert_eq!(cmd(&["--list"]), Command::List);
-        assert_eq!(cmd(&["--notify-test"]), Command::NotifyTest);
+        assert_eq!(cmd(&["--check-config"]), Command::Run(Op::CheckConfig));
+        assert_eq!(cmd(&["--check"]), Command::Run(Op::Check));
+        assert_eq!(
+            cmd(&["--prune"]),
+            Command::Run(Op::Prune { dry_run: false })
+        );
+        assert_eq!(cmd(&["--list"]), Command::Run(Op::List));
+        assert_eq!(cmd(&["--notify-test"]), Command::Run(Op::NotifyTest));
         assert_eq!(cmd(&["--version"]), Command::Version);
         assert_eq!(cmd(&["-V"]), Command::Version);
         assert_eq!(cmd(&["--help"]), Command::Help);
@@ -474,7 +489,7 @@ mod tests {
         ] {
             let a = parse(args).expect("valid");
             assert_eq!(a.config, Some(PathBuf::from("/etc/knockd.env")));
-            assert_eq!(a.command, Command::Prune { dry_run: false });
+            assert_eq!(a.command, Command::Run(Op::Prune { dry_run: false }));
         }
         assert!(parse(&["--config"]).is_err());
         assert!(parse(&["--config="]).is_err());
@@ -486,25 +501,25 @@ mod tests {
     fn dry_run_only_with_prune_or_revoke() {
         assert_eq!(
             cmd(&["--dry-run", "--prune"]),
-            Command::Prune { dry_run: true }
+            Command::Run(Op::Prune { dry_run: true })
         );
         assert_eq!(
             cmd(&["--prune", "--dry-run"]),
-            Command::Prune { dry_run: true }
+            Command::Run(Op::Prune { dry_run: true })
         );
         assert_eq!(
             cmd(&["--revoke", "203.0.113.9", "--dry-run"]),
-            Command::Revoke {
+            Command::Run(Op::Revoke {
                 target: "203.0.113.9".into(),
                 dry_run: true
-            }
+            })
         );
         assert_eq!(
             cmd(&["--revoke=Office_01"]),
-            Command::Revoke {
+            Command::Run(Op::Revoke {
                 target: "Office_01".into(),
                 dry_run: false
-            }
+            })
         );
         assert!(parse(&["--dry-run"]).is_err());
         assert!(parse(&["--list", "--dry-run"]).is_err());
@@ -515,7 +530,7 @@ mod tests {
     fn print_cam_policy_with_or_without_an_account() {
         assert_eq!(
             cmd(&["--print-cam-policy"]),
-            Command::PrintCamPolicy { uin: None }
+            Command::Run(Op::PrintCamPolicy { uin: None })
         );
         for args in [
             &["--print-cam-policy", "--uin", "100000000001"][..],
@@ -523,9 +538,9 @@ mod tests {
         ] {
             assert_eq!(
                 cmd(args),
-                Command::PrintCamPolicy {
+                Command::Run(Op::PrintCamPolicy {
                     uin: Some("100000000001".into())
-                }
+                })
             );
         }
         for bad in [
@@ -553,20 +568,20 @@ mod tests {
                 "12h",
                 "--expires=2027-06-30"
             ]),
-            Command::AddClient {
+            Command::Run(Op::AddClient {
                 label: "office".into(),
                 ttl_secs: Some(12 * 3600),
                 expires: Day::parse("2027-06-30")
-            }
+            })
         );
         assert_eq!(
             cmd(&["--keep-rules", "--remove-client=office"]),
-            Command::RemoveClient {
+            Command::Run(Op::RemoveClient {
                 label: "office".into(),
                 keep_rules: true
-            }
+            })
         );
-        assert_eq!(cmd(&["--list-clients"]), Command::ListClients);
+        assert_eq!(cmd(&["--list-clients"]), Command::Run(Op::ListClients));
         assert_eq!(
             cmd(&[
                 "--knock",

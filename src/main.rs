@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::process::ExitCode;
 
-use knockd::cli::{self, Command};
+use knockd::cli::{self, Command, Op};
 use knockd::exit::Exit;
 use knockd::knock::hygiene;
 use knockd::{client, config, ops, stdout};
@@ -41,9 +41,29 @@ fn run() -> Exit {
             return Exit::Usage;
         }
     };
-    if let Some(exit) = without_config(&args.command) {
-        return exit;
-    }
+    let op = match args.command {
+        Command::Run(op) => op,
+        Command::Version => {
+            stdout::print(&cli::version_line());
+            return Exit::Success;
+        }
+        Command::Help => {
+            stdout::print(cli::USAGE);
+            return Exit::Success;
+        }
+        // The client needs no configuration: it runs where there is none (a router, a laptop).
+        Command::Knock {
+            url,
+            label,
+            key_file,
+            every_secs,
+            expect,
+            ttl_secs,
+        } => {
+            let expect = expect.as_deref();
+            return client::run(&url, &label, &key_file, every_secs, expect, ttl_secs);
+        }
+    };
     // Every command below reads the SecretKey: no core file may ever hold it.
     if let Err(e) = hygiene::no_core_dumps() {
         eprintln_safe(&format!("knockd: warning: {e}"));
@@ -52,19 +72,19 @@ fn run() -> Exit {
         Ok(env) => env,
         Err(exit) => return exit,
     };
-    let config = match load_config(&args, &env) {
+    let config = match load_config(args.config.as_deref(), &op, &env) {
         Ok(c) => c,
         Err(exit) => return exit,
     };
 
     // Printed here once so that no command has to remember to (the check prints them in its
     // report).
-    if args.command != Command::CheckConfig {
+    if op != Op::CheckConfig {
         for w in &config.warnings {
             eprintln_safe(&format!("knockd: warning: {w}"));
         }
     }
-    ops::run(&args.command, &config)
+    ops::run(&op, &config)
 }
 
 /// The arguments as text. `args()` would panic on an argument that is not UTF-8; that is a
@@ -85,37 +105,6 @@ fn utf8_args() -> Result<Vec<String>, Exit> {
         }
     }
     Ok(args)
-}
-
-/// The commands that need no configuration, run; None for every other.
-fn without_config(command: &Command) -> Option<Exit> {
-    match command {
-        Command::Version => {
-            stdout::print(&cli::version_line());
-            Some(Exit::Success)
-        }
-        Command::Help => {
-            stdout::print(cli::USAGE);
-            Some(Exit::Success)
-        }
-        // The client runs where there is no configuration (a router, a laptop).
-        Command::Knock {
-            url,
-            label,
-            key_file,
-            every_secs,
-            expect,
-            ttl_secs,
-        } => Some(client::run(
-            url,
-            label,
-            key_file,
-            *every_secs,
-            expect.as_deref(),
-            *ttl_secs,
-        )),
-        _ => None,
-    }
 }
 
 /// The environment as text. knockd's own variables must be text: one that is not is an error
@@ -154,18 +143,19 @@ fn utf8_env() -> Result<HashMap<String, String>, Exit> {
     Ok(env)
 }
 
-/// The configuration for `args`' command, its errors printed.
-fn load_config(args: &cli::Args, env: &HashMap<String, String>) -> Result<config::Config, Exit> {
+/// The configuration for `op`, its errors printed.
+fn load_config(
+    file: Option<&std::path::Path>,
+    op: &Op,
+    env: &HashMap<String, String>,
+) -> Result<config::Config, Exit> {
     let exe = std::env::current_exe().ok();
     let exe_dir = exe.as_deref().and_then(|p| p.parent());
     // The clients file (and with it whether KNOCK_REFERER is required) matters to serving and
     // to the checks; the commands that manage the file must work while it is missing or broken,
     // and --prune/--list/--revoke must never be stopped by it.
-    let read_clients = matches!(
-        args.command,
-        Command::Serve | Command::CheckConfig | Command::Check
-    );
-    match config::load_with(args.config.as_deref(), env, exe_dir, read_clients) {
+    let read_clients = matches!(op, Op::Serve | Op::CheckConfig | Op::Check);
+    match config::load_with(file, env, exe_dir, read_clients) {
         Ok(c) => Ok(c),
         Err(errors) => {
             eprintln_safe("knockd: configuration error");

@@ -11,40 +11,37 @@ mod clients;
 mod events;
 mod rules;
 
-use crate::cli::Command;
+use crate::cli::Op;
 use crate::cloud::client::Client;
 use crate::config::{Config, Instance};
 use crate::exit::Exit;
 use crate::rules::FirewallRule;
 
 /// Runs `command` and returns the process exit status (0 ok, 1 operational failure).
-pub fn run(command: &Command, config: &Config) -> Exit {
-    match command {
-        Command::Serve => crate::knock::serve(config),
-        Command::CheckConfig => check::check_config(config),
-        Command::Check => check::check(config),
-        Command::Prune { dry_run } => rules::prune(config, *dry_run),
-        Command::List => rules::list(config),
-        Command::Revoke { target, dry_run } => rules::revoke(config, target, *dry_run),
-        Command::PrintCamPolicy { uin } => cam::print_policy(config, uin.as_deref()),
-        Command::NotifyTest => events::notify_test(config),
-        Command::AddClient {
+pub fn run(op: &Op, config: &Config) -> Exit {
+    match op {
+        Op::Serve => crate::knock::serve(config),
+        Op::CheckConfig => check::check_config(config),
+        Op::Check => check::check(config),
+        Op::Prune { dry_run } => rules::prune(config, *dry_run),
+        Op::List => rules::list(config),
+        Op::Revoke { target, dry_run } => rules::revoke(config, target, *dry_run),
+        Op::PrintCamPolicy { uin } => cam::print_policy(config, uin.as_deref()),
+        Op::NotifyTest => events::notify_test(config),
+        Op::AddClient {
             label,
             ttl_secs,
             expires,
         } => clients::add_client(config, label, *ttl_secs, *expires),
-        Command::AddHost {
+        Op::AddHost {
             label,
             name,
             ttl_secs,
         } => clients::add_host(config, label, name, *ttl_secs),
-        Command::RemoveClient { label, keep_rules } => {
+        Op::RemoveClient { label, keep_rules } => {
             clients::remove_client(config, label, *keep_rules)
         }
-        Command::ListClients => clients::list_clients(config),
-        // Handled in main before a configuration is loaded or printed there (`--knock` needs
-        // none: it runs where there is no configuration, a router or a laptop).
-        Command::Knock { .. } | Command::Version | Command::Help => Exit::Success,
+        Op::ListClients => clients::list_clients(config),
     }
 }
 
