@@ -314,3 +314,64 @@ fn assert_mode_600(path: &Path) {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// A forged answer followed by silence: the address it brought goes once its grace is over,
+/// though the name no longer resolves (otherwise it stayed open for the rules' lifetime).
+#[test]
+fn silence_does_not_hold_an_address_past_its_grace() {
+    let Some(ns) = Netns::new("silent", &hosts(&[&format!("203.0.113.7 {NAME}")])) else {
+        return;
+    };
+    let (sim, k, _) = start(&ns, "hosts-silent", &format!("home host={NAME}\n"), &[]);
+    let who = format!("host label=home name={NAME}");
+    wait_until(5, &k, "203.0.113.7 opened", || {
+        open(&sim, "203.0.113.7") == 2
+    });
+    // Moved, then silent at once: 203.0.113.7 is in its grace when the answers stop.
+    ns.write_hosts(&hosts(&[&format!("203.0.113.8 {NAME}")]));
+    wait_until(4, &k, "203.0.113.8 opened", || {
+        open(&sim, "203.0.113.8") == 2
+    });
+    ns.write_hosts(&hosts(&[]));
+    wait_until(6, &k, "203.0.113.7 closed while the name is silent", || {
+        open(&sim, "203.0.113.7") == 0
+    });
+    assert!(k.log().contains(&format!("{who} error=")), "{}", k.log());
+    let failed = at(&k, &format!("{who} error="));
+    let removed = at(&k, &format!("{who} removed=203.0.113.7 result=ok"));
+    assert!(failed < removed, "{}", k.log());
+    // The address the name had last keeps its rules until they expire.
+    assert_eq!(open(&sim, "203.0.113.8"), 2);
+}
+
+/// A removal the API refuses is tried again at the next passes, and never reported as done.
+#[test]
+fn a_failed_removal_is_tried_again() {
+    let Some(ns) = Netns::new("undeleted", &hosts(&[&format!("203.0.113.7 {NAME}")])) else {
+        return;
+    };
+    let dir = temp_dir("hosts-undeleted");
+    std::fs::write(dir.join("knockd.clients"), format!("home host={NAME}\n")).expect("clients");
+    let setup = Setup::new("hosts-undeleted")
+        .netns(&ns.name)
+        .dir(&dir)
+        .set("HOST_REFRESH", "1s")
+        .sim_args(&[
+            "--deny-actions",
+            "DeleteFirewallRules",
+            "--deny-code",
+            "AuthFailure.UnauthorizedOperation",
+        ]);
+    let (sim, k) = setup.start();
+    let who = format!("host label=home name={NAME}");
+    wait_until(5, &k, "203.0.113.7 opened", || {
+        open(&sim, "203.0.113.7") == 2
+    });
+    ns.write_hosts(&hosts(&[&format!("203.0.113.8 {NAME}")]));
+    let line = format!("{who} removed=203.0.113.7 result=failed");
+    wait_until(8, &k, "the refused removal tried three times", || {
+        k.log().matches(&line).count() >= 3
+    });
+    assert!(!k.log().contains(&format!("{who} removed=203.0.113.7 result=ok")));
+    assert_eq!(open(&sim, "203.0.113.7"), 2, "{}", k.log());
+}

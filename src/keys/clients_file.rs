@@ -142,6 +142,12 @@ impl ClientsFile {
         self.reload(stamp)
     }
 
+    /// Looks at the file now, however recent the last look (dated now, never later).
+    pub(crate) fn refresh_now(&mut self) -> Reload {
+        self.checked = None;
+        self.refresh(Instant::now())
+    }
+
     /// Re-reads now, whatever the metadata says (SIGHUP).
     pub(crate) fn force_reload(&mut self) -> Reload {
         self.checked = Some(Instant::now());

@@ -133,6 +133,9 @@ fn pass(
     let resolved = (line.name.as_str(), 0u16)
         .to_socket_addrs()
         .map(|it| it.map(|a| a.ip()).collect::<Vec<IpAddr>>());
+    let grace = refresh.as_secs();
+    let ttl = line.ttl_secs.unwrap_or(config.rules.ttl.as_secs());
+    let label = sanitize_label(line.label.as_bytes());
     let addrs = match resolved {
         Ok(a) if !a.is_empty() => a,
         other => {
@@ -140,6 +143,9 @@ fn pass(
                 .err()
                 .map_or("no address".to_string(), |e| e.to_string());
             let retry = retry_after(refresh);
+            // Silence does not hold an address past its grace (a forged answer, then no
+            // answer at all, must not keep it open for the rules' whole lifetime).
+            follow::expire(state, grace, now);
             let kept: Vec<String> = state.addrs().map(|a| a.to_string()).collect();
             log::event(&format!(
                 "{who} error={why:?} kept={} retry={}s",
@@ -150,18 +156,16 @@ fn pass(
                 },
                 retry.as_secs()
             ));
+            remove_pending(door, line, &who, state, &label, ttl);
             return retry;
         }
     };
-    let grace = refresh.as_secs();
     let changes = follow::follow(state, &addrs, &is_followable, grace, now);
     let refused = changes.refused.iter().map(|ip| (ip, "refused", REFUSED));
     for (ip, what, why) in refused.chain(changes.over_cap.iter().map(|ip| (ip, "over-cap", CAP))) {
         log::event(&format!("{who} {what}={ip}: {why}"));
     }
-    let ttl = line.ttl_secs.unwrap_or(config.rules.ttl.as_secs());
     // Every address kept (new, still there, or in its grace): created or refreshed.
-    let label = sanitize_label(line.label.as_bytes());
     let grants: Vec<Grant> = state
         .addrs()
         .map(|ip| Grant {
@@ -172,9 +176,15 @@ fn pass(
         })
         .collect();
     grant_kept(door, line, &who, &grants, &changes.added, ttl);
-    remove_gone(door, line, &who, &changes.removed, &label, ttl);
-    // Resolved again before half the rules' lifetime is gone, so they never lapse.
-    refresh.min(Duration::from_secs((ttl / 2).max(1)))
+    remove_pending(door, line, &who, state, &label, ttl);
+    // Resolved again before half the rules' lifetime is gone, so they never lapse; sooner
+    // while a removal is still to be done.
+    let next = refresh.min(Duration::from_secs((ttl / 2).max(1)));
+    if state.removing.is_empty() {
+        next
+    } else {
+        next.min(retry_after(refresh))
+    }
 }
 
 /// Creates or refreshes the rules of every address kept; logs (and notifies) the new ones,
@@ -216,11 +226,20 @@ fn grant_kept(
     }
 }
 
-/// Closes the addresses the name no longer has (their grace is over).
-fn remove_gone(door: &Door, line: &HostLine, who: &str, removed: &[IpAddr], label: &str, ttl: u64) {
+/// Closes the addresses the name no longer has (their grace is over), and those whose
+/// removal failed before: an address leaves `removing` only once every instance confirmed,
+/// and only then is it notified as removed.
+fn remove_pending(
+    door: &Door,
+    line: &HostLine,
+    who: &str,
+    state: &mut NameState,
+    label: &str,
+    ttl: u64,
+) {
     let config = &door.config;
-    for ip in removed {
-        let results = door.firewall.remove(Cidr::host(*ip), label);
+    for ip in state.removing.clone() {
+        let results = door.firewall.remove(Cidr::host(ip), label);
         let detail: Vec<String> = results
             .iter()
             .map(|(id, r)| match r {
@@ -231,10 +250,17 @@ fn remove_gone(door: &Door, line: &HostLine, who: &str, removed: &[IpAddr], labe
         let ok = results.iter().all(|(_, r)| r.is_ok());
         log::event(&format!(
             "{who} removed={ip} result={} {}",
-            if ok { "ok" } else { "failed" },
+            if ok {
+                "ok"
+            } else {
+                "failed, tried again at the next pass"
+            },
             detail.join(" ")
         ));
-        events::host_changed(&door.notifier, config, line, *ip, false, ttl);
+        if ok {
+            state.removed(ip);
+            events::host_changed(&door.notifier, config, line, ip, false, ttl);
+        }
     }
 }
 

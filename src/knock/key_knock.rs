@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::config::Config;
 use crate::keys::challenge;
-use crate::keys::clients::{Clients, CHECK_INTERVAL};
+use crate::keys::clients::Clients;
 use crate::keys::clients_file::{ClientsFile, Reload};
 use crate::keys::replay::ReplayCache;
 use crate::keys::RandomUnavailable;
@@ -95,21 +95,20 @@ impl Keys {
 
     /// The clients in use, after a look at the file now, not at most once a second (the
     /// host-name thread, once per pass: a removed host line must stop before
-    /// `--remove-client` revokes its rules). The look counts as one a second from now, so
-    /// the knock path's next look is then a second after that: between the two, the file is
-    /// still looked at about once a second.
+    /// `--remove-client` revokes its rules). The look is dated now, so the knock path still
+    /// looks at most a second later: it must never look later than that, or a key removed
+    /// by `--remove-client` could still open after its rules were revoked.
     pub(super) fn clients_now(&self) -> Arc<Clients> {
-        self.clients_at(Instant::now() + CHECK_INTERVAL)
+        let mut file = lock(&self.clients);
+        let reload = file.refresh_now();
+        log_reload(&file, &reload);
+        file.clients()
     }
 
     /// The clients in use, after a look at the file if the last was a second ago or more.
     pub(super) fn clients(&self) -> Arc<Clients> {
-        self.clients_at(Instant::now())
-    }
-
-    fn clients_at(&self, now: Instant) -> Arc<Clients> {
         let mut file = lock(&self.clients);
-        let reload = file.refresh(now);
+        let reload = file.refresh(Instant::now());
         log_reload(&file, &reload);
         file.clients()
     }

@@ -7,8 +7,13 @@
 //! - An address missing from a successful answer is kept for `grace` seconds from the first
 //!   answer that lacked it, so a resolver that flaps between two answers does not churn rules;
 //!   back in an answer before then, it simply stays.
-//! - A failed resolve changes nothing here (the caller stops refreshing instead, so the rules
-//!   of a name that stops resolving run out with their lifetime).
+//! - A failed resolve adds nothing and refreshes nothing (the caller stops refreshing, so the
+//!   rules of a name that stops resolving run out with their lifetime), but an address whose
+//!   grace is over still goes ([`expire`]): a forged answer followed by silence must not keep
+//!   its address open for a whole rule lifetime.
+//! - An address that goes stays in `removing` until the caller's removal succeeded, so a
+//!   failed Delete is tried again at the next pass instead of leaving the rule for its
+//!   lifetime.
 //! - At most [`PER_FAMILY`] addresses per family are followed at once, grace included:
 //!   addresses already followed first, then the answer's order; an address in its grace gives
 //!   its place up early to one in the answer.
@@ -38,6 +43,9 @@ pub struct NameState {
     /// not at every refresh.
     pub refused: Vec<IpAddr>,
     pub over_cap: Vec<IpAddr>,
+    /// No longer followed, rules still to remove: the caller drops an address from here once
+    /// its removal succeeded on every instance ([`NameState::removed`]).
+    pub removing: Vec<IpAddr>,
 }
 
 /// What one answer changed.
@@ -58,6 +66,41 @@ impl NameState {
     pub fn addrs(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.followed.iter().map(|f| f.addr)
     }
+
+    /// `ip`'s rules are removed: it is no longer waiting for that.
+    pub fn removed(&mut self, ip: IpAddr) {
+        self.removing.retain(|r| *r != ip);
+    }
+
+    /// Adds `gone` to `removing`, once each, and drops from it what is followed again.
+    fn add_removals(&mut self, gone: &[IpAddr]) {
+        for &ip in gone {
+            if !self.removing.contains(&ip) {
+                self.removing.push(ip);
+            }
+        }
+        let followed = &self.followed;
+        self.removing
+            .retain(|ip| !followed.iter().any(|f| f.addr == *ip));
+    }
+}
+
+/// After a failed resolve at `now`: the addresses whose grace is over stop being followed
+/// (returned, and added to `removing`); nothing is added and the others stay as they are.
+pub fn expire(state: &mut NameState, grace: u64, now: u64) -> Vec<IpAddr> {
+    let over = |f: &Followed| {
+        f.missing_since
+            .is_some_and(|s| now.saturating_sub(s) >= grace)
+    };
+    let gone: Vec<IpAddr> = state
+        .followed
+        .iter()
+        .filter(|f| over(f))
+        .map(|f| f.addr)
+        .collect();
+    state.followed.retain(|f| !over(f));
+    state.add_removals(&gone);
+    gone
 }
 
 /// Applies one successful answer `resolved` (in the resolver's order) at `now`.
@@ -129,7 +172,9 @@ pub fn follow(
         followed,
         refused,
         over_cap,
+        removing: std::mem::take(&mut state.removing),
     };
+    state.add_removals(&out.removed);
     out
 }
 
@@ -298,7 +343,10 @@ mod tests {
             let before = state.clone();
             let got = match answer {
                 Some(a) => follow(&mut state, &ips(a), &grantable, 300, now),
-                None => Changes::default(),
+                None => Changes {
+                    removed: expire(&mut state, 300, now),
+                    ..Changes::default()
+                },
             };
             let want = Changes {
                 added: ips(added),
@@ -309,6 +357,41 @@ mod tests {
             assert_eq!(got, want, "at {now} from {before:?}");
             assert_eq!(state.addrs().collect::<Vec<_>>(), ips(after), "at {now}");
         }
+    }
+
+    /// A name that goes silent still loses an address whose grace is over, and an address
+    /// to remove stays to remove until the caller's removal succeeded.
+    #[test]
+    fn removals_survive_silence_and_failures() {
+        let mut s = NameState::default();
+        follow(&mut s, &ips("203.0.113.7"), &grantable, 300, 0);
+        follow(&mut s, &ips("203.0.113.8"), &grantable, 300, 100);
+        // Silent within the grace: nothing goes.
+        assert_eq!(expire(&mut s, 300, 399), ips(""));
+        let addrs = |s: &NameState| s.addrs().collect::<Vec<_>>();
+        assert_eq!(addrs(&s), ips("203.0.113.8 203.0.113.7"));
+        // Silent past it: the graced address goes, though no answer came.
+        assert_eq!(expire(&mut s, 300, 400), ips("203.0.113.7"));
+        assert_eq!(addrs(&s), ips("203.0.113.8"));
+        assert_eq!(s.removing, ips("203.0.113.7"));
+        // Its removal failed: still to remove after the next answer, once.
+        follow(&mut s, &ips("203.0.113.8"), &grantable, 300, 500);
+        assert_eq!(s.removing, ips("203.0.113.7"));
+        // Back in an answer: followed again, nothing to remove.
+        let c = follow(
+            &mut s,
+            &ips("203.0.113.8 203.0.113.7"),
+            &grantable,
+            300,
+            600,
+        );
+        assert_eq!(c.added, ips("203.0.113.7"));
+        assert_eq!(s.removing, ips(""));
+        // Gone again, and this time removed: the caller says so.
+        follow(&mut s, &ips("203.0.113.8"), &grantable, 0, 700);
+        assert_eq!(s.removing, ips("203.0.113.7"));
+        s.removed(ips("203.0.113.7")[0]);
+        assert_eq!(s.removing, ips(""));
     }
 
     #[test]
