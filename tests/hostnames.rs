@@ -372,6 +372,8 @@ fn a_failed_removal_is_tried_again() {
     wait_until(8, &k, "the refused removal tried three times", || {
         k.log().matches(&line).count() >= 3
     });
-    assert!(!k.log().contains(&format!("{who} removed=203.0.113.7 result=ok")));
+    assert!(!k
+        .log()
+        .contains(&format!("{who} removed=203.0.113.7 result=ok")));
     assert_eq!(open(&sim, "203.0.113.7"), 2, "{}", k.log());
 }

@@ -200,6 +200,15 @@ fn grant_kept(
     let config = &door.config;
     let instances = door.firewall.instances();
     for grant in grants {
+        // The line may have gone while this pass resolved or granted (`--remove-client`
+        // removes it, waits for this thread to notice, then revokes): nothing more is granted
+        // for it. A grant already under way when the line goes can still land after the
+        // revoke; its rules then run out with their lifetime.
+        let hosts = door.keys.clients_now();
+        let listed = (hosts.hosts().iter()).any(|h| h.label == line.label && h.name == line.name);
+        if !listed {
+            return;
+        }
         let deadline = Instant::now() + config.limits.knock_timeout;
         let outcomes = door.firewall.grant(grant, deadline);
         let (ok, detail) = confirmed(&outcomes, &instances);
