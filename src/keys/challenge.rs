@@ -481,6 +481,41 @@ mod tests {
         format!("{label}.{c}.{}", response_hash(key, label, &c))
     }
 
+    /// Nonces and per-process secrets come from the system's randomness: two draws differ.
+    #[test]
+    fn nonces_and_secrets_are_drawn_fresh() {
+        let n = [new_nonce().expect("rng"), new_nonce().expect("rng")];
+        assert_ne!(n[0], n[1]);
+        let s = [new_secret().expect("rng"), new_secret().expect("rng")];
+        assert_ne!(s[0], s[1]);
+    }
+
+    /// A knock's Debug names the label and T, never G or H (a log line of it must not let
+    /// anyone replay it); every refusal reason says what was wrong.
+    #[test]
+    fn debug_hides_g_and_h_and_reasons_explain_themselves() {
+        let text = knock_text("office", KEY, NOW, "203.0.113.7");
+        let k = parse(&text);
+        let shown = format!("{k:?}");
+        assert!(
+            shown.contains("\"office\"") && shown.contains(&NOW.to_string()),
+            "{shown}"
+        );
+        let h = text.rsplit('.').next().expect("H");
+        assert!(
+            !shown.contains(h) && !shown.contains(&hex::encode(k.g)),
+            "{shown}"
+        );
+        for r in [
+            Reason::Stale,
+            Reason::Challenge,
+            Reason::Unknown,
+            Reason::Signature,
+        ] {
+            assert!(r.to_string().len() > 20, "{r:?}: {r}");
+        }
+    }
+
     fn parse(k: &str) -> Knock {
         match parse_target(format!("/favico.ico?k={k}").as_bytes(), "/favico.ico") {
             Target::Knock(k) => k,
