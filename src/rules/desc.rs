@@ -74,6 +74,15 @@ pub fn encode(prefix: &str, label: &str, expires: i64) -> String {
     )
 }
 
+/// `label` as a description written by [`encode`] under `prefix` holds it: cut to fit, so a
+/// long prefix and a long label still compare with what the firewall has.
+pub fn stored_label(prefix: &str, label: &str) -> String {
+    match parse(prefix, &encode(prefix, label, 0)) {
+        Desc::Owned { label, .. } => label,
+        _ => label.to_string(),
+    }
+}
+
 pub fn parse(prefix: &str, desc: &str) -> Desc {
     let Some(rest) = desc.strip_prefix(prefix) else {
         // Only the exact legacy form: anything else under `Knockd-` stays foreign.

@@ -54,6 +54,13 @@ impl RevokeTarget {
 /// Owned rules for `target` (legacy rules of the original program included): what `--revoke`
 /// deletes.
 pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &RevokeTarget) -> Vec<FirewallRule> {
+    // A label too long for the description beside a long FW_RULE_NAME_PREFIX is written cut
+    // short: it is looked for as written (an original program's rule, never cut by knockd, as
+    // given).
+    let stored = match target {
+        RevokeTarget::Label(l) => desc::stored_label(prefix, l),
+        RevokeTarget::Block(_) => String::new(),
+    };
     rules
         .iter()
         .filter(|r| {
@@ -64,7 +71,7 @@ pub fn revoke(rules: &[FirewallRule], prefix: &str, target: &RevokeTarget) -> Ve
             match target {
                 RevokeTarget::Block(b) => rule_block(r)
                     .is_some_and(|rb| rb.prefix() >= b.prefix() && b.contains(rb.addr())),
-                RevokeTarget::Label(l) => label == *l,
+                RevokeTarget::Label(l) => label == *l || label == stored,
             }
         })
         .cloned()
@@ -82,4 +89,37 @@ pub fn labelled_block(
     let mut doomed = revoke(rules, prefix, &RevokeTarget::Label(label.to_string()));
     doomed.retain(|r| rule_block(r) == Some(block));
     doomed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(ip: &str, description: String) -> FirewallRule {
+        FirewallRule {
+            protocol: "TCP".into(),
+            port: "22".into(),
+            cidr_block: Some(ip.into()),
+            ipv6_cidr_block: None,
+            action: "ACCEPT".into(),
+            description,
+        }
+    }
+
+    /// A 20-byte prefix leaves room for 23 bytes of label: a 24-character label is written
+    /// cut, and `--revoke LABEL`, `--remove-client` and a host name's removal still find it.
+    #[test]
+    fn a_label_cut_to_fit_the_description_is_found() {
+        let prefix = "Knockd-LongPrefix20-";
+        assert_eq!(prefix.len(), 20);
+        let label = "abcdefghijklmnopqrstuvwx";
+        let long = rule("203.0.113.7", desc::encode(prefix, label, 1_800_000_000));
+        let other = rule("203.0.113.8", desc::encode(prefix, "office", 1_800_000_000));
+        let rules = [long.clone(), other];
+        assert!(!long.description.contains(label), "{}", long.description);
+        let target = RevokeTarget::Label(label.to_string());
+        assert_eq!(revoke(&rules, prefix, &target), std::slice::from_ref(&long));
+        let block = rule_block(&long).expect("block");
+        assert_eq!(labelled_block(&rules, prefix, block, label), [long]);
+    }
 }
