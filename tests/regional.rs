@@ -11,16 +11,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::knockd::{free_port, temp_dir, write_config, REFERER, SUCCESS};
-use common::{assert_no_secrets, capture, show, SECRET_ID, SECRET_KEY};
+use common::knockd::{
+    base_config, free_port, run_in, set, temp_dir, write_config, Knockd, REFERER, SUCCESS,
+};
+use common::netns::Netns;
+use common::sim::Sim;
+use common::{show, SECRET_ID, SECRET_KEY};
 use serde_json::Value;
 
 const REGIONS: [&str; 3] = ["ap-guangzhou", "ap-shanghai", "ap-hongkong"];
@@ -30,227 +31,43 @@ fn sim_host(region: &str) -> String {
     format!("lighthouse.{region}.sim.localhost")
 }
 
-/// A network namespace with loopback up and a hosts file of its own; removed on drop.
-struct Netns {
-    name: String,
+/// A namespace whose hosts file maps each of `names` to 127.0.0.1 (`None`: not root, skip).
+fn namespace(names: &[String]) -> Option<Netns> {
+    let hosts: String = std::iter::once("127.0.0.1 localhost".to_string())
+        .chain(names.iter().map(|n| format!("127.0.0.1 {n}")))
+        .map(|l| l + "\n")
+        .collect();
+    Netns::new("reg", &hosts)
 }
 
-impl Netns {
-    /// A fresh namespace whose hosts file maps each of `names` to 127.0.0.1.
-    fn new(names: &[String]) -> Netns {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "knockd-reg-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let ns = Netns { name };
-        ns.ip(&["netns", "add", &ns.name]);
-        let dir = ns.etc();
-        std::fs::create_dir_all(&dir).expect("create /etc/netns/NAME");
-        let hosts: String = std::iter::once("127.0.0.1 localhost".to_string())
-            .chain(names.iter().map(|n| format!("127.0.0.1 {n}")))
-            .map(|l| l + "\n")
-            .collect();
-        std::fs::write(dir.join("hosts"), hosts).expect("write the namespace's hosts file");
-        ns.ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn etc(&self) -> std::path::PathBuf {
-        Path::new("/etc/netns").join(&self.name)
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let out = Command::new("ip").args(args).output().expect("run ip");
-        assert!(out.status.success(), "ip {args:?}: {}", show(&out));
-    }
-
-    /// `program` run inside the namespace (`ip netns exec` execs it: same process id).
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c
-    }
-
-    /// curl inside the namespace with a 20 s cap; (HTTP status, body).
-    fn curl(&self, args: &[&str]) -> (u16, String) {
-        common::knockd::ensure_clients();
-        let out = self
-            .command("curl")
-            .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
-            .args(args)
-            .output()
-            .expect("run curl");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Whatever a failed test left running in the namespace (only this test's processes).
-        if let Ok(out) = Command::new("ip")
-            .args(["netns", "pids", &self.name])
-            .output()
-        {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-KILL", pid]).status();
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-        let _ = std::fs::remove_dir_all(self.etc());
-    }
-}
-
-/// A process started in a namespace: its stderr collected, killed on drop, and its log checked
-/// for secrets like every fixture's.
-struct Proc {
-    who: &'static str,
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        self.log.lock().expect("log lock").clone()
-    }
-
-    fn wait_log(&self, needle: &str, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.log().contains(needle) {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !thread::panicking() {
-            thread::sleep(Duration::from_millis(50));
-            assert_no_secrets(self.who, &self.log());
-        }
-    }
-}
-
-/// The simulator in `ns` with these instances (`region:id`) and flags; (process, port).
-fn start_sim(ns: &Netns, instances: &[String], extra: &[&str]) -> (Proc, u16) {
-    let mut c = ns.command(common::sim::binary());
-    c.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--credential",
-        &format!("{SECRET_ID}:{SECRET_KEY}"),
-        "--no-default-rules",
-    ]);
+/// The simulator in `ns` with these instances (`region:id`) and no console rules.
+fn start_sim(ns: &Netns, instances: &[String]) -> Sim {
+    let mut args = vec!["--no-default-rules"];
     for i in instances {
-        c.args(["--instance", i]);
+        args.extend(["--instance", i.as_str()]);
     }
-    let mut child = c
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn lighthouse-sim in the namespace");
-    let log = capture(child.stderr.take().expect("stderr piped"));
-    let stdout = child.stdout.take().expect("stdout piped");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
-    let proc = Proc {
-        who: "lighthouse-sim",
-        child,
-        log,
-    };
-    let port = line
-        .trim()
-        .strip_prefix("lighthouse-sim listening on http://127.0.0.1:")
-        .and_then(|p| p.parse::<u16>().ok())
-        .unwrap_or_else(|| panic!("lighthouse-sim did not start: {line:?}\n{}", proc.log()));
-    (proc, port)
+    Sim::start_in(&ns.wrap(), &args)
 }
 
-/// The test configuration (tests/common/knockd.rs `base_config`), with `access_point`.
-fn config(access_point: &str, instances: &[String], port: u16) -> Vec<(String, String)> {
-    [
-        ("TENCENT_CLOUD_SECRET_ID", SECRET_ID),
-        ("TENCENT_CLOUD_SECRET_KEY", SECRET_KEY),
-        ("TENCENT_CLOUD_ACCESS_POINT", access_point),
-        (
-            "TENCENT_CLOUD_LIGHTHOUSE_INSTANCE_IDS",
-            &instances.join(","),
-        ),
-        ("TENCENT_CLOUD_REGION", "ap-guangzhou"),
-        ("KNOCK_REFERER", REFERER),
-        ("FW_PERMIT_PORTS_TCP", "22,443"),
-        ("FW_PERMIT_PORTS_UDP", "51820"),
-        ("BIND_IP", "127.0.0.1"),
-        ("BIND_PORT", &port.to_string()),
-        ("METHOD_TO_GET_CLIENT_IP", "2"),
-        ("PRUNE_INTERVAL", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-/// knockd serving in `ns` with `config` (its BIND_PORT is `port`), once it listens.
-fn start_knockd(ns: &Netns, dir: &Path, config: &[(String, String)]) -> Proc {
-    let path = write_config(dir, config);
-    let mut child = ns
-        .command(env!("CARGO_BIN_EXE_knockd"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn knockd in the namespace");
-    let log = capture(child.stderr.take().expect("stderr piped"));
-    let k = Proc {
-        who: "knockd",
-        child,
-        log,
-    };
-    assert!(
-        k.wait_log("listening on", Duration::from_secs(10)),
-        "knockd did not start:\n{}",
-        k.log()
-    );
-    k
-}
-
-/// A one-shot knockd command in `ns` with the config file in `dir`.
-fn run_knockd(ns: &Netns, dir: &Path, args: &[&str]) -> Output {
-    ns.command(env!("CARGO_BIN_EXE_knockd"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .arg("--config")
-        .arg(dir.join(".env"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run knockd in the namespace")
+/// knockd serving in `ns` for `instances`, its API calls to `access_point`; (knockd, its
+/// directory, its port).
+fn start_knockd(
+    ns: &Netns,
+    sim: &Sim,
+    tag: &str,
+    access_point: &str,
+    instances: &[String],
+) -> (Knockd, PathBuf, u16) {
+    let dir = temp_dir(tag);
+    let port = free_port();
+    let mut config = base_config(sim, &instances.join(","), port);
+    set(&mut config, "TENCENT_CLOUD_ACCESS_POINT", access_point);
+    let k = Knockd::start_in(&ns.wrap(), &dir, &config);
+    (k, dir, port)
 }
 
 /// A knock from `client` (X-Forwarded-For, METHOD 2), timed; asserts it succeeded.
-fn knock(ns: &Netns, port: u16, client: &str, k: &Proc) -> Duration {
+fn knock(ns: &Netns, port: u16, client: &str, k: &Knockd) -> Duration {
     let t = Instant::now();
     let (status, body) = ns.curl(&[
         "-H",
@@ -264,12 +81,6 @@ fn knock(ns: &Netns, port: u16, client: &str, k: &Proc) -> Duration {
     let took = t.elapsed();
     assert_eq!((status, body.as_str()), (500, SUCCESS), "{}", k.log());
     took
-}
-
-fn sim_state(ns: &Netns, sim_port: u16) -> Value {
-    let (status, body) = ns.curl(&[&format!("http://127.0.0.1:{sim_port}/__state")]);
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).expect("state is JSON")
 }
 
 /// `n` instances taking the regions in turn, as `region:lhins-…`.
@@ -300,13 +111,14 @@ fn rate_limited(state: &Value) -> u64 {
 #[test]
 fn a_knock_to_three_regions_sends_each_instances_calls_to_its_own_regional_host() {
     let names: Vec<String> = REGIONS.iter().map(|r| sim_host(r)).collect();
-    let ns = Netns::new(&names);
+    let Some(ns) = namespace(&names) else {
+        return;
+    };
     let instances = fleet(6);
-    let (sim, sim_port) = start_sim(&ns, &instances, &[]);
-    let dir = temp_dir("regional-hosts");
-    let port = free_port();
+    let sim = start_sim(&ns, &instances);
+    let sim_port = sim.port;
     let pattern = format!("http://lighthouse.{{region}}.sim.localhost:{sim_port}");
-    let k = start_knockd(&ns, &dir, &config(&pattern, &instances, port));
+    let (k, dir, port) = start_knockd(&ns, &sim, "regional-hosts", &pattern, &instances);
     let host = |r: &str| format!("{}:{sim_port}", sim_host(r));
 
     // The listen line names the three hosts.
@@ -321,7 +133,7 @@ fn a_knock_to_three_regions_sends_each_instances_calls_to_its_own_regional_host(
     );
 
     knock(&ns, port, "203.0.113.7", &k);
-    let state = sim_state(&ns, sim_port);
+    let state = sim.state();
     let by_host = &state["calls_by_host"];
     let by_instance = &state["calls_by_instance"];
     let mut figures = Vec::new();
@@ -347,7 +159,7 @@ fn a_knock_to_three_regions_sends_each_instances_calls_to_its_own_regional_host(
     );
 
     // `--check` names the hosts, and DescribeRegions goes to TENCENT_CLOUD_REGION's.
-    let out = run_knockd(&ns, &dir, &["--check"]);
+    let out = run_in(&ns.wrap(), &dir.join(".env"), &["--check"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", show(&out));
     assert!(
@@ -366,7 +178,7 @@ fn a_knock_to_three_regions_sends_each_instances_calls_to_its_own_regional_host(
             "{text}"
         );
     }
-    let state = sim_state(&ns, sim_port);
+    let state = sim.state();
     assert_eq!(
         state["calls_by_host"][host("ap-guangzhou")]["DescribeRegions"],
         1,
@@ -380,14 +192,15 @@ fn a_knock_to_three_regions_sends_each_instances_calls_to_its_own_regional_host(
 #[test]
 fn thirty_instances_over_three_regional_hosts_get_three_budgets_and_trip_no_host_limit() {
     let names: Vec<String> = REGIONS.iter().map(|r| sim_host(r)).collect();
-    let ns = Netns::new(&names);
+    let Some(ns) = namespace(&names) else {
+        return;
+    };
     let instances = fleet(30);
     // The simulator's own limits are on: 10 Creates per second per host.
-    let (sim, sim_port) = start_sim(&ns, &instances, &[]);
-    let dir = temp_dir("regional-fleet");
-    let port = free_port();
+    let sim = start_sim(&ns, &instances);
+    let sim_port = sim.port;
     let pattern = format!("http://lighthouse.{{region}}.sim.localhost:{sim_port}");
-    let k = start_knockd(&ns, &dir, &config(&pattern, &instances, port));
+    let (k, _dir, port) = start_knockd(&ns, &sim, "regional-fleet", &pattern, &instances);
     let window = Duration::from_millis(1200);
     let first = knock(&ns, port, "203.0.113.1", &k);
     thread::sleep(window);
@@ -404,7 +217,7 @@ fn thirty_instances_over_three_regional_hosts_get_three_budgets_and_trip_no_host
             b.join().expect("knock thread"),
         )
     });
-    let state = sim_state(&ns, sim_port);
+    let state = sim.state();
     assert_eq!(rate_limited(&state), 0, "{}", state["errors"]);
     assert!(!k.log().contains("RequestLimitExceeded"), "{}", k.log());
     for region in REGIONS {
@@ -429,13 +242,14 @@ fn thirty_instances_over_three_regional_hosts_get_three_budgets_and_trip_no_host
 fn thirty_instances_through_one_named_host_share_its_one_budget() {
     // TENCENT_CLOUD_ACCESS_POINT naming one host (as the international site's does): every
     // call enters one access region, so one budget, which knockd keeps to.
-    let ns = Netns::new(&["api.sim.localhost".to_string()]);
+    let Some(ns) = namespace(&["api.sim.localhost".to_string()]) else {
+        return;
+    };
     let instances = fleet(30);
-    let (sim, sim_port) = start_sim(&ns, &instances, &[]);
-    let dir = temp_dir("regional-one-host");
-    let port = free_port();
+    let sim = start_sim(&ns, &instances);
+    let sim_port = sim.port;
     let access_point = format!("http://api.sim.localhost:{sim_port}");
-    let k = start_knockd(&ns, &dir, &config(&access_point, &instances, port));
+    let (k, _dir, port) = start_knockd(&ns, &sim, "regional-one-host", &access_point, &instances);
     assert!(
         k.log().contains(&format!("endpoint={access_point}/ ")),
         "{}",
@@ -443,7 +257,7 @@ fn thirty_instances_through_one_named_host_share_its_one_budget() {
     );
     let first = knock(&ns, port, "203.0.113.1", &k);
     let new = knock(&ns, port, "203.0.113.2", &k);
-    let state = sim_state(&ns, sim_port);
+    let state = sim.state();
     assert_eq!(rate_limited(&state), 0, "{}", state["errors"]);
     let host = format!("api.sim.localhost:{sim_port}");
     assert_eq!(

@@ -53,6 +53,20 @@ impl Netns {
             .collect()
     }
 
+    /// curl inside the namespace with a 20 s cap; (HTTP status, body).
+    pub fn curl(&self, args: &[&str]) -> (u16, String) {
+        super::knockd::ensure_clients();
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "curl"])
+            .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     fn ip(&self, args: &[&str]) {
         let out = Command::new("ip").args(args).output().expect("run ip");
         assert!(out.status.success(), "ip {args:?}: {}", super::show(&out));
