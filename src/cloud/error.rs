@@ -300,6 +300,19 @@ pub(crate) fn replan(e: &ApiError) -> bool {
         || e.code().is_some_and(|c| c.starts_with("FailedOperation"))
 }
 
+/// Errors for unit tests here and in the layers above.
+#[cfg(test)]
+impl ApiError {
+    /// An error answer of the API with this code.
+    pub(crate) fn api(code: &str) -> ApiError {
+        ApiError::Api {
+            code: code.into(),
+            message: "m".into(),
+            request_id: "r".into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,11 +387,7 @@ mod tests {
     }
 
     fn api(code: &str) -> ApiError {
-        ApiError::Api {
-            code: code.into(),
-            message: "m".into(),
-            request_id: "r".into(),
-        }
+        ApiError::api(code)
     }
 
     #[test]

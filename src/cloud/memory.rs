@@ -166,14 +166,7 @@ mod tests {
     use crate::rules::planner::Plan;
 
     fn rule(ip: &str, desc: &str) -> FirewallRule {
-        FirewallRule {
-            protocol: "TCP".into(),
-            port: "22".into(),
-            cidr_block: Some(ip.into()),
-            ipv6_cidr_block: None,
-            action: "ACCEPT".into(),
-            description: desc.into(),
-        }
+        FirewallRule::accept("TCP", "22", ip, desc)
     }
 
     #[test]

@@ -414,11 +414,7 @@ mod tests {
     use super::*;
 
     fn api(code: &str) -> ApiError {
-        ApiError::Api {
-            code: code.into(),
-            message: "m".into(),
-            request_id: "r".into(),
-        }
+        ApiError::api(code)
     }
 
     #[test]

@@ -47,6 +47,23 @@ impl FirewallRule {
     }
 }
 
+/// Rules for unit tests here and in the layers above.
+#[cfg(test)]
+impl FirewallRule {
+    /// An ACCEPT rule; `cidr` goes to the IPv4 or the IPv6 field by its form.
+    pub(crate) fn accept(proto: &str, port: &str, cidr: &str, desc: &str) -> FirewallRule {
+        let v6 = cidr.contains(':');
+        FirewallRule {
+            protocol: proto.into(),
+            port: port.into(),
+            cidr_block: (!v6).then(|| cidr.to_string()),
+            ipv6_cidr_block: v6.then(|| cidr.to_string()),
+            action: "ACCEPT".into(),
+            description: desc.into(),
+        }
+    }
+}
+
 /// Written against survivors of `make mutants` (cargo-mutants): each pins a behaviour a user
 /// would notice. Kept apart from any `tests` module so edits of either merge cleanly.
 #[cfg(test)]

@@ -622,15 +622,7 @@ mod tests {
     }
 
     fn rule(proto: &str, port: &str, cidr: &str, desc: &str) -> FirewallRule {
-        let v6 = cidr.contains(':');
-        FirewallRule {
-            protocol: proto.into(),
-            port: port.into(),
-            cidr_block: (!v6).then(|| cidr.to_string()),
-            ipv6_cidr_block: v6.then(|| cidr.to_string()),
-            action: "ACCEPT".into(),
-            description: desc.into(),
-        }
+        FirewallRule::accept(proto, port, cidr, desc)
     }
 
     fn owned(proto: &str, port: &str, ip: &str, label: &str, expires: i64) -> FirewallRule {

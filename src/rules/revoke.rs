@@ -96,14 +96,7 @@ mod tests {
     use super::*;
 
     fn rule(ip: &str, description: String) -> FirewallRule {
-        FirewallRule {
-            protocol: "TCP".into(),
-            port: "22".into(),
-            cidr_block: Some(ip.into()),
-            ipv6_cidr_block: None,
-            action: "ACCEPT".into(),
-            description,
-        }
+        FirewallRule::accept("TCP", "22", ip, &description)
     }
 
     /// A 20-byte prefix leaves room for 23 bytes of label: a 24-character label is written
