@@ -293,14 +293,7 @@ impl Conn {
 
     /// Drops leading `\n` and `\r\n` lines (a lone `\r` waits for more); returns the count.
     fn skip_blank_lines(&mut self) -> usize {
-        let mut i = 0;
-        loop {
-            match self.buf.get(i..self.len) {
-                Some([b'\n', ..]) => i += 1,
-                Some([b'\r', b'\n', ..]) => i += 2,
-                _ => break,
-            }
-        }
+        let i = http::blank_lines(&self.buf[..self.len]);
         self.consume(i);
         i
     }

@@ -194,6 +194,19 @@ pub fn parse_head(buf: &[u8]) -> Parsed {
     Parsed::Complete(head, consumed)
 }
 
+/// How many bytes of leading `\n` and `\r\n` lines `buf` starts with (a lone `\r` waits for
+/// more): before a request line they are skipped, as httparse and some embedded clients do.
+pub(crate) fn blank_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    loop {
+        match buf.get(i..) {
+            Some([b'\n', ..]) => i += 1,
+            Some([b'\r', b'\n', ..]) => i += 2,
+            _ => return i,
+        }
+    }
+}
+
 fn trim(mut v: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = v {
         v = rest;
@@ -289,14 +302,7 @@ impl HeadReader {
 
     /// Drops leading `\n` and `\r\n` lines (a lone `\r` waits for more); returns the count.
     fn skip_blank_lines(&mut self) -> usize {
-        let mut i = 0;
-        loop {
-            match self.buf.get(i..self.len) {
-                Some([b'\n', ..]) => i += 1,
-                Some([b'\r', b'\n', ..]) => i += 2,
-                _ => break,
-            }
-        }
+        let i = blank_lines(&self.buf[..self.len]);
         self.consume(i);
         i
     }
