@@ -18,7 +18,6 @@ use common::forbid_in_logs;
 use common::knockd::*;
 use common::sim::Sim;
 use common::{Setup, INSTANCE};
-use sha2::{Digest, Sha256};
 
 const KEY_A: &str = "aliceKEYaliceKEYaliceKEYaliceKEYaliceKEY_-0";
 const KEY_B: &str = "bobKEYbobKEYbobKEYbobKEYbobKEYbobKEYbob-_01";
@@ -68,10 +67,7 @@ impl Door {
     }
 
     fn get(&self, query: &str, xff: &str) -> String {
-        let url = format!("{}?{query}", self.url());
-        let (status, body) = curl(&["-H", &format!("X-Forwarded-For: {xff}"), &url]);
-        assert_eq!(status, 500, "knockd always answers 500");
-        body
+        get_as(&format!("{}?{query}", self.url()), xff)
     }
 
     /// Step 1 for `label` from `xff`: `T.N.G`.
@@ -106,17 +102,6 @@ impl Door {
         assert_eq!(untils[0], untils[1]);
         untils[0].clone()
     }
-}
-
-/// `k=LABEL.T.N.G[.L].H`, H = SHA-256 of `KEY:LABEL:T.N.G[.L]:KEY`, registered as a secret.
-fn step2(label: &str, key: &str, challenge: &str, lifetime: Option<u64>) -> String {
-    let signed = match lifetime {
-        Some(l) => format!("{challenge}.{l}"),
-        None => challenge.to_string(),
-    };
-    let h = hex::encode(Sha256::digest(format!("{key}:{label}:{signed}:{key}")));
-    forbid_in_logs("a knock's H", &h);
-    format!("k={label}.{signed}.{h}")
 }
 
 /// The `until` texts a rule written between `before` and `after` with this lifetime may carry

@@ -21,7 +21,7 @@ use common::knockd::*;
 use common::sim::Sim;
 use common::Setup;
 use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 const INST: &str = "lhins-kn0ck001";
 const KEY_A: &str = "aliceKEYaliceKEYaliceKEYaliceKEYaliceKEY_-0";
@@ -60,10 +60,7 @@ impl Door {
     /// One GET on the knock path with this query, as a client at `xff` behind the loopback
     /// proxy; returns the body.
     fn get(&self, query: &str, xff: &str) -> String {
-        let url = format!("{}?{query}", self.url());
-        let (status, body) = curl(&["-H", &format!("X-Forwarded-For: {xff}"), &url]);
-        assert_eq!(status, 500, "knockd always answers 500");
-        body
+        get_as(&format!("{}?{query}", self.url()), xff)
     }
 
     /// Step 1 for `label` from `xff`: the challenge `T.N.G`.
@@ -76,7 +73,7 @@ impl Door {
     /// Both steps; returns the step-2 body and the step-2 query (to replay it).
     fn knock(&self, label: &str, key: &str, xff: &str) -> (String, String) {
         let c = self.challenge(label, xff);
-        let q = step2(label, key, &c);
+        let q = step2(label, key, &c, None);
         (self.get(&q, xff), q)
     }
 
@@ -102,16 +99,6 @@ fn is_challenge(body: &str) -> bool {
 }
 
 /// H = hex SHA-256 of `KEY:LABEL:T.N.G:KEY`, registered as a secret no log may contain.
-fn h(key: &str, label: &str, challenge: &str) -> String {
-    let h = hex::encode(Sha256::digest(format!("{key}:{label}:{challenge}:{key}")));
-    forbid_in_logs("a knock's H", &h);
-    h
-}
-
-fn step2(label: &str, key: &str, challenge: &str) -> String {
-    format!("k={label}.{challenge}.{}", h(key, label, challenge))
-}
-
 /// G as knockd computes it with KNOCK_CHALLENGE_SECRET, for crafted challenges.
 fn g(label: &str, t: i64, n: &str, addr: &str) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(CHALLENGE_SECRET.as_bytes())
@@ -423,7 +410,7 @@ fn a_captured_step2_url_sent_again_is_refused_with_no_api_call() {
 fn a_captured_step2_url_from_another_address_is_refused() {
     let d = door(&default_clients(), &[]);
     let c = d.challenge("alice", "198.51.100.7");
-    let q = step2("alice", KEY_A, &c);
+    let q = step2("alice", KEY_A, &c, None);
     let calls = d.sim.total_calls();
     // The sniffer sends it first, within the window, from its own address.
     assert_eq!(d.get(&q, "198.51.100.66"), FAILURE);
@@ -440,14 +427,17 @@ fn a_challenge_older_than_the_ttl_is_refused() {
     // Waited out.
     let c = d.challenge("alice", "198.51.100.7");
     thread::sleep(Duration::from_millis(3200));
-    assert_eq!(d.get(&step2("alice", KEY_A, &c), "198.51.100.7"), FAILURE);
+    assert_eq!(
+        d.get(&step2("alice", KEY_A, &c, None), "198.51.100.7"),
+        FAILURE
+    );
     assert!(d.wait_log("reject addr=198.51.100.7 reason=stale"));
     // Crafted in the past with a valid G (knockd's secret is known here).
     let t = common::sim::now() - 120;
     let n = "0123456789abcdef";
     let crafted = format!("{t}.{n}.{}", g("alice", t, n, "198.51.100.8"));
     assert_eq!(
-        d.get(&step2("alice", KEY_A, &crafted), "198.51.100.8"),
+        d.get(&step2("alice", KEY_A, &crafted, None), "198.51.100.8"),
         FAILURE
     );
     assert!(d.wait_log("reject addr=198.51.100.8 reason=stale"));
@@ -455,7 +445,7 @@ fn a_challenge_older_than_the_ttl_is_refused() {
     let t = common::sim::now();
     let fresh = format!("{t}.{n}.{}", g("alice", t, n, "198.51.100.8"));
     assert_eq!(
-        d.get(&step2("alice", KEY_A, &fresh), "198.51.100.8"),
+        d.get(&step2("alice", KEY_A, &fresh, None), "198.51.100.8"),
         SUCCESS
     );
     assert!(d.sim.rules_for(INST, "198.51.100.7").is_empty());
@@ -488,7 +478,7 @@ fn refused_unknown_label_counts_toward_the_lockout() {
     refused_and_counted(
         |d| {
             let c = d.challenge("mallory", "198.51.100.7");
-            step2("mallory", KEY_A, &c)
+            step2("mallory", KEY_A, &c, None)
         },
         "unknown",
     );
@@ -499,7 +489,7 @@ fn refused_expired_client_counts_toward_the_lockout() {
     refused_and_counted(
         |d| {
             let c = d.challenge("old", "198.51.100.7");
-            step2("old", KEY_OLD, &c)
+            step2("old", KEY_OLD, &c, None)
         },
         "expired",
     );
@@ -510,7 +500,7 @@ fn refused_wrong_key_counts_toward_the_lockout() {
     refused_and_counted(
         |d| {
             let c = d.challenge("alice", "198.51.100.7");
-            step2("alice", KEY_B, &c)
+            step2("alice", KEY_B, &c, None)
         },
         "signature",
     );
@@ -533,7 +523,7 @@ fn tampered(d: &Door, i: usize) -> String {
         }
     };
     // H over the tampered text, as a forger with the key but not knockd's secret would send.
-    step2("alice", KEY_A, &parts.join("."))
+    step2("alice", KEY_A, &parts.join("."), None)
 }
 
 #[test]
@@ -560,9 +550,9 @@ fn refused_malformed_request_counts_toward_the_lockout() {
 fn after_lockout_failures_refusals_the_right_knock_is_refused() {
     let d = door(&default_clients(), &[("LOCKOUT_FAILURES", "6")]);
     let from = "198.51.100.7";
-    let unknown = step2("mallory", KEY_A, &d.challenge("mallory", from));
-    let expired = step2("old", KEY_OLD, &d.challenge("old", from));
-    let wrong = step2("alice", KEY_B, &d.challenge("alice", from));
+    let unknown = step2("mallory", KEY_A, &d.challenge("mallory", from), None);
+    let expired = step2("old", KEY_OLD, &d.challenge("old", from), None);
+    let wrong = step2("alice", KEY_B, &d.challenge("alice", from), None);
     let t = tampered(&d, 0);
     let n = tampered(&d, 1);
     for q in [unknown, expired, wrong, t, n] {

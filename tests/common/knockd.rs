@@ -322,3 +322,24 @@ pub fn knock_wget(k: &Knockd, client: &str, label: &str) -> String {
         .expect("run wget");
     String::from_utf8_lossy(&out.stdout).to_string()
 }
+
+/// The step-2 query of a key knock, `k=LABEL.T.N.G[.L].H`, for `challenge` (`T.N.G`) and an
+/// optional lifetime L: H = SHA-256 of `KEY:LABEL:T.N.G[.L]:KEY`, registered as a secret.
+pub fn step2(label: &str, key: &str, challenge: &str, lifetime: Option<u64>) -> String {
+    use sha2::{Digest, Sha256};
+    let signed = match lifetime {
+        Some(l) => format!("{challenge}.{l}"),
+        None => challenge.to_string(),
+    };
+    let h = hex::encode(Sha256::digest(format!("{key}:{label}:{signed}:{key}")));
+    super::forbid_in_logs("a knock's H", &h);
+    format!("k={label}.{signed}.{h}")
+}
+
+/// A GET of `url` as from `xff` (X-Forwarded-For, behind the loopback proxy): the body, once
+/// the status is checked to be knockd's one status, 500.
+pub fn get_as(url: &str, xff: &str) -> String {
+    let (status, body) = curl(&["-H", &format!("X-Forwarded-For: {xff}"), url]);
+    assert_eq!(status, 500, "knockd always answers 500");
+    body
+}
