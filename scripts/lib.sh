@@ -80,3 +80,15 @@ debian_tree() {
     mv "$dir.tmp" "$dir"
     log "Debian tree ready in $((SECONDS - t0)) s"
 }
+
+# ok / fail TEXT: one check's result line, counted in passed / failed for the script's summary
+# (test-contrib.sh, test-systemd.sh, test-demo.sh). Sourcing again keeps the counts.
+: "${passed:=0}" "${failed:=0}"
+ok() {
+    passed=$((passed + 1))
+    printf 'ok   %s\n' "$*"
+}
+fail() {
+    failed=$((failed + 1))
+    printf 'FAIL %s\n' "$*"
+}

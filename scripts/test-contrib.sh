@@ -36,15 +36,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-passed=0 failed=0
-ok() {
-    passed=$((passed + 1))
-    printf 'ok   %s\n' "$*"
-}
-fail() {
-    failed=$((failed + 1))
-    printf 'FAIL %s\n' "$*"
-}
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 UNITS=(knockd.service knockd-prune.service knockd-prune.timer knockd-knock@office.service)
 SYSTEMD_DIR=$ROOT/contrib/systemd

@@ -57,15 +57,6 @@ CARGO_DIR=${CARGO_HOME:-$HOME/.cargo}
 
 # On disk, not in memory: the repository copy, the container's target directory, the logs.
 TMP=$(mktemp -d /var/tmp/knockd-test-demo.XXXXXX)
-passed=0 failed=0
-ok() {
-    passed=$((passed + 1))
-    printf 'ok   %s\n' "$*"
-}
-fail() {
-    failed=$((failed + 1))
-    printf 'FAIL %s\n' "$*"
-}
 cleanup() {
     local rc=$?
     set +e

@@ -67,16 +67,7 @@ TMP=$(mktemp -d -t knockd-systemd.XXXXXX)
 NSPAWN_PID='' CT_PID='' SIM_PID='' NETNS=''
 # The knock client's own network: the host's end of the veth pair and the client's end.
 SERVER_IP=198.51.100.1 CLIENT_IP=198.51.100.2
-passed=0 failed=0
 log() { printf 'test-systemd: %s\n' "$*" >&2; }
-ok() {
-    passed=$((passed + 1))
-    printf 'ok   %s\n' "$*"
-}
-fail() {
-    failed=$((failed + 1))
-    printf 'FAIL %s\n' "$*"
-}
 die() {
     log "$*"
     exit 1
