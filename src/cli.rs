@@ -128,7 +128,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
         };
         let mut words = Words {
             flag,
-            inline: inline.clone(),
+            inline,
             it: &mut it,
         };
         if opts.option(&mut words)? {
@@ -143,7 +143,7 @@ pub fn parse_args(args: &[String]) -> Result<Args, String> {
                 | Command::Run(Op::RemoveClient { .. })
                 | Command::Knock { .. }
         );
-        if inline.is_some() && !takes_value {
+        if words.inline.is_some() && !takes_value {
             return Err(format!("{flag} takes no value"));
         }
         if let Some(prev) = &command {

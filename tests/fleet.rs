@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::knockd::*;
-use common::sim::Sim;
+use common::sim::{rate_limited, Sim};
 use common::Setup;
 use serde_json::Value;
 
@@ -27,18 +27,6 @@ fn fleet(n: usize, regions: &[&str]) -> (Setup, Vec<String>) {
         .instances(&refs, &instances.join(","))
         .sim_args(&["--no-default-rules"]);
     (setup, ids)
-}
-
-fn rate_limited(sim: &Sim) -> u64 {
-    sim.state()["errors"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| k.starts_with("RequestLimitExceeded"))
-                .filter_map(|(_, v)| v.as_u64())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Every instance has exactly TCP + UDP for `addr`.
@@ -77,7 +65,7 @@ fn twenty_five_instances_in_one_region_never_trip_the_simulators_rate_limit() {
     for addr in ["203.0.113.1", "203.0.113.2"] {
         assert_everywhere(&sim, &ids, addr);
     }
-    assert_eq!(rate_limited(&sim), 0, "{}", sim.state()["errors"]);
+    assert_eq!(rate_limited(&sim.state()), 0, "{}", sim.state()["errors"]);
     assert!(!k.log().contains("RequestLimitExceeded"), "{}", k.log());
     // 25 Creates at 10 per 1.1 s: three windows, so at least two full waits.
     assert!(new >= Duration::from_millis(2100), "{new:?}");
@@ -118,6 +106,6 @@ fn thirty_instances_over_three_regions_through_one_host_never_trip_its_rate_limi
         assert_everywhere(&sim, &ids, addr);
     }
     timed_knock(&k, "203.0.113.2");
-    assert_eq!(rate_limited(&sim), 0, "{}", sim.state()["errors"]);
+    assert_eq!(rate_limited(&sim.state()), 0, "{}", sim.state()["errors"]);
     assert!(!k.log().contains("RequestLimitExceeded"), "{}", k.log());
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,25 +34,6 @@ fn open_files_limit() -> usize {
         .and_then(|l| l.split_whitespace().nth(3))
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024)
-}
-
-fn read_all(s: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out).to_string()
-}
-
-fn bodies(raw: &str) -> Vec<String> {
-    raw.split("HTTP/1.1 500 Internal Server Error\r\n")
-        .skip(1)
-        .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
-        .collect()
 }
 
 #[test]

@@ -147,26 +147,6 @@ fn exchange(port: u16, request: &[u8]) -> String {
     read_all(&mut s)
 }
 
-fn read_all(s: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-        }
-    }
-    String::from_utf8_lossy(&out).to_string()
-}
-
-/// The bodies of the responses in `raw`, in order.
-fn bodies(raw: &str) -> Vec<String> {
-    raw.split("HTTP/1.1 500 Internal Server Error\r\n")
-        .skip(1)
-        .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
-        .collect()
-}
-
 fn knock_head(client: &str, eol: &str) -> String {
     format!(
         "GET /favico.ico HTTP/1.1{eol}Host: x{eol}Referer: {REFERER}{eol}Location: raw{eol}X-Forwarded-For: {client}{eol}{eol}"

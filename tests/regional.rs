@@ -20,7 +20,7 @@ use common::knockd::{
     base_config, free_port, run_in, set, temp_dir, write_config, Knockd, REFERER, SUCCESS,
 };
 use common::netns::Netns;
-use common::sim::Sim;
+use common::sim::{rate_limited, Sim};
 use common::{show, SECRET_ID, SECRET_KEY};
 use serde_json::Value;
 
@@ -93,18 +93,6 @@ fn fleet(n: usize) -> Vec<String> {
 fn sum(v: &Value) -> u64 {
     v.as_object()
         .map(|m| m.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(0)
-}
-
-fn rate_limited(state: &Value) -> u64 {
-    state["errors"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| k.starts_with("RequestLimitExceeded"))
-                .filter_map(|(_, v)| v.as_u64())
-                .sum()
-        })
         .unwrap_or(0)
 }
 

@@ -276,8 +276,13 @@ pub fn ensure_clients() {
 
 /// curl with a 20 s cap; returns (HTTP status, body).
 pub fn curl(args: &[&str]) -> (u16, String) {
+    curl_in(&[], args)
+}
+
+/// `curl` under `wrap` (`["ip", "netns", "exec", NAME]`: inside a network namespace).
+pub fn curl_in(wrap: &[String], args: &[&str]) -> (u16, String) {
     ensure_clients();
-    let out = Command::new("curl")
+    let out = wrapped(wrap, "curl")
         .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
         .args(args)
         .output()
@@ -342,4 +347,26 @@ pub fn get_as(url: &str, xff: &str) -> String {
     let (status, body) = curl(&["-H", &format!("X-Forwarded-For: {xff}"), url]);
     assert_eq!(status, 500, "knockd always answers 500");
     body
+}
+
+/// Everything the peer sends until it closes (or the read fails), as text.
+pub fn read_all(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// The bodies of the responses in `raw` (knockd's, all `500`), in order.
+pub fn bodies(raw: &str) -> Vec<String> {
+    raw.split("HTTP/1.1 500 Internal Server Error\r\n")
+        .skip(1)
+        .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
+        .collect()
 }

@@ -55,16 +55,7 @@ impl Netns {
 
     /// curl inside the namespace with a 20 s cap; (HTTP status, body).
     pub fn curl(&self, args: &[&str]) -> (u16, String) {
-        super::knockd::ensure_clients();
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.name, "curl"])
-            .args(["-sS", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
-            .args(args)
-            .output()
-            .expect("run curl");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        super::knockd::curl_in(&self.wrap(), args)
     }
 
     fn ip(&self, args: &[&str]) {

@@ -552,3 +552,16 @@ impl Sim {
             .unwrap_or(0)
     }
 }
+
+/// How many calls the simulator refused with a RequestLimitExceeded code, from its state.
+pub fn rate_limited(state: &Value) -> u64 {
+    state["errors"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with("RequestLimitExceeded"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
