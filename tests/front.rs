@@ -12,19 +12,6 @@ use std::time::{Duration, Instant};
 use common::knockd::*;
 use common::Setup;
 
-/// `VmRSS` (kB) and `Threads` of a process.
-fn rss_and_threads(pid: u32) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("Threads:"))
-}
-
 /// This process's soft descriptor limit, so the test opens no more than it may.
 fn open_files_limit() -> usize {
     std::fs::read_to_string("/proc/self/limits")
@@ -43,14 +30,14 @@ fn idle_connections_cost_no_thread_and_under_two_kib_each() {
         .set("CONNECTION_TIMEOUT", "30s")
         .start();
     thread::sleep(Duration::from_millis(300));
-    let (rss_before, threads_before) = rss_and_threads(k.pid());
+    let (_, rss_before, threads_before) = proc_status(k.pid());
     let n = 2000.min(open_files_limit().saturating_sub(100));
     let held: Vec<TcpStream> = (0..n)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", k.port)).ok())
         .collect();
     assert_eq!(held.len(), n, "every connect was accepted");
     thread::sleep(Duration::from_millis(500));
-    let (rss, threads) = rss_and_threads(k.pid());
+    let (_, rss, threads) = proc_status(k.pid());
     assert!(
         threads <= threads_before + 1,
         "{threads} threads with {n} idle connections ({threads_before} before)"

@@ -67,19 +67,6 @@ impl Case {
     }
 }
 
-/// `VmHWM`, `VmRSS` (kB) and `Threads` of a process.
-fn proc_status(pid: u32) -> (u64, u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"), field("Threads:"))
-}
-
 impl Case {
     /// A valid knock with curl from a fresh client address; asserts success within PROMPT and
     /// returns how long it took.

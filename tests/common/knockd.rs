@@ -370,3 +370,16 @@ pub fn bodies(raw: &str) -> Vec<String> {
         .map(|r| r.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
         .collect()
 }
+
+/// `VmHWM`, `VmRSS` (kB) and `Threads` of a process.
+pub fn proc_status(pid: u32) -> (u64, u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"), field("Threads:"))
+}
